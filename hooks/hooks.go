@@ -1,0 +1,83 @@
+// Package hooks parses and validates flannel's net-conf.json for the
+// extension backend: the network fields with flannel's defaults, and the
+// five hook commands, each parsed once into a shell AST at load time. It
+// also defines the environment contract each hook runs with.
+package hooks
+
+import (
+	"net/netip"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// Kind names one of the five extension hooks.
+type Kind int
+
+const (
+	PreStartup Kind = iota
+	PostStartup
+	SubnetAdd
+	SubnetRemove
+	Shutdown
+)
+
+// Kinds lists every hook kind in lifecycle order.
+var Kinds = [...]Kind{PreStartup, PostStartup, SubnetAdd, SubnetRemove, Shutdown}
+
+// String returns the Backend field name, such as "SubnetAddCommand".
+func (k Kind) String() string {
+	switch k {
+	case PreStartup:
+		return "PreStartupCommand"
+	case PostStartup:
+		return "PostStartupCommand"
+	case SubnetAdd:
+		return "SubnetAddCommand"
+	case SubnetRemove:
+		return "SubnetRemoveCommand"
+	case Shutdown:
+		return "ShutdownCommand"
+	}
+	return "UnknownCommand"
+}
+
+// Hook is one hook command: its source text and its parsed form.
+// A hook with empty Source is skipped; its File is nil.
+type Hook struct {
+	Kind   Kind
+	Source string
+	File   *syntax.File
+}
+
+// Empty reports whether the hook has no command and is skipped.
+func (h Hook) Empty() bool { return h.File == nil || len(h.File.Stmts) == 0 }
+
+// Backend is the parsed "Backend" object.
+type Backend struct {
+	Type  string
+	Hooks [len(Kinds)]Hook // indexed by Kind
+}
+
+// Hook returns the hook of kind k.
+func (b *Backend) Hook(k Kind) Hook { return b.Hooks[k] }
+
+// Config is a validated net-conf.json with flannel's defaults applied.
+type Config struct {
+	Network    netip.Prefix // required when EnableIPv4
+	SubnetLen  int
+	SubnetMin  netip.Addr
+	SubnetMax  netip.Addr
+	EnableIPv4 bool
+	EnableIPv6 bool
+
+	IPv6Network   netip.Prefix
+	IPv6SubnetLen int
+	IPv6SubnetMin netip.Addr
+	IPv6SubnetMax netip.Addr
+
+	Backend Backend
+
+	// Raw is the JSON the config was parsed from, for stores that publish
+	// it (<prefix>/config).
+	Raw []byte
+}

@@ -1,0 +1,131 @@
+package leases
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// SubnetKey returns flannel's key name for a lease: "10.50.3.0-24", or
+// "10.50.3.0-24&fd00:0:0:3::-64" when ipv6 is valid.
+func SubnetKey(ipv4, ipv6 netip.Prefix) string {
+	k := prefixKey(ipv4)
+	if ipv6.IsValid() {
+		k += "&" + prefixKey(ipv6)
+	}
+	return k
+}
+
+func prefixKey(p netip.Prefix) string {
+	return p.Addr().String() + "-" + strconv.Itoa(p.Bits())
+}
+
+// ParseSubnetKey parses a key name written by SubnetKey (or by flanneld).
+// The IPv6 prefix is zero when the key has none.
+func ParseSubnetKey(s string) (ipv4, ipv6 netip.Prefix, err error) {
+	v4, v6, dual := strings.Cut(s, "&")
+	if ipv4, err = parsePrefixKey(v4); err != nil {
+		return netip.Prefix{}, netip.Prefix{}, fmt.Errorf("subnet key %q: %w", s, err)
+	}
+	if !ipv4.Addr().Is4() {
+		return netip.Prefix{}, netip.Prefix{}, fmt.Errorf("subnet key %q: %s is not IPv4", s, v4)
+	}
+	if dual {
+		if ipv6, err = parsePrefixKey(v6); err != nil {
+			return netip.Prefix{}, netip.Prefix{}, fmt.Errorf("subnet key %q: %w", s, err)
+		}
+		if !ipv6.Addr().Is6() {
+			return netip.Prefix{}, netip.Prefix{}, fmt.Errorf("subnet key %q: %s is not IPv6", s, v6)
+		}
+	}
+	return ipv4, ipv6, nil
+}
+
+func parsePrefixKey(s string) (netip.Prefix, error) {
+	i := strings.LastIndexByte(s, '-')
+	if i < 0 {
+		return netip.Prefix{}, fmt.Errorf("missing '-' in %q", s)
+	}
+	addr, err := netip.ParseAddr(s[:i])
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	bits, err := strconv.Atoi(s[i+1:])
+	if err != nil || bits < 0 || bits > addr.BitLen() {
+		return netip.Prefix{}, fmt.Errorf("bad prefix length in %q", s)
+	}
+	p := netip.PrefixFrom(addr, bits)
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%s has host bits set", p)
+	}
+	return p, nil
+}
+
+// wireAttrs is flannel's JSON shape (field order matters for byte equality).
+type wireAttrs struct {
+	PublicIP    string          `json:"PublicIP"`
+	PublicIPv6  *string         `json:"PublicIPv6"`
+	BackendType string          `json:"BackendType"`
+	BackendData json.RawMessage `json:"BackendData,omitempty"`
+}
+
+// MarshalAttrs encodes a lease value exactly as flanneld does.
+func MarshalAttrs(a Attrs) ([]byte, error) {
+	w := wireAttrs{BackendType: a.BackendType}
+	if a.PublicIP.IsValid() {
+		w.PublicIP = a.PublicIP.String()
+	}
+	if a.PublicIPv6.IsValid() {
+		s := a.PublicIPv6.String()
+		w.PublicIPv6 = &s
+	}
+	if a.BackendData != "" {
+		b, err := json.Marshal(a.BackendData)
+		if err != nil {
+			return nil, fmt.Errorf("encode BackendData: %w", err)
+		}
+		w.BackendData = b
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(w); err != nil {
+		return nil, fmt.Errorf("encode lease: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// UnmarshalAttrs decodes a lease value written by flexhook or flanneld.
+// BackendData that is a JSON string is unquoted; any other JSON value
+// (flanneld's vxlan backend writes an object) is kept as its raw text.
+func UnmarshalAttrs(b []byte) (Attrs, error) {
+	var w wireAttrs
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Attrs{}, fmt.Errorf("decode lease: %w", err)
+	}
+	a := Attrs{BackendType: w.BackendType}
+	var err error
+	if w.PublicIP != "" {
+		if a.PublicIP, err = netip.ParseAddr(w.PublicIP); err != nil {
+			return Attrs{}, fmt.Errorf("decode lease: PublicIP: %w", err)
+		}
+	}
+	if w.PublicIPv6 != nil && *w.PublicIPv6 != "" {
+		if a.PublicIPv6, err = netip.ParseAddr(*w.PublicIPv6); err != nil {
+			return Attrs{}, fmt.Errorf("decode lease: PublicIPv6: %w", err)
+		}
+	}
+	if raw := bytes.TrimSpace(w.BackendData); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if raw[0] == '"' {
+			if err := json.Unmarshal(raw, &a.BackendData); err != nil {
+				return Attrs{}, fmt.Errorf("decode lease: BackendData: %w", err)
+			}
+		} else {
+			a.BackendData = string(raw)
+		}
+	}
+	return a, nil
+}
