@@ -1,0 +1,55 @@
+# flexhook build, test, demo and benchmarks. Every target works as root on a
+# fresh Debian machine: `deps` installs what is missing.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/flexhook
+# Debian packages the tests and the demo need (--no-install-recommends).
+DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go
+PRESET ?= vxlan
+NODES ?= 3
+INTEGRATION_TIMEOUT ?= 15m
+
+.PHONY: all build deps lint unit integration test demo bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/flexhook
+
+# deps installs the Debian packages (as root) and the Go modules.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root)"; exit 1; fi; \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(GO) mod download
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+
+# unit runs every package's tests with the race detector. The integration
+# tag is on so the few root-only tests inside packages (e.g. wireguard-go
+# fallback) run too; the slow netns suite is ./integration (below).
+unit:
+	$(GO) test -race -count=1 -tags integration $$($(GO) list ./... | grep -v /integration$$)
+
+# integration runs the root-only tests in network namespaces. With CI=true a
+# skip (not root, missing tool) is a failure.
+integration: build
+	FLEXHOOK_BIN=$(CURDIR)/$(BIN) $(GO) test -tags integration -count=1 -timeout $(INTEGRATION_TIMEOUT) -v ./integration/...
+
+test: deps lint unit integration
+
+demo: deps build
+	$(GO) run ./cmd/flexhook-lab -preset $(PRESET) -nodes $(NODES) -flexhook $(CURDIR)/$(BIN)
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log
+	@echo; echo "side-by-side ratios:"; $(GO) run ./internal/benchreport < .bench.log
+
+clean:
+	rm -rf bin .integration.log .bench.log
