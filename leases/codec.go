@@ -89,13 +89,13 @@ func MarshalAttrs(a Attrs) ([]byte, error) {
 		}
 		w.BackendData = b
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(w); err != nil {
+	// json.Marshal, like flanneld: it escapes <, > and & as \u003c, \u003e
+	// and \u0026, so the bytes match flanneld's for any BackendData.
+	b, err := json.Marshal(w)
+	if err != nil {
 		return nil, fmt.Errorf("encode lease: %w", err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return b, nil
 }
 
 // UnmarshalAttrs decodes a lease value written by flexhook or flanneld.
