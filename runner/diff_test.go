@@ -1,0 +1,111 @@
+package runner
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/flexhook/flexhook/leases"
+)
+
+// lease builds a remote lease from "10.50.2.0/24 192.0.2.2 data".
+func lease(s string) leases.Lease {
+	f := strings.Fields(s)
+	l := leases.Lease{
+		Subnet: netip.MustParsePrefix(f[0]),
+		Attrs:  leases.Attrs{PublicIP: netip.MustParseAddr(f[1]), BackendType: leases.BackendType},
+	}
+	if len(f) > 2 {
+		l.Attrs.BackendData = f[2]
+	}
+	return l
+}
+
+func leaseMap(ss ...string) map[netip.Prefix]leases.Lease {
+	m := map[netip.Prefix]leases.Lease{}
+	for _, s := range ss {
+		l := lease(s)
+		m[l.Subnet] = l
+	}
+	return m
+}
+
+// render prints a diff as "add 10.50.2.0/24 192.0.2.2 a; ..." in subnet order.
+func render(d map[netip.Prefix][]op) string {
+	var out []string
+	for _, s := range sortedSubnets(d) {
+		for _, o := range d[s] {
+			verb := map[bool]string{true: "add", false: "rm"}[o.kind.String() == "SubnetAddCommand"]
+			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", verb, o.lease.Subnet, o.lease.Attrs.PublicIP, o.lease.Attrs.BackendData)))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func TestDiff(t *testing.T) {
+	const a, a2, b = "10.50.2.0/24 192.0.2.2 x", "10.50.2.0/24 192.0.2.9 x", "10.50.3.0/24 192.0.2.3 y"
+	for _, tc := range []struct {
+		name             string
+		desired, applied []string
+		want             string
+	}{
+		{"nothing", nil, nil, ""},
+		{"new", []string{a}, nil, "add 10.50.2.0/24 192.0.2.2 x"},
+		{"gone", nil, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x"},
+		{"same", []string{a, b}, []string{a, b}, ""},
+		{"ip changed", []string{a2}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.2.0/24 192.0.2.9 x"},
+		{"data changed", []string{"10.50.2.0/24 192.0.2.2 z"}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.2.0/24 192.0.2.2 z"},
+		{"mixed", []string{b}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.3.0/24 192.0.2.3 y"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, render(diff(leaseMap(tc.desired...), leaseMap(tc.applied...))))
+		})
+	}
+}
+
+func TestDiffIgnoresExpiration(t *testing.T) {
+	d := leaseMap("10.50.2.0/24 192.0.2.2 x")
+	s := netip.MustParsePrefix("10.50.2.0/24")
+	l := d[s]
+	l.Expiration = l.Expiration.Add(1)
+	assert.Empty(t, diff(map[netip.Prefix]leases.Lease{s: l}, d))
+}
+
+func TestDiffIPv6Changed(t *testing.T) {
+	old := leaseMap("10.50.2.0/24 192.0.2.2 x")
+	s := netip.MustParsePrefix("10.50.2.0/24")
+	l := old[s]
+	l.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:2::/64")
+	l.Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::2")
+	assert.Len(t, diff(map[netip.Prefix]leases.Lease{s: l}, old)[s], 2)
+}
+
+func TestRemotes(t *testing.T) {
+	own := lease("10.50.1.0/24 192.0.2.1")
+	other := lease("10.50.4.0/24 192.0.2.4")
+	other.Attrs.BackendType = "vxlan"
+	snap := []leases.Lease{own, lease("10.50.2.0/24 192.0.2.2"), other}
+	got := remotes(snap, own.Subnet)
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.50.2.0/24")}, sortedSubnets(got))
+}
+
+func TestRetryDelay(t *testing.T) {
+	for _, tc := range []struct {
+		attempt int
+		want    int64
+	}{{1, 10}, {2, 20}, {3, 40}, {5, 100}, {60, 100}} {
+		assert.Equal(t, tc.want, int64(retryDelay(10, 100, tc.attempt)), "attempt %d", tc.attempt)
+	}
+}
+
+func TestFirstHost(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.50.3.0/24", "10.50.3.1/24"},
+		{"fd00:0:0:3::/64", "fd00:0:0:3::1/64"},
+	} {
+		assert.Equal(t, tc.want, firstHost(netip.MustParsePrefix(tc.in)).String())
+	}
+}

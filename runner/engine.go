@@ -1,0 +1,328 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner/shell"
+)
+
+// Executor runs one hook invocation. *shell.Shell satisfies it.
+type Executor interface {
+	Run(ctx context.Context, req shell.Request) (shell.Result, error)
+}
+
+// RangeOf returns the range a store allocates this config's leases from.
+func RangeOf(cfg *hooks.Config) leases.Range {
+	r := leases.Range{
+		Network:   cfg.Network,
+		SubnetLen: cfg.SubnetLen,
+		SubnetMin: cfg.SubnetMin,
+		SubnetMax: cfg.SubnetMax,
+	}
+	if cfg.EnableIPv6 {
+		r.IPv6Network = cfg.IPv6Network
+		r.IPv6SubnetLen = cfg.IPv6SubnetLen
+		r.IPv6SubnetMin = cfg.IPv6SubnetMin
+		r.IPv6SubnetMax = cfg.IPv6SubnetMax
+	}
+	return r
+}
+
+// Engine runs one node's lifecycle; see Run.
+type Engine struct {
+	cfg   *hooks.Config
+	store leases.Store
+	exec  Executor
+	o     options
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	own    leases.Lease
+	hasOwn bool
+}
+
+// New returns an engine for cfg that keeps its lease in store and runs
+// hooks through exec. PublicIP is required, and StateDir unless ReadOnly;
+// the state dir is created with mode 0700.
+func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (*Engine, error) {
+	switch {
+	case cfg == nil:
+		return nil, errors.New("runner: nil config")
+	case store == nil:
+		return nil, errors.New("runner: nil lease store")
+	case exec == nil:
+		return nil, errors.New("runner: nil executor")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
+	if !o.publicIP.IsValid() {
+		return nil, errors.New("runner: public IP is required")
+	}
+	if !o.readOnly {
+		if o.stateDir == "" {
+			return nil, errors.New("runner: state dir is required")
+		}
+		if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("runner: state dir: %w", err)
+		}
+	}
+	log := o.logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{cfg: cfg, store: store, exec: exec, o: o, log: log}, nil
+}
+
+// Lease returns the node's own lease once it is acquired (in ReadOnly
+// mode: the lease the node would take).
+func (e *Engine) Lease() (leases.Lease, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.own, e.hasOwn
+}
+
+func (e *Engine) setOwn(l leases.Lease) {
+	e.mu.Lock()
+	e.own, e.hasOwn = l, true
+	e.mu.Unlock()
+}
+
+// Run runs the node's lifecycle until ctx is done: PreStartupCommand
+// (its trimmed output becomes BackendData), lease acquisition, subnet.env,
+// PostStartupCommand, then SubnetAddCommand/SubnetRemoveCommand for every
+// change of the remote leases, with lease renewal. When ctx is done it
+// stops watching, runs ShutdownCommand with a fresh bounded context and
+// returns nil (or the ShutdownCommand's error). It returns an error
+// wrapping leases.ErrLeaseGone, after running ShutdownCommand, when the
+// own lease was deleted by someone else.
+func (e *Engine) Run(ctx context.Context) error {
+	var applied map[netip.Prefix]leases.Lease
+	if e.o.readOnly {
+		applied = map[netip.Prefix]leases.Lease{}
+	} else {
+		// Loaded first so that a broken journal stops us before any hook runs.
+		var err error
+		if applied, err = loadJournal(e.o.stateDir); err != nil {
+			return err
+		}
+	}
+
+	data, err := e.preStartup(ctx)
+	if err != nil {
+		return err
+	}
+	attrs := leases.Attrs{
+		PublicIP:    e.o.publicIP,
+		PublicIPv6:  e.o.publicIPv6,
+		BackendType: leases.BackendType,
+		BackendData: data,
+	}
+	var own leases.Lease
+	if e.o.readOnly {
+		own, err = e.lookup(ctx, attrs)
+	} else {
+		own, err = e.acquire(ctx, attrs)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			e.log.Info("stopped before a lease was acquired")
+			return nil
+		}
+		return err
+	}
+	e.setOwn(own)
+
+	if e.o.subnetFile != "" && !e.o.readOnly {
+		if err := writeSubnetFile(e.o.subnetFile, subnetEnv(e.cfg, own, e.o.mtu)); err != nil {
+			return errors.Join(err, e.shutdown(ctx, own))
+		}
+	}
+	if _, err := e.runHook(ctx, hooks.PostStartup, own, ""); err != nil {
+		if ctx.Err() != nil {
+			return e.shutdown(ctx, own)
+		}
+		return errors.Join(err, e.shutdown(ctx, own))
+	}
+
+	l := &loop{
+		e:       e,
+		applied: applied,
+		desired: map[netip.Prefix]leases.Lease{},
+		failing: map[netip.Prefix]*failure{},
+		retry:   stoppedTimer(),
+		renew:   stoppedTimer(),
+		dirty:   true,
+	}
+	return l.run(ctx)
+}
+
+// preStartup runs PreStartupCommand and returns the node's BackendData.
+func (e *Engine) preStartup(ctx context.Context) (string, error) {
+	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.publicIP, PublicIPv6: e.o.publicIPv6}}
+	res, err := e.runHook(ctx, hooks.PreStartup, self, "")
+	if err != nil {
+		return "", err
+	}
+	if e.o.backendData != "" {
+		return e.o.backendData, nil
+	}
+	return strings.TrimSpace(res.Stdout), nil
+}
+
+// acquire gets the own lease from the store, retrying with backoff.
+func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
+	b := e.backoff()
+	for {
+		l, err := e.store.Acquire(ctx, RangeOf(e.cfg), attrs)
+		if err == nil {
+			e.log.Info("lease acquired", "subnet", l.Subnet, "ipv6_subnet", l.IPv6Subnet, "expires", l.Expiration)
+			return l, nil
+		}
+		if ctx.Err() != nil {
+			return leases.Lease{}, ctx.Err()
+		}
+		d := b.next()
+		e.log.Error("acquire lease failed; retrying", "error", err, "retry_in", d)
+		if err := sleep(ctx, d); err != nil {
+			return leases.Lease{}, err
+		}
+	}
+}
+
+// lookup is acquire for ReadOnly: the lease carrying our PublicIP, or a
+// hypothetical free one. Nothing is written.
+func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
+	ls, err := e.store.List(ctx)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("list leases: %w", err)
+	}
+	if l, ok := leases.FindByPublicIP(ls, e.o.publicIP); ok {
+		l.Attrs = attrs
+		e.log.Info(fmt.Sprintf("dry-run: would take back %s", l.Subnet), "subnet", l.Subnet)
+		return l, nil
+	}
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	v4, v6, err := leases.PickFree(RangeOf(e.cfg), ls, rnd)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("dry-run: pick a free subnet: %w", err)
+	}
+	e.log.Info(fmt.Sprintf("dry-run: would acquire %s", v4), "subnet", v4, "ipv6_subnet", v6)
+	return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs}, nil
+}
+
+// shutdown runs ShutdownCommand for the own lease with a fresh context
+// bounded by the shutdown timeout, since ctx may already be done. After a
+// successful non-empty ShutdownCommand the journal is emptied: the hook
+// tore down what the Add hooks built on (the presets delete the device),
+// so after a restart every remote lease is added again.
+func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.shutdownTimeout)
+	defer cancel()
+	if _, err := e.runHook(sctx, hooks.Shutdown, own, ""); err != nil {
+		return err
+	}
+	if !e.o.readOnly && !e.cfg.Backend.Hook(hooks.Shutdown).Empty() {
+		if err := saveJournal(e.o.stateDir, nil); err != nil {
+			e.log.Error("reset journal after shutdown", "error", err)
+		}
+	}
+	return nil
+}
+
+// vars returns the hook variables for lease l.
+func (e *Engine) vars(l leases.Lease) hooks.Vars {
+	return hooks.Vars{
+		Network:     e.cfg.Network,
+		IPv6Network: e.cfg.IPv6Network,
+		Subnet:      l.Subnet,
+		IPv6Subnet:  l.IPv6Subnet,
+		PublicIP:    l.Attrs.PublicIP,
+		PublicIPv6:  l.Attrs.PublicIPv6,
+	}
+}
+
+// runHook runs the hook of kind k for lease l; an empty hook is skipped.
+// The error names the hook and the subnet.
+func (e *Engine) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, stdin string) (shell.Result, error) {
+	h := e.cfg.Backend.Hook(k)
+	if h.Empty() {
+		return shell.Result{}, nil
+	}
+	subnet := ""
+	if l.Subnet.IsValid() {
+		subnet = l.Subnet.String()
+	}
+	res, err := e.exec.Run(ctx, shell.Request{Hook: h, Env: k.Env(e.vars(l)), Stdin: stdin, Subnet: subnet})
+	if k != hooks.PreStartup && e.log != nil && strings.TrimSpace(res.Stdout) != "" {
+		e.log.Info("hook output", "hook", k.String(), "subnet", subnet, "stdout", strings.TrimSpace(res.Stdout))
+	}
+	if err != nil {
+		if subnet == "" {
+			return res, fmt.Errorf("%s: %w", k, err)
+		}
+		return res, fmt.Errorf("%s for %s: %w", k, subnet, err)
+	}
+	return res, nil
+}
+
+// backoff is an exponential delay sequence.
+type backoff struct {
+	initial, max, cur time.Duration
+}
+
+func (e *Engine) backoff() *backoff {
+	return &backoff{initial: e.o.retryInitial, max: e.o.retryMax}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.initial
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// retryDelay returns the backoff before retry number attempt (1-based).
+func retryDelay(initial, max time.Duration, attempt int) time.Duration {
+	d := initial
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// sleep waits for d or until ctx is done (then returning its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}

@@ -1,0 +1,289 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases"
+)
+
+// failure is the retry state of one subnet whose hook failed.
+type failure struct {
+	hook     hooks.Kind
+	err      error
+	attempts int
+	since    time.Time
+	next     time.Time
+}
+
+// loop is the watch-and-reconcile phase of Run. Only the goroutine running
+// loop.run touches its fields; hooks run one at a time, in that goroutine.
+type loop struct {
+	e       *Engine
+	own     leases.Lease
+	desired map[netip.Prefix]leases.Lease // remote leases of the last snapshot
+	applied map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
+	failing map[netip.Prefix]*failure
+	retry   *time.Timer // fires at the earliest failing[*].next
+	renew   *time.Timer // fires when the own lease is due for renewal
+	renewB  *backoff
+	dirty   bool // status.json is out of date
+}
+
+func (l *loop) run(ctx context.Context) error {
+	e := l.e
+	l.own, _ = e.Lease()
+	l.renewB = e.backoff()
+	if !e.o.readOnly {
+		l.scheduleRenew()
+	}
+	l.writeStatus()
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	snaps := make(chan []leases.Lease, 1)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		l.watch(wctx, snaps)
+	}()
+	stop := func() {
+		stopWatch()
+		<-watchDone
+		l.retry.Stop()
+		l.renew.Stop()
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			e.log.Info("shutting down", "subnet", l.own.Subnet)
+			return e.shutdown(ctx, l.own)
+
+		case snap := <-snaps:
+			for drained := false; !drained; {
+				select {
+				case snap = <-snaps:
+				default:
+					drained = true
+				}
+			}
+			if err := l.snapshot(ctx, snap); err != nil {
+				stop()
+				return l.gone(ctx, err)
+			}
+			l.reconcile(ctx)
+
+		case <-l.retry.C:
+			l.reconcile(ctx)
+
+		case <-l.renew.C:
+			if err := l.renewOwn(ctx); err != nil {
+				stop()
+				return l.gone(ctx, err)
+			}
+		}
+	}
+}
+
+// watch runs store.Watch until ctx is done, restarting it with backoff if
+// it fails.
+func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
+	b := l.e.backoff()
+	for {
+		err := l.e.store.Watch(ctx, out)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("watch ended")
+		}
+		d := b.next()
+		l.e.log.Error("lease watch failed; restarting", "error", err, "retry_in", d)
+		if sleep(ctx, d) != nil {
+			return
+		}
+	}
+}
+
+// snapshot takes a full set of leases as the new desired state. When the
+// own lease is missing from it, one Renew confirms whether it is gone; an
+// error wrapping leases.ErrLeaseGone is returned if so.
+func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
+	l.desired = remotes(snap, l.own.Subnet)
+	if l.e.o.readOnly {
+		return nil
+	}
+	for _, x := range snap {
+		if x.Subnet == l.own.Subnet {
+			return nil
+		}
+	}
+	l.e.log.Warn("own lease missing from the store; renewing to confirm", "subnet", l.own.Subnet)
+	return l.renewOwn(ctx)
+}
+
+// renewOwn renews the own lease. It returns an error only when the lease
+// is gone; other failures are logged and retried with backoff.
+func (l *loop) renewOwn(ctx context.Context) error {
+	nl, err := l.e.store.Renew(ctx, l.own)
+	switch {
+	case err == nil:
+		l.own = nl
+		l.e.setOwn(nl)
+		l.renewB.reset()
+		l.e.log.Debug("lease renewed", "subnet", nl.Subnet, "expires", nl.Expiration)
+		l.scheduleRenew()
+		return nil
+	case errors.Is(err, leases.ErrLeaseGone):
+		return err
+	case ctx.Err() != nil:
+		return nil
+	}
+	d := l.renewB.next()
+	l.e.log.Error("renew lease failed; retrying", "subnet", l.own.Subnet, "error", err, "retry_in", d)
+	l.renew.Reset(d)
+	return nil
+}
+
+// scheduleRenew arms the renewal timer at Expiration − RenewMargin (or
+// halfway to the expiration when the margin is longer than what is left).
+func (l *loop) scheduleRenew() {
+	exp := l.own.Expiration
+	if exp.IsZero() {
+		exp = time.Now().Add(leases.DefaultTTL)
+	}
+	d := time.Until(exp.Add(-l.e.o.renewMargin))
+	if d <= 0 {
+		d = time.Until(exp) / 2
+	}
+	l.renew.Reset(max(d, l.e.o.retryInitial))
+}
+
+// gone handles the loss of the own lease: log, ShutdownCommand, error.
+func (l *loop) gone(ctx context.Context, cause error) error {
+	s := l.own.Subnet
+	l.e.log.Error(fmt.Sprintf("lease for %s was deleted by someone else; shutting down", s), "subnet", s, "error", cause)
+	err := fmt.Errorf("lease for %s was deleted by someone else: %w", s, cause)
+	return errors.Join(err, l.e.shutdown(ctx, l.own))
+}
+
+// reconcile runs the hooks that bring the applied set to the desired one,
+// subnet by subnet in address order. A subnet waiting for its retry is
+// skipped until its timer fires; it does not hold up the others.
+func (l *loop) reconcile(ctx context.Context) {
+	todo := diff(l.desired, l.applied)
+	for s := range l.failing {
+		if _, ok := todo[s]; !ok { // back in sync (e.g. the lease went away)
+			delete(l.failing, s)
+			l.dirty = true
+		}
+	}
+	now := time.Now()
+	for _, s := range sortedSubnets(todo) {
+		if ctx.Err() != nil {
+			break
+		}
+		if f := l.failing[s]; f != nil && now.Before(f.next) {
+			continue
+		}
+		l.apply(ctx, s, todo[s])
+	}
+	l.armRetry()
+	l.writeStatus()
+}
+
+// apply runs ops for subnet s in order, stopping at the first failure.
+func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
+	for _, o := range ops {
+		stdin := o.lease.Attrs.BackendData + "\n"
+		if _, err := l.e.runHook(ctx, o.kind, o.lease, stdin); err != nil {
+			if ctx.Err() != nil {
+				return // interrupted by shutdown, not a hook failure
+			}
+			l.fail(s, o.kind, err)
+			return
+		}
+		l.e.log.Info("hook applied", "hook", o.kind.String(), "subnet", s, "public_ip", o.lease.Attrs.PublicIP)
+		if o.kind == hooks.SubnetRemove {
+			delete(l.applied, s)
+		} else {
+			l.applied[s] = o.lease
+		}
+		l.dirty = true
+		l.saveJournal()
+	}
+	if _, ok := l.failing[s]; ok {
+		delete(l.failing, s)
+		l.e.log.Info("subnet recovered", "subnet", s)
+	}
+}
+
+func (l *loop) fail(s netip.Prefix, k hooks.Kind, err error) {
+	now := time.Now()
+	f := l.failing[s]
+	if f == nil {
+		f = &failure{since: now}
+		l.failing[s] = f
+	}
+	f.attempts++
+	f.hook, f.err = k, err
+	d := retryDelay(l.e.o.retryInitial, l.e.o.retryMax, f.attempts)
+	f.next = now.Add(d)
+	l.dirty = true
+	l.e.log.Error("hook failed; will retry", "hook", k.String(), "subnet", s,
+		"attempt", f.attempts, "retry_in", d, "error", err)
+}
+
+// armRetry sets the retry timer to the earliest pending retry.
+func (l *loop) armRetry() {
+	var first time.Time
+	for _, f := range l.failing {
+		if first.IsZero() || f.next.Before(first) {
+			first = f.next
+		}
+	}
+	if first.IsZero() {
+		l.retry.Stop()
+		return
+	}
+	l.retry.Reset(max(time.Until(first), 0))
+}
+
+func (l *loop) saveJournal() {
+	if l.e.o.readOnly {
+		return
+	}
+	if err := saveJournal(l.e.o.stateDir, l.applied); err != nil {
+		l.e.log.Error("save journal", "error", err)
+	}
+}
+
+func (l *loop) writeStatus() {
+	if l.e.o.readOnly || !l.dirty {
+		return
+	}
+	st := Status{
+		Subnet:    l.own.Subnet,
+		PublicIP:  l.own.Attrs.PublicIP,
+		Applied:   sortedSubnets(l.applied),
+		Failing:   []Failure{},
+		UpdatedAt: time.Now().UTC(),
+	}
+	for _, s := range sortedSubnets(l.failing) {
+		f := l.failing[s]
+		st.Failing = append(st.Failing, Failure{
+			Subnet: s, Hook: f.hook.String(), Error: f.err.Error(),
+			Attempts: f.attempts, Since: f.since.UTC(), NextRetry: f.next.UTC(),
+		})
+	}
+	if err := saveStatus(l.e.o.stateDir, st); err != nil {
+		l.e.log.Error("write status", "error", err)
+		return
+	}
+	l.dirty = false
+}

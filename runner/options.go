@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/flexhook/flexhook/leases"
+)
+
+// Defaults for the engine's options.
+const (
+	DefaultMTU             = 1500
+	DefaultRetryInitial    = time.Second
+	DefaultRetryMax        = 2 * time.Minute
+	DefaultShutdownTimeout = time.Minute
+)
+
+type options struct {
+	publicIP, publicIPv6 netip.Addr
+	stateDir             string
+	logger               *slog.Logger
+	subnetFile           string
+	mtu                  int
+	readOnly             bool
+	backendData          string
+	retryInitial         time.Duration
+	retryMax             time.Duration
+	renewMargin          time.Duration
+	shutdownTimeout      time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		mtu:             DefaultMTU,
+		retryInitial:    DefaultRetryInitial,
+		retryMax:        DefaultRetryMax,
+		renewMargin:     leases.DefaultRenewMargin,
+		shutdownTimeout: DefaultShutdownTimeout,
+	}
+}
+
+// Option configures an Engine; see New.
+type Option func(*options) error
+
+// PublicIP sets the IPv4 address other nodes reach this node on (required).
+func PublicIP(ip netip.Addr) Option {
+	return func(o *options) error {
+		if !ip.Is4() {
+			return fmt.Errorf("public IP %v: not an IPv4 address", ip)
+		}
+		o.publicIP = ip
+		return nil
+	}
+}
+
+// PublicIPv6 sets the node's public IPv6 address (dual stack).
+func PublicIPv6(ip netip.Addr) Option {
+	return func(o *options) error {
+		if !ip.Is6() || ip.Is4In6() {
+			return fmt.Errorf("public IPv6 %v: not an IPv6 address", ip)
+		}
+		o.publicIPv6 = ip
+		return nil
+	}
+}
+
+// StateDir sets the node's state directory, where the engine keeps
+// applied.json and status.json. It is created with mode 0700. Required
+// unless ReadOnly.
+func StateDir(dir string) Option {
+	return func(o *options) error {
+		if dir == "" {
+			return errors.New("state dir: empty path")
+		}
+		o.stateDir = dir
+		return nil
+	}
+}
+
+// Logger sets the logger (default slog.Default()).
+func Logger(l *slog.Logger) Option {
+	return func(o *options) error {
+		o.logger = l
+		return nil
+	}
+}
+
+// SubnetFile makes the engine write flannel's subnet.env to path once the
+// lease is acquired, so flannel's CNI plugin works unchanged.
+func SubnetFile(path string) Option {
+	return func(o *options) error {
+		o.subnetFile = path
+		return nil
+	}
+}
+
+// MTU sets FLANNEL_MTU in the subnet file (default 1500).
+func MTU(mtu int) Option {
+	return func(o *options) error {
+		if mtu < 68 || mtu > 65535 {
+			return fmt.Errorf("MTU %d: out of range 68..65535", mtu)
+		}
+		o.mtu = mtu
+		return nil
+	}
+}
+
+// ReadOnly runs the engine for `run --dry-run`: the store is only listed
+// and watched, the lease is looked up or picked hypothetically, and no
+// journal, status or subnet file is written. The Executor given to New
+// should be in dry-run mode too.
+func ReadOnly(ro bool) Option {
+	return func(o *options) error {
+		o.readOnly = ro
+		return nil
+	}
+}
+
+// BackendData replaces PreStartup's output as this node's BackendData when
+// non-empty (dry-run: the simulated output of a PreStartup that was not
+// really run).
+func BackendData(data string) Option {
+	return func(o *options) error {
+		o.backendData = data
+		return nil
+	}
+}
+
+// Retry sets the exponential backoff for failed hooks, renewals and store
+// watches: the first retry after initial, doubling up to max.
+func Retry(initial, max time.Duration) Option {
+	return func(o *options) error {
+		if initial <= 0 || max < initial {
+			return fmt.Errorf("retry %v..%v: need 0 < initial <= max", initial, max)
+		}
+		o.retryInitial, o.retryMax = initial, max
+		return nil
+	}
+}
+
+// RenewMargin sets how long before its expiration the lease is renewed
+// (default leases.DefaultRenewMargin).
+func RenewMargin(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("renew margin %v: must be positive", d)
+		}
+		o.renewMargin = d
+		return nil
+	}
+}
+
+// ShutdownTimeout bounds the ShutdownCommand run after Run's context is
+// done (default one minute).
+func ShutdownTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("shutdown timeout %v: must be positive", d)
+		}
+		o.shutdownTimeout = d
+		return nil
+	}
+}

@@ -1,0 +1,220 @@
+package runner
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases"
+)
+
+// Names of the files the engine keeps in the state dir.
+const (
+	JournalFile = "applied.json"
+	StatusFile  = "status.json"
+)
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory and a rename, so readers never see a partial file.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// journalVersion is the format version of applied.json.
+const journalVersion = 1
+
+// journalLease is one applied remote lease as stored in applied.json.
+type journalLease struct {
+	Subnet      netip.Prefix
+	IPv6Subnet  netip.Prefix `json:",omitzero"`
+	PublicIP    netip.Addr
+	PublicIPv6  netip.Addr `json:",omitzero"`
+	BackendType string
+	BackendData string `json:",omitempty"`
+}
+
+// journal is the content of applied.json: the remote leases whose
+// SubnetAddCommand succeeded and that have not been removed since.
+type journal struct {
+	Version int
+	Applied []journalLease
+}
+
+func encodeJournal(applied map[netip.Prefix]leases.Lease) ([]byte, error) {
+	j := journal{Version: journalVersion, Applied: []journalLease{}}
+	for _, s := range sortedSubnets(applied) {
+		l := applied[s]
+		j.Applied = append(j.Applied, journalLease{
+			Subnet:      l.Subnet,
+			IPv6Subnet:  l.IPv6Subnet,
+			PublicIP:    l.Attrs.PublicIP,
+			PublicIPv6:  l.Attrs.PublicIPv6,
+			BackendType: l.Attrs.BackendType,
+			BackendData: l.Attrs.BackendData,
+		})
+	}
+	b, err := json.MarshalIndent(j, "", "  ")
+	return append(b, '\n'), err
+}
+
+func decodeJournal(data []byte) (map[netip.Prefix]leases.Lease, error) {
+	var j journal
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return nil, err
+	}
+	if j.Version != journalVersion {
+		return nil, fmt.Errorf("unsupported version %d", j.Version)
+	}
+	m := make(map[netip.Prefix]leases.Lease, len(j.Applied))
+	for i, a := range j.Applied {
+		if !a.Subnet.IsValid() {
+			return nil, fmt.Errorf("Applied[%d]: missing Subnet", i)
+		}
+		m[a.Subnet] = leases.Lease{
+			Subnet:     a.Subnet,
+			IPv6Subnet: a.IPv6Subnet,
+			Attrs: leases.Attrs{
+				PublicIP:    a.PublicIP,
+				PublicIPv6:  a.PublicIPv6,
+				BackendType: a.BackendType,
+				BackendData: a.BackendData,
+			},
+		}
+	}
+	return m, nil
+}
+
+// loadJournal reads the applied set from dir; a missing file is an empty set.
+func loadJournal(dir string) (map[netip.Prefix]leases.Lease, error) {
+	path := filepath.Join(dir, JournalFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[netip.Prefix]leases.Lease{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	m, err := decodeJournal(data)
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	return m, nil
+}
+
+func saveJournal(dir string, applied map[netip.Prefix]leases.Lease) error {
+	data, err := encodeJournal(applied)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, JournalFile), data, 0o600)
+}
+
+// Status is the content of status.json, rewritten whenever the applied or
+// failing set changes.
+type Status struct {
+	Subnet    netip.Prefix
+	PublicIP  netip.Addr
+	Applied   []netip.Prefix
+	Failing   []Failure
+	UpdatedAt time.Time
+}
+
+// Failure describes a subnet whose hook keeps failing.
+type Failure struct {
+	Subnet    netip.Prefix
+	Hook      string // e.g. "SubnetAddCommand"
+	Error     string // the last error
+	Attempts  int    // failed attempts so far
+	Since     time.Time
+	NextRetry time.Time
+}
+
+func saveStatus(dir string, st Status) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, StatusFile), append(b, '\n'), 0o600)
+}
+
+// ReadStatus reads the status.json the engine keeps in stateDir.
+func ReadStatus(stateDir string) (Status, error) {
+	var st Status
+	data, err := os.ReadFile(filepath.Join(stateDir, StatusFile))
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("status %s: %w", filepath.Join(stateDir, StatusFile), err)
+	}
+	return st, nil
+}
+
+// firstHost returns the prefix's first host address with the prefix's
+// length, as flannel writes FLANNEL_SUBNET (10.50.3.0/24 → 10.50.3.1/24).
+func firstHost(p netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(p.Masked().Addr().Next(), p.Bits())
+}
+
+// subnetEnv renders flannel's subnet.env for the own lease.
+func subnetEnv(cfg *hooks.Config, own leases.Lease, mtu int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "FLANNEL_NETWORK=%s\n", cfg.Network)
+	fmt.Fprintf(&b, "FLANNEL_SUBNET=%s\n", firstHost(own.Subnet))
+	if cfg.EnableIPv6 && own.IPv6Subnet.IsValid() {
+		fmt.Fprintf(&b, "FLANNEL_IPV6_NETWORK=%s\n", cfg.IPv6Network)
+		fmt.Fprintf(&b, "FLANNEL_IPV6_SUBNET=%s\n", firstHost(own.IPv6Subnet))
+	}
+	fmt.Fprintf(&b, "FLANNEL_MTU=%d\n", mtu)
+	fmt.Fprintf(&b, "FLANNEL_IPMASQ=false\n")
+	return b.Bytes()
+}
+
+// writeSubnetFile writes subnet.env atomically with mode 0644 (flannel's
+// CNI plugin reads it), creating its directory (0755) if needed.
+func writeSubnetFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("subnet file: %w", err)
+	}
+	return writeFileAtomic(path, data, 0o644)
+}
