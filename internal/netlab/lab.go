@@ -1,0 +1,812 @@
+// Package netlab builds throw-away multi-node networks out of Linux network
+// namespaces for flexhook's integration tests and demo.
+//
+// A Lab is one hub namespace holding a bridge (the underlay, 192.0.2.0/24)
+// and one namespace per node, joined to the hub by a veth pair; node X has
+// underlay address 192.0.2.(10+X), lo up and ip_forward on. Nodes run the
+// real flexhook binary (StartNode) inside their network namespace and a
+// private mount namespace with a tmpfs on /var/run/wireguard, so that
+// wireguard-go's control sockets do not collide. Once a node has its lease,
+// the lab gives it a "pod" address: the subnet's .1 on a bridge cni0.
+//
+// Everything is done with real iproute2 commands run directly (never a
+// shell). Namespace steps that must happen right before an exec are done by
+// re-executing the current binary, so every program using a Lab must call
+// HandleReexec first thing in main or TestMain.
+//
+// Close removes every namespace, process and file the lab made, also after
+// failures; New sweeps leftovers of labs whose process died.
+package netlab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Prefix starts the name of every namespace and temp dir a lab creates.
+const Prefix = "fhlab-"
+
+// ErrNotRoot is returned by New when the process is not root.
+var ErrNotRoot = errors.New("netlab: needs root (network namespaces)")
+
+// ErrNoReexec is returned by New when HandleReexec was not called.
+var ErrNoReexec = errors.New("netlab: HandleReexec must be called first in main or TestMain")
+
+// Logger receives the lab's progress lines; *testing.T satisfies it. When
+// it also has Cleanup (testing.TB), New registers Close there, and when it
+// has Failed and reports true at Close, the node logs are printed.
+type Logger interface {
+	Logf(format string, args ...any)
+}
+
+// Option configures New.
+type Option func(*config) error
+
+type config struct {
+	nodes    int
+	flexhook string
+	sweep    bool
+}
+
+// WithNodes sets how many nodes New creates (default 3, at most 200).
+func WithNodes(n int) Option {
+	return func(c *config) error {
+		if n < 0 || n > maxNodes {
+			return fmt.Errorf("netlab: nodes %d out of range 0..%d", n, maxNodes)
+		}
+		c.nodes = n
+		return nil
+	}
+}
+
+// WithFlexhook sets the flexhook binary StartNode runs (required for
+// StartNode).
+func WithFlexhook(path string) Option {
+	return func(c *config) error {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("netlab: flexhook path: %w", err)
+		}
+		c.flexhook = abs
+		return nil
+	}
+}
+
+// WithoutSweep keeps New from deleting leftovers of dead labs.
+func WithoutSweep() Option {
+	return func(c *config) error { c.sweep = false; return nil }
+}
+
+const maxNodes = 200
+
+// Lab is a running set of namespaces. Its methods are safe for concurrent
+// use; node indexes start at 1.
+type Lab struct {
+	id       string
+	log      Logger
+	flexhook string
+	self     string
+	work     string
+	store    string
+	hub      string
+
+	mu     sync.Mutex
+	nodes  []*node
+	inodes map[uint64]string // netns inode -> name, for Leftovers
+	closed bool
+	wgHeld bool
+}
+
+type node struct {
+	index      int
+	ns         string
+	underlay   netip.Addr
+	dir        string
+	stateDir   string
+	subnetFile string
+	logPath    string
+
+	args    []string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+	logFile *os.File
+	pod     netip.Prefix // subnet's .1 with the subnet's length
+}
+
+// New creates the hub and the initial nodes. On error everything created
+// so far is removed.
+func New(ctx context.Context, log Logger, opts ...Option) (*Lab, error) {
+	cfg := config{nodes: 3, sweep: true}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if !reexecInstalled.Load() {
+		return nil, ErrNoReexec
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, fmt.Errorf("netlab: iproute2: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("netlab: own executable: %w", err)
+	}
+	if cfg.sweep {
+		if err := Sweep(ctx, log); err != nil {
+			log.Logf("netlab: sweep: %v", err)
+		}
+	}
+	var rnd [3]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("netlab: random id: %w", err)
+	}
+	id := fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rnd[:]))
+	l := &Lab{
+		id:       id,
+		log:      log,
+		flexhook: cfg.flexhook,
+		self:     self,
+		hub:      Prefix + id + "-hub",
+		inodes:   map[uint64]string{},
+	}
+	if c, ok := log.(interface{ Cleanup(func()) }); ok {
+		c.Cleanup(func() { _ = l.Close() })
+	}
+	if err := l.setup(ctx, cfg.nodes); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Lab) setup(ctx context.Context, n int) error {
+	work, err := os.MkdirTemp("", Prefix+l.id+"-")
+	if err != nil {
+		return fmt.Errorf("netlab: work dir: %w", err)
+	}
+	l.work = work
+	l.store = filepath.Join(work, "store")
+	if err := os.Mkdir(l.store, 0o700); err != nil {
+		return fmt.Errorf("netlab: store dir: %w", err)
+	}
+	if err := acquireWireguardDir(); err != nil {
+		return err
+	}
+	l.wgHeld = true
+	if err := l.addNetns(ctx, l.hub); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"-n", l.hub, "link", "set", "lo", "up"},
+		{"-n", l.hub, "link", "add", "br0", "type", "bridge"},
+		{"-n", l.hub, "link", "set", "br0", "up"},
+	} {
+		if _, err := runIP(ctx, args...); err != nil {
+			return err
+		}
+	}
+	for range n {
+		if _, err := l.AddNode(ctx); err != nil {
+			return err
+		}
+	}
+	l.log.Logf("netlab: lab %s ready: %d nodes, store %s", l.id, n, l.store)
+	return nil
+}
+
+func (l *Lab) addNetns(ctx context.Context, name string) error {
+	if _, err := runIP(ctx, "netns", "add", name); err != nil {
+		return err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(netnsDir, name), &st); err == nil {
+		l.mu.Lock()
+		l.inodes[st.Ino] = name
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+const netnsDir = "/run/netns"
+
+// ID is the lab's unique id ("<pid>-<random>"), part of every name it makes.
+func (l *Lab) ID() string { return l.id }
+
+// StoreDir is the file-store directory every node shares.
+func (l *Lab) StoreDir() string { return l.store }
+
+// Nodes is the number of nodes (running or not).
+func (l *Lab) Nodes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.nodes)
+}
+
+// AddNode creates one more node namespace on the underlay and returns its
+// index. It does not start flexhook.
+func (l *Lab) AddNode(ctx context.Context) (int, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, errors.New("netlab: lab closed")
+	}
+	i := len(l.nodes) + 1
+	if i > maxNodes {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("netlab: at most %d nodes", maxNodes)
+	}
+	n := &node{
+		index:    i,
+		ns:       fmt.Sprintf("%s%s-n%d", Prefix, l.id, i),
+		underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}),
+		dir:      filepath.Join(l.work, fmt.Sprintf("n%d", i)),
+	}
+	n.stateDir = filepath.Join(n.dir, "state")
+	n.subnetFile = filepath.Join(n.dir, "subnet.env")
+	n.logPath = filepath.Join(n.dir, "flexhook.log")
+	l.nodes = append(l.nodes, n)
+	l.mu.Unlock()
+
+	if err := os.MkdirAll(n.stateDir, 0o700); err != nil {
+		return 0, fmt.Errorf("netlab: node %d dirs: %w", i, err)
+	}
+	if err := l.addNetns(ctx, n.ns); err != nil {
+		return 0, err
+	}
+	peer := fmt.Sprintf("n%d", i)
+	for _, args := range [][]string{
+		{"-n", n.ns, "link", "set", "lo", "up"},
+		{"-n", n.ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", l.hub},
+		{"-n", l.hub, "link", "set", peer, "master", "br0"},
+		{"-n", l.hub, "link", "set", peer, "up"},
+		{"-n", n.ns, "addr", "add", n.underlay.String() + "/24", "dev", "eth0"},
+		{"-n", n.ns, "link", "set", "eth0", "up"},
+	} {
+		if _, err := runIP(ctx, args...); err != nil {
+			return 0, err
+		}
+	}
+	if err := inNetns(n.ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+	}); err != nil {
+		return 0, fmt.Errorf("netlab: node %d ip_forward: %w", i, err)
+	}
+	return i, nil
+}
+
+func (l *Lab) node(i int) (*node, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i < 1 || i > len(l.nodes) {
+		return nil, fmt.Errorf("netlab: no node %d (have %d)", i, len(l.nodes))
+	}
+	return l.nodes[i-1], nil
+}
+
+func (l *Lab) mustNode(i int) *node {
+	n, err := l.node(i)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// Netns is node i's network namespace name.
+func (l *Lab) Netns(i int) string { return l.mustNode(i).ns }
+
+// Underlay is node i's underlay (public) address, 192.0.2.(10+i).
+func (l *Lab) Underlay(i int) netip.Addr { return l.mustNode(i).underlay }
+
+// StateDir is node i's --state-dir.
+func (l *Lab) StateDir(i int) string { return l.mustNode(i).stateDir }
+
+// LogPath is the file node i's flexhook output goes to.
+func (l *Lab) LogPath(i int) string { return l.mustNode(i).logPath }
+
+// Subnet is node i's leased subnet (zero before its first start).
+func (l *Lab) Subnet(i int) netip.Prefix {
+	n := l.mustNode(i)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return n.pod.Masked()
+}
+
+// PodAddr is node i's pod address, the subnet's .1 on cni0 (invalid before
+// its first start).
+func (l *Lab) PodAddr(i int) netip.Addr {
+	n := l.mustNode(i)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return n.pod.Addr()
+}
+
+// Running reports whether node i's flexhook process is alive.
+func (l *Lab) Running(i int) bool {
+	n := l.mustNode(i)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return n.running()
+}
+
+func (n *node) running() bool {
+	if n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// StartNode runs `flexhook run --store S --public-ip U --state-dir D
+// --subnet-file F args...` in node i's network namespace and its own mount
+// namespace, waits until the lease is in subnet.env, then puts the
+// subnet's .1 on bridge cni0. args normally hold --preset or --config.
+func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
+	n, err := l.node(i)
+	if err != nil {
+		return err
+	}
+	if l.flexhook == "" {
+		return errors.New("netlab: no flexhook binary (WithFlexhook)")
+	}
+	l.mu.Lock()
+	if n.running() {
+		l.mu.Unlock()
+		return fmt.Errorf("netlab: node %d already running", i)
+	}
+	n.args = append([]string(nil), args...)
+	l.mu.Unlock()
+
+	if err := os.Remove(n.subnetFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("netlab: node %d: %w", i, err)
+	}
+	logFile, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("netlab: node %d log: %w", i, err)
+	}
+	argv := []string{"netns", "exec", n.ns, l.self, l.flexhook, "run",
+		"--store", l.store,
+		"--public-ip", n.underlay.String(),
+		"--state-dir", n.stateDir,
+		"--subnet-file", n.subnetFile,
+	}
+	argv = append(argv, args...)
+	fmt.Fprintf(logFile, "=== netlab: start node %d at %s: flexhook %s\n",
+		i, time.Now().Format(time.RFC3339Nano), strings.Join(argv[5:], " "))
+	cmd := exec.Command("ip", argv...)
+	cmd.Env = append(os.Environ(), reexecEnv+"="+modeMountWrap)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("netlab: node %d start: %w", i, err)
+	}
+	done := make(chan struct{})
+	l.mu.Lock()
+	n.cmd, n.done, n.logFile, n.waitErr = cmd, done, logFile, nil
+	l.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		l.mu.Lock()
+		n.waitErr = err
+		l.mu.Unlock()
+		logFile.Close()
+		close(done)
+	}()
+	l.log.Logf("netlab: node %d (%s, %s) started, pid %d", i, n.ns, n.underlay, cmd.Process.Pid)
+
+	pod, err := l.waitSubnet(ctx, n, done)
+	if err != nil {
+		return err
+	}
+	if err := l.setPod(ctx, n, pod); err != nil {
+		return err
+	}
+	l.log.Logf("netlab: node %d has subnet %s, pod address %s", i, pod.Masked(), pod.Addr())
+	return nil
+}
+
+const startTimeout = 30 * time.Second
+
+func (l *Lab) waitSubnet(ctx context.Context, n *node, done <-chan struct{}) (netip.Prefix, error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if p, ok := readSubnetEnv(n.subnetFile); ok {
+			return p, nil
+		}
+		select {
+		case <-done:
+			l.mu.Lock()
+			err := n.waitErr
+			l.mu.Unlock()
+			return netip.Prefix{}, fmt.Errorf("netlab: node %d: flexhook exited before writing %s (%v); log:\n%s",
+				n.index, n.subnetFile, err, tail(n.logPath, 40))
+		case <-ctx.Done():
+			return netip.Prefix{}, fmt.Errorf("netlab: node %d: no FLANNEL_SUBNET in %s: %w; log:\n%s",
+				n.index, n.subnetFile, ctx.Err(), tail(n.logPath, 40))
+		case <-tick.C:
+		}
+	}
+}
+
+// readSubnetEnv parses FLANNEL_SUBNET=10.50.3.1/24 from flannel's subnet.env.
+func readSubnetEnv(path string) (netip.Prefix, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "FLANNEL_SUBNET=")
+		if !ok {
+			continue
+		}
+		p, err := netip.ParsePrefix(strings.Trim(v, `"'`))
+		if err != nil || !p.Addr().Is4() {
+			return netip.Prefix{}, false
+		}
+		if p.Addr() == p.Masked().Addr() { // a bare network: use its .1
+			p = netip.PrefixFrom(p.Addr().Next(), p.Bits())
+		}
+		return p, true
+	}
+	return netip.Prefix{}, false
+}
+
+func (l *Lab) setPod(ctx context.Context, n *node, pod netip.Prefix) error {
+	l.mu.Lock()
+	old := n.pod
+	l.mu.Unlock()
+	if old == pod {
+		return nil
+	}
+	if !old.IsValid() {
+		for _, args := range [][]string{
+			{"-n", n.ns, "link", "add", "cni0", "type", "bridge"},
+			{"-n", n.ns, "link", "set", "cni0", "up"},
+		} {
+			if _, err := runIP(ctx, args...); err != nil {
+				return err
+			}
+		}
+	} else if _, err := runIP(ctx, "-n", n.ns, "addr", "flush", "dev", "cni0"); err != nil {
+		return err
+	}
+	if _, err := runIP(ctx, "-n", n.ns, "addr", "add", pod.String(), "dev", "cni0"); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	n.pod = pod
+	l.mu.Unlock()
+	return nil
+}
+
+// StopNode sends SIGTERM to node i's flexhook and waits for it to exit
+// (SIGKILL after 20 s). It returns an error when the exit was not clean.
+func (l *Lab) StopNode(ctx context.Context, i int) error {
+	return l.stop(ctx, i, syscall.SIGTERM)
+}
+
+// KillNode kills node i's flexhook with SIGKILL and waits for it.
+func (l *Lab) KillNode(ctx context.Context, i int) error {
+	err := l.stop(ctx, i, syscall.SIGKILL)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return nil
+	}
+	return err
+}
+
+// RestartNode stops node i gracefully and starts it again with the same
+// arguments.
+func (l *Lab) RestartNode(ctx context.Context, i int) error {
+	if err := l.StopNode(ctx, i); err != nil {
+		return err
+	}
+	n, err := l.node(i)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	args := n.args
+	l.mu.Unlock()
+	return l.StartNode(ctx, i, args...)
+}
+
+const stopTimeout = 20 * time.Second
+
+func (l *Lab) stop(ctx context.Context, i int, sig syscall.Signal) error {
+	n, err := l.node(i)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	cmd, done := n.cmd, n.done
+	running := n.running()
+	l.mu.Unlock()
+	if !running {
+		return fmt.Errorf("netlab: node %d not running", i)
+	}
+	_ = cmd.Process.Signal(sig)
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("netlab: node %d stop: %w", i, ctx.Err())
+	case <-t.C:
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("netlab: node %d ignored %v for %v; log:\n%s", i, sig, stopTimeout, tail(n.logPath, 40))
+	}
+	l.mu.Lock()
+	err = n.waitErr
+	l.mu.Unlock()
+	l.log.Logf("netlab: node %d stopped (%v): %v", i, sig, exitText(err))
+	if err != nil {
+		return fmt.Errorf("netlab: node %d exit after %v: %w; log:\n%s", i, sig, err, tail(n.logPath, 40))
+	}
+	return nil
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+// Flexhook runs the lab's flexhook binary in the host namespaces (for
+// `leases list|remove --store DIR`) and returns its combined output.
+func (l *Lab) Flexhook(ctx context.Context, args ...string) ([]byte, error) {
+	if l.flexhook == "" {
+		return nil, errors.New("netlab: no flexhook binary (WithFlexhook)")
+	}
+	out, err := exec.CommandContext(ctx, l.flexhook, args...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("netlab: flexhook %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// Exec runs argv in node i's network namespace and, while its flexhook
+// runs, in that process's mount namespace (so `wg` finds wireguard-go's
+// socket). It returns the combined output.
+func (l *Lab) Exec(ctx context.Context, i int, argv ...string) ([]byte, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return nil, err
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("netlab: exec: empty argv")
+	}
+	l.mu.Lock()
+	pid := 0
+	if n.running() {
+		pid = n.cmd.Process.Pid
+	}
+	l.mu.Unlock()
+	var cmd *exec.Cmd
+	if pid != 0 {
+		cmd = exec.CommandContext(ctx, l.self, argv...)
+		cmd.Env = append(os.Environ(), reexecEnv+"="+modeEnter, pidEnv+"="+strconv.Itoa(pid))
+	} else {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns}, argv...)...)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("netlab: node %d: %s: %w: %s", i, strings.Join(argv, " "), err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// Ping sends one ICMP echo from node i's pod address to addr and reports
+// whether a reply came back within a second.
+func (l *Lab) Ping(ctx context.Context, from int, to netip.Addr) error {
+	n, err := l.node(from)
+	if err != nil {
+		return err
+	}
+	src := l.PodAddr(from)
+	if !src.IsValid() {
+		return fmt.Errorf("netlab: node %d has no pod address yet", from)
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.ns,
+		"ping", "-n", "-q", "-c", "1", "-W", "1", "-I", src.String(), to.String()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netlab: ping %s -> %s from node %d: %w: %s", src, to, from, err, lastLine(out))
+	}
+	return nil
+}
+
+// Route is one entry of a node's main routing table.
+type Route struct {
+	Dst     string `json:"dst"`
+	Gateway string `json:"gateway"`
+	Dev     string `json:"dev"`
+}
+
+// Routes lists node i's main routing table.
+func (l *Lab) Routes(ctx context.Context, i int) ([]Route, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return nil, err
+	}
+	out, err := runIP(ctx, "-n", n.ns, "-j", "route", "show")
+	if err != nil {
+		return nil, err
+	}
+	var rs []Route
+	if err := json.Unmarshal(out, &rs); err != nil {
+		return nil, fmt.Errorf("netlab: parse routes of node %d: %w", i, err)
+	}
+	return rs, nil
+}
+
+// LinkStats holds a device's packet counters.
+type LinkStats struct {
+	RxPackets, TxPackets uint64
+	RxBytes, TxBytes     uint64
+}
+
+// Links lists the device names in node i's namespace.
+func (l *Lab) Links(ctx context.Context, i int) ([]string, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return nil, err
+	}
+	out, err := runIP(ctx, "-n", n.ns, "-j", "link", "show")
+	if err != nil {
+		return nil, err
+	}
+	var ls []struct {
+		Name string `json:"ifname"`
+	}
+	if err := json.Unmarshal(out, &ls); err != nil {
+		return nil, fmt.Errorf("netlab: parse links of node %d: %w", i, err)
+	}
+	names := make([]string, len(ls))
+	for k, x := range ls {
+		names[k] = x.Name
+	}
+	return names, nil
+}
+
+// HasLink reports whether device dev exists in node i's namespace.
+func (l *Lab) HasLink(ctx context.Context, i int, dev string) (bool, error) {
+	names, err := l.Links(ctx, i)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range names {
+		if n == dev {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Stats reads device dev's counters in node i's namespace.
+func (l *Lab) Stats(ctx context.Context, i int, dev string) (LinkStats, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return LinkStats{}, err
+	}
+	out, err := runIP(ctx, "-n", n.ns, "-s", "-j", "link", "show", "dev", dev)
+	if err != nil {
+		return LinkStats{}, err
+	}
+	type dir struct {
+		Bytes   uint64 `json:"bytes"`
+		Packets uint64 `json:"packets"`
+	}
+	var ls []struct {
+		Stats struct {
+			Rx dir `json:"rx"`
+			Tx dir `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &ls); err != nil || len(ls) != 1 {
+		return LinkStats{}, fmt.Errorf("netlab: parse stats of %s on node %d: %v", dev, i, err)
+	}
+	s := ls[0].Stats
+	return LinkStats{RxPackets: s.Rx.Packets, TxPackets: s.Tx.Packets, RxBytes: s.Rx.Bytes, TxBytes: s.Tx.Bytes}, nil
+}
+
+// Process is one process living in a node's network namespace.
+type Process struct {
+	Pid  int
+	Comm string
+}
+
+// Processes lists the processes in node i's network namespace.
+func (l *Lab) Processes(ctx context.Context, i int) ([]Process, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return nil, err
+	}
+	return netnsProcesses(ctx, n.ns)
+}
+
+func netnsProcesses(ctx context.Context, ns string) ([]Process, error) {
+	out, err := runIP(ctx, "netns", "pids", ns)
+	if err != nil {
+		return nil, err
+	}
+	var ps []Process
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		ps = append(ps, Process{Pid: pid, Comm: strings.TrimSpace(string(comm))})
+	}
+	return ps, nil
+}
+
+// Logs returns node i's flexhook output so far.
+func (l *Lab) Logs(i int) string {
+	b, _ := os.ReadFile(l.mustNode(i).logPath)
+	return string(b)
+}
+
+func runIP(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("netlab: ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func lastLine(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if k := strings.LastIndexByte(s, '\n'); k >= 0 {
+		s = s[k+1:]
+	}
+	return s
+}
