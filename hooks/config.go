@@ -1,0 +1,500 @@
+package hooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// ExtensionType is the only Backend.Type flexhook runs.
+const ExtensionType = "extension"
+
+// presetTypes maps flannel backend types to the flexhook preset that
+// reproduces them. hooks must not import presets, so the names are kept in
+// step by the presets tests.
+var presetTypes = []string{"host-gw", "vxlan", "wireguard"}
+
+// topKeys are flannel's net-conf.json keys flexhook reads, in flannel's
+// spelling. encoding/json matches them case-insensitively, as flannel does.
+var topKeys = []string{
+	"Network", "SubnetLen", "SubnetMin", "SubnetMax",
+	"EnableIPv4", "EnableIPv6",
+	"IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax",
+	"Backend",
+}
+
+// ignoredKeys are flannel keys flexhook accepts and does not use.
+var ignoredKeys = []string{"EnableNFTables"}
+
+// backendKeys are the keys allowed in Backend: Type and the five hooks.
+var backendKeys = []string{
+	"Type",
+	PreStartup.String(), PostStartup.String(),
+	SubnetAdd.String(), SubnetRemove.String(), Shutdown.String(),
+}
+
+// Load reads and parses the net-conf.json at path. Errors about the
+// content are *Error and carry the file's base name; an unreadable file is
+// reported as the wrapped os error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return parse(data, filepath.Base(path))
+}
+
+// Parse parses and validates a flannel net-conf.json for the extension
+// backend, applies flannel's defaults and parses every hook into a shell
+// AST. Every error it returns is an *Error; positions in the JSON name the
+// file "net-conf.json".
+func Parse(data []byte) (*Config, error) {
+	return parse(data, DefaultFile)
+}
+
+// member is one key of a JSON object with its raw value and the byte
+// offset of that value in the whole document.
+type member struct {
+	key string
+	raw json.RawMessage
+	off int
+}
+
+type parser struct {
+	data []byte
+	file string
+}
+
+func parse(data []byte, file string) (*Config, error) {
+	p := &parser{data: data, file: file}
+	if err := json.Unmarshal(data, new(json.RawMessage)); err != nil {
+		return nil, p.jsonErr(err)
+	}
+	top, err := p.topLevel()
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]member{}
+	for _, m := range top {
+		if k, ok := canonical(m.key, topKeys); ok {
+			fields[k] = m // the last one wins, as in encoding/json
+		}
+	}
+
+	cfg := &Config{EnableIPv4: true, Raw: bytes.Clone(data)}
+	if err := p.boolField(fields, "EnableIPv4", &cfg.EnableIPv4); err != nil {
+		return nil, err
+	}
+	if err := p.boolField(fields, "EnableIPv6", &cfg.EnableIPv6); err != nil {
+		return nil, err
+	}
+	if !cfg.EnableIPv4 {
+		return nil, &Error{Field: "EnableIPv4", Msg: "false is not supported: flexhook needs IPv4, " +
+			"a node's IPv4 PublicIP identifies its lease"}
+	}
+	v4, err := p.family(fields, ipv4, true)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Network, cfg.SubnetLen, cfg.SubnetMin, cfg.SubnetMax = v4.network, v4.subnetLen, v4.min, v4.max
+	v6, err := p.family(fields, ipv6, cfg.EnableIPv6)
+	if err != nil {
+		return nil, err
+	}
+	cfg.IPv6Network, cfg.IPv6SubnetLen, cfg.IPv6SubnetMin, cfg.IPv6SubnetMax = v6.network, v6.subnetLen, v6.min, v6.max
+
+	if err := p.backend(fields, &cfg.Backend); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// canonical returns the known key that key stands for: an exact match, or
+// else a case-insensitive one, as encoding/json matches struct fields.
+func canonical(key string, known []string) (string, bool) {
+	for _, k := range known {
+		if k == key {
+			return k, true
+		}
+	}
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+func (p *parser) jsonErr(err error) *Error {
+	e := &Error{File: p.file, Msg: err.Error(), Err: err}
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		off := int(syn.Offset)
+		if off > 0 && off < len(p.data) || off == len(p.data) && !strings.Contains(syn.Error(), "unexpected end") {
+			off-- // Offset counts the offending byte itself.
+		}
+		e.Line, e.Col = lineCol(p.data, off)
+	case errors.As(err, &typ):
+		e.Line, e.Col = lineCol(p.data, int(typ.Offset))
+	}
+	return e
+}
+
+// topLevel returns the members of the document's top-level object.
+func (p *parser) topLevel() ([]member, error) {
+	start := len(p.data) - len(bytes.TrimLeft(p.data, jsonSpace))
+	return p.object("", bytes.TrimRight(p.data[start:], jsonSpace), start)
+}
+
+const jsonSpace = " \t\r\n"
+
+// at returns an error positioned at the value of m.
+func (p *parser) at(m member, field, msg string) *Error {
+	line, col := lineCol(p.data, m.off)
+	return &Error{File: p.file, Line: line, Col: col, Field: field, Msg: msg}
+}
+
+func jsonKind(raw json.RawMessage) string {
+	switch c := raw[0]; {
+	case c == '"':
+		return "string"
+	case c == '{':
+		return "object"
+	case c == '[':
+		return "array"
+	case c == 't' || c == 'f':
+		return "boolean"
+	case c == 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// object returns the members of the JSON object raw, which starts at byte
+// offset base of the document.
+func (p *parser) object(field string, raw json.RawMessage, base int) ([]member, error) {
+	if kind := jsonKind(raw); kind != "object" {
+		line, col := lineCol(p.data, base)
+		e := &Error{File: p.file, Line: line, Col: col, Field: field, Msg: "must be a JSON object, got " + kind}
+		if field == "" {
+			e.Msg = "the config " + e.Msg
+		}
+		return nil, e
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil {
+		return nil, p.jsonErr(err)
+	}
+	var out []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, p.jsonErr(err)
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, p.jsonErr(err)
+		}
+		out = append(out, member{key: key, raw: v, off: base + int(dec.InputOffset()) - len(v)})
+	}
+	return out, nil
+}
+
+// str decodes a JSON string member; null counts as absent.
+func (p *parser) str(m member, field string) (s string, ok bool, err error) {
+	switch jsonKind(m.raw) {
+	case "null":
+		return "", false, nil
+	case "string":
+		if err := json.Unmarshal(m.raw, &s); err != nil {
+			return "", false, p.at(m, field, err.Error())
+		}
+		return s, true, nil
+	}
+	return "", false, p.at(m, field, "must be a JSON string, got "+jsonKind(m.raw))
+}
+
+func (p *parser) strField(f map[string]member, field string) (string, bool, error) {
+	m, ok := f[field]
+	if !ok {
+		return "", false, nil
+	}
+	return p.str(m, field)
+}
+
+func (p *parser) boolField(f map[string]member, field string, dst *bool) error {
+	m, ok := f[field]
+	if !ok || jsonKind(m.raw) == "null" {
+		return nil
+	}
+	if jsonKind(m.raw) != "boolean" {
+		return p.at(m, field, "must be true or false, got "+jsonKind(m.raw))
+	}
+	*dst = m.raw[0] == 't'
+	return nil
+}
+
+func (p *parser) intField(f map[string]member, field string) (int, error) {
+	m, ok := f[field]
+	if !ok || jsonKind(m.raw) == "null" {
+		return 0, nil
+	}
+	var n int
+	if jsonKind(m.raw) != "number" || json.Unmarshal(m.raw, &n) != nil {
+		return 0, p.at(m, field, fmt.Sprintf("must be an integer, got %s %s", jsonKind(m.raw), m.raw))
+	}
+	return n, nil
+}
+
+// ipFamily holds the field names and limits of one address family.
+type ipFamily struct {
+	v6                              bool
+	network, subnetLen, min, max    string
+	bits, maxLen, bigPrefix, defLen int
+	example                         string
+}
+
+var (
+	ipv4 = ipFamily{false, "Network", "SubnetLen", "SubnetMin", "SubnetMax", 32, 30, 22, 24, "10.50.0.0/16"}
+	ipv6 = ipFamily{true, "IPv6Network", "IPv6SubnetLen", "IPv6SubnetMin", "IPv6SubnetMax", 128, 126, 62, 64, "fd50::/56"}
+)
+
+type subnetRange struct {
+	network   netip.Prefix
+	subnetLen int
+	min, max  netip.Addr
+}
+
+// family reads and validates one address family's fields with flannel's
+// rules and defaults. When the family is disabled only the JSON types are
+// checked and the zero range is returned.
+func (p *parser) family(f map[string]member, fam ipFamily, enabled bool) (subnetRange, error) {
+	var r subnetRange
+	netS, hasNet, err := p.strField(f, fam.network)
+	if err != nil {
+		return r, err
+	}
+	slen, err := p.intField(f, fam.subnetLen)
+	if err != nil {
+		return r, err
+	}
+	minS, hasMin, err := p.strField(f, fam.min)
+	if err != nil {
+		return r, err
+	}
+	maxS, hasMax, err := p.strField(f, fam.max)
+	if err != nil || !enabled {
+		return r, err
+	}
+	if !hasNet || netS == "" {
+		when := "EnableIPv4"
+		if fam.v6 {
+			when = "EnableIPv6"
+		}
+		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("missing; it is required when %s is true (e.g. %q)", when, fam.example)}
+	}
+
+	n, err := netip.ParsePrefix(netS)
+	if err != nil {
+		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("%q is not a CIDR prefix such as %s", netS, fam.example), Err: err}
+	}
+	if n.Addr().Is6() != fam.v6 {
+		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("%s is not an %s prefix", n, famName(fam.v6))}
+	}
+	n = n.Masked() // flannel masks host bits too (net.ParseCIDR)
+	if n.Bits() > fam.maxLen-2 {
+		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("%s is too small: it must hold at least four subnets "+
+			"of /%d or larger, so its prefix must be /%d or shorter", n, fam.maxLen, fam.maxLen-2)}
+	}
+	r.network = n
+
+	switch {
+	case slen == 0:
+		slen = fam.defLen
+		if n.Bits() > fam.bigPrefix {
+			slen = n.Bits() + 2
+		}
+	case slen < 0:
+		return r, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d is negative", slen)}
+	case slen > fam.maxLen:
+		return r, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d is larger than %d", slen, fam.maxLen)}
+	case slen < n.Bits()+2:
+		return r, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d leaves room for fewer than four subnets "+
+			"in %s %s; it must be at least %d", slen, fam.network, n, n.Bits()+2)}
+	}
+	r.subnetLen = slen
+
+	size := new(big.Int).Lsh(big.NewInt(1), uint(fam.bits-slen))
+	netSize := new(big.Int).Lsh(big.NewInt(1), uint(fam.bits-n.Bits()))
+	r.min = addrAdd(n.Addr(), size)                            // skip the first subnet, as flannel does
+	r.max = addrAdd(n.Addr(), new(big.Int).Sub(netSize, size)) // the last subnet
+	for _, b := range []struct {
+		field string
+		s     string
+		set   bool
+		dst   *netip.Addr
+	}{{fam.min, minS, hasMin && minS != "", &r.min}, {fam.max, maxS, hasMax && maxS != "", &r.max}} {
+		if !b.set {
+			continue
+		}
+		a, err := netip.ParseAddr(b.s)
+		if err != nil {
+			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%q is not an IP address", b.s), Err: err}
+		}
+		a = a.Unmap()
+		switch {
+		case a.Is6() != fam.v6:
+			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%s is not an %s address", a, famName(fam.v6))}
+		case !n.Contains(a):
+			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%s is not inside %s %s", a, fam.network, n)}
+		}
+		if start := netip.PrefixFrom(a, slen).Masked().Addr(); start != a {
+			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%s is not aligned to %s /%d (the subnet holding it starts at %s)",
+				a, fam.subnetLen, slen, start)}
+		}
+		*b.dst = a
+	}
+	if r.min.Compare(r.max) > 0 {
+		return r, &Error{Field: fam.min, Msg: fmt.Sprintf("%s is after %s %s", r.min, fam.max, r.max)}
+	}
+	return r, nil
+}
+
+func famName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// addrAdd returns a+n; the caller keeps the result inside a's family.
+func addrAdd(a netip.Addr, n *big.Int) netip.Addr {
+	b := a.AsSlice()
+	x := new(big.Int).SetBytes(b)
+	x.Add(x, n)
+	out, _ := netip.AddrFromSlice(x.FillBytes(make([]byte, len(b))))
+	return out
+}
+
+func (p *parser) backend(f map[string]member, be *Backend) error {
+	bm, ok := f["Backend"]
+	if !ok || jsonKind(bm.raw) == "null" {
+		return &Error{Field: "Backend", Msg: `missing; flexhook needs a Backend of Type "extension" with hook commands`}
+	}
+	members, err := p.object("Backend", bm.raw, bm.off)
+	if err != nil {
+		return err
+	}
+	for k := range be.Hooks {
+		be.Hooks[k] = Hook{Kind: Kind(k)}
+	}
+
+	// Type first: a config for another backend has keys of its own, and the
+	// preset to use is the more useful message.
+	var typ member
+	hasType := false
+	for _, m := range members {
+		if m.key == "Type" {
+			typ, hasType = m, true
+		}
+	}
+	if hasType {
+		t, _, err := p.str(typ, "Backend.Type")
+		if err != nil {
+			return err
+		}
+		if t != "" && t != ExtensionType {
+			return &Error{Field: "Backend.Type", Msg: typeAdvice(t)}
+		}
+		be.Type = t
+	}
+
+	for _, m := range members {
+		if slices.Contains(backendKeys, m.key) {
+			continue
+		}
+		msg := fmt.Sprintf("unknown key %q", m.key)
+		if c, ok := closest(m.key, backendKeys); ok {
+			msg += fmt.Sprintf(" (did you mean %q?)", c)
+		} else {
+			msg += " (known keys: " + strings.Join(backendKeys, ", ") + ")"
+		}
+		return &Error{Field: "Backend", Msg: msg}
+	}
+	if be.Type == "" {
+		return &Error{Field: "Backend.Type", Msg: `missing; set "Type": "extension"`}
+	}
+
+	for _, m := range members {
+		for _, k := range Kinds {
+			if m.key != k.String() {
+				continue
+			}
+			src, _, err := p.str(m, "Backend."+m.key)
+			if err != nil {
+				return err
+			}
+			h, err := ParseHook(k, src)
+			if err != nil {
+				return err
+			}
+			be.Hooks[k] = h // the last one wins, as in encoding/json
+		}
+	}
+	return nil
+}
+
+// typeAdvice explains what to use instead of Backend.Type t.
+func typeAdvice(t string) string {
+	msg := fmt.Sprintf("%q is not supported; flexhook runs only %q backends", t, ExtensionType)
+	if strings.EqualFold(t, ExtensionType) {
+		return msg + ` (the type is case-sensitive: write "extension")`
+	}
+	for _, name := range presetTypes {
+		if strings.EqualFold(t, name) {
+			return msg + fmt.Sprintf(": use --preset %s for the documented %s recipe", name, name)
+		}
+	}
+	return msg + ": write its hooks as an extension backend, or start from a preset (--preset NAME, one of " +
+		strings.Join(presetTypes, ", ") + ")"
+}
+
+// ParseHook parses one hook command with the Bash variant of the shell
+// parser. An empty or blank src gives a Hook with Source "" and no File. A
+// syntax error is an *Error such as "SubnetAddCommand:1:42: <message>",
+// with Line and Col inside src.
+func ParseHook(k Kind, src string) (Hook, error) {
+	h := Hook{Kind: k}
+	if strings.TrimSpace(src) == "" {
+		return h, nil
+	}
+	f, err := syntax.NewParser().Parse(strings.NewReader(src), "")
+	if err != nil {
+		e := &Error{Field: k.String(), Msg: err.Error(), Err: err}
+		var pe syntax.ParseError
+		var le syntax.LangError
+		switch {
+		case errors.As(err, &pe):
+			e.Line, e.Col, e.Msg = int(pe.Pos.Line()), int(pe.Pos.Col()), pe.Text
+		case errors.As(err, &le):
+			e.Line, e.Col = int(le.Pos.Line()), int(le.Pos.Col())
+			e.Msg = strings.TrimPrefix(le.Error(), le.Pos.String()+": ")
+		}
+		return h, e
+	}
+	f.Name = k.String()
+	h.Source, h.File = src, f
+	return h, nil
+}
