@@ -1,7 +1,32 @@
 // Package shell runs hook commands in the embedded POSIX shell interpreter
-// (mvdan.cc/sh/v3/interp) with no /bin/sh anywhere. Behaviour is layered as
-// exec-handler middlewares, outermost first: trace, dry-run, timeout (with a
-// process-group kill), and flexhook's own final exec last.
+// (mvdan.cc/sh/v3/interp) with no /bin/sh anywhere.
+//
+// Behaviour is layered as exec-handler middlewares, outermost first: trace,
+// dry-run, wireguard-userspace, and flexhook's own final exec last. The
+// final exec starts every external command in its own process group and,
+// when the hook's deadline passes or its context is cancelled, kills the
+// whole group (SIGTERM, then SIGKILL after the kill grace), so grandchildren
+// do not survive a timeout. A file the kernel refuses to execute (a script
+// without a shebang) fails with status 126; it is never re-run in a fresh
+// interpreter, and /bin/sh is never started.
+//
+// Dry-run is decided in one place, the dry-run middleware: pure text tools
+// (cut, tr, sed without -i, awk, head, grep, ...) run for real so computed
+// values are right; every other command is traced, not run, and reports
+// status 0 with no output, except tee, which copies its stdin to its stdout
+// and writes no file. The open handler writes no file in dry-run: output
+// redirections go to a discarding writer (/dev/null, /dev/stdout and
+// /dev/stderr keep their meaning).
+//
+// Tracing: every external command, including those inside $(...) and
+// backticks, produces one [TraceEvent] when it completes; so do output
+// redirections to files (Argv {">", path} or {">>", path}, Redirect set;
+// /dev/null and /dev/std* are not traced). Builtins (echo, read, export,
+// test, ...) produce no event. Stages of a pipeline run concurrently, so
+// their events arrive in completion order.
+//
+// A hook ends when its last statement and every background job (cmd &) have
+// ended; jobs still running at the deadline are killed with their groups.
 package shell
 
 import (
@@ -20,12 +45,22 @@ type TraceEvent struct {
 	Duration time.Duration
 	Skipped  bool // dry-run: printed, not run
 	Err      error
+	// Redirect marks an output redirection to a file: Argv is {op, path}
+	// with op ">" or ">>". In dry-run it is Skipped and nothing is written.
+	Redirect bool
 }
 
 // Tracer receives trace events. Implementations must be safe for
 // concurrent use.
 type Tracer interface {
 	Trace(ev TraceEvent)
+}
+
+// BeginTracer is an optional interface of a [Tracer]: Run calls Begin when
+// a non-empty hook starts, before any of its events, so a tracer can print
+// a header even for a hook that runs builtins only.
+type BeginTracer interface {
+	Begin(hook hooks.Kind, subnet string)
 }
 
 // Request is one hook invocation.

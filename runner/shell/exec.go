@@ -1,0 +1,166 @@
+package shell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/interp"
+)
+
+// stderrKey carries an io.Writer that replaces the interpreter's stderr for
+// one command, so a middleware (wireguard Auto) can capture it.
+type stderrKey struct{}
+
+func withStderr(ctx context.Context, w io.Writer) context.Context {
+	return context.WithValue(ctx, stderrKey{}, w)
+}
+
+// groupPoll is how often a cancelled command's process group is checked
+// for survivors during the kill grace.
+const groupPoll = 10 * time.Millisecond
+
+// execCmd is the final exec handler: it looks the command up in the hook's
+// PATH and runs it in its own process group. It never falls back to running
+// a file as a script in a new interpreter, and never starts /bin/sh.
+func (st *runState) execCmd(ctx context.Context, args []string) error {
+	st.execs.Add(1)
+	defer st.execs.Done()
+
+	hc := interp.HandlerCtx(ctx)
+	stderr := hc.Stderr
+	if w, ok := ctx.Value(stderrKey{}).(io.Writer); ok {
+		stderr = w
+	}
+	path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
+	if err != nil {
+		if strings.Contains(args[0], "/") {
+			if _, statErr := os.Stat(absPath(hc.Dir, args[0])); statErr == nil {
+				fmt.Fprintf(stderr, "%s: %v\n", args[0], err)
+				return interp.ExitStatus(126)
+			}
+		}
+		fmt.Fprintf(stderr, "%s: command not found\n", args[0])
+		return interp.ExitStatus(127)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	var cancelled atomic.Int64 // unix nanos of the SIGTERM; 0 if none
+	newCmd := func() *exec.Cmd {
+		cmd := exec.CommandContext(ctx, path)
+		cmd.Args = args
+		cmd.Env = execEnv(hc.Env)
+		cmd.Dir = hc.Dir
+		cmd.Stdin = hc.Stdin
+		cmd.Stdout = hc.Stdout
+		cmd.Stderr = stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error {
+			cancelled.Store(time.Now().UnixNano())
+			// The child is its group's leader: pgid == pid.
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
+		// After the grace, Wait kills the direct child and stops waiting for
+		// orphans that hold its output pipes.
+		cmd.WaitDelay = st.s.killGrace
+		return cmd
+	}
+	cmd := newCmd()
+	err = cmd.Start()
+	// A concurrently forked process may briefly hold a write descriptor of
+	// the file (https://go.dev/issue/22315): retry ETXTBSY with backoff.
+	for delay := time.Millisecond; errors.Is(err, syscall.ETXTBSY) && delay < 300*time.Millisecond; delay *= 2 {
+		time.Sleep(delay)
+		cmd = newCmd()
+		err = cmd.Start()
+	}
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, syscall.ENOEXEC):
+			fmt.Fprintf(stderr, "%s: cannot execute: exec format error (no #! line?)\n", args[0])
+			return interp.ExitStatus(126)
+		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EISDIR):
+			fmt.Fprintf(stderr, "%s: cannot execute: %v\n", args[0], errors.Unwrap(err))
+			return interp.ExitStatus(126)
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", args[0], err)
+		return interp.ExitStatus(127)
+	}
+	pgid := cmd.Process.Pid
+	err = cmd.Wait()
+	if t := cancelled.Load(); t != 0 {
+		st.killGroup(pgid, time.Unix(0, t).Add(st.s.killGrace))
+	}
+
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exitErr):
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			if cancelled.Load() != 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return interp.ExitStatus(128 + int(ws.Signal()))
+		}
+		return interp.ExitStatus(exitErr.ExitCode())
+	case errors.Is(err, exec.ErrWaitDelay):
+		// It exited with status 0, but orphans held its output open past
+		// the grace; like the interpreter's own handler, that is success.
+		return nil
+	}
+	return fmt.Errorf("%s: %w", args[0], err)
+}
+
+// killGroup makes sure nothing of a cancelled command's process group
+// survives: it waits until deadline for the group to exit after SIGTERM,
+// then sends SIGKILL to the whole group.
+func (st *runState) killGroup(pgid int, deadline time.Time) {
+	for time.Now().Before(deadline) {
+		if syscall.Kill(-pgid, 0) != nil { // ESRCH: the group is gone
+			return
+		}
+		time.Sleep(groupPoll)
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// execEnv is the environment of a child: the exported string variables,
+// as the interpreter's own exec handler computes it.
+func execEnv(env expand.Environ) []string {
+	list := make([]string, 0, 64)
+	for name, vr := range env.Each {
+		if !vr.IsSet() {
+			// Set globally but unset in the runner: drop earlier entries.
+			for i, kv := range list {
+				if strings.HasPrefix(kv, name+"=") {
+					list[i] = ""
+				}
+			}
+		}
+		if vr.Exported && vr.Kind == expand.String {
+			list = append(list, name+"="+vr.String())
+		}
+	}
+	return slices.DeleteFunc(list, func(kv string) bool { return kv == "" })
+}
+
+func absPath(dir, path string) string {
+	if path == "" || strings.HasPrefix(path, "/") {
+		return path
+	}
+	return dir + "/" + path
+}

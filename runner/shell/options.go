@@ -1,0 +1,164 @@
+package shell
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Defaults for [New].
+const (
+	DefaultTimeout   = 2 * time.Minute
+	DefaultKillGrace = 5 * time.Second
+	DefaultMaxOutput = 1 << 20 // bytes of stdout (and of kept stderr) per hook
+)
+
+// WireguardMode selects how `ip link add NAME type wireguard` runs.
+type WireguardMode int
+
+const (
+	// WireguardAuto runs the real ip first and falls back to
+	// `wireguard-go NAME` when the kernel lacks the wireguard link type.
+	WireguardAuto WireguardMode = iota
+	// WireguardAlways runs `wireguard-go NAME` instead of ip.
+	WireguardAlways
+	// WireguardNever runs ip unchanged.
+	WireguardNever
+)
+
+// String returns the flag spelling: auto, always or never.
+func (m WireguardMode) String() string {
+	switch m {
+	case WireguardAuto:
+		return "auto"
+	case WireguardAlways:
+		return "always"
+	case WireguardNever:
+		return "never"
+	}
+	return fmt.Sprintf("WireguardMode(%d)", int(m))
+}
+
+// ParseWireguardMode parses the value of --wireguard-userspace.
+func ParseWireguardMode(s string) (WireguardMode, error) {
+	switch s {
+	case "auto", "":
+		return WireguardAuto, nil
+	case "always":
+		return WireguardAlways, nil
+	case "never":
+		return WireguardNever, nil
+	}
+	return 0, fmt.Errorf("wireguard-userspace: %q is not one of auto, always, never", s)
+}
+
+// Option configures a [Shell].
+type Option func(*Shell) error
+
+// Dir sets the working directory of hooks: the node's state dir. It must
+// exist. Required unless DryRun(true).
+func Dir(dir string) Option {
+	return func(s *Shell) error {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return fmt.Errorf("dir %q: %w", dir, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return fmt.Errorf("dir: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("dir %q: not a directory", abs)
+		}
+		s.dir = abs
+		return nil
+	}
+}
+
+// Environ sets the base environment of hooks (NAME=value pairs); the
+// default is os.Environ(). Request.Env is appended to it (later wins).
+func Environ(env []string) Option {
+	return func(s *Shell) error {
+		s.environ = append([]string(nil), env...)
+		return nil
+	}
+}
+
+// DryRun makes hooks change nothing: see the package documentation.
+func DryRun(on bool) Option {
+	return func(s *Shell) error {
+		s.dryRun = on
+		return nil
+	}
+}
+
+// Timeout sets the deadline of one hook run (default [DefaultTimeout]).
+func Timeout(d time.Duration) Option {
+	return func(s *Shell) error {
+		if d <= 0 {
+			return fmt.Errorf("timeout: %v is not positive", d)
+		}
+		s.timeout = d
+		return nil
+	}
+}
+
+// KillGrace sets how long a process group has between SIGTERM and SIGKILL
+// when its hook times out or is cancelled (default [DefaultKillGrace]). It
+// is also how long a finished command's orphans may hold its output pipes.
+func KillGrace(d time.Duration) Option {
+	return func(s *Shell) error {
+		if d <= 0 {
+			return fmt.Errorf("kill grace: %v is not positive", d)
+		}
+		s.killGrace = d
+		return nil
+	}
+}
+
+// MaxOutput bounds the stdout a hook may produce (default
+// [DefaultMaxOutput]); more is an error wrapping [ErrOutputTooLarge].
+func MaxOutput(n int) Option {
+	return func(s *Shell) error {
+		if n <= 0 {
+			return fmt.Errorf("max output: %d is not positive", n)
+		}
+		s.maxOutput = n
+		return nil
+	}
+}
+
+// WithTracer sets the tracer that receives one [TraceEvent] per command.
+func WithTracer(t Tracer) Option {
+	return func(s *Shell) error {
+		s.tracer = t
+		return nil
+	}
+}
+
+// Logger sets the logger for hook stderr lines and decisions such as the
+// wireguard-go fallback (default slog.Default()).
+func Logger(l *slog.Logger) Option {
+	return func(s *Shell) error {
+		if l == nil {
+			return errors.New("logger: nil")
+		}
+		s.log = l
+		return nil
+	}
+}
+
+// Wireguard sets the wireguard-userspace mode (default [WireguardAuto]).
+func Wireguard(mode WireguardMode) Option {
+	return func(s *Shell) error {
+		switch mode {
+		case WireguardAuto, WireguardAlways, WireguardNever:
+			s.wgMode = mode
+			return nil
+		}
+		return fmt.Errorf("wireguard-userspace: unknown mode %d", int(mode))
+	}
+}

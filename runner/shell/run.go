@@ -1,0 +1,280 @@
+package shell
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/interp"
+	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/flexhook/flexhook/hooks"
+)
+
+// ErrTimeout is wrapped by the error of a hook that ran past its deadline.
+var ErrTimeout = errors.New("hook timed out")
+
+// ErrOutputTooLarge is wrapped by the error of a hook whose stdout exceeded
+// the MaxOutput bound.
+var ErrOutputTooLarge = errors.New("hook output too large")
+
+// HookError is the error of a hook that failed: a non-zero exit status, a
+// timeout (errors.Is(err, ErrTimeout)), a cancellation (errors.Is(err,
+// context.Canceled)) or too much output.
+type HookError struct {
+	Hook   hooks.Kind
+	Subnet string // the SUBNET it ran for, if any
+	Status int    // the exit status; -1 when the hook did not finish (timeout, cancel)
+	Err    error
+}
+
+func (e *HookError) Error() string {
+	if e.Subnet != "" {
+		return fmt.Sprintf("%s (SUBNET=%s): %v", e.Hook, e.Subnet, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Hook, e.Err)
+}
+
+func (e *HookError) Unwrap() error { return e.Err }
+
+// Shell runs hooks. It is safe for concurrent use; every Run builds its own
+// interpreter.
+type Shell struct {
+	dir       string
+	environ   []string
+	dryRun    bool
+	timeout   time.Duration
+	killGrace time.Duration
+	maxOutput int
+	tracer    Tracer
+	log       *slog.Logger
+	wgMode    WireguardMode
+}
+
+// New returns a Shell. Dir is required unless DryRun(true) is given; a
+// dry-run Shell without Dir runs its pure text tools in the process's
+// working directory.
+func New(opts ...Option) (*Shell, error) {
+	s := &Shell{
+		timeout:   DefaultTimeout,
+		killGrace: DefaultKillGrace,
+		maxOutput: DefaultMaxOutput,
+		log:       slog.Default(),
+	}
+	for _, opt := range opts {
+		if err := opt(s); err != nil {
+			return nil, fmt.Errorf("shell: %w", err)
+		}
+	}
+	if s.environ == nil {
+		s.environ = os.Environ()
+	}
+	if s.dir == "" && !s.dryRun {
+		return nil, errors.New("shell: dir: required (the node's state dir)")
+	}
+	return s, nil
+}
+
+// runState is what the handlers of one Run share.
+type runState struct {
+	s      *Shell
+	hook   hooks.Kind
+	subnet string
+	execs  sync.WaitGroup // commands started by execCmd and not yet reaped
+}
+
+// waitAll is the `wait` builtin: after the hook, it waits for background
+// jobs so none outlives its hook (they are killed at the deadline).
+var waitAll = &syntax.CallExpr{Args: []*syntax.Word{{Parts: []syntax.WordPart{&syntax.Lit{Value: "wait"}}}}}
+
+// Run runs one hook. An empty hook is skipped: no trace, empty Result.
+// The Result holds what the hook printed even when it failed; a failure is
+// a *HookError. Stdout is returned raw (trimming is left to the caller);
+// stderr lines are logged at Info and never mixed into stdout.
+func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
+	if req.Hook.Empty() {
+		return Result{}, nil
+	}
+	kind := req.Hook.Kind
+	hookErr := func(status int, err error) *HookError {
+		return &HookError{Hook: kind, Subnet: req.Subnet, Status: status, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, hookErr(-1, err)
+	}
+	st := &runState{s: s, hook: kind, subnet: req.Subnet}
+	if bt, ok := s.tracer.(BeginTracer); ok {
+		bt.Begin(kind, req.Subnet)
+	}
+
+	stdout := &capWriter{max: s.maxOutput}
+	stderr := &lineLogger{
+		kept: capWriter{max: s.maxOutput},
+		log:  s.log.With("hook", kind.String(), "subnet", req.Subnet),
+	}
+	stdin, stopStdin, err := feedStdin(req.Stdin)
+	if err != nil {
+		return Result{}, hookErr(-1, fmt.Errorf("stdin: %w", err))
+	}
+	defer stopStdin()
+
+	env := make([]string, 0, len(s.environ)+len(req.Env))
+	env = append(append(env, s.environ...), req.Env...)
+	r, err := interp.New(
+		interp.Env(expand.ListEnviron(env...)),
+		interp.Dir(s.dir),
+		interp.StdIO(stdin, stdout, stderr),
+		interp.OpenHandler(st.open),
+		interp.ExecHandlers(
+			st.trace,
+			st.dryRunMW,
+			st.wireguard,
+			func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return st.execCmd },
+		),
+	)
+	if err != nil {
+		return Result{}, hookErr(-1, fmt.Errorf("interpreter: %w", err))
+	}
+
+	hctx, cancel := context.WithTimeout(ctx, s.timeout)
+	runErr := r.Run(hctx, req.Hook.File)
+	waitErr := r.Run(hctx, waitAll)
+	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
+	cancel()
+	st.execs.Wait() // background commands are being killed by cancel
+	stopStdin()
+	stderr.flush()
+
+	res := Result{Stdout: stdout.String(), Stderr: stderr.kept.String()}
+	failed := runErr != nil || waitErr != nil
+	var status interp.ExitStatus
+	switch {
+	case failed && ctx.Err() != nil:
+		return res, hookErr(-1, fmt.Errorf("cancelled: %w", ctx.Err()))
+	case failed && timedOut:
+		return res, hookErr(-1, fmt.Errorf("%w after %v", ErrTimeout, s.timeout))
+	case errors.As(runErr, &status):
+		return res, hookErr(int(status), runErr)
+	case runErr != nil:
+		return res, hookErr(-1, runErr)
+	case stdout.overflow():
+		return res, hookErr(0, fmt.Errorf("stdout over %d bytes: %w", s.maxOutput, ErrOutputTooLarge))
+	}
+	return res, nil
+}
+
+// feedStdin returns a pipe that yields data then EOF. stop closes the read
+// end, which ends the writer goroutine even if nobody read everything; it
+// is idempotent.
+func feedStdin(data string) (*os.File, func(), error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if data == "" {
+		pw.Close()
+		return pr, func() { pr.Close() }, nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.WriteString(pw, data) // EPIPE once stop closed the read end
+		pw.Close()
+	}()
+	var once sync.Once
+	return pr, func() {
+		once.Do(func() {
+			pr.Close()
+			<-done
+		})
+	}, nil
+}
+
+// capWriter keeps the first max bytes written to it and remembers whether
+// more came. It never fails a write, so a chatty child is not killed by
+// EPIPE; the caller turns the overflow into an error. Safe for concurrent
+// use (background jobs and pipelines write concurrently).
+type capWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if room := w.max - w.buf.Len(); len(p) > room {
+		w.buf.Write(p[:max(room, 0)])
+		w.over = true
+	} else {
+		w.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+func (w *capWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func (w *capWriter) overflow() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.over
+}
+
+// maxLine bounds a stderr line held while waiting for its newline.
+const maxLine = 64 << 10
+
+// lineLogger logs each stderr line at Info and keeps the stderr text
+// (bounded) for the Result.
+type lineLogger struct {
+	mu      sync.Mutex
+	partial []byte
+	kept    capWriter
+	log     *slog.Logger
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.kept.Write(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.emit(l.partial[:i])
+		l.partial = l.partial[i+1:]
+	}
+	if len(l.partial) >= maxLine {
+		l.emit(l.partial)
+		l.partial = l.partial[:0]
+	}
+	l.partial = append([]byte(nil), l.partial...) // do not pin large buffers
+	return len(p), nil
+}
+
+func (l *lineLogger) emit(line []byte) {
+	l.log.Info("hook stderr", "line", string(line))
+}
+
+// flush logs a last line without a newline.
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.partial) > 0 {
+		l.emit(l.partial)
+		l.partial = nil
+	}
+}
