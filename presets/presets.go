@@ -1,0 +1,48 @@
+// Package presets holds the documented flannel extension-backend recipes
+// (vxlan, host-gw and wireguard) as flannel net-conf.json files, embedded
+// byte for byte as published, so `flexhook run --preset NAME` runs exactly
+// the configuration the flannel documentation gives.
+package presets
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+)
+
+//go:embed *.json
+var files embed.FS
+
+const ext = ".json"
+
+// ErrUnknown is wrapped by the error [Get] returns for a name that is not a
+// preset.
+var ErrUnknown = errors.New("unknown preset")
+
+// Names returns the preset names, sorted.
+func Names() []string {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		panic(fmt.Sprintf("presets: embedded files unreadable: %v", err)) // cannot happen with go:embed
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ext))
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Get returns the net-conf.json of the preset name. The caller owns the
+// returned slice. An unknown name is an error that lists the presets.
+func Get(name string) ([]byte, error) {
+	if name != "" && !strings.ContainsAny(name, `/\.`) {
+		if data, err := files.ReadFile(name + ext); err == nil {
+			return data, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q: the presets are %s", ErrUnknown, name, strings.Join(Names(), ", "))
+}
