@@ -174,7 +174,7 @@ func lintHook(k Kind, f *syntax.File) []Warning {
 				}
 			}
 		case *syntax.ParamExp:
-			if n.Param == nil || n.Exp != nil || n.Excl || n.Names != 0 {
+			if n.Param == nil || n.Excl || n.Names != 0 || n.Exp != nil && n.Exp.Op <= syntax.AssignUnsetOrNull {
 				break // ${X:-default} and friends handle an unset X on purpose
 			}
 			name := n.Param.Value
