@@ -174,7 +174,7 @@ func lintHook(k Kind, f *syntax.File) []Warning {
 				}
 			}
 		case *syntax.ParamExp:
-			if n.Param == nil || n.Excl || n.Names != 0 || n.Exp != nil && n.Exp.Op <= syntax.AssignUnsetOrNull {
+			if n.Param == nil || n.Excl || n.Names != 0 || n.Exp != nil && handlesUnset(n.Exp.Op) {
 				break // ${X:-default} and friends handle an unset X on purpose
 			}
 			name := n.Param.Value
@@ -193,6 +193,16 @@ func lintHook(k Kind, f *syntax.File) []Warning {
 		return true
 	})
 	return ws
+}
+
+// handlesUnset reports whether ${X<op>word} copes with an unset X itself.
+func handlesUnset(op syntax.ParExpOperator) bool {
+	switch op {
+	case syntax.AlternateUnset, syntax.AlternateUnsetOrNull, syntax.DefaultUnset, syntax.DefaultUnsetOrNull,
+		syntax.ErrorUnset, syntax.ErrorUnsetOrNull, syntax.AssignUnset, syntax.AssignUnsetOrNull:
+		return true
+	}
+	return false
 }
 
 // validName reports whether s is a shell variable name (not $1, $@, $?...).
