@@ -1,0 +1,661 @@
+// Package file is flexhook's embedded lease store: a directory shared by
+// every flexhook process on one machine (or on a shared file system that
+// honours flock), laid out like flannel's etcd keys:
+//
+//	<dir>/config                  the net-conf JSON (optional)
+//	<dir>/subnets/10.50.3.0-24    one file per lease, "&fd00:0:0:3::-64" appended for dual stack
+//	<dir>/.lock                   the allocation lock
+//
+// A lease file holds exactly the bytes flanneld would store in etcd
+// (leases.MarshalAttrs) and its modification time is the lease's
+// expiration, so any reader knows when a lease expires without knowing the
+// writer's TTL. Expired leases count as gone. Every write is atomic (a
+// temporary file in the same directory, fsync, rename); allocation runs
+// under an exclusive flock so that several processes never take the same
+// subnet. Files in subnets/ are other nodes' data and are not trusted: a
+// name that is not a lease key, a symlink, an oversized or unparsable file
+// is skipped with a warning, never followed and never fatal.
+package file
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flexhook/flexhook/leases"
+)
+
+// ErrClosed is returned by every method of a closed Store.
+var ErrClosed = errors.New("file store is closed")
+
+// DefaultResync is how often Watch re-lists the directory even without
+// file system events.
+const DefaultResync = 5 * time.Second
+
+// errNotLease marks a file under a lease's name that is not a lease.
+var errNotLease = errors.New("not a lease")
+
+// maxValue bounds the size of a lease file read from disk.
+const maxValue = 64 << 10
+
+// tempPrefix starts the name of every temporary file; names starting with
+// a dot are never lease keys.
+const tempPrefix = ".tmp-"
+
+// staleTemp is the age after which a temporary file left by a crashed
+// writer is removed.
+const staleTemp = 10 * time.Minute
+
+var _ leases.Store = (*Store)(nil)
+
+// Store is a lease store in a directory. It is safe for concurrent use by
+// several goroutines and several processes.
+type Store struct {
+	dir     string
+	subnets string
+	ttl     time.Duration
+	resync  time.Duration
+	log     *slog.Logger
+
+	rndMu sync.Mutex
+	rnd   *rand.Rand // nil: math/rand/v2's global source
+
+	warnMu sync.Mutex
+	warned map[string]string // file name → last warning, to warn once
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// Option configures a Store.
+type Option func(*Store) error
+
+// WithTTL sets how long a lease lives without renewal (default
+// leases.DefaultTTL).
+func WithTTL(d time.Duration) Option {
+	return func(s *Store) error {
+		if d <= 0 {
+			return fmt.Errorf("ttl %s: must be positive", d)
+		}
+		s.ttl = d
+		return nil
+	}
+}
+
+// WithResync sets how often Watch re-lists the directory to survive
+// dropped events and to notice expiry (default DefaultResync).
+func WithResync(d time.Duration) Option {
+	return func(s *Store) error {
+		if d <= 0 {
+			return fmt.Errorf("resync %s: must be positive", d)
+		}
+		s.resync = d
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) error {
+		if l == nil {
+			return errors.New("logger: must not be nil")
+		}
+		s.log = l
+		return nil
+	}
+}
+
+// WithRand sets the source of random subnet choices, for tests.
+func WithRand(r *rand.Rand) Option {
+	return func(s *Store) error {
+		s.rnd = r
+		return nil
+	}
+}
+
+// New opens the store in dir, creating dir and dir/subnets (mode 0700)
+// when missing.
+func New(dir string, opts ...Option) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("file store: directory is empty")
+	}
+	s := &Store{
+		dir:     dir,
+		subnets: filepath.Join(dir, "subnets"),
+		ttl:     leases.DefaultTTL,
+		resync:  DefaultResync,
+		log:     slog.Default(),
+		warned:  map[string]string{},
+		done:    make(chan struct{}),
+	}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, fmt.Errorf("file store: %w", err)
+		}
+	}
+	if err := s.mkdirs(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) mkdirs() error {
+	if err := os.MkdirAll(s.subnets, 0o700); err != nil {
+		return fmt.Errorf("file store: %w", err)
+	}
+	fi, err := os.Lstat(s.subnets)
+	if err != nil {
+		return fmt.Errorf("file store: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("file store: %s is not a directory", s.subnets)
+	}
+	return nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close makes every later call fail with ErrClosed and stops running
+// watches. It never fails.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
+	return nil
+}
+
+func (s *Store) check(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return ErrClosed
+	default:
+	}
+	return ctx.Err()
+}
+
+// Config returns the content of <dir>/config, or an error wrapping
+// leases.ErrNotFound when there is none.
+func (s *Store) Config(ctx context.Context) ([]byte, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(s.dir, "config")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("config %s: %w", p, leases.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return b, nil
+}
+
+// PutConfig atomically replaces <dir>/config with b (mode 0600).
+func (s *Store) PutConfig(ctx context.Context, b []byte) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if _, err := writeAtomic(s.dir, "config", b, time.Time{}); err != nil {
+		return fmt.Errorf("put config: %w", err)
+	}
+	return nil
+}
+
+// List returns every unexpired lease, sorted by subnet.
+func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	es, err := s.scan()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ls := make([]leases.Lease, 0, len(es))
+	for _, e := range es {
+		if e.ok && e.live(now) {
+			ls = append(ls, e.lease)
+		}
+	}
+	slices.SortFunc(ls, compareLeases)
+	return ls, nil
+}
+
+func compareLeases(a, b leases.Lease) int {
+	return cmp.Or(comparePrefix(a.Subnet, b.Subnet), comparePrefix(a.IPv6Subnet, b.IPv6Subnet))
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
+// Acquire returns this node's lease, identified by attrs.PublicIP (or
+// attrs.PublicIPv6 when PublicIP is unset). Under the lock it takes back
+// the lease carrying that address, even an expired one, as long as it still
+// fits r and no other live lease overlaps it, rewriting its attrs and
+// expiration. Otherwise it deletes expired lease files (and any other lease
+// of this node) and creates a lease on a random free subnet of r. A full
+// range gives an error wrapping leases.ErrNoFreeSubnet.
+func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs) (leases.Lease, error) {
+	if err := r.Validate(); err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	id := identity(attrs)
+	if !id.IsValid() {
+		return leases.Lease{}, errors.New("acquire: attrs have neither PublicIP nor PublicIPv6")
+	}
+	if err := s.check(ctx); err != nil {
+		return leases.Lease{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	defer unlock()
+	if err := s.mkdirs(); err != nil { // the directory may have been wiped
+		return leases.Lease{}, err
+	}
+	es, err := s.scan()
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	now := time.Now()
+
+	var parsed []leases.Lease
+	for _, e := range es {
+		if e.ok {
+			parsed = append(parsed, e.lease)
+		}
+	}
+	own, haveOwn := leases.FindByPublicIP(parsed, id)
+	if haveOwn && r.Fits(own.Subnet, own.IPv6Subnet) && !overlapsLive(own, es, now) {
+		l, err := s.writeLease(leases.Lease{Subnet: own.Subnet, IPv6Subnet: own.IPv6Subnet, Attrs: attrs})
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+		}
+		s.log.Info("reusing lease", "subnet", l.Subnet, "ipv6Subnet", ipv6Attr(l.IPv6Subnet), "publicIP", id)
+		return l, nil
+	}
+	if haveOwn {
+		s.log.Info("lease of this node does not fit the range or overlaps another, replacing it",
+			"subnet", own.Subnet, "ipv6Subnet", ipv6Attr(own.IPv6Subnet), "publicIP", id, "range", r)
+	}
+
+	var taken []leases.Lease
+	for _, e := range es {
+		mine := e.ok && identity(e.lease.Attrs) == id
+		if e.live(now) && !mine {
+			taken = append(taken, e.lease) // unparsable live files keep their subnet
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.subnets, e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return leases.Lease{}, fmt.Errorf("acquire: remove stale lease: %w", err)
+		}
+		s.log.Debug("removed lease", "file", e.name, "expired", !e.live(now), "mine", mine)
+	}
+	s.removeStaleTemps(now)
+
+	s.rndMu.Lock()
+	v4, v6, err := leases.PickFree(r, taken, s.rnd)
+	s.rndMu.Unlock()
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	l, err := s.writeLease(leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs})
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	s.log.Info("acquired new lease", "subnet", l.Subnet, "ipv6Subnet", ipv6Attr(l.IPv6Subnet), "publicIP", id)
+	return l, nil
+}
+
+// Renew rewrites l's attrs and moves its expiration to now + TTL. It fails
+// with an error wrapping leases.ErrLeaseGone when the lease file is gone or
+// now belongs to another node.
+func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error) {
+	if err := s.check(ctx); err != nil {
+		return leases.Lease{}, err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("renew %s: %w", l.Subnet, err)
+	}
+	defer unlock()
+	name := leases.SubnetKey(l.Subnet, l.IPv6Subnet)
+	e, err := s.read(name, l.Subnet, l.IPv6Subnet)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, leases.ErrLeaseGone)
+	case errors.Is(err, errNotLease):
+		return leases.Lease{}, fmt.Errorf("renew %s: %v: %w", name, err, leases.ErrLeaseGone)
+	case err != nil:
+		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, err)
+	case !e.ok:
+		return leases.Lease{}, fmt.Errorf("renew %s: unreadable lease (%v): %w", name, e.err, leases.ErrLeaseGone)
+	}
+	if got, want := identity(e.lease.Attrs), identity(l.Attrs); got != want {
+		return leases.Lease{}, fmt.Errorf("renew %s: lease now carries PublicIP %s, not %s: %w", name, got, want, leases.ErrLeaseGone)
+	}
+	nl, err := s.writeLease(leases.Lease{Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet, Attrs: l.Attrs})
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, err)
+	}
+	return nl, nil
+}
+
+// Remove deletes the lease (expired or not) whose IPv4 subnet is subnet,
+// or fails with an error wrapping leases.ErrNotFound.
+func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", subnet, err)
+	}
+	defer unlock()
+	des, err := os.ReadDir(s.subnets)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", subnet, err)
+	}
+	removed := false
+	for _, de := range des {
+		v4, _, err := leases.ParseSubnetKey(de.Name())
+		if err != nil || v4 != subnet.Masked() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.subnets, de.Name())); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("remove %s: %w", subnet, err)
+		}
+		removed = true
+	}
+	if !removed {
+		return fmt.Errorf("remove %s: %w", subnet, leases.ErrNotFound)
+	}
+	return syncDir(s.subnets)
+}
+
+// identity is the address a node is known by: PublicIP, else PublicIPv6.
+func identity(a leases.Attrs) netip.Addr {
+	if a.PublicIP.IsValid() {
+		return a.PublicIP.Unmap()
+	}
+	return a.PublicIPv6
+}
+
+func ipv6Attr(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+// entry is one lease file as read from disk.
+type entry struct {
+	name    string
+	lease   leases.Lease // Subnet, IPv6Subnet and Expiration always; Attrs when ok
+	ok      bool         // the content parsed
+	err     error        // why it did not
+	foreign bool         // not a regular file: taken for good, never touched
+}
+
+func (e entry) live(now time.Time) bool { return e.foreign || e.lease.Expiration.After(now) }
+
+// overlapsLive reports whether a live lease other than l overlaps it.
+func overlapsLive(l leases.Lease, es []entry, now time.Time) bool {
+	self := leases.SubnetKey(l.Subnet, l.IPv6Subnet)
+	for _, e := range es {
+		if e.name == self || !e.live(now) {
+			continue
+		}
+		if e.lease.Subnet.Overlaps(l.Subnet) ||
+			e.lease.IPv6Subnet.IsValid() && l.IPv6Subnet.IsValid() && e.lease.IPv6Subnet.Overlaps(l.IPv6Subnet) {
+			return true
+		}
+	}
+	return false
+}
+
+// scan reads every lease file, expired or not. Files that cannot be leases
+// are skipped with a warning (once per file); a missing subnets directory
+// is an empty store.
+func (s *Store) scan() ([]entry, error) {
+	des, err := os.ReadDir(s.subnets)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.subnets, err)
+	}
+	bad := map[string]string{}
+	es := make([]entry, 0, len(des))
+	for _, de := range des {
+		name := de.Name()
+		if strings.HasPrefix(name, ".") {
+			continue // a write in flight
+		}
+		v4, v6, err := leases.ParseSubnetKey(name)
+		if err != nil {
+			bad[name] = "not a lease: " + err.Error()
+			continue
+		}
+		if canon := leases.SubnetKey(v4, v6); canon != name {
+			bad[name] = "not a lease: key is not canonical, want " + canon
+			continue
+		}
+		// Something that is not a regular file under a lease's name keeps
+		// its subnet (never clobbered, never deleted) and is never listed.
+		foreign := entry{name: name, lease: leases.Lease{Subnet: v4, IPv6Subnet: v6}, foreign: true}
+		if !de.Type().IsRegular() {
+			bad[name] = "not a lease: not a regular file (" + de.Type().String() + ")"
+			es = append(es, foreign)
+			continue
+		}
+		e, err := s.read(name, v4, v6)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			bad[name] = err.Error()
+			es = append(es, foreign)
+			continue
+		}
+		if !e.ok {
+			bad[name] = "unreadable lease: " + e.err.Error()
+		}
+		es = append(es, e)
+	}
+	s.warnOnce(bad)
+	return es, nil
+}
+
+// read reads one lease file without following symlinks. A content that
+// does not parse gives an entry with ok=false (it still holds its subnet
+// until it expires); other failures are errors.
+func (s *Store) read(name string, v4, v6 netip.Prefix) (entry, error) {
+	f, err := os.OpenFile(filepath.Join(s.subnets, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return entry{}, fmt.Errorf("%w: a symlink", errNotLease)
+		}
+		return entry{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return entry{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return entry{}, fmt.Errorf("%w: not a regular file (%s)", errNotLease, fi.Mode().Type())
+	}
+	e := entry{name: name, lease: leases.Lease{Subnet: v4, IPv6Subnet: v6, Expiration: fi.ModTime()}}
+	b, err := io.ReadAll(io.LimitReader(f, maxValue+1))
+	switch {
+	case err != nil:
+		return entry{}, err
+	case len(b) > maxValue:
+		e.err = fmt.Errorf("larger than %d bytes", maxValue)
+	default:
+		e.lease.Attrs, e.err = leases.UnmarshalAttrs(b)
+	}
+	e.ok = e.err == nil
+	return e, nil
+}
+
+// warnOnce logs each bad file once, and again only if its problem changes.
+func (s *Store) warnOnce(bad map[string]string) {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	for name, msg := range bad {
+		if s.warned[name] != msg {
+			s.log.Warn("skipping file in lease store", "dir", s.subnets, "file", name, "reason", msg)
+		}
+	}
+	s.warned = bad
+}
+
+// writeLease writes l with expiration now + TTL and returns it with the
+// expiration as stored.
+func (s *Store) writeLease(l leases.Lease) (leases.Lease, error) {
+	b, err := leases.MarshalAttrs(l.Attrs)
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	exp, err := writeAtomic(s.subnets, leases.SubnetKey(l.Subnet, l.IPv6Subnet), b, time.Now().Add(s.ttl))
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	l.Expiration = exp
+	return l, nil
+}
+
+// writeAtomic replaces dir/name with data (mode 0600) through a temporary
+// file in dir: write, fsync, set the modification time to mtime (unless
+// zero), rename, fsync dir. It returns the modification time as stored.
+func writeAtomic(dir, name string, data []byte, mtime time.Time) (time.Time, error) {
+	f, err := os.CreateTemp(dir, tempPrefix+strconv.FormatInt(time.Now().UnixNano(), 10)+"-*")
+	if err != nil {
+		return time.Time{}, err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return time.Time{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return time.Time{}, err
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(tmp, time.Now(), mtime); err != nil {
+			return time.Time{}, err
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := f.Close(); err != nil {
+		return time.Time{}, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return time.Time{}, err
+	}
+	ok = true
+	return fi.ModTime(), syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeStaleTemps removes temporary files older than staleTemp, left by
+// writers that crashed between create and rename. Their age is in their
+// name (their modification time may already be a lease expiration).
+func (s *Store) removeStaleTemps(now time.Time) {
+	des, err := os.ReadDir(s.subnets)
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		rest, ok := strings.CutPrefix(de.Name(), tempPrefix)
+		if !ok {
+			continue
+		}
+		stamp, _, _ := strings.Cut(rest, "-")
+		ns, err := strconv.ParseInt(stamp, 10, 64)
+		if err != nil || now.Sub(time.Unix(0, ns)) < staleTemp {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.subnets, de.Name())); err == nil {
+			s.log.Info("removed stale temporary file", "file", de.Name())
+		}
+	}
+}
+
+// lock takes the exclusive allocation lock <dir>/.lock, polling with a
+// non-blocking flock so that ctx is honoured. The returned func releases it.
+func (s *Store) lock(ctx context.Context) (unlock func(), err error) {
+	p := filepath.Join(s.dir, ".lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	fd := int(f.Fd())
+	delay := 500 * time.Microsecond
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(fd, syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		t.Reset(delay + rand.N(delay))
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", p, ctx.Err())
+		case <-s.done:
+			f.Close()
+			return nil, ErrClosed
+		case <-t.C:
+		}
+		delay = min(2*delay, 20*time.Millisecond)
+	}
+}

@@ -1,0 +1,177 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/flexhook/flexhook/leases"
+)
+
+// debounce is how long Watch waits after a file system event for more
+// before it re-lists, so that one write (create, rename) sends one update.
+const debounce = 20 * time.Millisecond
+
+// Watch sends the unexpired leases on out: once at the start, then each
+// time the set of (subnet, attrs) differs from the last one sent. It
+// re-lists on fsnotify events in subnets/ (debounced), every resync period
+// (dropped events), and when the next lease expires. It returns nil when
+// ctx is done and ErrClosed when the store is closed.
+func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
+	if err := s.check(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.subnets, err)
+	}
+	defer w.Close()
+	watching := w.Add(s.subnets) == nil
+	if !watching {
+		s.log.Warn("cannot watch lease directory, relying on periodic re-list", "dir", s.subnets)
+	}
+
+	ls, err := s.List(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("watch: %w", err)
+	}
+	if !s.send(ctx, out, ls) {
+		return s.watchEnd(ctx)
+	}
+	last := ls
+
+	resync := time.NewTicker(s.resync)
+	defer resync.Stop()
+	settle := time.NewTimer(time.Hour) // debounce
+	settle.Stop()
+	defer settle.Stop()
+	pending := false
+	expiry := time.NewTimer(time.Hour) // next lease expiration
+	defer expiry.Stop()
+	armExpiry(expiry, last)
+
+	relist := func() bool {
+		if !watching {
+			watching = w.Add(s.subnets) == nil
+		}
+		ls, err := s.List(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+				s.log.Warn("re-listing leases failed, will retry", "err", err)
+			}
+			return ctx.Err() == nil
+		}
+		armExpiry(expiry, ls)
+		if sameSet(last, ls) {
+			return true
+		}
+		if !s.send(ctx, out, ls) {
+			return false
+		}
+		last = ls
+		return true
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return ErrClosed
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("watch: fsnotify watcher stopped")
+			}
+			if filepath.Clean(ev.Name) == filepath.Clean(s.subnets) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				watching = false // the directory itself went away
+			}
+			if strings.HasPrefix(filepath.Base(ev.Name), ".") {
+				continue // temporary files
+			}
+			if !pending {
+				pending = true
+				settle.Reset(debounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("watch: fsnotify watcher stopped")
+			}
+			if !errors.Is(err, fsnotify.ErrEventOverflow) {
+				s.log.Warn("lease directory watch error, re-listing", "err", err)
+			}
+			if !relist() {
+				return s.watchEnd(ctx)
+			}
+		case <-settle.C:
+			pending = false
+			if !relist() {
+				return s.watchEnd(ctx)
+			}
+		case <-resync.C:
+			if !relist() {
+				return s.watchEnd(ctx)
+			}
+		case <-expiry.C:
+			if !relist() {
+				return s.watchEnd(ctx)
+			}
+		}
+	}
+}
+
+func (s *Store) watchEnd(ctx context.Context) error {
+	select {
+	case <-s.done:
+		if ctx.Err() == nil {
+			return ErrClosed
+		}
+	default:
+	}
+	return nil
+}
+
+// send delivers ls unless ctx is done or the store closed first.
+func (s *Store) send(ctx context.Context, out chan<- []leases.Lease, ls []leases.Lease) bool {
+	select {
+	case out <- ls:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	}
+}
+
+// armExpiry sets t to fire just after the earliest expiration in ls.
+func armExpiry(t *time.Timer, ls []leases.Lease) {
+	t.Stop()
+	var next time.Time
+	for _, l := range ls {
+		if next.IsZero() || l.Expiration.Before(next) {
+			next = l.Expiration
+		}
+	}
+	if !next.IsZero() {
+		t.Reset(time.Until(next) + time.Millisecond)
+	}
+}
+
+// sameSet compares two sorted lease lists by subnet and attrs, ignoring
+// expirations (a renewal is not a change).
+func sameSet(a, b []leases.Lease) bool {
+	return slices.EqualFunc(a, b, func(x, y leases.Lease) bool {
+		return x.Subnet == y.Subnet && x.IPv6Subnet == y.IPv6Subnet && x.Attrs == y.Attrs
+	})
+}
