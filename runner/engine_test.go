@@ -1,0 +1,567 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/leases/file"
+	"github.com/flexhook/flexhook/runner"
+	"github.com/flexhook/flexhook/runner/shell"
+)
+
+const (
+	waitFor = 20 * time.Second // a hang guard, not a timing assertion
+	tick    = 10 * time.Millisecond
+)
+
+var ownIP = netip.MustParseAddr("192.0.2.1")
+
+// recorder hooks append what they get to files in the state dir: "events"
+// (one line per hook) and "stdin" (the raw stdin of Add and Remove).
+var recorder = map[hooks.Kind]string{
+	hooks.PreStartup:   `echo "pre net=$NETWORK ip=$PUBLIC_IP ip6=[$PUBLIC_IPV6] subnet=[$SUBNET]" >> events; echo "  node-data  "`,
+	hooks.PostStartup:  `echo "post $SUBNET $PUBLIC_IP stdin=[$(cat)]" >> events`,
+	hooks.SubnetAdd:    `read D; echo "add $SUBNET $PUBLIC_IP $D" >> events`,
+	hooks.SubnetRemove: `cat >> stdin; echo "remove $SUBNET $PUBLIC_IP" >> events`,
+	hooks.Shutdown:     `echo "shutdown $SUBNET $PUBLIC_IP" >> events`,
+}
+
+// config returns a parsed net-conf.json with the given hooks.
+func config(t *testing.T, hs map[hooks.Kind]string) *hooks.Config {
+	t.Helper()
+	be := map[string]string{"Type": "extension"}
+	for k, src := range hs {
+		be[k.String()] = src
+	}
+	data, err := json.Marshal(map[string]any{"Network": "10.50.0.0/16", "Backend": be})
+	require.NoError(t, err)
+	cfg, err := hooks.Parse(data)
+	require.NoError(t, err)
+	return cfg
+}
+
+func without(hs map[hooks.Kind]string, k hooks.Kind) map[hooks.Kind]string {
+	out := map[hooks.Kind]string{}
+	for kk, v := range hs {
+		if kk != k {
+			out[kk] = v
+		}
+	}
+	return out
+}
+
+func with(hs map[hooks.Kind]string, k hooks.Kind, src string) map[hooks.Kind]string {
+	out := without(hs, k)
+	out[k] = src
+	return out
+}
+
+func newStore(t *testing.T, dir string, opts ...file.Option) *file.Store {
+	t.Helper()
+	s, err := file.New(dir, append([]file.Option{file.WithResync(100 * time.Millisecond), file.WithLogger(testLogger(t))}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// node is one running engine.
+type node struct {
+	t      *testing.T
+	dir    string
+	eng    *runner.Engine
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once // receives from done
+	err    error
+}
+
+// start runs an engine for cfg on store with state dir dir.
+func start(t *testing.T, cfg *hooks.Config, store leases.Store, dir string, opts ...runner.Option) *node {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	sh, err := shell.New(shell.Dir(dir), shell.Logger(testLogger(t)))
+	require.NoError(t, err)
+	opts = append([]runner.Option{
+		runner.PublicIP(ownIP), runner.StateDir(dir), runner.Logger(testLogger(t)),
+		runner.Retry(10*time.Millisecond, 200*time.Millisecond),
+	}, opts...)
+	eng, err := runner.New(cfg, store, sh, opts...)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{t: t, dir: dir, eng: eng, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- eng.Run(ctx) }()
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+// stop cancels the engine and returns Run's result.
+func (n *node) stop() error {
+	n.cancel()
+	return n.wait()
+}
+
+// wait returns Run's result without cancelling it.
+func (n *node) wait() error {
+	n.once.Do(func() {
+		select {
+		case n.err = <-n.done:
+		case <-time.After(waitFor):
+			n.err = errors.New("Run did not return")
+		}
+	})
+	return n.err
+}
+
+func (n *node) lease() leases.Lease {
+	n.t.Helper()
+	var l leases.Lease
+	require.Eventually(n.t, func() bool {
+		var ok bool
+		l, ok = n.eng.Lease()
+		return ok
+	}, waitFor, tick, "no lease acquired")
+	return l
+}
+
+func (n *node) events() []string { return readLines(n.t, filepath.Join(n.dir, "events")) }
+
+// waitEvent waits until an events line equals want.
+func (n *node) waitEvent(want string) {
+	n.t.Helper()
+	require.Eventually(n.t, func() bool { return slices.Contains(n.events(), want) },
+		waitFor, tick, "no event %q", want)
+}
+
+func readLines(t *testing.T, path string) []string {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	require.NoError(t, err)
+	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+// peer creates a remote lease in store, as another node would.
+func peer(t *testing.T, cfg *hooks.Config, store leases.Store, ip, data string) leases.Lease {
+	t.Helper()
+	l, err := store.Acquire(context.Background(), runner.RangeOf(cfg), leases.Attrs{
+		PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data,
+	})
+	require.NoError(t, err)
+	return l
+}
+
+// rewriteLease replaces a lease file in a file store directory the way
+// another node on the same subnet would (the file's mtime is its
+// expiration), which the store's own API refuses for a new PublicIP.
+func rewriteLease(t *testing.T, storeDir string, l leases.Lease) {
+	t.Helper()
+	data, err := leases.MarshalAttrs(l.Attrs)
+	require.NoError(t, err)
+	dir := filepath.Join(storeDir, "subnets")
+	tmp := filepath.Join(dir, ".tmp-test")
+	require.NoError(t, os.WriteFile(tmp, data, 0o600))
+	exp := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(tmp, exp, exp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, leases.SubnetKey(l.Subnet, l.IPv6Subnet))))
+}
+
+func storeLease(t *testing.T, store leases.Store, ip netip.Addr) (leases.Lease, bool) {
+	ls, err := store.List(context.Background())
+	require.NoError(t, err)
+	return leases.FindByPublicIP(ls, ip)
+}
+
+func TestLifecycle(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	p := peer(t, cfg, store, "192.0.2.2", "peer-data")
+	other, err := store.Acquire(t.Context(), runner.RangeOf(cfg), leases.Attrs{
+		PublicIP: netip.MustParseAddr("192.0.2.9"), BackendType: "vxlan", BackendData: "x"})
+	require.NoError(t, err)
+
+	n := start(t, cfg, store, t.TempDir())
+	own := n.lease()
+	addP := fmt.Sprintf("add %s 192.0.2.2 peer-data", p.Subnet)
+	n.waitEvent(addP)
+
+	l, ok := storeLease(t, store, ownIP)
+	require.True(t, ok)
+	assert.Equal(t, own.Subnet, l.Subnet)
+	assert.Equal(t, "node-data", l.Attrs.BackendData, "PreStartup's trimmed stdout is the BackendData")
+	assert.Equal(t, leases.BackendType, l.Attrs.BackendType)
+
+	require.NoError(t, n.stop())
+	assert.Equal(t, []string{
+		"pre net=10.50.0.0/16 ip=192.0.2.1 ip6=[] subnet=[]",
+		fmt.Sprintf("post %s 192.0.2.1 stdin=[]", own.Subnet),
+		addP,
+		fmt.Sprintf("shutdown %s 192.0.2.1", own.Subnet),
+	}, n.events(), "own lease and %s (BackendType vxlan) are not added", other.Subnet)
+}
+
+func TestStdinOfRemove(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	p := peer(t, cfg, store, "192.0.2.2", "b2:d1:fc:40:8d:2f")
+	n := start(t, cfg, store, t.TempDir())
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 b2:d1:fc:40:8d:2f", p.Subnet))
+
+	require.NoError(t, store.Remove(t.Context(), p.Subnet))
+	n.waitEvent(fmt.Sprintf("remove %s 192.0.2.2", p.Subnet))
+	data, err := os.ReadFile(filepath.Join(n.dir, "stdin"))
+	require.NoError(t, err)
+	assert.Equal(t, "b2:d1:fc:40:8d:2f\n", string(data), "Remove reads the old BackendData and a newline")
+}
+
+func TestChangedLeaseIsRemovedThenAdded(t *testing.T) {
+	cfg := config(t, recorder)
+	storeDir := t.TempDir()
+	store := newStore(t, storeDir)
+	p := peer(t, cfg, store, "192.0.2.2", "old")
+	n := start(t, cfg, store, t.TempDir())
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 old", p.Subnet))
+
+	p.Attrs.BackendData = "new"
+	_, err := store.Renew(t.Context(), p)
+	require.NoError(t, err)
+	addNew := fmt.Sprintf("add %s 192.0.2.2 new", p.Subnet)
+	n.waitEvent(addNew)
+
+	p.Attrs.PublicIP = netip.MustParseAddr("192.0.2.22")
+	rewriteLease(t, storeDir, p)
+	addMoved := fmt.Sprintf("add %s 192.0.2.22 new", p.Subnet)
+	n.waitEvent(addMoved)
+
+	require.NoError(t, store.Remove(t.Context(), p.Subnet))
+	rmMoved := fmt.Sprintf("remove %s 192.0.2.22", p.Subnet)
+	n.waitEvent(rmMoved)
+
+	ev := n.events()
+	assert.Equal(t, []string{
+		fmt.Sprintf("add %s 192.0.2.2 old", p.Subnet),
+		fmt.Sprintf("remove %s 192.0.2.2", p.Subnet), addNew,
+		fmt.Sprintf("remove %s 192.0.2.2", p.Subnet), addMoved,
+		rmMoved,
+	}, ev[2:])
+}
+
+func TestFailingHookIsRetried(t *testing.T) {
+	hs := with(recorder, hooks.SubnetAdd, `read D
+if test "$PUBLIC_IP" = 192.0.2.2 && ! test -e marker; then
+	echo "fail $SUBNET" >> attempts
+	echo "no marker yet" >&2
+	exit 3
+fi
+echo "add $SUBNET $PUBLIC_IP $D" >> events`)
+	cfg := config(t, hs)
+	store := newStore(t, t.TempDir())
+	bad := peer(t, cfg, store, "192.0.2.2", "a")
+	good := peer(t, cfg, store, "192.0.2.3", "b")
+	n := start(t, cfg, store, t.TempDir())
+
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.3 b", good.Subnet)) // not blocked by bad
+	var st runner.Status
+	require.Eventually(t, func() bool {
+		var err error
+		st, err = runner.ReadStatus(n.dir)
+		return err == nil && len(st.Failing) == 1 && st.Failing[0].Attempts >= 3
+	}, waitFor, tick, "failure not in status.json")
+	f := st.Failing[0]
+	assert.Equal(t, bad.Subnet, f.Subnet)
+	assert.Equal(t, "SubnetAddCommand", f.Hook)
+	assert.Contains(t, f.Error, "SubnetAddCommand for "+bad.Subnet.String())
+	assert.Contains(t, st.Applied, good.Subnet)
+	fi, err := os.Stat(filepath.Join(n.dir, runner.StatusFile))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	require.NoError(t, os.WriteFile(filepath.Join(n.dir, "marker"), nil, 0o600))
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 a", bad.Subnet))
+	require.Eventually(t, func() bool {
+		st, err := runner.ReadStatus(n.dir)
+		return err == nil && len(st.Failing) == 0 && len(st.Applied) == 2
+	}, waitFor, tick, "recovery not in status.json")
+}
+
+func TestFailedRemoveHoldsBackAdd(t *testing.T) {
+	hs := with(recorder, hooks.SubnetRemove, `if ! test -e marker; then exit 1; fi; echo "remove $SUBNET $PUBLIC_IP" >> events`)
+	cfg := config(t, hs)
+	store := newStore(t, t.TempDir())
+	p := peer(t, cfg, store, "192.0.2.2", "old")
+	n := start(t, cfg, store, t.TempDir())
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 old", p.Subnet))
+
+	p.Attrs.BackendData = "new"
+	_, err := store.Renew(t.Context(), p)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := runner.ReadStatus(n.dir)
+		return err == nil && len(st.Failing) == 1 && st.Failing[0].Hook == "SubnetRemoveCommand" && st.Failing[0].Attempts >= 2
+	}, waitFor, tick)
+	assert.NotContains(t, n.events(), fmt.Sprintf("add %s 192.0.2.2 new", p.Subnet), "Add only after Remove succeeded")
+
+	require.NoError(t, os.WriteFile(filepath.Join(n.dir, "marker"), nil, 0o600))
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 new", p.Subnet))
+	ev := n.events()
+	assert.Equal(t, fmt.Sprintf("remove %s 192.0.2.2", p.Subnet), ev[len(ev)-2])
+}
+
+// A lease deleted while the daemon is down still gets its Remove after the
+// restart, and a lease still there is not added again (config without a
+// ShutdownCommand, like the host-gw preset).
+func TestJournalAcrossRestart(t *testing.T) {
+	cfg := config(t, without(recorder, hooks.Shutdown))
+	storeDir, state := t.TempDir(), t.TempDir()
+	store := newStore(t, storeDir)
+	gone := peer(t, cfg, store, "192.0.2.2", "g")
+	stays := peer(t, cfg, store, "192.0.2.3", "s")
+	addStays := fmt.Sprintf("add %s 192.0.2.3 s", stays.Subnet)
+
+	n := start(t, cfg, store, state)
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 g", gone.Subnet))
+	n.waitEvent(addStays)
+	require.NoError(t, n.stop())
+	fi, err := os.Stat(filepath.Join(state, runner.JournalFile))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	require.NoError(t, store.Remove(t.Context(), gone.Subnet))
+	n2 := start(t, cfg, newStore(t, storeDir), state)
+	n2.waitEvent(fmt.Sprintf("remove %s 192.0.2.2", gone.Subnet))
+	require.NoError(t, n2.stop())
+
+	var adds int
+	for _, e := range n2.events() {
+		if e == addStays {
+			adds++
+		}
+	}
+	assert.Equal(t, 1, adds, "a lease applied before the restart is not added again")
+}
+
+// After a successful ShutdownCommand (which tears the backend down, as the
+// vxlan and wireguard presets do) a restart adds every lease again.
+func TestShutdownResetsJournal(t *testing.T) {
+	cfg := config(t, recorder)
+	storeDir, state := t.TempDir(), t.TempDir()
+	store := newStore(t, storeDir)
+	p := peer(t, cfg, store, "192.0.2.2", "d")
+	add := fmt.Sprintf("add %s 192.0.2.2 d", p.Subnet)
+
+	n := start(t, cfg, store, state)
+	n.waitEvent(add)
+	require.NoError(t, n.stop())
+
+	n2 := start(t, cfg, newStore(t, storeDir), state)
+	require.Eventually(t, func() bool {
+		var adds int
+		for _, e := range n2.events() {
+			if e == add {
+				adds++
+			}
+		}
+		return adds == 2
+	}, waitFor, tick)
+}
+
+func TestSubnetFile(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	path := filepath.Join(t.TempDir(), "run", "flannel", "subnet.env")
+	n := start(t, cfg, store, t.TempDir(), runner.SubnetFile(path), runner.MTU(1450))
+	own := n.lease()
+	n.waitEvent(fmt.Sprintf("post %s 192.0.2.1 stdin=[]", own.Subnet))
+
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	host := own.Subnet.Addr().Next()
+	assert.Equal(t, fmt.Sprintf("FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=%s/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n", host), string(data))
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+}
+
+func TestLeaseDeletedBySomeoneElse(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	n := start(t, cfg, store, t.TempDir())
+	own := n.lease()
+	n.waitEvent(fmt.Sprintf("post %s 192.0.2.1 stdin=[]", own.Subnet))
+
+	require.NoError(t, store.Remove(t.Context(), own.Subnet))
+	err := n.wait()
+	require.Error(t, err)
+	assert.ErrorIs(t, err, leases.ErrLeaseGone)
+	assert.Contains(t, err.Error(), fmt.Sprintf("lease for %s was deleted by someone else", own.Subnet))
+	ev := n.events()
+	assert.Equal(t, fmt.Sprintf("shutdown %s 192.0.2.1", own.Subnet), ev[len(ev)-1])
+}
+
+func TestLeaseIsRenewed(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir(), file.WithTTL(2*time.Second))
+	n := start(t, cfg, store, t.TempDir())
+	first := n.lease()
+	require.Eventually(t, func() bool {
+		l, ok := storeLease(t, store, ownIP)
+		return ok && l.Expiration.After(first.Expiration)
+	}, waitFor, tick, "lease never renewed")
+	l, _ := n.eng.Lease()
+	assert.Equal(t, first.Subnet, l.Subnet)
+}
+
+// traceLog collects trace events.
+type traceLog struct {
+	mu sync.Mutex
+	ev []string
+}
+
+func (tl *traceLog) Trace(ev shell.TraceEvent) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.ev = append(tl.ev, fmt.Sprintf("%s %s", ev.Hook, strings.Join(ev.Argv, " ")))
+}
+
+func (tl *traceLog) has(s string) bool {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return slices.Contains(tl.ev, s)
+}
+
+func TestReadOnly(t *testing.T) {
+	cfg := config(t, map[hooks.Kind]string{
+		hooks.PreStartup:  `touch pre-ran; echo real-data`,
+		hooks.PostStartup: `ip addr add $SUBNET dev flannel0`,
+		hooks.SubnetAdd:   `read D; ip route add $SUBNET via $PUBLIC_IP; touch $D`,
+		hooks.Shutdown:    `ip link del flannel0`,
+	})
+	storeDir := t.TempDir()
+	store := newStore(t, storeDir)
+	p := peer(t, cfg, store, "192.0.2.2", "peerdata")
+	before, err := os.ReadDir(storeDir)
+	require.NoError(t, err)
+
+	var tl traceLog
+	cwd := t.TempDir()
+	sh, err := shell.New(shell.Dir(cwd), shell.DryRun(true), shell.WithTracer(&tl), shell.Logger(testLogger(t)))
+	require.NoError(t, err)
+	state := filepath.Join(t.TempDir(), "state")
+	eng, err := runner.New(cfg, store, sh, runner.PublicIP(ownIP), runner.ReadOnly(true),
+		runner.StateDir(state), runner.SubnetFile(filepath.Join(state, "subnet.env")),
+		runner.BackendData("given"), runner.Logger(testLogger(t)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+
+	add := fmt.Sprintf("SubnetAddCommand ip route add %s via 192.0.2.2", p.Subnet)
+	require.Eventually(t, func() bool { return tl.has(add) }, waitFor, tick)
+	own, ok := eng.Lease()
+	require.True(t, ok)
+	assert.Equal(t, "given", own.Attrs.BackendData)
+	assert.True(t, tl.has(fmt.Sprintf("PostStartupCommand ip addr add %s dev flannel0", own.Subnet)))
+	assert.True(t, tl.has("SubnetAddCommand touch peerdata"))
+	cancel()
+	require.NoError(t, <-done)
+	assert.True(t, tl.has("ShutdownCommand ip link del flannel0"))
+
+	_, ok = storeLease(t, store, ownIP)
+	assert.False(t, ok, "dry-run writes no lease")
+	after, err := os.ReadDir(storeDir)
+	require.NoError(t, err)
+	assert.Equal(t, len(before), len(after))
+	assert.NoDirExists(t, state)
+	entries, err := os.ReadDir(cwd)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "no file written by hooks")
+}
+
+func TestNewValidates(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	sh, err := shell.New(shell.DryRun(true))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		opts []runner.Option
+		want string
+	}{
+		{"no public IP", []runner.Option{runner.StateDir(t.TempDir())}, "public IP is required"},
+		{"no state dir", []runner.Option{runner.PublicIP(ownIP)}, "state dir is required"},
+		{"v6 as public IP", []runner.Option{runner.PublicIP(netip.MustParseAddr("::1"))}, "not an IPv4"},
+		{"bad retry", []runner.Option{runner.PublicIP(ownIP), runner.Retry(time.Second, time.Millisecond)}, "retry"},
+		{"bad MTU", []runner.Option{runner.PublicIP(ownIP), runner.MTU(10)}, "MTU 10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runner.New(cfg, store, sh, tc.opts...)
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestStateDirCreated0700(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	sh, err := shell.New(shell.DryRun(true))
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "a", "state")
+	_, err = runner.New(cfg, store, sh, runner.PublicIP(ownIP), runner.StateDir(dir))
+	require.NoError(t, err)
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+}
+
+func TestSimulateOrder(t *testing.T) {
+	cfg := config(t, recorder)
+	dir := t.TempDir()
+	sh, err := shell.New(shell.Dir(dir), shell.Logger(testLogger(t)))
+	require.NoError(t, err)
+	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Attrs: leases.Attrs{PublicIP: ownIP}}
+	a := leases.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), BackendData: "da"}}
+	b := leases.Lease{Subnet: netip.MustParsePrefix("10.50.3.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.3"), BackendData: "db"}}
+	require.NoError(t, runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a, b}))
+	assert.Equal(t, []string{
+		"pre net=10.50.0.0/16 ip=192.0.2.1 ip6=[] subnet=[]",
+		"post 10.50.1.0/24 192.0.2.1 stdin=[]",
+		"add 10.50.2.0/24 192.0.2.2 da",
+		"add 10.50.3.0/24 192.0.2.3 db",
+		"remove 10.50.3.0/24 192.0.2.3",
+		"remove 10.50.2.0/24 192.0.2.2",
+		"shutdown 10.50.1.0/24 192.0.2.1",
+	}, readLines(t, filepath.Join(dir, "events")))
+	stdin, err := os.ReadFile(filepath.Join(dir, "stdin"))
+	require.NoError(t, err)
+	assert.Equal(t, "db\nda\n", string(stdin))
+}
+
+func TestSimulateReportsFailures(t *testing.T) {
+	cfg := config(t, with(recorder, hooks.SubnetAdd, "exit 4"))
+	sh, err := shell.New(shell.Dir(t.TempDir()), shell.Logger(testLogger(t)))
+	require.NoError(t, err)
+	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Attrs: leases.Attrs{PublicIP: ownIP}}
+	a := leases.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2")}}
+	err = runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a})
+	assert.ErrorContains(t, err, "SubnetAddCommand for 10.50.2.0/24")
+}
