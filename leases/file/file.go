@@ -625,6 +625,9 @@ func (s *Store) removeStaleTemps(now time.Time) {
 // lock takes the exclusive allocation lock <dir>/.lock, polling with a
 // non-blocking flock so that ctx is honoured. The returned func releases it.
 func (s *Store) lock(ctx context.Context) (unlock func(), err error) {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil { // it may have been wiped
+		return nil, fmt.Errorf("lock: %w", err)
+	}
 	p := filepath.Join(s.dir, ".lock")
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -469,3 +469,23 @@ func TestWithRandIsDeterministic(t *testing.T) {
 	}
 	assert.Equal(t, pick(), pick())
 }
+
+func TestWipedStoreDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, _ := open(t, dir)
+	ctx := t.Context()
+	l, err := s.Acquire(ctx, rangeOf(9), attrs("192.0.2.1", ""))
+	require.NoError(t, err)
+	require.NoError(t, os.RemoveAll(dir))
+
+	ls, err := s.List(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ls)
+	_, err = s.Renew(ctx, l)
+	require.ErrorIs(t, err, leases.ErrLeaseGone)
+	_, err = s.Acquire(ctx, rangeOf(9), attrs("192.0.2.1", ""))
+	require.NoError(t, err, "the directory is recreated")
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, fs.ModeDir|0o700, fi.Mode())
+}
