@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -108,4 +109,39 @@ func TestFirstHost(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, firstHost(netip.MustParsePrefix(tc.in)).String())
 	}
+}
+
+func TestSubnetEnv(t *testing.T) {
+	v4 := &hooks.Config{Network: netip.MustParsePrefix("10.50.0.0/16")}
+	dual := &hooks.Config{Network: v4.Network, EnableIPv6: true, IPv6Network: netip.MustParsePrefix("fd00::/56")}
+	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.3.0/24")}
+	own6 := own
+	own6.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:3::/64")
+	for _, tc := range []struct {
+		cfg  *hooks.Config
+		own  leases.Lease
+		mtu  int
+		want string
+	}{
+		{v4, own, 1500, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n"},
+		{dual, own6, 1450, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_IPV6_SUBNET=fd00:0:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"},
+	} {
+		assert.Equal(t, tc.want, string(subnetEnv(tc.cfg, tc.own, tc.mtu)))
+	}
+}
+
+func TestJournalRoundTrip(t *testing.T) {
+	m := leaseMap("10.50.2.0/24 192.0.2.2 x", "10.50.3.0/24 192.0.2.3")
+	l := m[netip.MustParsePrefix("10.50.3.0/24")]
+	l.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:3::/64")
+	l.Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::3")
+	m[l.Subnet] = l
+	data, err := encodeJournal(m)
+	assert.NoError(t, err)
+	got, err := decodeJournal(data)
+	assert.NoError(t, err)
+	assert.Equal(t, m, got)
+
+	_, err = decodeJournal([]byte(`{"Version":9,"Applied":[]}`))
+	assert.ErrorContains(t, err, "unsupported version 9")
 }

@@ -22,6 +22,8 @@ type Executor interface {
 	Run(ctx context.Context, req shell.Request) (shell.Result, error)
 }
 
+var _ Executor = (*shell.Shell)(nil)
+
 // RangeOf returns the range a store allocates this config's leases from.
 func RangeOf(cfg *hooks.Config) leases.Range {
 	r := leases.Range{
@@ -124,6 +126,10 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	data, err := e.preStartup(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			e.log.Info("stopped during PreStartupCommand")
+			return nil
+		}
 		return err
 	}
 	attrs := leases.Attrs{
@@ -271,13 +277,16 @@ func (e *Engine) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, stdi
 	if k != hooks.PreStartup && e.log != nil && strings.TrimSpace(res.Stdout) != "" {
 		e.log.Info("hook output", "hook", k.String(), "subnet", subnet, "stdout", strings.TrimSpace(res.Stdout))
 	}
-	if err != nil {
-		if subnet == "" {
-			return res, fmt.Errorf("%s: %w", k, err)
-		}
-		return res, fmt.Errorf("%s for %s: %w", k, subnet, err)
+	var he *shell.HookError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &he): // already names the hook and the subnet
+		return res, err
+	case subnet == "":
+		return res, fmt.Errorf("%s: %w", k, err)
 	}
-	return res, nil
+	return res, fmt.Errorf("%s (SUBNET=%s): %w", k, subnet, err)
 }
 
 // backoff is an exponential delay sequence.

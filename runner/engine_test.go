@@ -290,7 +290,7 @@ echo "add $SUBNET $PUBLIC_IP $D" >> events`)
 	f := st.Failing[0]
 	assert.Equal(t, bad.Subnet, f.Subnet)
 	assert.Equal(t, "SubnetAddCommand", f.Hook)
-	assert.Contains(t, f.Error, "SubnetAddCommand for "+bad.Subnet.String())
+	assert.Contains(t, f.Error, "SubnetAddCommand (SUBNET="+bad.Subnet.String()+"): exit status 3")
 	assert.Contains(t, st.Applied, good.Subnet)
 	fi, err := os.Stat(filepath.Join(n.dir, runner.StatusFile))
 	require.NoError(t, err)
@@ -563,5 +563,5 @@ func TestSimulateReportsFailures(t *testing.T) {
 	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Attrs: leases.Attrs{PublicIP: ownIP}}
 	a := leases.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2")}}
 	err = runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a})
-	assert.ErrorContains(t, err, "SubnetAddCommand for 10.50.2.0/24")
+	assert.ErrorContains(t, err, "SubnetAddCommand (SUBNET=10.50.2.0/24)")
 }

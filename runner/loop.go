@@ -23,15 +23,16 @@ type failure struct {
 // loop is the watch-and-reconcile phase of Run. Only the goroutine running
 // loop.run touches its fields; hooks run one at a time, in that goroutine.
 type loop struct {
-	e       *Engine
-	own     leases.Lease
-	desired map[netip.Prefix]leases.Lease // remote leases of the last snapshot
-	applied map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
-	failing map[netip.Prefix]*failure
-	retry   *time.Timer // fires at the earliest failing[*].next
-	renew   *time.Timer // fires when the own lease is due for renewal
-	renewB  *backoff
-	dirty   bool // status.json is out of date
+	e        *Engine
+	own      leases.Lease
+	desired  map[netip.Prefix]leases.Lease // remote leases of the last snapshot
+	applied  map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
+	failing  map[netip.Prefix]*failure
+	retry    *time.Timer // fires at the earliest failing[*].next
+	renew    *time.Timer // fires when the own lease is due for renewal
+	renewB   *backoff
+	renewing bool // a failed renewal waits for its retry
+	dirty    bool // status.json is out of date
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -115,7 +116,7 @@ func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
 // error wrapping leases.ErrLeaseGone is returned if so.
 func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 	l.desired = remotes(snap, l.own.Subnet)
-	if l.e.o.readOnly {
+	if l.e.o.readOnly || l.renewing {
 		return nil
 	}
 	for _, x := range snap {
@@ -136,6 +137,7 @@ func (l *loop) renewOwn(ctx context.Context) error {
 		l.own = nl
 		l.e.setOwn(nl)
 		l.renewB.reset()
+		l.renewing = false
 		l.e.log.Debug("lease renewed", "subnet", nl.Subnet, "expires", nl.Expiration)
 		l.scheduleRenew()
 		return nil
@@ -145,6 +147,7 @@ func (l *loop) renewOwn(ctx context.Context) error {
 		return nil
 	}
 	d := l.renewB.next()
+	l.renewing = true
 	l.e.log.Error("renew lease failed; retrying", "subnet", l.own.Subnet, "error", err, "retry_in", d)
 	l.renew.Reset(d)
 	return nil

@@ -199,9 +199,11 @@ func firstHost(p netip.Prefix) netip.Prefix {
 // subnetEnv renders flannel's subnet.env for the own lease.
 func subnetEnv(cfg *hooks.Config, own leases.Lease, mtu int) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "FLANNEL_NETWORK=%s\n", cfg.Network)
-	fmt.Fprintf(&b, "FLANNEL_SUBNET=%s\n", firstHost(own.Subnet))
-	if cfg.EnableIPv6 && own.IPv6Subnet.IsValid() {
+	if cfg.Network.IsValid() && own.Subnet.IsValid() {
+		fmt.Fprintf(&b, "FLANNEL_NETWORK=%s\n", cfg.Network)
+		fmt.Fprintf(&b, "FLANNEL_SUBNET=%s\n", firstHost(own.Subnet))
+	}
+	if cfg.IPv6Network.IsValid() && own.IPv6Subnet.IsValid() {
 		fmt.Fprintf(&b, "FLANNEL_IPV6_NETWORK=%s\n", cfg.IPv6Network)
 		fmt.Fprintf(&b, "FLANNEL_IPV6_SUBNET=%s\n", firstHost(own.IPv6Subnet))
 	}
