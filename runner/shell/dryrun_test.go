@@ -3,6 +3,7 @@ package shell_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,4 +86,57 @@ mkdir made-dir`
 		"cat " + data:                                       false,
 		"mkdir made-dir":                                    false,
 	}, ran)
+}
+
+func TestPureArgv(t *testing.T) {
+	look := func(name string) string { return "" } // awk: not known to be gawk
+	tests := []struct {
+		argv string
+		run  string // the argv dry-run runs; "" when it is skipped
+	}{
+		{"cut -d/ -f1", "cut -d/ -f1"},
+		{"/usr/bin/cut -f1", "/usr/bin/cut -f1"},
+		{"./cut -f1", ""},
+		{"ip route add x", ""},
+		{"tee f", ""},
+		{"cat f", ""},
+		{"xargs rm", ""},
+		{"sed s/a/b/", "sed --sandbox s/a/b/"},
+		{"sed -n -e s/i/b/p", "sed --sandbox -n -e s/i/b/p"},
+		{"sed -i s/a/b/ f", ""},
+		{"sed -ni s/a/b/ f", ""},
+		{"sed -i.bak s/a/b/ f", ""},
+		{"sed --in-place s/a/b/ f", ""},
+		{"sed --in s/a/b/ f", ""},
+		{"sed s/a/b/ -- -i", "sed --sandbox s/a/b/ -- -i"},
+		{"gawk {print}", "gawk --sandbox {print}"},
+		{"gawk -i inplace {print} f", ""},
+		{"awk {print$1}", "awk {print$1}"},
+		{"awk -F: {print$1}", "awk -F: {print$1}"},
+		{"awk {print>\"f\"}", ""},
+		{"awk {system(\"x\")}", ""},
+		{"awk -f prog.awk", ""},
+		{"mawk -W exec prog", ""},
+		{"sort -u", "sort -u"},
+		{"sort -o out", ""},
+		{"sort -uo out", ""},
+		{"sort --output=out", ""},
+		{"sort -k 1 -t o", "sort -k 1 -t o"},
+		{"uniq in", "uniq in"},
+		{"uniq in out", ""},
+		{"uniq -f 1 in", "uniq -f 1 in"},
+		{"tail -n 1", "tail -n 1"},
+		{"tail -f log", ""},
+		{"tail --follow=name log", ""},
+		{"head -c 4", "head -c 4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.argv, func(t *testing.T) {
+			got, ok := shell.PureArgv(strings.Fields(tt.argv), look)
+			assert.Equal(t, tt.run != "", ok)
+			if ok {
+				assert.Equal(t, tt.run, strings.Join(got, " "))
+			}
+		})
+	}
 }

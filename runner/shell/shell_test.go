@@ -2,6 +2,7 @@ package shell_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -279,4 +280,28 @@ func TestCancelledBeforeStart(t *testing.T) {
 	_, err := f.sh.Run(ctx, shell.Request{Hook: parse(t, hooks.PreStartup, `touch made`)})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Empty(t, dirEntries(t, f.dir))
+}
+
+func TestSlogTracer(t *testing.T) {
+	logs := &syncBuffer{}
+	l := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == "duration" {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	sh, err := shell.New(shell.DryRun(true), shell.WithTracer(shell.NewSlogTracer(l)))
+	require.NoError(t, err)
+	_, err = sh.Run(t.Context(), shell.Request{
+		Hook:   parse(t, hooks.SubnetAdd, `X=$(echo 10.50.2.0/24 | cut -d/ -f1); ip route add $SUBNET via $X; grep -q z /dev/null`),
+		Env:    []string{"SUBNET=10.50.2.0/24"},
+		Subnet: "10.50.2.0/24",
+	})
+	require.ErrorContains(t, err, "exit status 1")
+	assert.Equal(t, `level=INFO msg="+ cut -d/ -f1" hook=SubnetAddCommand subnet=10.50.2.0/24 status=0
+level=INFO msg="+ ip route add 10.50.2.0/24 via 10.50.2.0" hook=SubnetAddCommand subnet=10.50.2.0/24 status=0 skipped=true
+level=INFO msg="+ grep -q z /dev/null" hook=SubnetAddCommand subnet=10.50.2.0/24 status=1
+`, logs.String())
 }
