@@ -1,0 +1,272 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// envPrefix is prepended to every flag's environment variable:
+// --etcd-endpoints reads FLEXHOOK_ETCD_ENDPOINTS.
+const envPrefix = "FLEXHOOK"
+
+// Flag specs. Every field carries its flag name (`flag`), its environment
+// key (`envconfig`, always the flag name in upper snake case, checked by a
+// test), its default (`default`, applied by envconfig when the variable is
+// unset), a placeholder for the help text (`arg`) and the help text
+// (`usage`). Fields tagged hidden:"true" work but are not listed in -h.
+
+// CommonFlags are the flags of every command. The embedded flag groups are
+// exported because envconfig skips unexported embedded structs.
+type CommonFlags struct {
+	LogLevel logLevel `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" arg:"LEVEL" usage:"log level: debug, info, warn or error"`
+}
+
+// SourceFlags select the config: a file or an embedded preset.
+type SourceFlags struct {
+	Config string `flag:"config" envconfig:"CONFIG" arg:"FILE" usage:"flannel net-conf.json (run: default is the store's config, <prefix>/config in etcd)"`
+	Preset string `flag:"preset" envconfig:"PRESET" arg:"NAME" usage:"embedded preset to run (see flexhook presets)"`
+}
+
+// StoreFlags select and reach the lease store.
+type StoreFlags struct {
+	Store         string        `flag:"store" envconfig:"STORE" default:"/var/lib/flexhook/leases" arg:"DIR" usage:"file lease store directory, shared by the nodes of one machine (unused with --etcd-endpoints)"`
+	StoreResync   time.Duration `flag:"store-resync" envconfig:"STORE_RESYNC" hidden:"true" usage:"file store re-list interval (tests)"`
+	EtcdEndpoints string        `flag:"etcd-endpoints" envconfig:"ETCD_ENDPOINTS" arg:"URLS" usage:"comma-separated etcd endpoints; use etcd instead of the file store"`
+	EtcdPrefix    string        `flag:"etcd-prefix" envconfig:"ETCD_PREFIX" default:"/coreos.com/network" arg:"PREFIX" usage:"etcd key prefix (flannel's)"`
+	EtcdCAFile    string        `flag:"etcd-cafile" envconfig:"ETCD_CAFILE" arg:"FILE" usage:"etcd TLS CA certificate"`
+	EtcdCertFile  string        `flag:"etcd-certfile" envconfig:"ETCD_CERTFILE" arg:"FILE" usage:"etcd TLS client certificate"`
+	EtcdKeyFile   string        `flag:"etcd-keyfile" envconfig:"ETCD_KEYFILE" arg:"FILE" usage:"etcd TLS client key"`
+	EtcdUsername  string        `flag:"etcd-username" envconfig:"ETCD_USERNAME" arg:"NAME" usage:"etcd user name"`
+	EtcdPassword  secret        `flag:"etcd-password" envconfig:"ETCD_PASSWORD" arg:"PASSWORD" usage:"etcd password (prefer the environment variable)"`
+}
+
+type runFlags struct {
+	CommonFlags
+	SourceFlags
+	StoreFlags
+	PublicIP           string          `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"IPv4 address other nodes reach this node on (default: first IPv4 of --iface)"`
+	PublicIPv6         string          `flag:"public-ipv6" envconfig:"PUBLIC_IPV6" arg:"IP" usage:"IPv6 address other nodes reach this node on (default with EnableIPv6: first global IPv6 of --iface)"`
+	Iface              string          `flag:"iface" envconfig:"IFACE" arg:"NAME" usage:"interface for the public IP and the MTU (default: the interface of the IPv4 default route)"`
+	StateDir           string          `flag:"state-dir" envconfig:"STATE_DIR" default:"/var/lib/flexhook/state" arg:"DIR" usage:"per-node state directory; hooks run in it"`
+	SubnetFile         string          `flag:"subnet-file" envconfig:"SUBNET_FILE" default:"/run/flannel/subnet.env" arg:"PATH" usage:"flannel subnet.env written after the lease is acquired"`
+	Trace              bool            `flag:"trace" envconfig:"TRACE" usage:"log every command a hook runs"`
+	DryRun             bool            `flag:"dry-run" envconfig:"DRY_RUN" usage:"read the store, write no lease, print commands instead of changing the system"`
+	BackendData        string          `flag:"backend-data" envconfig:"BACKEND_DATA" arg:"DATA" usage:"with --dry-run: simulated PreStartupCommand output"`
+	HookTimeout        time.Duration   `flag:"hook-timeout" envconfig:"HOOK_TIMEOUT" arg:"DURATION" usage:"kill a hook (and its children) after this long (default: the runner's)"`
+	WireguardUserspace string          `flag:"wireguard-userspace" envconfig:"WIREGUARD_USERSPACE" default:"auto" arg:"MODE" usage:"start wireguard-go when the kernel lacks wireguard: auto, always or never"`
+	RenewMargin        minutesDuration `flag:"subnet-lease-renew-margin" envconfig:"SUBNET_LEASE_RENEW_MARGIN" default:"60" arg:"MINUTES" usage:"renew the lease this long before it expires (minutes, or a duration such as 90m)"`
+}
+
+type checkFlags struct {
+	CommonFlags
+	SourceFlags
+}
+
+type dryRunFlags struct {
+	CommonFlags
+	SourceFlags
+	Subnet      string   `flag:"subnet" envconfig:"SUBNET" arg:"CIDR" usage:"this node's subnet (required)"`
+	PublicIP    string   `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"this node's public IPv4 address (required)"`
+	BackendData string   `flag:"backend-data" envconfig:"BACKEND_DATA" arg:"DATA" usage:"simulated PreStartupCommand output (this node's BackendData)"`
+	Peer        peerList `flag:"peer" envconfig:"PEER" arg:"SUBNET,PUBLIC_IP[,DATA]" usage:"a remote lease; repeat for more (env: space-separated)"`
+}
+
+type leasesFlags struct {
+	CommonFlags
+	StoreFlags
+}
+
+type presetsFlags struct {
+	CommonFlags
+}
+
+// flagSet is a flag.FlagSet bound to a spec struct.
+type flagSet struct {
+	*flag.FlagSet
+	spec   any
+	hidden map[string]bool
+	args   map[string]string
+}
+
+// newFlagSet fills spec from FLEXHOOK_* environment variables (with the
+// `default` tags) and registers a flag for every field, whose default is
+// the value the environment gave: explicit flags then override.
+func newFlagSet(name string, spec any, synopsis string, out io.Writer) (*flagSet, error) {
+	if err := envconfig.Process(envPrefix, spec); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			// Not pe.Error(): it quotes the value, which may be a secret.
+			return nil, usageErrorf("environment %s: %v", pe.KeyName, errors.Unwrap(pe))
+		}
+		return nil, usageErrorf("environment: %v", err)
+	}
+	fs := &flagSet{
+		FlagSet: flag.NewFlagSet(name, flag.ContinueOnError),
+		spec:    spec,
+		hidden:  map[string]bool{},
+		args:    map[string]string{},
+	}
+	fs.SetOutput(io.Discard)
+	fs.register(reflect.ValueOf(spec).Elem())
+	fs.Usage = func() { fs.printUsage(out, synopsis) }
+	return fs, nil
+}
+
+func (fs *flagSet) register(v reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Anonymous {
+			fs.register(fv)
+			continue
+		}
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		usage := f.Tag.Get("usage")
+		switch p := fv.Addr().Interface().(type) {
+		case flag.Value:
+			fs.Var(p, name, usage)
+		case *string:
+			fs.StringVar(p, name, *p, usage)
+		case *bool:
+			fs.BoolVar(p, name, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, usage)
+		case *int:
+			fs.IntVar(p, name, *p, usage)
+		default:
+			panic(fmt.Sprintf("flag %s: unsupported type %T", name, p))
+		}
+		if f.Tag.Get("hidden") == "true" {
+			fs.hidden[name] = true
+		}
+		fs.args[name] = f.Tag.Get("arg")
+	}
+}
+
+// parse parses flags and positional arguments in any order
+// (`leases remove 10.50.1.0/24 --store DIR`) and returns the positionals.
+func (fs *flagSet) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
+				return nil, errHelp
+			}
+			return nil, usageErrorf("%s: %v", fs.Name(), err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (fs *flagSet) printUsage(w io.Writer, synopsis string) {
+	fmt.Fprintf(w, "usage: %s\n\nflags (each also read from FLEXHOOK_<FLAG>, e.g. --state-dir from FLEXHOOK_STATE_DIR):\n", synopsis)
+	fs.VisitAll(func(f *flag.Flag) {
+		if fs.hidden[f.Name] {
+			return
+		}
+		line := "  --" + f.Name
+		if a := fs.args[f.Name]; a != "" {
+			line += " " + a
+		}
+		fmt.Fprintf(w, "%s\n      %s", line, f.Usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// logLevel is a slog.Level usable as a flag and an environment value.
+type logLevel slog.Level
+
+func (l *logLevel) Set(s string) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	*l = logLevel(lv)
+	return nil
+}
+
+func (l *logLevel) Decode(s string) error { return l.Set(s) }
+func (l *logLevel) String() string        { return strings.ToLower(slog.Level(*l).String()) }
+
+// secret is a string flag whose value never appears in help text or errors.
+type secret string
+
+func (s *secret) Set(v string) error    { *s = secret(v); return nil }
+func (s *secret) Decode(v string) error { return s.Set(v) }
+func (s *secret) String() string        { return "" }
+
+// minutesDuration is flanneld's --subnet-lease-renew-margin: a plain
+// integer is minutes; a Go duration ("90m", "1h30m") is accepted too.
+type minutesDuration time.Duration
+
+func (m *minutesDuration) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 {
+			return fmt.Errorf("%q: must be positive", s)
+		}
+		*m = minutesDuration(time.Duration(n) * time.Minute)
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: want minutes or a duration such as 90m", s)
+	}
+	if d <= 0 {
+		return fmt.Errorf("%q: must be positive", s)
+	}
+	*m = minutesDuration(d)
+	return nil
+}
+
+func (m *minutesDuration) Decode(s string) error { return m.Set(s) }
+func (m *minutesDuration) String() string        { return time.Duration(*m).String() }
+
+// peerList collects repeated --peer flags. From the environment it is a
+// space-separated list (a peer's DATA may contain commas). The first
+// explicit flag replaces what the environment gave.
+type peerList struct {
+	values  []string
+	fromEnv bool
+}
+
+func (p *peerList) Set(s string) error {
+	if p.fromEnv {
+		p.values, p.fromEnv = nil, false
+	}
+	p.values = append(p.values, s)
+	return nil
+}
+
+func (p *peerList) Decode(s string) error {
+	p.values, p.fromEnv = strings.Fields(s), true
+	return nil
+}
+
+func (p *peerList) String() string {
+	if p == nil {
+		return "[]"
+	}
+	return "[" + strings.Join(p.values, " ") + "]"
+}

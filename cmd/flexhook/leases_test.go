@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/leases/file"
+)
+
+// seedStore acquires one lease per public IP in a real file store.
+func seedStore(t *testing.T, dir string, nodes map[string]string) map[string]string {
+	t.Helper()
+	st, err := file.New(dir, file.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer st.Close()
+	r := leases.Range{
+		Network:   netip.MustParsePrefix("10.50.0.0/16"),
+		SubnetLen: 24,
+		SubnetMin: netip.MustParseAddr("10.50.1.0"),
+		SubnetMax: netip.MustParseAddr("10.50.255.0"),
+	}
+	subnets := map[string]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ip, data := range nodes {
+		l, err := st.Acquire(ctx, r, leases.Attrs{
+			PublicIP:    netip.MustParseAddr(ip),
+			BackendType: leases.BackendType,
+			BackendData: data,
+		})
+		require.NoError(t, err)
+		subnets[ip] = l.Subnet.String()
+	}
+	return subnets
+}
+
+func TestLeasesListAndRemove(t *testing.T) {
+	dir := t.TempDir()
+	subnets := seedStore(t, dir, map[string]string{
+		"192.0.2.1": "82:87:fe:a4:a9:55",
+		"192.0.2.2": "b2:d1:fc:40:8d:2f",
+		"192.0.2.3": "",
+	})
+
+	code, out, errOut := cli(t, "leases", "--store", dir)
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	require.Len(t, lines, 4, out)
+	assert.Regexp(t, `^SUBNET\s+PUBLIC IP\s+BACKEND DATA\s+TTL$`, lines[0])
+	var listed []netip.Prefix
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		require.Len(t, f, 4, line)
+		assert.Equal(t, subnets[f[1]], f[0], line)
+		assert.Regexp(t, `^(23h5\dm|24h00m)$`, f[3], "TTL of a fresh lease")
+		listed = append(listed, netip.MustParsePrefix(f[0]))
+	}
+	for i := 1; i < len(listed); i++ {
+		assert.Negative(t, listed[i-1].Addr().Compare(listed[i].Addr()), "sorted by subnet")
+	}
+	assert.Regexp(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(subnets["192.0.2.1"])+`\s+192\.0\.2\.1\s+82:87:fe:a4:a9:55\s`), out)
+	assert.Regexp(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(subnets["192.0.2.3"])+`\s+192\.0\.2\.3\s+-\s`), out)
+
+	// "list" spelled out, flags after the action.
+	code, out2, _ := cli(t, "leases", "list", "--store", dir)
+	require.Equal(t, 0, code)
+	assert.Equal(t, len(out), len(out2))
+
+	gone := subnets["192.0.2.2"]
+	code, out, errOut = cli(t, "leases", "remove", gone, "--store", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "removed "+gone+"\n", out)
+
+	_, out, _ = cli(t, "leases", "--store", dir)
+	assert.NotContains(t, out, gone)
+	assert.NotContains(t, out, "192.0.2.2")
+	assert.Contains(t, out, subnets["192.0.2.1"])
+
+	code, out, errOut = cli(t, "leases", "remove", gone, "--store", dir)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Equal(t, "flexhook: remove "+gone+": no such lease\n", errOut)
+}
+
+func TestLeasesStoreFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	subnets := seedStore(t, dir, map[string]string{"192.0.2.9": "x"})
+	t.Setenv("FLEXHOOK_STORE", dir)
+	code, out, errOut := cli(t, "leases")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, subnets["192.0.2.9"])
+}
+
+func TestLeasesEtcdUnreachableHidesPassword(t *testing.T) {
+	t.Setenv("FLEXHOOK_ETCD_PASSWORD", "hunter2-secret")
+	code, out, errOut := cli(t, "leases", "--etcd-endpoints", "http://127.0.0.1:1",
+		"--etcd-username", "root", "--log-level", "debug")
+	assert.Equal(t, 1, code)
+	assert.NotContains(t, out+errOut, "hunter2-secret")
+}
+
+func TestPrintLeasesSanitizesBackendData(t *testing.T) {
+	var b strings.Builder
+	now := time.Now()
+	require.NoError(t, printLeases(&b, []leases.Lease{{
+		Subnet:     netip.MustParsePrefix("10.50.2.0/24"),
+		Attrs:      leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), BackendData: "a\nb\x1b[31m"},
+		Expiration: now.Add(90 * time.Minute),
+	}}, now))
+	assert.Equal(t, 2, strings.Count(b.String(), "\n"))
+	assert.Contains(t, b.String(), "a?b?[31m")
+	assert.Contains(t, b.String(), "1h30m")
+}

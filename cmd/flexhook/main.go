@@ -1,0 +1,165 @@
+// Command flexhook runs flannel's extension backend as a product: it gives
+// the node a subnet lease in a shared store (a directory or etcd), runs the
+// net-conf.json hook commands through an embedded POSIX shell, and keeps
+// running them as other nodes' leases come and go.
+//
+//	flexhook run      [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS] ...
+//	flexhook check    (--config FILE | --preset NAME)
+//	flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]...
+//	flexhook presets  [NAME]
+//	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS]
+//	flexhook version
+//
+// Every flag also reads FLEXHOOK_<FLAG> from the environment (--etcd-endpoints
+// from FLEXHOOK_ETCD_ENDPOINTS); a flag wins over its variable. Exit codes:
+// 0 ok, 1 runtime failure, 2 usage or config error.
+//
+// This package is wiring only: the logic lives in hooks, presets, runner
+// and leases.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/flexhook/flexhook/hooks"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // runtime failure
+	exitUsage   = 2 // usage or config error
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usageText = `flexhook runs flannel extension-backend configs through an embedded shell.
+
+usage:
+  flexhook run      [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS] [--public-ip IP | --iface NAME]
+                    [--state-dir DIR] [--subnet-file PATH] [--trace] [--dry-run] [--hook-timeout D] ...
+  flexhook check    (--config FILE | --preset NAME)
+  flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]... [--backend-data DATA]
+  flexhook presets  [NAME]
+  flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
+  flexhook version
+
+Run "flexhook COMMAND -h" for a command's flags. Every flag also reads
+FLEXHOOK_<FLAG> from the environment (--etcd-endpoints: FLEXHOOK_ETCD_ENDPOINTS);
+flags win. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+`
+
+// run is the whole CLI; main only adds signals and os.Exit. It returns the
+// exit code and writes nothing outside stdout and stderr (besides what the
+// command itself is for).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
+	if err == nil || errors.Is(err, errHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "flexhook: %v\n", err)
+	code := exitCode(err)
+	if code == exitUsage && errors.As(err, new(*usageError)) {
+		fmt.Fprintln(stderr, `run "flexhook help" for usage`)
+	}
+	return code
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		io.WriteString(stderr, usageText)
+		return &exitError{code: exitUsage, err: errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, rest, stdout, stderr)
+	case "dry-run":
+		return cmdDryRun(ctx, rest, stdout, stderr)
+	case "presets":
+		return cmdPresets(ctx, rest, stdout, stderr)
+	case "leases":
+		return cmdLeases(ctx, rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "flexhook %s\n", versionString())
+		return nil
+	case "help", "-h", "--help", "-help":
+		io.WriteString(stdout, usageText)
+		return nil
+	}
+	return usageErrorf("unknown command %q", cmd)
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// errHelp is returned after -h printed a command's usage: exit 0.
+var errHelp = errors.New("help requested")
+
+// exitError carries the exit code of the error it wraps.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError is a bad command line or environment: exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// configError marks err as a config error (exit 2).
+func configError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// exitCode maps an error to the process exit code: explicit codes first,
+// then usage and config errors (2), anything else is a runtime failure (1).
+func exitCode(err error) int {
+	var ee *exitError
+	var ue *usageError
+	var he *hooks.Error
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue), errors.As(err, &he):
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// newLogger returns the text logger on stderr every command logs to.
+func newLogger(w io.Writer, level logLevel) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.Level(level)}))
+}

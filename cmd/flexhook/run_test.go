@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recorderConfig is a net-conf.json whose hooks record what they are given
+// in the file "events" of the node's state dir (the hooks' working
+// directory). PreStartup's output becomes the node's BackendData; Add and
+// Remove append their stdin (the peer's BackendData) with cat, a real
+// command.
+const recorderConfig = `{
+  "Network": "10.60.0.0/16",
+  "Backend": {
+    "Type": "extension",
+    "PreStartupCommand": "echo data-$PUBLIC_IP",
+    "PostStartupCommand": "echo \"post $SUBNET $PUBLIC_IP\" >> events",
+    "SubnetAddCommand": "printf 'add %s %s ' \"$SUBNET\" \"$PUBLIC_IP\" >> events; cat >> events",
+    "SubnetRemoveCommand": "printf 'remove %s %s ' \"$SUBNET\" \"$PUBLIC_IP\" >> events; cat >> events",
+    "ShutdownCommand": "echo \"shutdown $SUBNET\" >> events"
+  }
+}`
+
+// buildBinary builds flexhook into a temp dir.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flexhook")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+type daemon struct {
+	cmd      *exec.Cmd
+	stateDir string
+	stderr   *bytes.Buffer
+	done     chan struct{}
+	err      error
+}
+
+func (d *daemon) events() string {
+	b, _ := os.ReadFile(filepath.Join(d.stateDir, "events"))
+	return string(b)
+}
+
+func (d *daemon) exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startDaemon starts `flexhook run` with its own state dir. The process
+// is killed at cleanup if the test did not stop it.
+func startDaemon(t *testing.T, bin, cfg, store, publicIP string) *daemon {
+	t.Helper()
+	d := &daemon{stateDir: filepath.Join(t.TempDir(), "state"), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	d.cmd = exec.Command(bin, "run", "--config", cfg, "--store", store,
+		"--state-dir", d.stateDir, "--subnet-file", filepath.Join(d.stateDir, "subnet.env"),
+		"--public-ip", publicIP, "--store-resync", "200ms", "--log-level", "debug", "--trace")
+	d.cmd.Stderr = d.stderr
+	require.NoError(t, d.cmd.Start())
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		if !d.exited() {
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("flexhook run --public-ip %s stderr:\n%s", publicIP, d.stderr)
+		}
+	})
+	return d
+}
+
+var postRe = regexp.MustCompile(`(?m)^post (\S+) (\S+)$`)
+
+// ownSubnet waits for PostStartup and returns the subnet it was given.
+func ownSubnet(t *testing.T, d *daemon) string {
+	t.Helper()
+	var subnet string
+	require.Eventually(t, func() bool {
+		m := postRe.FindStringSubmatch(d.events())
+		if m == nil {
+			return false
+		}
+		subnet = m[1]
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "PostStartupCommand never ran")
+	return subnet
+}
+
+// Two real `flexhook run` processes sharing one file store: distinct
+// subnets, each runs SubnetAdd for the other, a stopped one runs
+// ShutdownCommand, and removing its lease makes the other run
+// SubnetRemove with the old BackendData.
+func TestTwoDaemonsShareFileStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(recorderConfig), 0o600))
+	store := filepath.Join(dir, "leases")
+
+	a := startDaemon(t, bin, cfg, store, "192.0.2.1")
+	b := startDaemon(t, bin, cfg, store, "192.0.2.2")
+	subA, subB := ownSubnet(t, a), ownSubnet(t, b)
+	assert.NotEqual(t, subA, subB, "two nodes got the same subnet")
+	assert.Contains(t, a.events(), "post "+subA+" 192.0.2.1\n")
+	assert.Contains(t, b.events(), "post "+subB+" 192.0.2.2\n")
+
+	// Each sees the other's Add, with its BackendData on stdin.
+	addOfB := "add " + subB + " 192.0.2.2 data-192.0.2.2\n"
+	addOfA := "add " + subA + " 192.0.2.1 data-192.0.2.1\n"
+	require.Eventually(t, func() bool { return strings.Contains(a.events(), addOfB) },
+		30*time.Second, 50*time.Millisecond, "node A never ran SubnetAdd for B")
+	require.Eventually(t, func() bool { return strings.Contains(b.events(), addOfA) },
+		30*time.Second, 50*time.Millisecond, "node B never ran SubnetAdd for A")
+
+	// flannel's subnet.env for the CNI plugin.
+	env, err := os.ReadFile(filepath.Join(a.stateDir, "subnet.env"))
+	require.NoError(t, err)
+	assert.Contains(t, string(env), "FLANNEL_NETWORK=10.60.0.0/16\n")
+	assert.Contains(t, string(env), "FLANNEL_SUBNET="+strings.TrimSuffix(subA, ".0/24")+".1/24\n")
+
+	// SIGTERM A: it runs ShutdownCommand and exits 0.
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node A did not exit after SIGTERM")
+	}
+	require.NoError(t, a.err, "node A exit status")
+	assert.Contains(t, a.events(), "shutdown "+subA+"\n")
+
+	// A's lease outlives it (a restart takes it back) until an operator
+	// removes it; then B runs SubnetRemove with A's old BackendData.
+	out, err := exec.Command(bin, "leases", "--store", store).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(subA)+`\s+192\.0\.2\.1\s+data-192\.0\.2\.1\s+2[34]h\d\dm$`, string(out))
+
+	out, err = exec.Command(bin, "leases", "remove", subA, "--store", store).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	removeOfA := "remove " + subA + " 192.0.2.1 data-192.0.2.1\n"
+	require.Eventually(t, func() bool { return strings.Contains(b.events(), removeOfA) },
+		30*time.Second, 50*time.Millisecond, "node B never ran SubnetRemove for A")
+	assert.NotContains(t, b.events(), "remove "+subB, "B never removes its own lease")
+
+	require.NoError(t, b.cmd.Process.Signal(syscall.SIGTERM))
+	<-b.done
+	require.NoError(t, b.err)
+	assert.Contains(t, b.events(), "shutdown "+subB+"\n")
+	assert.False(t, strings.Contains(a.events(), "remove "), "A saw no removal while it ran")
+}

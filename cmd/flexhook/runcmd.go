@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner"
+	"github.com/flexhook/flexhook/runner/shell"
+)
+
+const runSynopsis = "flexhook run [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS] [--public-ip IP | --iface NAME] [--state-dir DIR] [--subnet-file PATH] [--trace] [--dry-run] ..."
+
+// cmdRun is the daemon: it runs until ctx is cancelled (SIGTERM/SIGINT),
+// then the engine runs ShutdownCommand and returns.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f runFlags
+	fs, err := newFlagSet("run", &f, runSynopsis, stdout)
+	if err != nil {
+		return err
+	}
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("run: unexpected argument %q", pos[0])
+	}
+	wgMode, err := shell.ParseWireguardMode(f.WireguardUserspace)
+	if err != nil {
+		return usageErrorf("--wireguard-userspace: %v", err)
+	}
+	if f.HookTimeout < 0 {
+		return usageErrorf("--hook-timeout: must not be negative")
+	}
+	log := newLogger(stderr, f.LogLevel)
+
+	// A config given by file or preset is checked before anything else.
+	cfg, cfgName, err := loadSource(f.SourceFlags)
+	if err != nil {
+		return err
+	}
+	if f.BackendData != "" && !f.DryRun {
+		return usageErrorf("run: --backend-data only simulates PreStartupCommand's output with --dry-run")
+	}
+	node, err := resolveNode(f, log)
+	if err != nil {
+		return err
+	}
+
+	store, err := openStore(ctx, f.StoreFlags, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if cfg == nil {
+		// Neither --config nor --preset: the store's own copy, flannel's
+		// <prefix>/config in etcd or <dir>/config in the file store.
+		if cfg, cfgName, err = storeConfig(ctx, store, f.StoreFlags); err != nil {
+			return err
+		}
+	}
+	if cfg.EnableIPv6 && !node.publicIPv6.IsValid() {
+		return usageErrorf("run: EnableIPv6 is set but no public IPv6 address is known: give --public-ipv6")
+	}
+	for _, w := range hooks.Lint(cfg) {
+		log.Warn("config", "config", cfgName, "warning", w.String())
+	}
+
+	stateDir := f.StateDir
+	if f.DryRun {
+		// Dry-run writes nothing: without a state dir the hooks run (as
+		// far as anything runs) in the current directory.
+		if st, err := os.Stat(stateDir); err != nil || !st.IsDir() {
+			stateDir = "."
+		}
+	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+
+	shOpts := []shell.Option{
+		shell.Dir(stateDir),
+		shell.DryRun(f.DryRun),
+		shell.Logger(log),
+		shell.Wireguard(wgMode),
+	}
+	if f.HookTimeout > 0 {
+		shOpts = append(shOpts, shell.Timeout(f.HookTimeout))
+	}
+	switch {
+	case f.DryRun:
+		shOpts = append(shOpts, shell.WithTracer(shell.NewTextTracer(stdout)))
+	case f.Trace:
+		shOpts = append(shOpts, shell.WithTracer(shell.NewSlogTracer(log)))
+	}
+	exec, err := shell.New(shOpts...)
+	if err != nil {
+		return err
+	}
+
+	rOpts := []runner.Option{
+		runner.PublicIP(node.publicIP),
+		runner.StateDir(f.StateDir),
+		runner.Logger(log),
+		runner.SubnetFile(f.SubnetFile),
+		runner.ReadOnly(f.DryRun),
+		runner.RenewMargin(time.Duration(f.RenewMargin)),
+	}
+	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
+		rOpts = append(rOpts, runner.PublicIPv6(node.publicIPv6))
+	}
+	if f.BackendData != "" {
+		rOpts = append(rOpts, runner.BackendData(f.BackendData))
+	}
+	if node.mtu > 0 {
+		rOpts = append(rOpts, runner.MTU(node.mtu))
+	}
+	eng, err := runner.New(cfg, store, exec, rOpts...)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "mtu", node.mtu,
+		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
+	if err := eng.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// storeConfig reads the config a store holds for the network.
+func storeConfig(ctx context.Context, store leases.Store, s StoreFlags) (*hooks.Config, string, error) {
+	cs, ok := store.(interface {
+		Config(context.Context) ([]byte, error)
+	})
+	name := filepath.Join(s.Store, "config")
+	if s.useEtcd() {
+		name = strings.TrimSuffix(s.EtcdPrefix, "/") + "/config"
+	}
+	if !ok {
+		return nil, "", usageErrorf("run: one of --config FILE or --preset NAME is required")
+	}
+	raw, err := cs.Config(ctx)
+	if errors.Is(err, leases.ErrNotFound) {
+		return nil, "", usageErrorf("run: no --config or --preset given and the store has no config (%s)", name)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read config %s: %w", name, err)
+	}
+	cfg, err := hooks.Parse(raw)
+	if err != nil {
+		return nil, "", configError(fmt.Errorf("%s: %w", name, err))
+	}
+	return cfg, name, nil
+}
+
+func storeName(s StoreFlags) string {
+	if s.useEtcd() {
+		return "etcd " + s.EtcdEndpoints + " " + s.EtcdPrefix
+	}
+	return s.Store
+}
+
+// node is how this node is reached and its external MTU.
+type node struct {
+	iface      string
+	publicIP   netip.Addr
+	publicIPv6 netip.Addr
+	mtu        int
+}
+
+// resolveNode works out the public addresses and MTU: --public-ip wins;
+// else the first IPv4 of --iface, whose default is the interface of the
+// IPv4 default route. The MTU is the one of that interface (or of the
+// interface holding --public-ip; failing that, of the default route's).
+func resolveNode(f runFlags, log *slog.Logger) (node, error) {
+	var n node
+	var err error
+	if f.PublicIP != "" {
+		if n.publicIP, err = netip.ParseAddr(f.PublicIP); err != nil || !n.publicIP.Is4() {
+			return n, usageErrorf("--public-ip %q: want an IPv4 address", f.PublicIP)
+		}
+	}
+	if f.PublicIPv6 != "" {
+		if n.publicIPv6, err = netip.ParseAddr(f.PublicIPv6); err != nil || !n.publicIPv6.Is6() || n.publicIPv6.Is4In6() {
+			return n, usageErrorf("--public-ipv6 %q: want an IPv6 address", f.PublicIPv6)
+		}
+	}
+	n.iface = f.Iface
+	if n.iface == "" && n.publicIP.IsValid() {
+		n.iface = ifaceWithAddr(n.publicIP)
+	}
+	if n.iface == "" && !n.publicIP.IsValid() {
+		if n.iface, err = defaultRouteIface(); err != nil {
+			return n, err
+		}
+	}
+	if n.iface != "" {
+		mtu, v4, v6, err := ifaceAddrs(n.iface)
+		if err != nil {
+			return n, err
+		}
+		n.mtu = mtu
+		if !n.publicIP.IsValid() {
+			if !v4.IsValid() {
+				return n, fmt.Errorf("interface %s has no IPv4 address: give --public-ip", n.iface)
+			}
+			n.publicIP = v4
+		}
+		if !n.publicIPv6.IsValid() {
+			n.publicIPv6 = v6
+		}
+		return n, nil
+	}
+	// --public-ip is on no local interface (NAT, or a test): take the MTU
+	// of the default route's interface when there is one.
+	if name, err := defaultRouteIface(); err == nil {
+		if mtu, _, _, err := ifaceAddrs(name); err == nil {
+			n.mtu = mtu
+		}
+	}
+	log.Debug("public IP is on no local interface", "public_ip", n.publicIP, "mtu", n.mtu)
+	return n, nil
+}
