@@ -1,0 +1,115 @@
+//go:build integration
+
+// Package integration proves the vxlan, host-gw and wireguard presets carry
+// packets between real network namespaces, with the real flexhook binary
+// (from $FLEXHOOK_BIN, or built into a temp dir), as nodes come, go and
+// restart. Root only; with CI=true a skip is a failure.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flexhook/flexhook/internal/netlab"
+)
+
+// flexhookBin is the binary under test; empty when it could not be had
+// (setupErr says why).
+var (
+	flexhookBin string
+	setupErr    error
+)
+
+func TestMain(m *testing.M) {
+	netlab.HandleReexec()
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() == 0 {
+		var cleanup func()
+		flexhookBin, cleanup, setupErr = findFlexhook()
+		defer cleanup()
+	}
+	code := m.Run()
+	// Every lab must be gone, whatever the tests did.
+	if left := ownNamespaces(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: namespaces left behind: %v\n", left)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+func findFlexhook() (string, func(), error) {
+	if p := os.Getenv("FLEXHOOK_BIN"); p != "" {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return "", func() {}, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", func() {}, fmt.Errorf("FLEXHOOK_BIN: %w", err)
+		}
+		return abs, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "flexhook-it-bin-")
+	if err != nil {
+		return "", func() {}, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	bin := filepath.Join(dir, "flexhook")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/flexhook/flexhook/cmd/flexhook").CombinedOutput()
+	if err != nil {
+		return "", cleanup, fmt.Errorf("go build ./cmd/flexhook: %w: %s", err, out)
+	}
+	return bin, cleanup, nil
+}
+
+func ownNamespaces() []string {
+	ents, _ := os.ReadDir("/run/netns")
+	var left []string
+	own := fmt.Sprintf("%s%d-", netlab.Prefix, os.Getpid())
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), own) {
+			left = append(left, e.Name())
+		}
+	}
+	return left
+}
+
+// skipOrFail skips with a clear message, or fails when CI=true (where
+// every prerequisite must be present).
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: a skip is a failure)")
+	}
+	t.Skip(msg)
+}
+
+// requireLab checks root, the binary and the tools, and returns the binary.
+func requireLab(t *testing.T, tools ...string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root: network namespaces (run `sudo make integration`)")
+	}
+	if setupErr != nil {
+		t.Fatalf("no flexhook binary: %v", setupErr)
+	}
+	for _, tool := range append([]string{"ip", "ping"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipOrFail(t, "needs %s (Debian: apt-get install --no-install-recommends iproute2 iputils-ping net-tools wireguard-tools wireguard-go)", tool)
+		}
+	}
+	return flexhookBin
+}
