@@ -305,3 +305,10 @@ level=INFO msg="+ ip route add 10.50.2.0/24 via 10.50.2.0" hook=SubnetAddCommand
 level=INFO msg="+ grep -q z /dev/null" hook=SubnetAddCommand subnet=10.50.2.0/24 status=1
 `, logs.String())
 }
+
+func TestTimeoutStopsBuiltinLoop(t *testing.T) {
+	f := newFixture(t, shell.Timeout(100*time.Millisecond))
+	_, err := f.sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.SubnetAdd, `while :; do :; done`)})
+	require.ErrorIs(t, err, shell.ErrTimeout)
+	assert.ErrorContains(t, err, "SubnetAddCommand: hook timed out after 100ms")
+}
