@@ -167,6 +167,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	l := &loop{
 		e:       e,
+		reapply: e.reapplyAfterStart() && len(applied) > 0,
 		applied: applied,
 		desired: map[netip.Prefix]leases.Lease{},
 		failing: map[netip.Prefix]*failure{},
@@ -232,22 +233,26 @@ func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, 
 }
 
 // shutdown runs ShutdownCommand for the own lease with a fresh context
-// bounded by the shutdown timeout, since ctx may already be done. After a
-// successful non-empty ShutdownCommand the journal is emptied: the hook
-// tore down what the Add hooks built on (the presets delete the device),
-// so after a restart every remote lease is added again.
+// bounded by the shutdown timeout, since ctx may already be done. The
+// journal is kept: see reapplyAfterStart for how a restart treats it.
 func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.shutdownTimeout)
 	defer cancel()
-	if _, err := e.runHook(sctx, hooks.Shutdown, own, ""); err != nil {
-		return err
-	}
-	if !e.o.readOnly && !e.cfg.Backend.Hook(hooks.Shutdown).Empty() {
-		if err := saveJournal(e.o.stateDir, nil); err != nil {
-			e.log.Error("reset journal after shutdown", "error", err)
-		}
-	}
-	return nil
+	_, err := e.runHook(sctx, hooks.Shutdown, own, "")
+	return err
+}
+
+// reapplyAfterStart reports whether leases the journal says were applied,
+// and that are still in the store, must be added again after a start.
+// A config with a PreStartupCommand or PostStartupCommand builds its
+// device at startup (the vxlan and wireguard recipes delete and recreate
+// it), so whatever earlier Adds put on it is gone, whether the daemon
+// stopped cleanly or was killed. A config without them (host-gw) changes
+// only state that survives a restart, so those leases stay applied and
+// are not added twice. Either way a journal lease that vanished while the
+// daemon was down gets its Remove.
+func (e *Engine) reapplyAfterStart() bool {
+	return !e.cfg.Backend.Hook(hooks.PreStartup).Empty() || !e.cfg.Backend.Hook(hooks.PostStartup).Empty()
 }
 
 // vars returns the hook variables for lease l.

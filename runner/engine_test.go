@@ -328,10 +328,10 @@ func TestFailedRemoveHoldsBackAdd(t *testing.T) {
 }
 
 // A lease deleted while the daemon is down still gets its Remove after the
-// restart, and a lease still there is not added again (config without a
-// ShutdownCommand, like the host-gw preset).
+// restart, and a lease still there is not added again (config without
+// startup hooks, like the host-gw preset).
 func TestJournalAcrossRestart(t *testing.T) {
-	cfg := config(t, without(recorder, hooks.Shutdown))
+	cfg := config(t, without(without(without(recorder, hooks.Shutdown), hooks.PreStartup), hooks.PostStartup))
 	storeDir, state := t.TempDir(), t.TempDir()
 	store := newStore(t, storeDir)
 	gone := peer(t, cfg, store, "192.0.2.2", "g")
@@ -360,18 +360,22 @@ func TestJournalAcrossRestart(t *testing.T) {
 	assert.Equal(t, 1, adds, "a lease applied before the restart is not added again")
 }
 
-// After a successful ShutdownCommand (which tears the backend down, as the
-// vxlan and wireguard presets do) a restart adds every lease again.
-func TestShutdownResetsJournal(t *testing.T) {
+// With startup hooks (which rebuild the device, as the vxlan and wireguard
+// presets do) a restart adds every lease still in the store again, and a
+// lease that vanished while the daemon was down gets its Remove.
+func TestStartupHooksReapplyJournal(t *testing.T) {
 	cfg := config(t, recorder)
 	storeDir, state := t.TempDir(), t.TempDir()
 	store := newStore(t, storeDir)
 	p := peer(t, cfg, store, "192.0.2.2", "d")
+	gone := peer(t, cfg, store, "192.0.2.3", "g")
 	add := fmt.Sprintf("add %s 192.0.2.2 d", p.Subnet)
 
 	n := start(t, cfg, store, state)
 	n.waitEvent(add)
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.3 g", gone.Subnet))
 	require.NoError(t, n.stop())
+	require.NoError(t, store.Remove(t.Context(), gone.Subnet))
 
 	n2 := start(t, cfg, newStore(t, storeDir), state)
 	require.Eventually(t, func() bool {
@@ -383,6 +387,7 @@ func TestShutdownResetsJournal(t *testing.T) {
 		}
 		return adds == 2
 	}, waitFor, tick)
+	n2.waitEvent(fmt.Sprintf("remove %s 192.0.2.3", gone.Subnet))
 }
 
 func TestSubnetFile(t *testing.T) {

@@ -27,6 +27,9 @@ type loop struct {
 	own      leases.Lease
 	desired  map[netip.Prefix]leases.Lease // remote leases of the last snapshot
 	applied  map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
+	// reapply: on the first snapshot, journal leases still in the store
+	// are dropped from applied so they are added again (reapplyAfterStart).
+	reapply  bool
 	failing  map[netip.Prefix]*failure
 	retry    *time.Timer // fires at the earliest failing[*].next
 	renew    *time.Timer // fires when the own lease is due for renewal
@@ -116,6 +119,15 @@ func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
 // error wrapping leases.ErrLeaseGone is returned if so.
 func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 	l.desired = remotes(snap, l.own.Subnet)
+	if l.reapply {
+		l.reapply = false
+		for sn := range l.applied {
+			if _, ok := l.desired[sn]; ok {
+				delete(l.applied, sn)
+			}
+		}
+		l.saveJournal()
+	}
 	if l.e.o.readOnly || l.renewing {
 		return nil
 	}
