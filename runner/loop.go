@@ -23,10 +23,10 @@ type failure struct {
 // loop is the watch-and-reconcile phase of Run. Only the goroutine running
 // loop.run touches its fields; hooks run one at a time, in that goroutine.
 type loop struct {
-	e        *Engine
-	own      leases.Lease
-	desired  map[netip.Prefix]leases.Lease // remote leases of the last snapshot
-	applied  map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
+	e       *Engine
+	own     leases.Lease
+	desired map[netip.Prefix]leases.Lease // remote leases of the last snapshot
+	applied map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
 	// reapply: on the first snapshot, journal leases still in the store
 	// are dropped from applied so they are added again (reapplyAfterStart).
 	reapply  bool
