@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -166,4 +168,73 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 	require.NoError(t, b.err)
 	assert.Contains(t, b.events(), "shutdown "+subB+"\n")
 	assert.False(t, strings.Contains(a.events(), "remove "), "A saw no removal while it ran")
+}
+
+// syncBuffer is a bytes.Buffer safe for the engine's writer goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// `run --dry-run` against a live store prints the hooks it would run for
+// the leases it finds, and writes nothing: no lease, no state, no file.
+func TestRunDryRunWritesNothing(t *testing.T) {
+	store := t.TempDir()
+	subnets := seedStore(t, store, map[string]string{"192.0.2.2": "b2:d1:fc:40:8d:2f"})
+	before := snapshotDir(t, store)
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	stateDir := filepath.Join(t.TempDir(), "state")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"run", "--dry-run", "--preset", "vxlan", "--store", store,
+			"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
+			"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55"}, &out, &errb)
+	}()
+	want := "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n"
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) },
+		30*time.Second, 20*time.Millisecond, "stdout:\n%s\nstderr:\n%s", &out, &errb)
+	assert.Contains(t, out.String(), "+ ip route add "+subnets["192.0.2.2"]+" nexthop via ")
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, errb.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("run --dry-run did not stop when its context was cancelled")
+	}
+	assert.Contains(t, out.String(), "# ShutdownCommand")
+	assert.Equal(t, before, snapshotDir(t, store), "the store changed")
+	assert.NoDirExists(t, stateDir)
+	assertDirEmpty(t, cwd)
+}
+
+// snapshotDir maps every file under dir to its content.
+func snapshotDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		m[p] = string(b)
+		return err
+	}))
+	return m
 }
