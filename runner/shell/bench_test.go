@@ -11,18 +11,10 @@ import (
 	"github.com/flexhook/flexhook/runner/shell"
 )
 
-// The benchmarks compare the interpreter's overhead with a plain os/exec:
-// BenchmarkRunOneExec and BenchmarkPlainExec run the same binary (true, by
-// absolute path because `true` alone is a builtin of the interpreter).
-
-func benchShell(b *testing.B) *shell.Shell {
-	b.Helper()
-	sh, err := shell.New(shell.Dir(b.TempDir()), shell.Logger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return sh
-}
+// Each family has a "baseline" sub-benchmark, a plain os/exec of the true
+// binary, so `make bench` (internal/benchreport) prints the interpreter's
+// cost as a ratio from the same run. `true` is named by absolute path in
+// hooks because a bare `true` is an interpreter builtin.
 
 func truePath(b *testing.B) string {
 	b.Helper()
@@ -33,47 +25,7 @@ func truePath(b *testing.B) string {
 	return p
 }
 
-func BenchmarkRunBuiltinOnly(b *testing.B) {
-	sh := benchShell(b)
-	hook := parse(b, hooks.SubnetAdd, `export IF_NAME=flannel-vxlan; read VTEP; X="$SUBNET $VTEP $IF_NAME"`)
-	req := shell.Request{Hook: hook, Env: []string{"SUBNET=10.50.2.0/24"}, Stdin: "b2:d1:fc:40:8d:2f\n"}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := sh.Run(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkRunOneExec(b *testing.B) {
-	sh := benchShell(b)
-	req := shell.Request{Hook: parse(b, hooks.SubnetAdd, truePath(b))}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := sh.Run(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkRunOneExecTraced(b *testing.B) {
-	sh, err := shell.New(shell.Dir(b.TempDir()), shell.WithTracer(shell.NewTextTracer(io.Discard)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := shell.Request{Hook: parse(b, hooks.SubnetAdd, truePath(b))}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := sh.Run(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkPlainExec(b *testing.B) {
+func benchPlainExec(b *testing.B) {
 	p := truePath(b)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -81,4 +33,43 @@ func BenchmarkPlainExec(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func benchRun(b *testing.B, req shell.Request, opts ...shell.Option) {
+	base := []shell.Option{shell.Dir(b.TempDir()), shell.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	sh, err := shell.New(append(base, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := sh.Run(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRunBuiltinOnly: a hook made of builtins only (the vxlan
+// SubnetAdd prologue) against one plain fork/exec.
+func BenchmarkRunBuiltinOnly(b *testing.B) {
+	req := shell.Request{
+		Hook:  parse(b, hooks.SubnetAdd, `export IF_NAME=flannel-vxlan; read VTEP; X="$SUBNET $VTEP $IF_NAME"`),
+		Env:   []string{"SUBNET=10.50.2.0/24"},
+		Stdin: "b2:d1:fc:40:8d:2f\n",
+	}
+	b.Run("baseline", benchPlainExec)
+	b.Run("shell", func(b *testing.B) { benchRun(b, req) })
+}
+
+// BenchmarkRunOneExec: a hook running one binary against os/exec of it.
+func BenchmarkRunOneExec(b *testing.B) {
+	b.Run("baseline", benchPlainExec)
+	b.Run("shell", func(b *testing.B) {
+		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, truePath(b))})
+	})
+	b.Run("shell-traced", func(b *testing.B) {
+		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, truePath(b))},
+			shell.WithTracer(shell.NewTextTracer(io.Discard)))
+	})
 }
