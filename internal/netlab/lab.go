@@ -578,6 +578,38 @@ func (l *Lab) stop(ctx context.Context, i int, sig syscall.Signal) error {
 	return nil
 }
 
+// ExitCode waits until node i's flexhook has exited and returns its exit
+// code (-1 when it died by a signal).
+func (l *Lab) ExitCode(ctx context.Context, i int) (int, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	done := n.done
+	l.mu.Unlock()
+	if done == nil {
+		return 0, fmt.Errorf("netlab: node %d never started", i)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("netlab: node %d still running: %w", i, ctx.Err())
+	}
+	l.mu.Lock()
+	werr := n.waitErr
+	l.mu.Unlock()
+	var ee *exec.ExitError
+	switch {
+	case werr == nil:
+		return 0, nil
+	case errors.As(werr, &ee):
+		return ee.ExitCode(), nil
+	default:
+		return 0, werr
+	}
+}
+
 func exitText(err error) string {
 	if err == nil {
 		return "exit 0"
