@@ -61,7 +61,7 @@ type runFlags struct {
 	Trace              bool            `flag:"trace" envconfig:"TRACE" usage:"log every command a hook runs"`
 	DryRun             bool            `flag:"dry-run" envconfig:"DRY_RUN" usage:"read the store, write no lease, print commands instead of changing the system"`
 	BackendData        string          `flag:"backend-data" envconfig:"BACKEND_DATA" arg:"DATA" usage:"with --dry-run: simulated PreStartupCommand output"`
-	HookTimeout        time.Duration   `flag:"hook-timeout" envconfig:"HOOK_TIMEOUT" arg:"DURATION" usage:"kill a hook (and its children) after this long (default: the runner's)"`
+	HookTimeout        time.Duration   `flag:"hook-timeout" envconfig:"HOOK_TIMEOUT" default:"2m" arg:"DURATION" usage:"kill a hook and its process group after this long"`
 	WireguardUserspace string          `flag:"wireguard-userspace" envconfig:"WIREGUARD_USERSPACE" default:"auto" arg:"MODE" usage:"start wireguard-go when the kernel lacks wireguard: auto, always or never"`
 	RenewMargin        minutesDuration `flag:"subnet-lease-renew-margin" envconfig:"SUBNET_LEASE_RENEW_MARGIN" default:"60" arg:"MINUTES" usage:"renew the lease this long before it expires (minutes, or a duration such as 90m)"`
 }
@@ -161,8 +161,7 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+			if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
 				return nil, errHelp
 			}
 			return nil, usageErrorf("%s: %v", fs.Name(), err)

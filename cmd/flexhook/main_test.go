@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,7 +17,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/presets"
+	"github.com/flexhook/flexhook/runner/shell"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -211,6 +215,8 @@ func TestUsageErrors(t *testing.T) {
 		{"run without source", []string{"run", "--public-ip", "192.0.2.1", "--store", "."}},
 		{"run bad margin", []string{"run", "--preset", "vxlan", "--subnet-lease-renew-margin", "soon"}},
 		{"run bad wireguard mode", []string{"run", "--preset", "wireguard", "--wireguard-userspace", "sometimes"}},
+		{"run zero hook timeout", []string{"run", "--preset", "vxlan", "--hook-timeout", "0s"}},
+		{"run backend-data without dry-run", []string{"run", "--preset", "vxlan", "--backend-data", "x"}},
 		{"run bad public ip", []string{"run", "--preset", "vxlan", "--public-ip", "fd00::1"}},
 		{"run config error", []string{"run", "--config", td("bad-quote.json"), "--public-ip", "192.0.2.1"}},
 		{"leases bad action", []string{"leases", "frob"}},
@@ -236,6 +242,7 @@ func TestHelp(t *testing.T) {
 	}
 	code, out, _ := cli(t, "run", "-h")
 	assert.Equal(t, 0, code)
+	assert.Equal(t, 1, strings.Count(out, "usage:"), "usage printed once")
 	assert.Contains(t, out, "--etcd-endpoints URLS")
 	assert.Contains(t, out, "--subnet-lease-renew-margin")
 	assert.NotContains(t, out, "store-resync", "hidden flag")
@@ -424,4 +431,20 @@ func assertDirEmpty(t *testing.T, dir string) {
 		names = append(names, e.Name())
 	}
 	assert.Empty(t, names, "dry-run must not write files")
+}
+
+// The defaults are the documented ones and agree with the packages'.
+func TestRunDefaults(t *testing.T) {
+	var f runFlags
+	_, err := newFlagSet("run", &f, runSynopsis, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/flexhook/leases", f.Store)
+	assert.Equal(t, "/var/lib/flexhook/state", f.StateDir)
+	assert.Equal(t, "/run/flannel/subnet.env", f.SubnetFile)
+	assert.Equal(t, leases.DefaultPrefix, f.EtcdPrefix)
+	assert.Equal(t, leases.DefaultRenewMargin, time.Duration(f.RenewMargin))
+	assert.Equal(t, shell.DefaultTimeout, f.HookTimeout)
+	assert.Equal(t, "auto", f.WireguardUserspace)
+	assert.Equal(t, slog.LevelInfo, slog.Level(f.LogLevel))
+	assert.Empty(t, f.EtcdEndpoints, "the file store is the default")
 }

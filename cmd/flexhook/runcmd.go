@@ -39,8 +39,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageErrorf("--wireguard-userspace: %v", err)
 	}
-	if f.HookTimeout < 0 {
-		return usageErrorf("--hook-timeout: must not be negative")
+	if f.HookTimeout <= 0 {
+		return usageErrorf("--hook-timeout: must be positive")
 	}
 	log := newLogger(stderr, f.LogLevel)
 
@@ -92,9 +92,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		shell.DryRun(f.DryRun),
 		shell.Logger(log),
 		shell.Wireguard(wgMode),
-	}
-	if f.HookTimeout > 0 {
-		shOpts = append(shOpts, shell.Timeout(f.HookTimeout))
+		shell.Timeout(f.HookTimeout),
 	}
 	switch {
 	case f.DryRun:
