@@ -132,8 +132,20 @@ func ownerPid(name string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
+// pidAlive reports whether pid is a live (not zombie) process.
 func pidAlive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	s := string(b)
+	k := strings.LastIndexByte(s, ')')
+	if k < 0 || k+2 >= len(s) {
+		return true
+	}
+	state := s[k+2]
+	return state != 'Z' && state != 'X'
 }
 
 // Sweep deletes namespaces and temp dirs of labs whose owning process is
