@@ -49,7 +49,9 @@ var pureTools = map[string]bool{
 
 // PureArgv reports whether dry-run may really run argv because the command
 // only computes text, and returns the argv to run: sed and gawk get
-// --sandbox (no w/e/r commands, no system() or redirections). look resolves
+// --sandbox (no w/e/r commands, no system() or redirections; this needs GNU
+// sed and gawk, as on Debian). mawk has no sandbox, hence the stricter
+// program check for awk that is not gawk. look resolves
 // a command name to its path ("" if not found); it tells whether awk is
 // gawk. Not pure: any other command, a relative path such as ./cut, sed -i,
 // awk -i inplace, an awk program (other than gawk's) that may write or run
