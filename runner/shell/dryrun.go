@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"mvdan.cc/sh/v3/interp"
@@ -217,7 +218,7 @@ func scanFlags(args []string, shortVal string, longVal []string, short func(c by
 			return append(operands, args[i+1:]...)
 		case strings.HasPrefix(a, "--"):
 			name, val, hasVal := strings.Cut(a[2:], "=")
-			if !hasVal && containsStr(longVal, name) && i+1 < len(args) {
+			if !hasVal && slices.Contains(longVal, name) && i+1 < len(args) {
 				i++
 				val = args[i]
 			}
@@ -248,15 +249,6 @@ func scanFlags(args []string, shortVal string, longVal []string, short func(c by
 		}
 	}
 	return operands
-}
-
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // open is the interpreter's open handler, in both modes: reads are
