@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -119,4 +120,12 @@ func TestPrintLeasesSanitizesBackendData(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(b.String(), "\n"))
 	assert.Contains(t, b.String(), "a?b?[31m")
 	assert.Contains(t, b.String(), "1h30m")
+}
+
+func TestLeasesMissingStoreDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "absent")
+	code, _, errOut := cli(t, "leases", "--store", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no such directory")
+	assert.NoDirExists(t, dir, "listing must not create a store")
 }

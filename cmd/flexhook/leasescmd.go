@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -51,6 +52,12 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	log := newLogger(stderr, f.LogLevel)
+	if !f.useEtcd() {
+		// Listing must not create an empty store where there was none.
+		if st, err := os.Stat(f.Store); err != nil || !st.IsDir() {
+			return fmt.Errorf("file store %s: no such directory (give --store DIR or --etcd-endpoints URLS)", f.Store)
+		}
+	}
 	store, err := openStore(ctx, f.StoreFlags, log)
 	if err != nil {
 		return err
