@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,7 +128,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 	defer stopStdin()
 
 	env := make([]string, 0, len(s.environ)+len(req.Env))
-	env = append(append(env, s.environ...), req.Env...)
+	env = append(append(env, inherited(s.environ)...), req.Env...)
 	r, err := interp.New(
 		interp.Env(expand.ListEnviron(env...)),
 		interp.Dir(s.dir),
@@ -277,4 +279,27 @@ func (l *lineLogger) flush() {
 		l.emit(l.partial)
 		l.partial = nil
 	}
+}
+
+// inherited is the daemon's environment less every hook contract variable,
+// so a hook never sees a SUBNET (say) that came from the daemon instead of
+// the contract: PreStartupCommand, which is given no SUBNET, sees none.
+func inherited(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !contractName(name) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func contractName(name string) bool {
+	for _, k := range hooks.Kinds {
+		if slices.Contains(k.EnvNames(), name) {
+			return true
+		}
+	}
+	return false
 }

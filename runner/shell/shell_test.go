@@ -41,8 +41,9 @@ func TestEnvStdinAndOutput(t *testing.T) {
 		{"pipeline", `printf 'a b\nc d\n' | cut -d' ' -f2 | tr a-z A-Z`, "", "B\nD\n", nil},
 		{"last stage in shell", `echo a | read X; echo "X=$X"`, "", "X=a\n", nil},
 		{"backticks", "X=`echo 10.50.2.0/24 | cut -d'/' -f 1`; echo $X", "", "10.50.2.0\n", nil},
+		{"daemon SUBNET not inherited", `echo "[$SUBNET][$PUBLIC_IP]"; printenv SUBNET || echo unset`, "", "[][]\nunset\n", nil},
 	}
-	f := newFixture(t, shell.Environ(append(os.Environ(), "BASE=base")))
+	f := newFixture(t, shell.Environ(append(os.Environ(), "BASE=base", "SUBNET=10.9.9.0/24", "PUBLIC_IP=203.0.113.9")))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := f.sh.Run(t.Context(), shell.Request{
