@@ -43,6 +43,8 @@ const (
 var version = ""
 
 func main() {
+	// Files hooks create (wireguard's `tee privatekey`) are private to root.
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		// After the first signal, restore the default handling so that a
