@@ -171,7 +171,7 @@ func testPreset(t *testing.T, bin string, p preset) {
 	t.Log("step 1: Every node reaches every other node's pod, over the overlay")
 	// 1. Every node reaches every other node's pod, over the overlay.
 	before := deviceStats(t, ctx, lab, p, []int{1, 2, 3})
-	requireMesh(t, ctx, lab, []int{1, 2, 3})
+	requireMesh(t, ctx, lab, "after start", []int{1, 2, 3})
 	p.proveOverlay(t, ctx, lab, []int{1, 2, 3}, before)
 
 	t.Log("step 2: Node 2 stopped gracefully, its private key deleted, started")
@@ -198,7 +198,7 @@ func testPreset(t *testing.T, bin string, p preset) {
 		require.NotEqual(t, id2, newID, "restart must bring new BackendData")
 	}
 	before = deviceStats(t, ctx, lab, p, []int{1, 2, 3})
-	requireMesh(t, ctx, lab, []int{1, 2, 3})
+	requireMesh(t, ctx, lab, "after node 2 restarted with new BackendData", []int{1, 2, 3})
 	p.proveOverlay(t, ctx, lab, []int{1, 2, 3}, before)
 
 	t.Log("step 3: Node 3 stopped gracefully: ShutdownCommand removes its device")
@@ -228,7 +228,7 @@ func testPreset(t *testing.T, bin string, p preset) {
 	require.NoError(t, err)
 	require.NoError(t, lab.StartNode(ctx, four, args...))
 	before = deviceStats(t, ctx, lab, p, []int{1, 2, four})
-	requireMesh(t, ctx, lab, []int{1, 2, four})
+	requireMesh(t, ctx, lab, "after node 4 joined", []int{1, 2, four})
 	p.proveOverlay(t, ctx, lab, []int{1, 2, four}, before)
 
 	t.Log("step 5: Node 1 killed (no ShutdownCommand ran) and started again: same")
@@ -239,7 +239,7 @@ func testPreset(t *testing.T, bin string, p preset) {
 	require.NoError(t, lab.KillNode(ctx, 1))
 	require.NoError(t, lab.StartNode(ctx, 1, args...))
 	require.Equal(t, sub1, lab.Subnet(1), "a restarted node keeps its subnet")
-	requireMesh(t, ctx, lab, []int{1, 2, four})
+	requireMesh(t, ctx, lab, "after node 1 was killed and restarted", []int{1, 2, four})
 
 	t.Log("step 6: Everything goes: graceful stops, then the lab")
 	// 6. Everything goes: graceful stops, then the lab.
@@ -252,17 +252,17 @@ func testPreset(t *testing.T, bin string, p preset) {
 
 // requireMesh waits until every node pings every other node's pod address
 // from its own pod address, then opens one TCP connection per pair.
-func requireMesh(t *testing.T, ctx context.Context, lab *netlab.Lab, nodes []int) {
+func requireMesh(t *testing.T, ctx context.Context, lab *netlab.Lab, step string, nodes []int) {
 	t.Helper()
 	for _, i := range nodes {
 		for _, j := range nodes {
 			if i == j {
 				continue
 			}
-			eventually(t, ctx, fmt.Sprintf("ping node %d -> node %d (%s)", i, j, lab.PodAddr(j)), func() error {
+			eventually(t, ctx, fmt.Sprintf("%s: ping node %d -> node %d (%s)", step, i, j, lab.PodAddr(j)), func() error {
 				return lab.Ping(ctx, i, lab.PodAddr(j))
 			})
-			eventually(t, ctx, fmt.Sprintf("tcp node %d -> node %d", i, j), func() error {
+			eventually(t, ctx, fmt.Sprintf("%s: tcp node %d -> node %d", step, i, j), func() error {
 				return lab.TCP(ctx, i, j)
 			})
 		}
