@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -50,7 +49,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	return parse(data, filepath.Base(path))
+	return parse(data, path)
 }
 
 // Parse parses and validates a flannel net-conf.json for the extension
