@@ -273,7 +273,7 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("Load(good) = %+v, %v", cfg, err)
 	}
 	_, err = Load(bad)
-	if want := "bad.json:2:12: Network: must be a JSON string, got number"; err == nil || err.Error() != want {
+	if want := bad + ":2:12: Network: must be a JSON string, got number"; err == nil || err.Error() != want {
 		t.Errorf("Load(bad) = %v, want %s", err, want)
 	}
 	_, err = Load(filepath.Join(dir, "missing.json"))
