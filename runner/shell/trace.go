@@ -85,9 +85,25 @@ func FormatArgv(argv []string) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
+		if i > 0 && plainWithEquals(w) {
+			// '=' only makes an assignment of a command's first word:
+			// base64 keys such as wireguard's stay readable.
+			b.WriteString(w)
+			continue
+		}
 		b.WriteString(quoteWord(w))
 	}
 	return b.String()
+}
+
+// plainWithEquals reports whether w needs quoting only for its '='.
+func plainWithEquals(w string) bool {
+	if !strings.Contains(w, "=") {
+		return false
+	}
+	probe := strings.ReplaceAll(w, "=", "_")
+	q, err := syntax.Quote(probe, syntax.LangBash)
+	return err == nil && q == probe
 }
 
 func quoteWord(w string) string {
