@@ -45,7 +45,8 @@ integration: build
 test: deps lint unit integration
 
 demo: deps build
-	$(GO) run ./cmd/flexhook-lab -preset $(PRESET) -nodes $(NODES) -flexhook $(CURDIR)/$(BIN)
+	$(GO) build -o bin/flexhook-lab ./cmd/flexhook-lab
+	bin/flexhook-lab -preset $(PRESET) -nodes $(NODES) -flexhook $(CURDIR)/$(BIN) $(DEMO_FLAGS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log
