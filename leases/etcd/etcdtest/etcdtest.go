@@ -146,6 +146,10 @@ func (s *Server) start() error {
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = true
 	cfg.BcryptCost = 4 // bcrypt.MinCost: auth tests stay fast
+	// Short raft timings: a single member elects itself at once, and
+	// Stop's grace period for open client streams (5s + 2 elections)
+	// stays short.
+	cfg.TickMs, cfg.ElectionMs = 10, 100
 	scheme := "http"
 	if s.TLS != nil {
 		scheme = "https"

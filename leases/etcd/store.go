@@ -1,0 +1,692 @@
+// Package etcd is the etcd v3 implementation of leases.Store. It shares one
+// etcd cluster with flanneld: the same keys, values and TTLs, so flexhook
+// nodes and flanneld nodes (extension backend) see each other's leases.
+//
+// Layout under the prefix (leases.DefaultPrefix by default):
+//
+//	<prefix>/config                      the net-conf JSON (Config, PutConfig)
+//	<prefix>/subnets/10.50.3.0-24        {"PublicIP":"192.0.2.3","PublicIPv6":null,"BackendType":"extension","BackendData":"..."}
+//	<prefix>/subnets/10.50.3.0-24&fd00::-64   (dual stack)
+//
+// Every subnet key is attached to its own etcd lease whose TTL is the lease
+// lifetime (24h by default, like flanneld), so etcd deletes a lease that
+// is not renewed.
+//
+// Acquire takes back the lease carrying the node's PublicIP, or creates a
+// random free subnet with a transaction on CreateRevision == 0, retrying on
+// conflict. Renew refreshes the etcd lease (KeepAliveOnce) or re-puts the
+// key with a new one; a key deleted or taken by another node is reported as
+// leases.ErrLeaseGone. Watch lists, then watches from the next revision;
+// when the watch is compacted or breaks (etcd down, leader lost) it backs
+// off, lists again and sends the fresh snapshot, so a consumer diffing
+// snapshots misses no change. Keys or values that do not parse (written by
+// something else) are skipped with a warning.
+package etcd
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/flexhook/flexhook/leases"
+)
+
+// maxAttempts bounds the optimistic retries of Acquire and Renew when other
+// writers change the same keys concurrently.
+const maxAttempts = 16
+
+// Watch backoff after a failed list or a broken watch.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+var _ leases.Store = (*Store)(nil)
+
+// Store is a leases.Store backed by etcd v3. It is safe for concurrent use.
+type Store struct {
+	cli        *clientv3.Client
+	prefix     string // without trailing slash
+	subnetsDir string // prefix + "/subnets/"
+	configKey  string
+	ttl        int64 // seconds
+	log        *slog.Logger
+	// listTimeout bounds each list of Watch, so an unreachable etcd is
+	// logged and retried instead of waited for silently.
+	listTimeout time.Duration
+
+	rndMu sync.Mutex
+	rnd   *rand.Rand
+}
+
+type options struct {
+	ttl time.Duration
+	log *slog.Logger
+	rnd *rand.Rand
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithTTL sets the lifetime of the etcd lease attached to each subnet key
+// (default leases.DefaultTTL, 24h, as flanneld). It is rounded up to whole
+// seconds and must be at least one second.
+func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRand sets the source of random subnet choices (default: randomly
+// seeded). Store serializes its use.
+func WithRand(r *rand.Rand) Option { return func(o *options) { o.rnd = r } }
+
+// New connects to etcd and checks, within cfg.DialTimeout, that it answers
+// a read under the prefix (so a wrong CA, certificate or password fails
+// here with the cause). The store must be closed with Close.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
+	o := options{ttl: leases.DefaultTTL, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.ttl < time.Second:
+		return nil, fmt.Errorf("etcd: WithTTL: %s is shorter than one second", o.ttl)
+	case o.log == nil:
+		return nil, errors.New("etcd: WithLogger: nil logger")
+	}
+	if o.rnd == nil {
+		o.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	tlsCfg, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("etcd: config: %w", err)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = leases.DefaultPrefix
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	prefix := strings.TrimRight(cfg.Prefix, "/")
+	if prefix == "" {
+		return nil, fmt.Errorf("etcd: config: Prefix: %q leaves no prefix", cfg.Prefix)
+	}
+	eps := strings.Join(cfg.Endpoints, ",")
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         tlsCfg,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		// Ping an idle connection so a vanished etcd (not just a closed
+		// one) breaks the watch and gets reconnected.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			// Reconnect within seconds once etcd is back (gRPC's
+			// default backoff grows to two minutes).
+			Backoff:           backoff.Config{BaseDelay: minBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
+			MinConnectTimeout: cfg.DialTimeout,
+		})},
+		// The client logs JSON to stderr by default; our errors carry
+		// what matters and go to slog.
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: connect to %s: %w", eps, err)
+	}
+	s := &Store{
+		cli:        cli,
+		prefix:     prefix,
+		subnetsDir: prefix + "/subnets/",
+		configKey:  prefix + "/config",
+		ttl:        int64((o.ttl + time.Second - 1) / time.Second),
+		log:        o.log,
+		rnd:        o.rnd,
+
+		listTimeout: max(cfg.DialTimeout, time.Second),
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(pctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("etcd: connect to %s: %w", eps, err)
+	}
+	s.log.Debug("etcd: connected", "config", cfg)
+	return s, nil
+}
+
+// Close closes the etcd client. Leases are left to expire (or be renewed
+// by a later Store).
+func (s *Store) Close() error {
+	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("etcd: close: %w", err)
+	}
+	return nil
+}
+
+// Config returns the net-conf JSON at <prefix>/config; the error wraps
+// leases.ErrNotFound when the key is absent.
+func (s *Store) Config(ctx context.Context) ([]byte, error) {
+	resp, err := s.cli.Get(ctx, s.configKey)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: get %s: %w", s.configKey, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("etcd: %s: %w", s.configKey, leases.ErrNotFound)
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// PutConfig writes the net-conf JSON to <prefix>/config (no TTL).
+func (s *Store) PutConfig(ctx context.Context, conf []byte) error {
+	if _, err := s.cli.Put(ctx, s.configKey, string(conf)); err != nil {
+		return fmt.Errorf("etcd: put %s: %w", s.configKey, err)
+	}
+	return nil
+}
+
+// entry is a parsed subnet key with the etcd metadata needed to change it
+// safely.
+type entry struct {
+	key     string
+	lease   leases.Lease
+	modRev  int64
+	leaseID clientv3.LeaseID
+}
+
+// parse decodes one subnet key/value; name is the key without subnetsDir.
+func parse(name string, value []byte) (leases.Lease, error) {
+	v4, v6, err := leases.ParseSubnetKey(name)
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	attrs, err := leases.UnmarshalAttrs(value)
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs}, nil
+}
+
+// list reads every subnet key, skipping (with a warning) those that do not
+// parse, and returns them sorted by subnet with the read's revision.
+func (s *Store) list(ctx context.Context) ([]entry, int64, error) {
+	resp, err := s.cli.Get(ctx, s.subnetsDir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("etcd: list %s: %w", s.subnetsDir, err)
+	}
+	es := make([]entry, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		key := string(kv.Key)
+		l, err := parse(strings.TrimPrefix(key, s.subnetsDir), kv.Value)
+		if err != nil {
+			s.log.Warn("etcd: skipping unreadable lease", "key", key, "err", err)
+			continue
+		}
+		es = append(es, entry{key: key, lease: l, modRev: kv.ModRevision, leaseID: clientv3.LeaseID(kv.Lease)})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return compareLeases(a.lease, b.lease) })
+	return es, resp.Header.Revision, nil
+}
+
+func compareLeases(a, b leases.Lease) int {
+	return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()),
+		a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()), cmp.Compare(a.IPv6Subnet.Bits(), b.IPv6Subnet.Bits()))
+}
+
+func leasesOf(es []entry) []leases.Lease {
+	ls := make([]leases.Lease, len(es))
+	for i, e := range es {
+		ls[i] = e.lease
+	}
+	return ls
+}
+
+func (s *Store) key(v4, v6 netip.Prefix) string { return s.subnetsDir + leases.SubnetKey(v4, v6) }
+
+// grant creates an etcd lease of the store's TTL and returns it with the
+// expiration it gives.
+func (s *Store) grant(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
+	start := time.Now()
+	g, err := s.cli.Grant(ctx, s.ttl)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("etcd: grant lease of %ds: %w", s.ttl, err)
+	}
+	return g.ID, start.Add(time.Duration(g.TTL) * time.Second), nil
+}
+
+// cleanupCtx is for best-effort cleanups that must run even when ctx was
+// cancelled, but not forever.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// revoke revokes an etcd lease we granted but did not attach.
+func (s *Store) revoke(ctx context.Context, id clientv3.LeaseID) {
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	if _, err := s.cli.Revoke(cctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		s.log.Debug("etcd: revoke unused lease", "lease", int64(id), "err", err)
+	}
+}
+
+// retire revokes the etcd lease a key was attached to before we re-put it,
+// unless other keys still use it (then it is left to expire).
+func (s *Store) retire(ctx context.Context, old, cur clientv3.LeaseID) {
+	if old == clientv3.NoLease || old == cur {
+		return
+	}
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	ttl, err := s.cli.TimeToLive(cctx, old, clientv3.WithAttachedKeys())
+	if err != nil || ttl.TTL <= 0 || len(ttl.Keys) > 0 {
+		return
+	}
+	s.revoke(ctx, old)
+}
+
+// Acquire takes back the lease carrying attrs.PublicIP when it fits r
+// (refreshing its TTL and attrs with a fresh etcd lease), otherwise creates
+// a random free subnet of r atomically. A lease of this PublicIP that no
+// longer fits r is deleted first, as flanneld does. Out of subnets is an
+// error wrapping leases.ErrNoFreeSubnet.
+func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs) (leases.Lease, error) {
+	if err := r.Validate(); err != nil {
+		return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+	}
+	ip := attrs.PublicIP
+	if !ip.IsValid() {
+		ip = attrs.PublicIPv6
+	}
+	if !ip.IsValid() {
+		return leases.Lease{}, errors.New("etcd: acquire: attrs has neither PublicIP nor PublicIPv6")
+	}
+	val, err := leases.MarshalAttrs(attrs)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+	}
+	id, exp, err := s.grant(ctx)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+	}
+	attached := false
+	defer func() {
+		if !attached {
+			s.revoke(ctx, id)
+		}
+	}()
+
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, s.jitter(attempt)); err != nil {
+				return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+			}
+		}
+		es, _, err := s.list(ctx)
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+		}
+		ls := leasesOf(es)
+		if own, ok := leases.FindByPublicIP(ls, ip); ok {
+			e := es[slices.IndexFunc(es, func(e entry) bool { return e.lease.Subnet == own.Subnet && e.lease.IPv6Subnet == own.IPv6Subnet })]
+			if !r.Fits(own.Subnet, own.IPv6Subnet) {
+				s.log.Warn("etcd: lease of this node does not fit the network config, deleting it",
+					"subnet", own.Subnet, "range", r.String())
+				if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
+					Then(clientv3.OpDelete(e.key)).Commit(); err != nil {
+					return leases.Lease{}, fmt.Errorf("etcd: acquire: delete %s: %w", e.key, err)
+				}
+				continue
+			}
+			resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
+				Then(clientv3.OpPut(e.key, string(val), clientv3.WithLease(id))).Commit()
+			if err != nil {
+				return leases.Lease{}, fmt.Errorf("etcd: acquire: put %s: %w", e.key, err)
+			}
+			if !resp.Succeeded {
+				s.log.Debug("etcd: own lease changed concurrently, retrying", "key", e.key)
+				continue
+			}
+			attached = true
+			s.retire(ctx, e.leaseID, id)
+			l := own
+			l.Attrs, l.Expiration = attrs, exp
+			s.log.Info("etcd: took back lease", "subnet", l.Subnet, "public_ip", ip)
+			return l, nil
+		}
+
+		s.rndMu.Lock()
+		v4, v6, err := leases.PickFree(r, ls, s.rnd)
+		s.rndMu.Unlock()
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+		}
+		key := s.key(v4, v6)
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(id))).Commit()
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("etcd: acquire: create %s: %w", key, err)
+		}
+		if !resp.Succeeded {
+			s.log.Debug("etcd: subnet taken concurrently, retrying", "key", key)
+			continue
+		}
+		attached = true
+		s.log.Info("etcd: acquired new lease", "subnet", v4, "public_ip", ip)
+		return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs, Expiration: exp}, nil
+	}
+	return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
+}
+
+// jitter is a short random pause before retry attempt n, so racing nodes
+// spread out.
+func (s *Store) jitter(n int) time.Duration {
+	s.rndMu.Lock()
+	defer s.rndMu.Unlock()
+	return time.Duration(s.rnd.Int64N(int64(min(n, 10)) * int64(10*time.Millisecond)))
+}
+
+// Renew refreshes l's TTL and rewrites its attrs. With unchanged attrs it
+// keeps the key's etcd lease alive (KeepAliveOnce, no watch event);
+// otherwise, or when that lease is gone or has another TTL, it re-puts the
+// key with a fresh etcd lease. The error wraps leases.ErrLeaseGone when the
+// key was deleted or now carries another node's PublicIP.
+func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error) {
+	key := s.key(l.Subnet, l.IPv6Subnet)
+	val, err := leases.MarshalAttrs(l.Attrs)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("etcd: renew %s: %w", l.Subnet, err)
+	}
+	for range maxAttempts {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("etcd: renew: get %s: %w", key, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return leases.Lease{}, fmt.Errorf("etcd: renew %s: key %s was deleted: %w", l.Subnet, key, leases.ErrLeaseGone)
+		}
+		kv := resp.Kvs[0]
+		cur, err := leases.UnmarshalAttrs(kv.Value)
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("etcd: renew %s: key %s holds an unreadable value (%v): %w", l.Subnet, key, err, leases.ErrLeaseGone)
+		}
+		if cur.PublicIP != l.Attrs.PublicIP || cur.PublicIPv6 != l.Attrs.PublicIPv6 {
+			return leases.Lease{}, fmt.Errorf("etcd: renew %s: now held by PublicIP %s: %w", l.Subnet, cur.PublicIP, leases.ErrLeaseGone)
+		}
+		old := clientv3.LeaseID(kv.Lease)
+
+		if bytes.Equal(kv.Value, val) && old != clientv3.NoLease {
+			start := time.Now()
+			ka, err := s.cli.KeepAliveOnce(ctx, old)
+			switch {
+			case err == nil && ka.TTL == s.ttl:
+				// Make sure the key still hangs on the lease we renewed.
+				chk, err := s.cli.Get(ctx, key)
+				if err != nil {
+					return leases.Lease{}, fmt.Errorf("etcd: renew: get %s: %w", key, err)
+				}
+				if len(chk.Kvs) == 1 && chk.Kvs[0].ModRevision == kv.ModRevision {
+					l.Expiration = start.Add(time.Duration(ka.TTL) * time.Second)
+					return l, nil
+				}
+				continue
+			case err != nil && ctx.Err() != nil:
+				return leases.Lease{}, fmt.Errorf("etcd: renew %s: %w", l.Subnet, err)
+			case err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound):
+				return leases.Lease{}, fmt.Errorf("etcd: renew %s: keep lease %x alive: %w", l.Subnet, int64(old), err)
+			}
+			// Lease expired meanwhile, or was granted with another TTL:
+			// re-put below.
+		}
+
+		id, exp, err := s.grant(ctx)
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("etcd: renew %s: %w", l.Subnet, err)
+		}
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(id))).Commit()
+		if err != nil {
+			s.revoke(ctx, id)
+			return leases.Lease{}, fmt.Errorf("etcd: renew: put %s: %w", key, err)
+		}
+		if !tr.Succeeded {
+			s.revoke(ctx, id)
+			continue
+		}
+		s.retire(ctx, old, id)
+		l.Expiration = exp
+		return l, nil
+	}
+	return leases.Lease{}, fmt.Errorf("etcd: renew %s: still conflicting with other writers after %d attempts", l.Subnet, maxAttempts)
+}
+
+// List returns every lease, sorted by subnet, with Expiration from the
+// remaining TTL of its etcd lease (zero for a key without one).
+func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
+	es, _, err := s.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type ttlInfo struct {
+		exp  time.Time
+		gone bool
+	}
+	ttls := map[clientv3.LeaseID]ttlInfo{}
+	out := make([]leases.Lease, 0, len(es))
+	for _, e := range es {
+		if e.leaseID != clientv3.NoLease {
+			info, ok := ttls[e.leaseID]
+			if !ok {
+				now := time.Now()
+				ttl, err := s.cli.TimeToLive(ctx, e.leaseID)
+				if err != nil {
+					return nil, fmt.Errorf("etcd: list: ttl of %s: %w", e.key, err)
+				}
+				info = ttlInfo{exp: now.Add(time.Duration(ttl.TTL) * time.Second), gone: ttl.TTL <= 0}
+				ttls[e.leaseID] = info
+			}
+			if info.gone {
+				continue // expired between the read and now
+			}
+			e.lease.Expiration = info.exp
+		}
+		out = append(out, e.lease)
+	}
+	return out, nil
+}
+
+// Remove deletes the lease of subnet (whatever its IPv6 part); the error
+// wraps leases.ErrNotFound when there is none.
+func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
+	subnet = subnet.Masked()
+	resp, err := s.cli.Get(ctx, s.key(subnet, netip.Prefix{}), clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("etcd: remove %s: %w", subnet, err)
+	}
+	deleted := int64(0)
+	for _, kv := range resp.Kvs {
+		v4, _, err := leases.ParseSubnetKey(strings.TrimPrefix(string(kv.Key), s.subnetsDir))
+		if err != nil || v4 != subnet {
+			continue
+		}
+		d, err := s.cli.Delete(ctx, string(kv.Key))
+		if err != nil {
+			return fmt.Errorf("etcd: remove %s: %w", subnet, err)
+		}
+		deleted += d.Deleted
+	}
+	if deleted == 0 {
+		return fmt.Errorf("etcd: remove %s: %w", subnet, leases.ErrNotFound)
+	}
+	return nil
+}
+
+// Watch sends every lease (sorted by subnet, Expiration zero) on out:
+// once at the start and after every watch response. When the watch is
+// compacted or breaks, or etcd is unreachable, it logs, backs off (up to
+// 5s), lists again and sends that snapshot. It returns nil when ctx is
+// done and an error only when the store was closed.
+func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
+	return s.watch(ctx, out, nil)
+}
+
+// watchState is what Watch knows: the leases by key at revision rev.
+type watchState struct {
+	rev   int64
+	cache map[string]leases.Lease
+}
+
+func (st *watchState) snapshot() []leases.Lease {
+	ls := make([]leases.Lease, 0, len(st.cache))
+	for _, l := range st.cache {
+		ls = append(ls, l)
+	}
+	slices.SortFunc(ls, compareLeases)
+	return ls
+}
+
+// watch runs Watch; a non-nil st (tests) resumes from that state without
+// listing first.
+func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
+	backoff := minBackoff
+	for {
+		if st == nil {
+			lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
+			es, rev, err := s.list(lctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if s.cli.Ctx().Err() != nil {
+					return errors.New("etcd: watch: store closed")
+				}
+				s.log.Warn("etcd: cannot list leases, retrying", "err", err, "retry_in", backoff)
+				if sleep(ctx, backoff) != nil {
+					return nil
+				}
+				backoff = min(2*backoff, maxBackoff)
+				continue
+			}
+			st = &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
+			for _, e := range es {
+				st.cache[e.key] = e.lease
+			}
+			if !send(ctx, out, st.snapshot()) {
+				return nil
+			}
+		}
+		healthy, err := s.follow(ctx, out, st)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.cli.Ctx().Err() != nil {
+			return errors.New("etcd: watch: store closed")
+		}
+		if healthy {
+			backoff = minBackoff
+		}
+		s.log.Warn("etcd: lease watch interrupted, listing again", "err", err, "retry_in", backoff)
+		st = nil
+		if sleep(ctx, backoff) != nil {
+			return nil
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// errWatchClosed reports a watch channel closed without an error.
+var errWatchClosed = errors.New("watch channel closed")
+
+// follow watches from st.rev+1, applies each response to st and sends a
+// snapshot after it. It returns when the watch ends (never with a nil
+// error unless ctx is done) and whether it got any good response.
+func (s *Store) follow(ctx context.Context, out chan<- []leases.Lease, st *watchState) (healthy bool, err error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.cli.Watch(wctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithRev(st.rev+1), clientv3.WithPrevKV())
+	for {
+		var (
+			resp clientv3.WatchResponse
+			ok   bool
+		)
+		select {
+		case <-ctx.Done():
+			return healthy, nil
+		case resp, ok = <-wch:
+		}
+		if !ok {
+			return healthy, errWatchClosed
+		}
+		if err := resp.Err(); err != nil {
+			if resp.CompactRevision != 0 {
+				return healthy, fmt.Errorf("watch from revision %d: compacted up to %d: %w", st.rev+1, resp.CompactRevision, err)
+			}
+			return healthy, fmt.Errorf("watch from revision %d: %w", st.rev+1, err)
+		}
+		healthy = true
+		if resp.IsProgressNotify() || len(resp.Events) == 0 {
+			continue
+		}
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			switch ev.Type {
+			case mvccpb.DELETE:
+				delete(st.cache, key)
+			case mvccpb.PUT:
+				l, err := parse(strings.TrimPrefix(key, s.subnetsDir), ev.Kv.Value)
+				if err != nil {
+					s.log.Warn("etcd: skipping unreadable lease", "key", key, "err", err)
+					delete(st.cache, key)
+					continue
+				}
+				st.cache[key] = l
+			}
+		}
+		// The last event's revision, not the header's: a batch may stop
+		// short of the header revision while catching up.
+		st.rev = max(st.rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
+		if !send(ctx, out, st.snapshot()) {
+			return healthy, nil
+		}
+	}
+}
+
+// send delivers ls on out unless ctx ends first.
+func send(ctx context.Context, out chan<- []leases.Lease, ls []leases.Lease) bool {
+	select {
+	case out <- ls:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sleep waits d or until ctx is done (returning its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
