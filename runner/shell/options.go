@@ -162,3 +162,28 @@ func Wireguard(mode WireguardMode) Option {
 		return fmt.Errorf("wireguard-userspace: unknown mode %d", int(mode))
 	}
 }
+
+// ReplaceExisting makes the adds of hooks idempotent (default true): when
+// `ip route|neigh|addr add` or `bridge fdb add` fails because its object
+// already exists (RTNETLINK answers: File exists; ip addr's "Address
+// already assigned"), the same command runs again with add replaced by
+// replace, and the hook goes on with the replace's status. Both commands
+// are traced, and the replace is logged at Info.
+//
+// Events are level-triggered: a hook that failed half-way (the route
+// added, a later step failed) is retried from its start, and a changed
+// lease (a peer that restarted with a new VTEP MAC) runs SubnetAdd again
+// over what the old one left, as the published vxlan recipe has no
+// SubnetRemoveCommand. With plain add either stops its && chain at the
+// first object that exists, and the peer stays unreachable. The recipes
+// are run unchanged, so the executor makes add behave as upstream
+// flannel's own vxlan backend does: it sets routes with RouteReplace and
+// ARP and FDB entries with NeighSet (replace semantics). See [ReplaceArgv]
+// for the commands matched. Dry-run never runs either command. With false,
+// every add runs as written.
+func ReplaceExisting(on bool) Option {
+	return func(s *Shell) error {
+		s.replaceExisting = on
+		return nil
+	}
+}

@@ -58,6 +58,8 @@ type Shell struct {
 	tracer    Tracer
 	log       *slog.Logger
 	wgMode    WireguardMode
+
+	replaceExisting bool
 }
 
 // New returns a Shell. Dir is required unless DryRun(true) is given; a
@@ -69,6 +71,8 @@ func New(opts ...Option) (*Shell, error) {
 		killGrace: DefaultKillGrace,
 		maxOutput: DefaultMaxOutput,
 		log:       slog.Default(),
+
+		replaceExisting: true,
 	}
 	for _, opt := range opts {
 		if err := opt(s); err != nil {
@@ -135,6 +139,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		interp.StdIO(stdin, stdout, stderr),
 		interp.OpenHandler(st.open),
 		interp.ExecHandlers(
+			st.replaceExisting, // outside trace: a failed add and its replace are two events
 			st.trace,
 			st.dryRunMW,
 			st.wireguard,
