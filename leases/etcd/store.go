@@ -167,6 +167,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	defer cancel()
 	if _, err := cli.Get(pctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		_ = cli.Close()
+		if ctx.Err() == nil {
+			if cause := diagnose(ctx, cfg.Endpoints, tlsCfg); cause != nil {
+				return nil, fmt.Errorf("etcd: connect to %s: %w (%v)", eps, err, cause)
+			}
+		}
 		return nil, fmt.Errorf("etcd: connect to %s: %w", eps, err)
 	}
 	s.log.Debug("etcd: connected", "config", cfg)
