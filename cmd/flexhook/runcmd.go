@@ -92,6 +92,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		shell.DryRun(f.DryRun),
 		shell.Logger(log),
 		shell.Wireguard(wgMode),
+		shell.ReplaceExisting(f.ReplaceExisting),
 		shell.Timeout(f.HookTimeout),
 	}
 	switch {

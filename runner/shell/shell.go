@@ -1,8 +1,9 @@
 // Package shell runs hook commands in the embedded POSIX shell interpreter
 // (mvdan.cc/sh/v3/interp) with no /bin/sh anywhere.
 //
-// Behaviour is layered as exec-handler middlewares, outermost first: trace,
-// dry-run, wireguard-userspace, and flexhook's own final exec last. The
+// Behaviour is layered as exec-handler middlewares, outermost first:
+// replace-existing (off in dry-run), trace, dry-run, wireguard-userspace,
+// and flexhook's own final exec last. The
 // final exec starts every external command in its own process group and,
 // when the hook's deadline passes or its context is cancelled, kills the
 // whole group (SIGTERM, then SIGKILL after the kill grace), so grandchildren
