@@ -77,7 +77,7 @@ mkdir made-dir`
 		"'>' redirected":                       false,
 		"'>>' appended":                        false,
 		"sed -i s/a/X/ " + data:                false,
-		"sed --in-place=.bak s/a/X/ " + data: false,
+		"sed --in-place=.bak s/a/X/ " + data:   false,
 		"sed s/a/b/ " + data:                   true,
 		"sed 's/a/c/w written' " + data:        true, // run with --sandbox, which refuses w
 		"awk '{ print \"awk \" $0 > \"awkfile\" }' " + data: false,
