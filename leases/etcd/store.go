@@ -62,7 +62,6 @@ var _ leases.Store = (*Store)(nil)
 // Store is a leases.Store backed by etcd v3. It is safe for concurrent use.
 type Store struct {
 	cli        *clientv3.Client
-	prefix     string // without trailing slash
 	subnetsDir string // prefix + "/subnets/"
 	configKey  string
 	ttl        int64 // seconds
@@ -149,12 +148,19 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		// what matters and go to slog.
 		Logger: zap.NewNop(),
 	})
+	connectErr := func(err error) error {
+		if ctx.Err() == nil {
+			if cause := diagnose(ctx, cfg.Endpoints, tlsCfg); cause != nil {
+				return fmt.Errorf("etcd: connect to %s: %w (%v)", eps, err, cause)
+			}
+		}
+		return fmt.Errorf("etcd: connect to %s: %w", eps, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("etcd: connect to %s: %w", eps, err)
+		return nil, connectErr(err)
 	}
 	s := &Store{
 		cli:        cli,
-		prefix:     prefix,
 		subnetsDir: prefix + "/subnets/",
 		configKey:  prefix + "/config",
 		ttl:        int64((o.ttl + time.Second - 1) / time.Second),
@@ -167,12 +173,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	defer cancel()
 	if _, err := cli.Get(pctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		_ = cli.Close()
-		if ctx.Err() == nil {
-			if cause := diagnose(ctx, cfg.Endpoints, tlsCfg); cause != nil {
-				return nil, fmt.Errorf("etcd: connect to %s: %w (%v)", eps, err, cause)
-			}
-		}
-		return nil, fmt.Errorf("etcd: connect to %s: %w", eps, err)
+		return nil, connectErr(err)
 	}
 	s.log.Debug("etcd: connected", "config", cfg)
 	return s, nil
@@ -501,10 +502,14 @@ func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 			if !ok {
 				now := time.Now()
 				ttl, err := s.cli.TimeToLive(ctx, e.leaseID)
-				if err != nil {
+				switch {
+				case errors.Is(err, rpctypes.ErrLeaseNotFound):
+					info.gone = true
+				case err != nil:
 					return nil, fmt.Errorf("etcd: list: ttl of %s: %w", e.key, err)
+				default:
+					info = ttlInfo{exp: now.Add(time.Duration(ttl.TTL) * time.Second), gone: ttl.TTL <= 0}
 				}
-				info = ttlInfo{exp: now.Add(time.Duration(ttl.TTL) * time.Second), gone: ttl.TTL <= 0}
 				ttls[e.leaseID] = info
 			}
 			if info.gone {

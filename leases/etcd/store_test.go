@@ -59,6 +59,7 @@ func testCtx(t *testing.T) context.Context {
 
 func newStore(t *testing.T, srv *etcdtest.Server, opts ...etcd.Option) *etcd.Store {
 	t.Helper()
+	opts = append([]etcd.Option{etcd.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	s, err := etcd.New(testCtx(t), etcd.Config{Endpoints: srv.Endpoints}, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
@@ -554,4 +555,27 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+func TestWithTTL(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	c := srv.Client(t)
+	tests := []struct {
+		ttl  time.Duration
+		want int64
+	}{
+		{90 * time.Second, 90},
+		{1500 * time.Millisecond, 2}, // rounded up to whole seconds
+	}
+	for i, tt := range tests {
+		s := newStore(t, srv, etcd.WithTTL(tt.ttl))
+		ctx := testCtx(t)
+		l, err := s.Acquire(ctx, rng(200), attrs(fmt.Sprintf("192.0.2.%d", i+1), ""))
+		require.NoError(t, err)
+		_, id, _ := raw(t, c, subnets+leases.SubnetKey(l.Subnet, netip.Prefix{}))
+		ttl, err := c.TimeToLive(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, ttl.GrantedTTL, "WithTTL(%s)", tt.ttl)
+	}
 }
