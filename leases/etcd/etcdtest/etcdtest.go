@@ -7,6 +7,9 @@
 // stopped and restarted on the same data and ports to simulate an etcd
 // outage. WithTLS generates a CA, a server certificate and a client
 // certificate and makes the server require client certificates.
+// WithProxy puts a TCP proxy in front of Endpoints whose connections
+// Cut drops (a network partition) while Server.Client, which connects
+// directly, keeps working.
 //
 //	srv := etcdtest.Start(t)
 //	store, err := etcd.New(ctx, etcd.Config{Endpoints: srv.Endpoints})
@@ -33,8 +36,11 @@ const startTimeout = 30 * time.Second
 
 // Server is a running (or stopped) embedded etcd member.
 type Server struct {
-	// Endpoints are the client URLs, e.g. "http://127.0.0.1:40123".
+	// Endpoints are the client URLs, e.g. "http://127.0.0.1:40123"
+	// (through the proxy under WithProxy).
 	Endpoints []string
+	// DirectEndpoints reach etcd itself, bypassing any proxy.
+	DirectEndpoints []string
 	// TLS holds the generated certificate files; nil without WithTLS.
 	TLS *TLSFiles
 	// Dir is the data directory.
@@ -45,13 +51,15 @@ type Server struct {
 	clientPort int
 	peerPort   int
 
-	mu sync.Mutex
-	e  *embed.Etcd
+	mu    sync.Mutex
+	e     *embed.Etcd
+	proxy *proxy
 }
 
 type options struct {
-	host string
-	tls  bool
+	host  string
+	tls   bool
+	proxy bool
 }
 
 // Option configures Start.
@@ -64,6 +72,10 @@ func WithHost(host string) Option { return func(o *options) { o.host = host } }
 // WithTLS serves https with generated certificates and requires client
 // certificates signed by the generated CA (see Server.TLS).
 func WithTLS() Option { return func(o *options) { o.tls = true } }
+
+// WithProxy serves Endpoints through a TCP proxy so that Cut and Heal can
+// partition the clients using them from etcd.
+func WithProxy() Option { return func(o *options) { o.proxy = true } }
 
 // Start starts a fresh etcd member and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
@@ -83,7 +95,17 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if s.TLS != nil {
 		scheme = "https"
 	}
-	s.Endpoints = []string{scheme + "://" + net.JoinHostPort(o.host, strconv.Itoa(s.clientPort))}
+	s.DirectEndpoints = []string{scheme + "://" + net.JoinHostPort(o.host, strconv.Itoa(s.clientPort))}
+	s.Endpoints = s.DirectEndpoints
+	if o.proxy {
+		p, err := newProxy(o.host, net.JoinHostPort(o.host, strconv.Itoa(s.clientPort)))
+		if err != nil {
+			t.Fatalf("etcdtest: proxy: %v", err)
+		}
+		s.proxy = p
+		s.Endpoints = []string{scheme + "://" + p.addr()}
+		t.Cleanup(func() { _ = p.close() })
+	}
 	t.Cleanup(s.Stop)
 	if err := s.start(); err != nil {
 		t.Fatalf("etcdtest: start: %v", err)
@@ -112,12 +134,32 @@ func (s *Server) Restart() {
 	}
 }
 
-// Client returns a plain client for the test's own reads and writes
-// (with the generated client certificate under WithTLS), closed when the
-// test ends.
+// Cut drops every connection made through Endpoints and refuses new ones
+// until Heal; etcd keeps running and DirectEndpoints keep working. It
+// fails the test without WithProxy.
+func (s *Server) Cut() {
+	s.t.Helper()
+	if s.proxy == nil {
+		s.t.Fatal("etcdtest: Cut needs WithProxy")
+	}
+	s.proxy.setCut(true)
+}
+
+// Heal lets connections through Endpoints again after Cut.
+func (s *Server) Heal() {
+	s.t.Helper()
+	if s.proxy == nil {
+		s.t.Fatal("etcdtest: Heal needs WithProxy")
+	}
+	s.proxy.setCut(false)
+}
+
+// Client returns a plain client on DirectEndpoints for the test's own
+// reads and writes (with the generated client certificate under WithTLS),
+// closed when the test ends.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cfg := clientv3.Config{Endpoints: s.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	cfg := clientv3.Config{Endpoints: s.DirectEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if s.TLS != nil {
 		tlsCfg, err := transport.TLSInfo{
 			TrustedCAFile: s.TLS.CAFile,
