@@ -310,6 +310,14 @@ func TestRenew(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, int64(86400), ttl.GrantedTTL)
 	})
+	t.Run("a new PublicIPv6 of the same node is written", func(t *testing.T) {
+		l2 := l
+		l2.Attrs.PublicIPv6 = addr("2001:db8::2")
+		_, err := s.Renew(ctx, l2)
+		require.NoError(t, err)
+		val, _, _ := raw(t, c, key)
+		assert.Contains(t, val, `"PublicIPv6":"2001:db8::2"`)
+	})
 	t.Run("taken by another node", func(t *testing.T) {
 		putWithLease(t, c, key, `{"PublicIP":"192.0.2.77","PublicIPv6":null,"BackendType":"extension"}`, 60)
 		_, err := s.Renew(ctx, l)
