@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/flexhook/flexhook/hooks"
@@ -70,6 +71,42 @@ func BenchmarkRunOneExec(b *testing.B) {
 	})
 	b.Run("shell-traced", func(b *testing.B) {
 		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, truePath(b))},
+			shell.WithTracer(shell.NewTextTracer(io.Discard)))
+	})
+}
+
+// BenchmarkVxlanAddVsSh runs the published vxlan SubnetAdd text, with its
+// system-changing commands swapped for /bin/true so it can run anywhere,
+// through the embedded interpreter against `sh -c` as old flannel releases
+// ran it (the baseline; /bin/sh appears only here, never in the product).
+func BenchmarkVxlanAddVsSh(b *testing.B) {
+	tp := truePath(b)
+	src := "export SUBNET_IP=`echo $SUBNET | cut -d'/' -f 1`; export IF_NAME=flannel-vxlan; read VTEP; " +
+		tp + " route add $SUBNET nexthop via $SUBNET_IP dev $IF_NAME onlink && " +
+		tp + " -s $SUBNET_IP $VTEP dev $IF_NAME && " +
+		tp + " fdb add $VTEP dev $IF_NAME self dst $PUBLIC_IP"
+	env := []string{"SUBNET=10.50.2.0/24", "PUBLIC_IP=192.0.2.2"}
+	stdin := "b2:d1:fc:40:8d:2f\n"
+	b.Run("baseline", func(b *testing.B) {
+		sh, err := exec.LookPath("sh")
+		if err != nil {
+			b.Skip("no sh for the baseline")
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			cmd := exec.Command(sh, "-c", src)
+			cmd.Env = env
+			cmd.Stdin = strings.NewReader(stdin)
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("flexhook", func(b *testing.B) {
+		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, src), Env: env, Stdin: stdin})
+	})
+	b.Run("flexhook-traced", func(b *testing.B) {
+		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, src), Env: env, Stdin: stdin},
 			shell.WithTracer(shell.NewTextTracer(io.Discard)))
 	})
 }
