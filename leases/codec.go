@@ -64,6 +64,10 @@ func parsePrefixKey(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// MaxValueSize bounds a lease value (etcd's default request limit is
+// 1.5 MiB; a wireguard key or a VTEP MAC is a few dozen bytes).
+const MaxValueSize = 64 << 10
+
 // wireAttrs is flannel's JSON shape (field order matters for byte equality).
 type wireAttrs struct {
 	PublicIP    string          `json:"PublicIP"`
@@ -101,7 +105,13 @@ func MarshalAttrs(a Attrs) ([]byte, error) {
 // UnmarshalAttrs decodes a lease value written by flexhook or flanneld.
 // BackendData that is a JSON string is unquoted; any other JSON value
 // (flanneld's vxlan backend writes an object) is kept as its raw text.
+//
+// Values come from other nodes and are untrusted: one larger than
+// MaxValueSize is refused rather than handed to a hook's stdin.
 func UnmarshalAttrs(b []byte) (Attrs, error) {
+	if len(b) > MaxValueSize {
+		return Attrs{}, fmt.Errorf("decode lease: value of %d bytes is larger than %d", len(b), MaxValueSize)
+	}
 	var w wireAttrs
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Attrs{}, fmt.Errorf("decode lease: %w", err)

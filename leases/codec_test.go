@@ -2,6 +2,7 @@ package leases
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -124,4 +125,12 @@ func TestParseSubnetKeyErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), "subnet key")
 		})
 	}
+}
+
+func TestUnmarshalAttrsRefusesHugeValue(t *testing.T) {
+	big := `{"PublicIP":"192.0.2.2","BackendType":"extension","BackendData":"` + strings.Repeat("a", MaxValueSize) + `"}`
+	_, err := UnmarshalAttrs([]byte(big))
+	require.ErrorContains(t, err, "larger than")
+	_, err = UnmarshalAttrs([]byte(`{"PublicIP":"192.0.2.2","BackendType":"extension","BackendData":"` + strings.Repeat("a", 1000) + `"}`))
+	require.NoError(t, err)
 }
