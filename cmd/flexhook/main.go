@@ -8,6 +8,7 @@
 //	flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]...
 //	flexhook presets  [NAME]
 //	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS]
+//	flexhook status   [--state-dir DIR]
 //	flexhook version
 //
 // Every flag also reads FLEXHOOK_<FLAG> from the environment (--etcd-endpoints
@@ -66,6 +67,7 @@ usage:
   flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]... [--backend-data DATA]
   flexhook presets  [NAME]
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
+  flexhook status   [--state-dir DIR]      (exit 1 while a hook keeps failing)
   flexhook version
 
 Run "flexhook COMMAND -h" for a command's flags. Every flag also reads
@@ -106,6 +108,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPresets(ctx, rest, stdout, stderr)
 	case "leases":
 		return cmdLeases(ctx, rest, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "flexhook %s\n", versionString())
 		return nil

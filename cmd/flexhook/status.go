@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/flexhook/flexhook/runner"
+)
+
+type statusFlags struct {
+	CommonFlags
+	StateDir string `flag:"state-dir" envconfig:"STATE_DIR" default:"/var/lib/flexhook/state" arg:"DIR" usage:"the state directory of the flexhook run to report on"`
+}
+
+const statusSynopsis = "flexhook status [--state-dir DIR]"
+
+// cmdStatus prints what a running (or stopped) `flexhook run` last
+// recorded in its state dir: its lease, the remote leases applied, and
+// every subnet whose hook keeps failing with its last error. It exits 1
+// when a hook is failing, so it serves as a health check.
+func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
+	var f statusFlags
+	flags, err := newFlagSet("status", &f, statusSynopsis, stdout)
+	if err != nil {
+		return err
+	}
+	pos, err := flags.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("status: unexpected argument %q", pos[0])
+	}
+	st, err := runner.ReadStatus(f.StateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no status in %s: flexhook run has not acquired a lease with this --state-dir", f.StateDir)
+	}
+	if err != nil {
+		return err
+	}
+	return writeStatus(stdout, st, time.Now())
+}
+
+// errFailing makes `status` exit 1 after printing.
+var errFailing = errors.New("hooks are failing")
+
+func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
+	applied := make([]string, len(st.Applied))
+	for i, p := range st.Applied {
+		applied[i] = p.String()
+	}
+	fmt.Fprintf(w, "subnet     %s\n", st.Subnet)
+	fmt.Fprintf(w, "public ip  %s\n", st.PublicIP)
+	fmt.Fprintf(w, "updated    %s (%s ago)\n", st.UpdatedAt.Format(time.RFC3339), now.Sub(st.UpdatedAt).Round(time.Second))
+	fmt.Fprintf(w, "applied    %d: %s\n", len(applied), strings.Join(applied, " "))
+	if len(st.Failing) == 0 {
+		fmt.Fprintln(w, "failing    0")
+		return nil
+	}
+	fmt.Fprintf(w, "failing    %d\n", len(st.Failing))
+	for _, fl := range st.Failing {
+		fmt.Fprintf(w, "  %s %s: %d attempts since %s, next in %s: %s\n",
+			fl.Subnet, fl.Hook, fl.Attempts, fl.Since.Format(time.RFC3339),
+			max(fl.NextRetry.Sub(now), 0).Round(time.Second), fl.Error)
+	}
+	return errFailing
+}

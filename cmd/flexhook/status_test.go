@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// failingAddConfig's SubnetAddCommand fails until the file "ok" exists in
+// the node's state dir.
+const failingAddConfig = `{
+  "Network": "10.61.0.0/16",
+  "Backend": {
+    "Type": "extension",
+    "PostStartupCommand": "echo \"post $SUBNET $PUBLIC_IP\" >> events",
+    "SubnetAddCommand": "test -e ok && echo \"add $SUBNET\" >> events"
+  }
+}`
+
+// `flexhook status` shows a hook that keeps failing and exits 1, then 0
+// once the hook succeeds on a retry; both daemons are real processes.
+func TestStatusShowsFailingHook(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(failingAddConfig), 0o600))
+	store := filepath.Join(dir, "leases")
+	a := startDaemon(t, bin, cfg, store, "192.0.2.1")
+	b := startDaemon(t, bin, cfg, store, "192.0.2.2")
+	subA, subB := ownSubnet(t, a), ownSubnet(t, b)
+
+	status := func() (string, int) {
+		var out bytes.Buffer
+		cmd := exec.Command(bin, "status", "--state-dir", a.stateDir)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return out.String(), ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return out.String(), 0
+	}
+	var out string
+	require.Eventually(t, func() bool {
+		var code int
+		out, code = status()
+		return code == 1 && strings.Contains(out, subB+" SubnetAddCommand:")
+	}, 30*time.Second, 50*time.Millisecond, "status never showed the failing Add")
+	assert.Contains(t, out, "subnet     "+subA+"\n")
+	assert.Contains(t, out, "failing    1\n")
+	assert.Contains(t, out, "exit status 1")
+
+	require.NoError(t, os.WriteFile(filepath.Join(a.stateDir, "ok"), nil, 0o600))
+	require.Eventually(t, func() bool {
+		var code int
+		out, code = status()
+		return code == 0 && strings.Contains(out, "applied    1: "+subB+"\n")
+	}, 30*time.Second, 50*time.Millisecond, "status never showed the Add applied")
+	assert.Contains(t, out, "failing    0\n")
+	assert.Contains(t, a.events(), "add "+subB+"\n")
+}
