@@ -57,8 +57,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	store, err := openStore(ctx, f.StoreFlags, log)
+	store, err := openStoreRetry(ctx, f.StoreFlags, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the store was reachable")
+			return nil
+		}
 		return err
 	}
 	defer store.Close()

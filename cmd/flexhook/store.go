@@ -2,12 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd"
 	"github.com/flexhook/flexhook/leases/file"
+)
+
+// Backoff between run's attempts to reach etcd at start. Each attempt
+// itself waits up to etcd.DefaultDialTimeout.
+const (
+	connectMinBackoff = 500 * time.Millisecond
+	connectMaxBackoff = 15 * time.Second
 )
 
 // useEtcd reports whether the flags select etcd over the file store.
@@ -31,17 +42,49 @@ func (s StoreFlags) etcdConfig() etcd.Config {
 	}
 }
 
+// checkEtcd rejects etcd flags that can never work, before any connection
+// is tried: these are usage errors (exit 2), not something to retry.
+func (s StoreFlags) checkEtcd() error {
+	cfg := s.etcdConfig()
+	switch {
+	case (cfg.Username == "") != (cfg.Password == ""):
+		return usageErrorf("--etcd-username and --etcd-password (or FLEXHOOK_ETCD_PASSWORD): give both or neither")
+	case (cfg.CertFile == "") != (cfg.KeyFile == ""):
+		return usageErrorf("--etcd-certfile and --etcd-keyfile: give both or neither")
+	}
+	tls := false
+	for _, f := range []struct{ flag, path string }{
+		{"--etcd-cafile", cfg.CAFile}, {"--etcd-certfile", cfg.CertFile}, {"--etcd-keyfile", cfg.KeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		tls = true
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return usageErrorf("%s: %v", f.flag, err)
+		}
+		fh.Close()
+	}
+	if tls {
+		for _, ep := range cfg.Endpoints {
+			if strings.HasPrefix(ep, "http://") {
+				return usageErrorf("--etcd-endpoints: %q is plain http but TLS files are given (use https://)", ep)
+			}
+		}
+	}
+	return nil
+}
+
 // openStore opens the etcd store when --etcd-endpoints is set, else the
-// file store in --store.
+// file store in --store. It tries once: commands an operator runs by hand
+// (leases) fail fast when etcd cannot be reached.
 func openStore(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
 	if s.useEtcd() {
-		cfg := s.etcdConfig()
-		log.Debug("opening etcd store", "endpoints", cfg.Endpoints, "prefix", cfg.Prefix, "tls", cfg.CAFile != "" || cfg.CertFile != "", "auth", cfg.Username != "")
-		st, err := etcd.New(ctx, cfg, etcd.WithLogger(log))
-		if err != nil {
+		if err := s.checkEtcd(); err != nil {
 			return nil, err
 		}
-		return st, nil
+		return openEtcd(ctx, s, log)
 	}
 	log.Debug("opening file store", "dir", s.Store)
 	opts := []file.Option{file.WithLogger(log)}
@@ -53,4 +96,50 @@ func openStore(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Stor
 		return nil, err
 	}
 	return st, nil
+}
+
+func openEtcd(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
+	cfg := s.etcdConfig()
+	log.Debug("opening etcd store", "endpoints", cfg.Endpoints, "prefix", cfg.Prefix, "tls", cfg.CAFile != "" || cfg.CertFile != "", "auth", cfg.Username != "")
+	st, err := etcd.New(ctx, cfg, etcd.WithLogger(log))
+	if err != nil { // not a nil *etcd.Store in a non-nil interface
+		return nil, err
+	}
+	return st, nil
+}
+
+// openStoreRetry is openStore for the daemon. A node may boot before etcd
+// is up (or reachable), so an etcd that does not answer is tried again
+// with capped exponential backoff, each failure logged with its cause,
+// until it answers or ctx is done; then the error wraps ctx's error.
+// Flags that can never work still fail at once.
+func openStoreRetry(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
+	if !s.useEtcd() {
+		return openStore(ctx, s, log)
+	}
+	if err := s.checkEtcd(); err != nil {
+		return nil, err
+	}
+	wait := connectMinBackoff
+	for attempt := 1; ; attempt++ {
+		st, err := openEtcd(ctx, s, log)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("etcd reachable", "endpoints", s.EtcdEndpoints, "attempts", attempt)
+			}
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errors.Join(ctx.Err(), err)
+		}
+		log.Error("etcd not reachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("etcd not reachable after %d attempts: %w", attempt, errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+		wait = min(2*wait, connectMaxBackoff)
+	}
 }
