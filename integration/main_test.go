@@ -28,6 +28,7 @@ var (
 
 func TestMain(m *testing.M) {
 	netlab.HandleReexec()
+	runEtcdChild() // returns unless started as a lab's etcd
 	os.Exit(run(m))
 }
 

@@ -1,0 +1,46 @@
+package netlab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// hubAddr is the hub's own address on the underlay bridge (nodes have
+// 192.0.2.(10+i)).
+var hubAddr = netip.AddrFrom4([4]byte{192, 0, 2, 1})
+
+// HubNetns is the hub's network namespace, which holds the underlay
+// bridge. A shared service the nodes use (etcd) runs there with
+// `ip netns exec HubNetns() ...` once AddHubAddress gave the hub an
+// address; Close kills every process in it.
+func (l *Lab) HubNetns() string { return l.hub }
+
+// AddHubAddress puts 192.0.2.1/24 on the hub's underlay bridge, so that
+// every node reaches a service listening there, and returns the address.
+// Calling it again does nothing more.
+func (l *Lab) AddHubAddress(ctx context.Context) (netip.Addr, error) {
+	if _, err := runIP(ctx, "-n", l.hub, "addr", "replace", netip.PrefixFrom(hubAddr, 24).String(), "dev", "br0"); err != nil {
+		return netip.Addr{}, err
+	}
+	return hubAddr, nil
+}
+
+// DialHub connects from the hub's network namespace, so that the test
+// process itself (which lives outside the lab) can talk to a service on
+// the underlay, e.g. as a gRPC context dialer. The connection stays in
+// that namespace.
+func (l *Lab) DialHub(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(l.hub, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlab: dial %s from the hub: %w", addr, err)
+	}
+	return c, nil
+}
