@@ -385,9 +385,20 @@ func cut(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, etcdAddr net
 		out, err := lab.Exec(ctx, i, append([]string{"nft"}, rule...)...)
 		require.NoError(t, err, "%s", out)
 	}
-	// Best effort: without kernel socket-destroy support the rules still
-	// break the connection at the client's next keepalive.
+	// Kill the open connections (without kernel socket-destroy support
+	// the rules break them at the client's next keepalive) and wait until
+	// none is left, so nothing etcd sends from now on reaches the node.
 	_, _ = lab.Exec(ctx, i, "ss", "-K", "dst", a, "dport", "=", "2379")
+	eventually(t, ctx, fmt.Sprintf("node %d has no connection to etcd", i), func() error {
+		out, err := lab.Exec(ctx, i, "ss", "-Htn", "state", "established", "dst", a, "dport", "=", "2379")
+		if err != nil {
+			return err
+		}
+		if s := strings.TrimSpace(string(out)); s != "" {
+			return fmt.Errorf("still connected: %s", s)
+		}
+		return nil
+	})
 }
 
 func heal(t *testing.T, ctx context.Context, lab *netlab.Lab, i int) {
@@ -432,9 +443,10 @@ func requireRoutes(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, ad
 var hookApplied = regexp.MustCompile(`msg="hook applied" hook=(\w+) subnet=(\S+)`)
 
 // TestEtcdPartition cuts one host-gw node off from etcd while a node
-// joins and another leaves: the cut-off node keeps its old routes until
-// the partition heals, then runs exactly the missing SubnetAdd and
-// SubnetRemove. The nodes read the config from <prefix>/config in etcd.
+// joins and another leaves, and compacts etcd's history: the cut-off node
+// keeps running with its old routes until the partition heals, then lists
+// again and runs exactly the missing SubnetAdd and SubnetRemove. The
+// nodes read the config from <prefix>/config in etcd.
 func TestEtcdPartition(t *testing.T) {
 	bin := requireLab(t, "nft", "ss")
 	t.Parallel()
@@ -444,7 +456,8 @@ func TestEtcdPartition(t *testing.T) {
 	etcd := startLabEtcd(t, ctx, lab)
 	conf, err := exec.CommandContext(ctx, bin, "presets", "host-gw").Output()
 	require.NoError(t, err)
-	_, err = etcd.Client(t).Put(ctx, etcdPrefix+"/config", string(conf))
+	ec := etcd.Client(t)
+	_, err = ec.Put(ctx, etcdPrefix+"/config", string(conf))
 	require.NoError(t, err)
 	hg := presetNamed(t, "host-gw")
 	args := []string{"--trace", "--etcd-endpoints", etcd.Endpoint} // no --preset: the config is etcd's
@@ -473,6 +486,12 @@ func TestEtcdPartition(t *testing.T) {
 	_, has3, err := routeTo(ctx, lab, 1, sub3)
 	require.NoError(t, err)
 	require.True(t, has3 && !has4, "node 1 changed its routes while cut off: the partition leaked")
+	// etcd forgets the history node 1 missed: it cannot resume its watch
+	// and must list again and diff.
+	rev, err := ec.Get(ctx, etcdPrefix+"/config")
+	require.NoError(t, err)
+	_, err = ec.Compact(ctx, rev.Header.Revision)
+	require.NoError(t, err)
 	time.Sleep(time.Until(cutTime.Add(outage))) // the partition itself, not a wait for a result
 	require.True(t, lab.Running(1), "a node cut off from etcd must keep running")
 
@@ -481,6 +500,8 @@ func TestEtcdPartition(t *testing.T) {
 	requireRoutes(t, ctx, lab, 1, sub4, lab.Underlay(four), sub3)
 	requireMesh(t, ctx, lab, "etcd host-gw: after the partition healed", []int{1, 2, four})
 	hg.proveOverlay(t, ctx, lab, []int{1, 2, four}, nil)
+	require.Regexp(t, `lease watch interrupted, listing again.*compacted`, logSince(lab, 1, cutAt),
+		"node 1 must have listed again after the compaction")
 	var got []string
 	for _, m := range hookApplied.FindAllStringSubmatch(logSince(lab, 1, cutAt), -1) {
 		got = append(got, m[1]+" "+m[2])

@@ -11,6 +11,9 @@ import (
 // 192.0.2.(10+i)).
 var hubAddr = netip.AddrFrom4([4]byte{192, 0, 2, 1})
 
+// hubMAC is the bridge's fixed, locally administered MAC address.
+const hubMAC = "02:00:c0:00:02:01"
+
 // HubNetns is the hub's network namespace, which holds the underlay
 // bridge. A shared service the nodes use (etcd) runs there with
 // `ip netns exec HubNetns() ...` once AddHubAddress gave the hub an
@@ -21,8 +24,16 @@ func (l *Lab) HubNetns() string { return l.hub }
 // every node reaches a service listening there, and returns the address.
 // Calling it again does nothing more.
 func (l *Lab) AddHubAddress(ctx context.Context) (netip.Addr, error) {
-	if _, err := runIP(ctx, "-n", l.hub, "addr", "replace", netip.PrefixFrom(hubAddr, 24).String(), "dev", "br0"); err != nil {
-		return netip.Addr{}, err
+	for _, args := range [][]string{
+		// A bridge takes the lowest MAC of its ports unless given one: a
+		// node joining later would change it under the ARP caches of the
+		// others, whose packets to the hub would then be dropped.
+		{"-n", l.hub, "link", "set", "br0", "address", hubMAC},
+		{"-n", l.hub, "addr", "replace", netip.PrefixFrom(hubAddr, 24).String(), "dev", "br0"},
+	} {
+		if _, err := runIP(ctx, args...); err != nil {
+			return netip.Addr{}, err
+		}
 	}
 	return hubAddr, nil
 }
