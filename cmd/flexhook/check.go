@@ -51,16 +51,8 @@ const checkSynopsis = "flexhook check (--config FILE | --preset NAME)"
 // without running anything: `ok: NAME` and lint warnings, or the error.
 func cmdCheck(_ context.Context, args []string, stdout, _ io.Writer) error {
 	var f checkFlags
-	fs, err := newFlagSet("check", &f, checkSynopsis, stdout)
-	if err != nil {
+	if err := parseFlags("check", &f, checkSynopsis, args, stdout); err != nil {
 		return err
-	}
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageErrorf("check: unexpected argument %q", pos[0])
 	}
 	cfg, name, err := requireSource(f.SourceFlags)
 	if err != nil {

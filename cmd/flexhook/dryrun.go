@@ -20,16 +20,8 @@ const dryRunSynopsis = "flexhook dry-run (--config FILE | --preset NAME) --subne
 // current one only because the interpreter needs one.
 func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f dryRunFlags
-	fs, err := newFlagSet("dry-run", &f, dryRunSynopsis, stdout)
-	if err != nil {
+	if err := parseFlags("dry-run", &f, dryRunSynopsis, args, stdout); err != nil {
 		return err
-	}
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageErrorf("dry-run: unexpected argument %q", pos[0])
 	}
 	cfg, _, err := requireSource(f.SourceFlags)
 	if err != nil {

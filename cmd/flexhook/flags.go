@@ -122,6 +122,23 @@ func newFlagSet(name string, spec any, synopsis string, out io.Writer) (*flagSet
 	return fs, nil
 }
 
+// parseFlags fills spec from the environment and args for a command that
+// takes no positional arguments.
+func parseFlags(name string, spec any, synopsis string, args []string, out io.Writer) error {
+	fs, err := newFlagSet(name, spec, synopsis, out)
+	if err != nil {
+		return err
+	}
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("%s: unexpected argument %q", name, pos[0])
+	}
+	return nil
+}
+
 func (fs *flagSet) register(v reflect.Value) {
 	t := v.Type()
 	for i := range t.NumField() {

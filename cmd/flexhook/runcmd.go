@@ -24,16 +24,8 @@ const runSynopsis = "flexhook run [--config FILE | --preset NAME] [--store DIR |
 // then the engine runs ShutdownCommand and returns.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f runFlags
-	fs, err := newFlagSet("run", &f, runSynopsis, stdout)
-	if err != nil {
+	if err := parseFlags("run", &f, runSynopsis, args, stdout); err != nil {
 		return err
-	}
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageErrorf("run: unexpected argument %q", pos[0])
 	}
 	wgMode, err := shell.ParseWireguardMode(f.WireguardUserspace)
 	if err != nil {

@@ -25,16 +25,8 @@ const statusSynopsis = "flexhook status [--state-dir DIR]"
 // when a hook is failing, so it serves as a health check.
 func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 	var f statusFlags
-	flags, err := newFlagSet("status", &f, statusSynopsis, stdout)
-	if err != nil {
+	if err := parseFlags("status", &f, statusSynopsis, args, stdout); err != nil {
 		return err
-	}
-	pos, err := flags.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageErrorf("status: unexpected argument %q", pos[0])
 	}
 	st, err := runner.ReadStatus(f.StateDir)
 	if errors.Is(err, fs.ErrNotExist) {
