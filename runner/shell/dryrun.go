@@ -30,12 +30,30 @@ func (st *runState) dryRunMW(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 			return next(ctx, argv)
 		}
 		markSkipped(ctx)
-		if filepath.Base(args[0]) == "tee" && hc.Stdin != nil {
+		switch {
+		case filepath.Base(args[0]) == "tee" && hc.Stdin != nil:
 			// tee shows its input without writing the files.
 			_, _ = io.Copy(hc.Stdout, hc.Stdin)
+		case st.piped(hc.Stdin):
+			// Consume what is piped in, as the real command would, so the
+			// stages of a pipeline end, and are traced, in their order
+			// (`wg genkey | tee privatekey | wg pubkey`). Bounded, so an
+			// endless writer cannot hold the hook.
+			_, _ = io.CopyN(io.Discard, hc.Stdin, maxDrain)
 		}
 		return nil
 	}
+}
+
+// maxDrain bounds how much piped input a skipped command consumes.
+const maxDrain = 1 << 20
+
+// piped reports whether r is input the hook's own commands feed to this
+// one (a pipe or a redirected file), not the hook's stdin, which a later
+// `read` still needs.
+func (st *runState) piped(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && f != nil && f != st.stdin
 }
 
 // pureTools change nothing outside their stdout (given the argument checks

@@ -94,6 +94,7 @@ type runState struct {
 	hook   hooks.Kind
 	subnet string
 	execs  sync.WaitGroup // commands started by execCmd and not yet reaped
+	stdin  *os.File       // the hook's own stdin (set before the run starts)
 }
 
 // waitAll is the `wait` builtin: after the hook, it waits for background
@@ -129,6 +130,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, hookErr(-1, fmt.Errorf("stdin: %w", err))
 	}
+	st.stdin = stdin
 	defer stopStdin()
 
 	env := make([]string, 0, len(s.environ)+len(req.Env))
