@@ -134,3 +134,19 @@ func TestUnmarshalAttrsRefusesHugeValue(t *testing.T) {
 	_, err = UnmarshalAttrs([]byte(`{"PublicIP":"192.0.2.2","BackendType":"extension","BackendData":"` + strings.Repeat("a", 1000) + `"}`))
 	require.NoError(t, err)
 }
+
+func TestAttrsOwner(t *testing.T) {
+	tests := []struct {
+		a    Attrs
+		want string
+	}{
+		{Attrs{PublicIP: netip.MustParseAddr("192.0.2.2")}, "192.0.2.2"},
+		{Attrs{PublicIP: netip.MustParseAddr("::ffff:192.0.2.2")}, "192.0.2.2"},
+		{Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), PublicIPv6: netip.MustParseAddr("2001:db8::2")}, "192.0.2.2"},
+		{Attrs{PublicIPv6: netip.MustParseAddr("2001:db8::2")}, "2001:db8::2"},
+		{Attrs{}, "invalid IP"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.a.Owner().String())
+	}
+}

@@ -40,6 +40,16 @@ type Attrs struct {
 	BackendData string
 }
 
+// Owner is the address that identifies the node holding a lease: its
+// PublicIP (4in6 unmapped), or PublicIPv6 when PublicIP is unset. A node
+// takes back the lease whose Owner is its own.
+func (a Attrs) Owner() netip.Addr {
+	if a.PublicIP.IsValid() {
+		return a.PublicIP.Unmap()
+	}
+	return a.PublicIPv6
+}
+
 // Lease is one node's subnet lease.
 type Lease struct {
 	Subnet     netip.Prefix // IPv4 subnet; the lease's identity

@@ -317,7 +317,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	if err := r.Validate(); err != nil {
 		return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
 	}
-	ip := owner(attrs)
+	ip := attrs.Owner()
 	if !ip.IsValid() {
 		return leases.Lease{}, errors.New("etcd: acquire: attrs has neither PublicIP nor PublicIPv6")
 	}
@@ -398,15 +398,6 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
 }
 
-// owner is the address that identifies the node holding a lease: its
-// PublicIP, or PublicIPv6 for an IPv6-only node (as Acquire matches).
-func owner(a leases.Attrs) netip.Addr {
-	if a.PublicIP.IsValid() {
-		return a.PublicIP
-	}
-	return a.PublicIPv6
-}
-
 // jitter is a short random pause before retry attempt n, so racing nodes
 // spread out.
 func (s *Store) jitter(n int) time.Duration {
@@ -439,8 +430,8 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 		if err != nil {
 			return leases.Lease{}, fmt.Errorf("etcd: renew %s: key %s holds an unreadable value (%v): %w", l.Subnet, key, err, leases.ErrLeaseGone)
 		}
-		if owner(cur) != owner(l.Attrs) {
-			return leases.Lease{}, fmt.Errorf("etcd: renew %s: now held by %s: %w", l.Subnet, owner(cur), leases.ErrLeaseGone)
+		if cur.Owner() != l.Attrs.Owner() {
+			return leases.Lease{}, fmt.Errorf("etcd: renew %s: now held by %s: %w", l.Subnet, cur.Owner(), leases.ErrLeaseGone)
 		}
 		old := clientv3.LeaseID(kv.Lease)
 

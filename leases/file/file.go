@@ -253,7 +253,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	if err := r.Validate(); err != nil {
 		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
 	}
-	id := identity(attrs)
+	id := attrs.Owner()
 	if !id.IsValid() {
 		return leases.Lease{}, errors.New("acquire: attrs have neither PublicIP nor PublicIPv6")
 	}
@@ -296,7 +296,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 
 	var taken []leases.Lease
 	for _, e := range es {
-		mine := e.ok && identity(e.lease.Attrs) == id
+		mine := e.ok && e.lease.Attrs.Owner() == id
 		if e.live(now) && !mine {
 			taken = append(taken, e.lease) // unparsable live files keep their subnet
 			continue
@@ -346,7 +346,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	case !e.ok:
 		return leases.Lease{}, fmt.Errorf("renew %s: unreadable lease (%v): %w", name, e.err, leases.ErrLeaseGone)
 	}
-	if got, want := identity(e.lease.Attrs), identity(l.Attrs); got != want {
+	if got, want := e.lease.Attrs.Owner(), l.Attrs.Owner(); got != want {
 		return leases.Lease{}, fmt.Errorf("renew %s: lease now carries PublicIP %s, not %s: %w", name, got, want, leases.ErrLeaseGone)
 	}
 	nl, err := s.writeLease(leases.Lease{Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet, Attrs: l.Attrs})
@@ -389,14 +389,6 @@ func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
 		return fmt.Errorf("remove %s: %w", subnet, leases.ErrNotFound)
 	}
 	return syncDir(s.subnets)
-}
-
-// identity is the address a node is known by: PublicIP, else PublicIPv6.
-func identity(a leases.Attrs) netip.Addr {
-	if a.PublicIP.IsValid() {
-		return a.PublicIP.Unmap()
-	}
-	return a.PublicIPv6
 }
 
 func ipv6Attr(p netip.Prefix) string {
