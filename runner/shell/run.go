@@ -50,7 +50,7 @@ func (e *HookError) Unwrap() error { return e.Err }
 // interpreter.
 type Shell struct {
 	dir       string
-	environ   []string
+	environ   []string // base environment, contract variables already removed
 	dryRun    bool
 	timeout   time.Duration
 	killGrace time.Duration
@@ -82,6 +82,7 @@ func New(opts ...Option) (*Shell, error) {
 	if s.environ == nil {
 		s.environ = os.Environ()
 	}
+	s.environ = inherited(s.environ)
 	if s.dir == "" && !s.dryRun {
 		return nil, errors.New("shell: dir: required (the node's state dir)")
 	}
@@ -134,7 +135,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 	defer stopStdin()
 
 	env := make([]string, 0, len(s.environ)+len(req.Env))
-	env = append(append(env, inherited(s.environ)...), req.Env...)
+	env = append(append(env, s.environ...), req.Env...)
 	r, err := interp.New(
 		interp.Env(expand.ListEnviron(env...)),
 		interp.Dir(s.dir),
