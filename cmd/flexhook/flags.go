@@ -49,14 +49,20 @@ type StoreFlags struct {
 	EtcdPassword  secret        `flag:"etcd-password" envconfig:"ETCD_PASSWORD" arg:"PASSWORD" usage:"etcd password (prefer the environment variable)"`
 }
 
+// StateDirFlags names the node's state dir, which `run` writes and
+// `status` reads.
+type StateDirFlags struct {
+	StateDir string `flag:"state-dir" envconfig:"STATE_DIR" default:"/var/lib/flexhook/state" arg:"DIR" usage:"per-node state directory; hooks run in it"`
+}
+
 type runFlags struct {
 	CommonFlags
 	SourceFlags
 	StoreFlags
+	StateDirFlags
 	PublicIP           string          `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"IPv4 address other nodes reach this node on (default: first IPv4 of --iface)"`
 	PublicIPv6         string          `flag:"public-ipv6" envconfig:"PUBLIC_IPV6" arg:"IP" usage:"IPv6 address other nodes reach this node on (default with EnableIPv6: first global IPv6 of --iface)"`
 	Iface              string          `flag:"iface" envconfig:"IFACE" arg:"NAME" usage:"interface for the public IP and the MTU (default: the interface of the IPv4 default route)"`
-	StateDir           string          `flag:"state-dir" envconfig:"STATE_DIR" default:"/var/lib/flexhook/state" arg:"DIR" usage:"per-node state directory; hooks run in it"`
 	SubnetFile         string          `flag:"subnet-file" envconfig:"SUBNET_FILE" default:"/run/flannel/subnet.env" arg:"PATH" usage:"flannel subnet.env written after the lease is acquired"`
 	Trace              bool            `flag:"trace" envconfig:"TRACE" usage:"log every command a hook runs"`
 	DryRun             bool            `flag:"dry-run" envconfig:"DRY_RUN" usage:"read the store, write no lease, print commands instead of changing the system"`

@@ -14,7 +14,7 @@ import (
 
 type statusFlags struct {
 	CommonFlags
-	StateDir string `flag:"state-dir" envconfig:"STATE_DIR" default:"/var/lib/flexhook/state" arg:"DIR" usage:"the state directory of the flexhook run to report on"`
+	StateDirFlags
 }
 
 const statusSynopsis = "flexhook status [--state-dir DIR]"
