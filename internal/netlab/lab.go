@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -689,19 +690,28 @@ type Route struct {
 
 // Routes lists node i's main routing table.
 func (l *Lab) Routes(ctx context.Context, i int) ([]Route, error) {
-	n, err := l.node(i)
-	if err != nil {
-		return nil, err
-	}
-	out, err := runIP(ctx, "-n", n.ns, "-j", "route", "show")
-	if err != nil {
-		return nil, err
-	}
 	var rs []Route
-	if err := json.Unmarshal(out, &rs); err != nil {
-		return nil, fmt.Errorf("netlab: parse routes of node %d: %w", i, err)
+	if err := l.ipJSON(ctx, i, &rs, "route", "show"); err != nil {
+		return nil, err
 	}
 	return rs, nil
+}
+
+// ipJSON runs `ip -j ARGS...` in node i's namespace and decodes its
+// output into v.
+func (l *Lab) ipJSON(ctx context.Context, i int, v any, args ...string) error {
+	n, err := l.node(i)
+	if err != nil {
+		return err
+	}
+	out, err := runIP(ctx, append([]string{"-n", n.ns, "-j"}, args...)...)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("netlab: parse `ip %s` of node %d: %w", strings.Join(args, " "), i, err)
+	}
+	return nil
 }
 
 // LinkStats holds a device's packet counters.
@@ -712,19 +722,11 @@ type LinkStats struct {
 
 // Links lists the device names in node i's namespace.
 func (l *Lab) Links(ctx context.Context, i int) ([]string, error) {
-	n, err := l.node(i)
-	if err != nil {
-		return nil, err
-	}
-	out, err := runIP(ctx, "-n", n.ns, "-j", "link", "show")
-	if err != nil {
-		return nil, err
-	}
 	var ls []struct {
 		Name string `json:"ifname"`
 	}
-	if err := json.Unmarshal(out, &ls); err != nil {
-		return nil, fmt.Errorf("netlab: parse links of node %d: %w", i, err)
+	if err := l.ipJSON(ctx, i, &ls, "link", "show"); err != nil {
+		return nil, err
 	}
 	names := make([]string, len(ls))
 	for k, x := range ls {
@@ -739,24 +741,11 @@ func (l *Lab) HasLink(ctx context.Context, i int, dev string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, n := range names {
-		if n == dev {
-			return true, nil
-		}
-	}
-	return false, nil
+	return slices.Contains(names, dev), nil
 }
 
 // Stats reads device dev's counters in node i's namespace.
 func (l *Lab) Stats(ctx context.Context, i int, dev string) (LinkStats, error) {
-	n, err := l.node(i)
-	if err != nil {
-		return LinkStats{}, err
-	}
-	out, err := runIP(ctx, "-n", n.ns, "-s", "-j", "link", "show", "dev", dev)
-	if err != nil {
-		return LinkStats{}, err
-	}
 	type dir struct {
 		Bytes   uint64 `json:"bytes"`
 		Packets uint64 `json:"packets"`
@@ -767,8 +756,11 @@ func (l *Lab) Stats(ctx context.Context, i int, dev string) (LinkStats, error) {
 			Tx dir `json:"tx"`
 		} `json:"stats64"`
 	}
-	if err := json.Unmarshal(out, &ls); err != nil || len(ls) != 1 {
-		return LinkStats{}, fmt.Errorf("netlab: parse stats of %s on node %d: %v", dev, i, err)
+	if err := l.ipJSON(ctx, i, &ls, "-s", "link", "show", "dev", dev); err != nil {
+		return LinkStats{}, err
+	}
+	if len(ls) != 1 {
+		return LinkStats{}, fmt.Errorf("netlab: stats of %s on node %d: %d links listed", dev, i, len(ls))
 	}
 	s := ls[0].Stats
 	return LinkStats{RxPackets: s.Rx.Packets, TxPackets: s.Tx.Packets, RxBytes: s.Rx.Bytes, TxBytes: s.Tx.Bytes}, nil
