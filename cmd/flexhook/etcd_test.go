@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd"
 	"github.com/flexhook/flexhook/leases/etcd/etcdtest"
@@ -181,7 +182,7 @@ func TestRunDryRunEtcdConfig(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"run", "--dry-run", "--etcd-endpoints", srv.Endpoints[0],
@@ -266,7 +267,7 @@ func TestRunDaemonEtcd(t *testing.T) {
 	srv.Stop()
 
 	stateDir := filepath.Join(t.TempDir(), "state")
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	cmd := exec.Command(bin, "run", "--etcd-endpoints", srv.Endpoints[0], "--etcd-username", "flexhook",
 		"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
 		"--public-ip", "192.0.2.7", "--log-level", "debug", "--trace")
@@ -366,7 +367,7 @@ func TestRunEtcdStoppedBeforeReachable(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "state")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"run", "--preset", "vxlan", "--etcd-endpoints", srv.Endpoints[0],

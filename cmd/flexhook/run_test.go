@@ -8,13 +8,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/internal/testutil"
 )
 
 // recorderConfig is a net-conf.json whose hooks record what they are given
@@ -170,24 +171,6 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 	assert.False(t, strings.Contains(a.events(), "remove "), "A saw no removal while it ran")
 }
 
-// syncBuffer is a bytes.Buffer safe for the engine's writer goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // `run --dry-run` against a live store prints the hooks it would run for
 // the leases it finds, and writes nothing: no lease, no state, no file.
 func TestRunDryRunWritesNothing(t *testing.T) {
@@ -200,7 +183,7 @@ func TestRunDryRunWritesNothing(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"run", "--dry-run", "--preset", "vxlan", "--store", store,

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd"
 	"github.com/flexhook/flexhook/leases/etcd/etcdtest"
@@ -147,7 +148,7 @@ func TestUsernamePassword(t *testing.T) {
 		require.NoError(t, step())
 	}
 
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := etcd.Config{Endpoints: srv.Endpoints, Username: "flexhook", Password: secret, DialTimeout: 2 * time.Second}
 	s, err := etcd.New(ctx, cfg, etcd.WithLogger(log))

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd"
 	"github.com/flexhook/flexhook/leases/etcd/etcdtest"
@@ -477,7 +478,7 @@ func TestWatchSurvivesEtcdOutage(t *testing.T) {
 	srv := etcdtest.Start(t)
 	c := srv.Client(t)
 	ctx := testCtx(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s := newStore(t, srv, etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	putWithLease(t, c, subnets+"10.50.1.0-24", value("192.0.2.1", "a"), 600)
 	putWithLease(t, c, subnets+"10.50.2.0-24", value("192.0.2.2", "b"), 600)
@@ -508,7 +509,7 @@ func TestWatchSeesChangesMadeWhileCutOff(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.WithProxy())
 	c := srv.Client(t) // another node: connected directly, never cut off
 	ctx := testCtx(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s := newStore(t, srv, etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	putWithLease(t, c, subnets+"10.50.1.0-24", value("192.0.2.1", "a"), 600)
 	putWithLease(t, c, subnets+"10.50.2.0-24", value("192.0.2.2", "b"), 600)
@@ -544,7 +545,7 @@ func TestWatchWaitsForEtcd(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
 	c := srv.Client(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s, err := etcd.New(testCtx(t), etcd.Config{Endpoints: srv.Endpoints, DialTimeout: time.Second},
 		etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
@@ -582,24 +583,6 @@ func TestWatchReturnsErrorWhenStoreClosed(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Watch did not return after Close")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestWithTTL(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd/etcdtest"
 )
@@ -25,7 +26,7 @@ func TestWatchRecoversFromCompaction(t *testing.T) {
 	c := srv.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	s, err := New(ctx, Config{Endpoints: srv.Endpoints}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	defer s.Close()
@@ -89,21 +90,4 @@ func TestWatchRecoversFromCompaction(t *testing.T) {
 		t.Fatal("no snapshot after a put")
 	}
 	require.NoError(t, stop(), "Watch returns nil when ctx is done")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

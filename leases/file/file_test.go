@@ -1,7 +1,6 @@
 package file_test
 
 import (
-	"bytes"
 	"context"
 	"io/fs"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/file"
 )
@@ -47,27 +46,9 @@ func attrs(ip, data string) leases.Attrs {
 	return leases.Attrs{PublicIP: addr(ip), BackendType: leases.BackendType, BackendData: data}
 }
 
-// logBuf is a concurrency-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func open(t testing.TB, dir string, opts ...file.Option) (*file.Store, *logBuf) {
+func open(t testing.TB, dir string, opts ...file.Option) (*file.Store, *testutil.SyncBuffer) {
 	t.Helper()
-	lb := &logBuf{}
+	lb := &testutil.SyncBuffer{}
 	opts = append([]file.Option{file.WithLogger(slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
 	s, err := file.New(dir, opts...)
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package shell_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/runner/shell"
 )
 
@@ -136,35 +135,17 @@ func parse(t testing.TB, kind hooks.Kind, src string) hooks.Hook {
 	return h
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a Shell with a temp state dir, a captured log and a text trace.
 type fixture struct {
 	sh    *shell.Shell
 	dir   string
-	log   *syncBuffer
-	trace *syncBuffer
+	log   *testutil.SyncBuffer
+	trace *testutil.SyncBuffer
 }
 
 func newFixture(t testing.TB, opts ...shell.Option) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), log: &syncBuffer{}, trace: &syncBuffer{}}
+	f := &fixture{dir: t.TempDir(), log: &testutil.SyncBuffer{}, trace: &testutil.SyncBuffer{}}
 	base := []shell.Option{
 		shell.Dir(f.dir),
 		shell.Logger(slog.New(slog.NewTextHandler(f.log, nil))),

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/runner/shell"
 )
 
@@ -284,7 +285,7 @@ func TestCancelledBeforeStart(t *testing.T) {
 }
 
 func TestSlogTracer(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	l := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey || a.Key == "duration" {

@@ -1,0 +1,27 @@
+package testutil_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/flexhook/flexhook/internal/testutil"
+)
+
+func TestSyncBufferConcurrentWriters(t *testing.T) {
+	var b testutil.SyncBuffer
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 100 {
+				fmt.Fprintf(&b, "w%d\n", i)
+				_ = b.String()
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 800, strings.Count(b.String(), "\n"))
+}
