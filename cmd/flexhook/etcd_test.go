@@ -180,27 +180,12 @@ func TestRunDryRunEtcdConfig(t *testing.T) {
 	t.Chdir(cwd)
 	stateDir := filepath.Join(t.TempDir(), "state")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errb testutil.SyncBuffer
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"run", "--dry-run", "--etcd-endpoints", srv.Endpoints[0],
-			"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
-			"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55"}, &out, &errb)
-	}()
-	want := "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n"
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) },
-		30*time.Second, 20*time.Millisecond, "stdout:\n%s\nstderr:\n%s", &out, &errb)
-	assert.Contains(t, out.String(), "+ ip route add 10.50.9.0/24 nexthop via 10.50.9.0 dev flannel-vxlan onlink\n")
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, 0, code, errb.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("run --dry-run did not stop when its context was cancelled")
-	}
-	assert.Contains(t, errb.String(), "config="+leases.DefaultPrefix+"/config", "the config came from etcd")
+	out, errOut := runDryRunUntil(t, "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n",
+		"--etcd-endpoints", srv.Endpoints[0],
+		"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
+		"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55")
+	assert.Contains(t, out, "+ ip route add 10.50.9.0/24 nexthop via 10.50.9.0 dev flannel-vxlan onlink\n")
+	assert.Contains(t, errOut, "config="+leases.DefaultPrefix+"/config", "the config came from etcd")
 	assert.Equal(t, rev, etcdRevision(t, c), "dry-run wrote to etcd")
 	assert.NoDirExists(t, stateDir)
 	assertDirEmpty(t, cwd)

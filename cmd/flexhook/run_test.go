@@ -181,19 +181,29 @@ func TestRunDryRunWritesNothing(t *testing.T) {
 	t.Chdir(cwd)
 	stateDir := filepath.Join(t.TempDir(), "state")
 
+	out, _ := runDryRunUntil(t, "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n",
+		"--preset", "vxlan", "--store", store,
+		"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
+		"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55")
+	assert.Contains(t, out, "+ ip route add "+subnets["192.0.2.2"]+" nexthop via ")
+	assert.Contains(t, out, "# ShutdownCommand")
+	assert.Equal(t, before, snapshotDir(t, store), "the store changed")
+	assert.NoDirExists(t, stateDir)
+	assertDirEmpty(t, cwd)
+}
+
+// runDryRunUntil runs `flexhook run --dry-run ARGS` in-process until its
+// stdout holds want, then cancels it (as SIGTERM would) and checks it
+// exits 0. It returns stdout and stderr.
+func runDryRunUntil(t *testing.T, want string, args ...string) (stdout, stderr string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb testutil.SyncBuffer
 	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"run", "--dry-run", "--preset", "vxlan", "--store", store,
-			"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
-			"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55"}, &out, &errb)
-	}()
-	want := "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n"
+	go func() { done <- run(ctx, append([]string{"run", "--dry-run"}, args...), &out, &errb) }()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), want) },
 		30*time.Second, 20*time.Millisecond, "stdout:\n%s\nstderr:\n%s", &out, &errb)
-	assert.Contains(t, out.String(), "+ ip route add "+subnets["192.0.2.2"]+" nexthop via ")
 	cancel()
 	select {
 	case code := <-done:
@@ -201,10 +211,7 @@ func TestRunDryRunWritesNothing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run --dry-run did not stop when its context was cancelled")
 	}
-	assert.Contains(t, out.String(), "# ShutdownCommand")
-	assert.Equal(t, before, snapshotDir(t, store), "the store changed")
-	assert.NoDirExists(t, stateDir)
-	assertDirEmpty(t, cwd)
+	return out.String(), errb.String()
 }
 
 // snapshotDir maps every file under dir to its content.
