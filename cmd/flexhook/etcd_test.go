@@ -58,17 +58,7 @@ func seedEtcd(t *testing.T, endpoints []string, nodes map[string]string) map[str
 		SubnetMin: netip.MustParseAddr("10.50.1.0"),
 		SubnetMax: netip.MustParseAddr("10.50.60.0"),
 	}
-	subnets := map[string]string{}
-	for ip, data := range nodes {
-		l, err := st.Acquire(ctx, r, leases.Attrs{
-			PublicIP:    netip.MustParseAddr(ip),
-			BackendType: leases.BackendType,
-			BackendData: data,
-		})
-		require.NoError(t, err)
-		subnets[ip] = l.Subnet.String()
-	}
-	return subnets
+	return acquireAll(t, ctx, st, r, nodes)
 }
 
 // etcdRevision is the store's current revision: it moves on every write.

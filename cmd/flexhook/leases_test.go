@@ -29,9 +29,16 @@ func seedStore(t *testing.T, dir string, nodes map[string]string) map[string]str
 		SubnetMin: netip.MustParseAddr("10.50.1.0"),
 		SubnetMax: netip.MustParseAddr("10.50.255.0"),
 	}
-	subnets := map[string]string{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	return acquireAll(t, ctx, st, r, nodes)
+}
+
+// acquireAll acquires in st one lease per public IP (mapped to its
+// BackendData) and returns each IP's subnet.
+func acquireAll(t *testing.T, ctx context.Context, st leases.Store, r leases.Range, nodes map[string]string) map[string]string {
+	t.Helper()
+	subnets := map[string]string{}
 	for ip, data := range nodes {
 		l, err := st.Acquire(ctx, r, leases.Attrs{
 			PublicIP:    netip.MustParseAddr(ip),
