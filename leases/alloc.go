@@ -131,8 +131,10 @@ func (r Range) Fits(v4, v6 netip.Prefix) bool {
 }
 
 // PickFree returns a free candidate of r chosen uniformly at random. A
-// candidate is taken when a lease's Subnet overlaps its IPv4 subnet or, for
-// dual stack, a lease's IPv6Subnet overlaps its IPv6 subnet. Rather than
+// candidate is taken when a lease's Subnet of SubnetLen bits or more
+// overlaps its IPv4 subnet or, for dual stack, a lease's IPv6Subnet of
+// IPv6SubnetLen bits or more overlaps its IPv6 subnet; a wider lease
+// takes nothing. Rather than
 // probing at random and scanning when unlucky, PickFree computes the taken
 // indexes as merged intervals and draws among the free ones, so its cost
 // depends on len(taken) only and it always finds the last free candidate.
@@ -159,7 +161,7 @@ func PickFree(r Range, taken []Lease, rnd *rand.Rand) (v4, v6 netip.Prefix, err 
 
 // FindByPublicIP returns the lease whose Attrs.PublicIP is ip (for an IPv6
 // ip: whose Attrs.PublicIPv6 is ip). When several match, the one expiring
-// last wins; the first of equals otherwise.
+// last wins; the first of equals otherwise. Invalid leases never match.
 func FindByPublicIP(ls []Lease, ip netip.Addr) (Lease, bool) {
 	if !ip.IsValid() {
 		return Lease{}, false
@@ -168,6 +170,9 @@ func FindByPublicIP(ls []Lease, ip netip.Addr) (Lease, bool) {
 	var best Lease
 	found := false
 	for _, l := range ls {
+		if l.Invalid != "" {
+			continue
+		}
 		have := l.Attrs.PublicIP
 		if ip.Is6() {
 			have = l.Attrs.PublicIPv6
@@ -196,8 +201,13 @@ func (r Range) takenIntervals(taken []Lease) (ivs []interval, free uint64) {
 		}
 	}
 	for _, l := range taken {
-		add(s4.indexes(l.Subnet))
-		if r.DualStack() {
+		// A lease wider than SubnetLen takes nothing: one for 0.0.0.0/0
+		// or the whole Network (admission refuses it; no node can hold
+		// it) must not block allocation. A narrower one takes its block.
+		if l.Subnet.Bits() >= r.SubnetLen {
+			add(s4.indexes(l.Subnet))
+		}
+		if r.DualStack() && l.IPv6Subnet.Bits() >= r.IPv6SubnetLen {
 			add(s6.indexes(l.IPv6Subnet))
 		}
 	}

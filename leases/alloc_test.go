@@ -193,15 +193,15 @@ func TestPickFree(t *testing.T) {
 		{"exact", small, []Lease{lease("10.50.1.0/24"), lease("10.50.3.0/24")}, []string{"10.50.2.0/24", "10.50.4.0/24"}, nil},
 		{"last free", small, []Lease{lease("10.50.1.0/24"), lease("10.50.2.0/24"), lease("10.50.4.0/24")}, []string{"10.50.3.0/24"}, nil},
 		{"narrower lease takes its block", small, []Lease{lease("10.50.1.128/25"), lease("10.50.2.7/32"), lease("10.50.3.64/26")}, []string{"10.50.4.0/24"}, nil},
-		{"wider lease takes many", v4Range(), []Lease{lease("10.50.0.0/17"), lease("10.50.128.0/18"), lease("10.50.192.0/19"), lease("10.50.224.0/20"), lease("10.50.240.0/21"), lease("10.50.248.0/22"), lease("10.50.252.0/23")}, []string{"10.50.254.0/24", "10.50.255.0/24"}, nil},
+		{"wider lease takes nothing", small, []Lease{lease("10.50.0.0/17"), lease("10.50.0.0/16"), lease("0.0.0.0/0"), lease("10.50.2.0/23"), lease("10.50.3.0/24")}, []string{"10.50.1.0/24", "10.50.2.0/24", "10.50.4.0/24"}, nil},
 		{"outside leases ignored", small, []Lease{lease("10.50.0.0/24"), lease("10.50.5.0/24"), lease("192.168.0.0/16"), {}}, []string{"10.50.1.0/24", "10.50.2.0/24", "10.50.3.0/24", "10.50.4.0/24"}, nil},
-		{"duplicates", small, []Lease{lease("10.50.2.0/24"), lease("10.50.2.0/24"), lease("10.50.1.0/23")}, []string{"10.50.3.0/24", "10.50.4.0/24"}, nil},
+		{"duplicates", small, []Lease{lease("10.50.2.0/24"), lease("10.50.2.0/24"), lease("10.50.1.128/25")}, []string{"10.50.3.0/24", "10.50.4.0/24"}, nil},
 		{"full", small, []Lease{lease("10.50.1.0/24"), lease("10.50.2.0/24"), lease("10.50.3.0/24"), lease("10.50.4.0/24")}, nil, ErrNoFreeSubnet},
-		{"covered by one", small, []Lease{lease("10.0.0.0/8")}, nil, ErrNoFreeSubnet},
+		{"not covered by a wide one", small, []Lease{lease("10.0.0.0/8")}, []string{"10.50.1.0/24", "10.50.2.0/24", "10.50.3.0/24", "10.50.4.0/24"}, nil},
 		{"invalid range", Range{}, nil, nil, ErrInvalidRange},
 		{"dual pairs by index", smallDual, nil, []string{"10.50.1.0/24 fd00:0:0:1::/64", "10.50.2.0/24 fd00:0:0:2::/64", "10.50.3.0/24 fd00:0:0:3::/64", "10.50.4.0/24 fd00:0:0:4::/64"}, nil},
 		{"dual v6 overlap takes", smallDual, []Lease{lease("10.50.1.0/24"), leaseV6("10.9.9.0/24", "fd00:0:0:2::/64"), leaseV6("", "fd00:0:0:4:8000::/65")}, []string{"10.50.3.0/24 fd00:0:0:3::/64"}, nil},
-		{"dual v6 wide", smallDual, []Lease{leaseV6("", "fd00::/8")}, nil, ErrNoFreeSubnet},
+		{"dual v6 wide takes nothing", smallDual, []Lease{leaseV6("", "fd00::/8"), leaseV6("", "fd00:0:0:2::/64")}, []string{"10.50.1.0/24 fd00:0:0:1::/64", "10.50.3.0/24 fd00:0:0:3::/64", "10.50.4.0/24 fd00:0:0:4::/64"}, nil},
 		{"v6 ignored without dual", small, []Lease{leaseV6("", "fd00::/8")}, []string{"10.50.1.0/24", "10.50.2.0/24", "10.50.3.0/24", "10.50.4.0/24"}, nil},
 	}
 	for _, tt := range tests {
@@ -292,7 +292,8 @@ func TestTakenIntervalsBruteForce(t *testing.T) {
 			v4, v6 := r.Nth(i)
 			free := true
 			for _, l := range taken {
-				if l.Subnet.Overlaps(v4) || v6.IsValid() && l.IPv6Subnet.IsValid() && l.IPv6Subnet.Overlaps(v6) {
+				if l.Subnet.Bits() >= r.SubnetLen && l.Subnet.Overlaps(v4) ||
+					v6.IsValid() && l.IPv6Subnet.IsValid() && l.IPv6Subnet.Bits() >= r.IPv6SubnetLen && l.IPv6Subnet.Overlaps(v6) {
 					free = false
 				}
 			}

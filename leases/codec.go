@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // SubnetKey returns flannel's key name for a lease: "10.50.3.0-24", or
@@ -106,6 +107,10 @@ func MarshalAttrs(a Attrs) ([]byte, error) {
 // BackendData that is a JSON string is unquoted; any other JSON value
 // (flanneld's vxlan backend writes an object) is kept as its raw text.
 //
+// A string that is not valid UTF-8 is kept as its raw JSON text rather
+// than decoded (which would silently turn the bad bytes into U+FFFD), so
+// that admission sees and refuses it.
+//
 // Values come from other nodes and are untrusted: one larger than
 // MaxValueSize is refused rather than handed to a hook's stdin.
 func UnmarshalAttrs(b []byte) (Attrs, error) {
@@ -129,7 +134,7 @@ func UnmarshalAttrs(b []byte) (Attrs, error) {
 		}
 	}
 	if raw := bytes.TrimSpace(w.BackendData); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
-		if raw[0] == '"' {
+		if raw[0] == '"' && utf8.Valid(raw) {
 			if err := json.Unmarshal(raw, &a.BackendData); err != nil {
 				return Attrs{}, fmt.Errorf("decode lease: BackendData: %w", err)
 			}
@@ -138,4 +143,28 @@ func UnmarshalAttrs(b []byte) (Attrs, error) {
 		}
 	}
 	return a, nil
+}
+
+// Decode turns one store entry, its key name (without the subnets prefix)
+// and value, into a Lease. It never fails: an entry that is not a lease
+// comes back with Invalid and Problem set (and Subnet when the key
+// parsed), so that stores list it and the engine refuses it with its
+// reason. A key must be canonical, exactly as SubnetKey writes it, so that
+// one subnet has one key (10.50.3.0-024 is not 10.50.3.0-24).
+func Decode(key string, value []byte) Lease {
+	l := Lease{Key: key}
+	v4, v6, err := ParseSubnetKey(key)
+	if err != nil {
+		l.Invalid, l.Problem = ReasonBadKey, err.Error()
+		return l
+	}
+	l.Subnet, l.IPv6Subnet = v4, v6
+	if canon := SubnetKey(v4, v6); canon != key {
+		l.Invalid, l.Problem = ReasonBadKey, "key is not canonical, want "+canon
+		return l
+	}
+	if l.Attrs, err = UnmarshalAttrs(value); err != nil {
+		l.Invalid, l.Problem = ReasonBadValue, err.Error()
+	}
+	return l
 }

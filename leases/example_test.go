@@ -18,7 +18,9 @@ func ExamplePickFree() {
 	fmt.Println(r.Len(), "candidates, the first is", first)
 	taken := []leases.Lease{
 		{Subnet: netip.MustParsePrefix("10.50.1.0/24")},
-		{Subnet: netip.MustParsePrefix("10.50.2.0/23")}, // covers .2 and .3
+		{Subnet: netip.MustParsePrefix("10.50.2.0/24")},
+		{Subnet: netip.MustParsePrefix("10.50.3.128/25")}, // a narrower lease takes its /24
+		{Subnet: netip.MustParsePrefix("0.0.0.0/0")},      // a wider one takes nothing
 	}
 	v4, _, err := leases.PickFree(r, taken, nil)
 	fmt.Println(v4, err)

@@ -56,6 +56,17 @@ type Lease struct {
 	IPv6Subnet netip.Prefix // zero unless dual stack
 	Attrs      Attrs
 	Expiration time.Time // zero when the store does not know it
+
+	// Key is the name the store holds the lease under (flannel's
+	// "10.50.3.0-24" form) as the store found it; empty for a lease that
+	// did not come from a store's List or Watch.
+	Key string
+	// Invalid is set (ReasonBadKey or ReasonBadValue) when the store's
+	// key or value did not decode, with Problem saying how. Such a lease
+	// is listed so that it can be shown, and never applied: Subnet is
+	// set only when the key parsed, Attrs only when the value did.
+	Invalid Reason
+	Problem string
 }
 
 // Range is what a store allocates from: every subnet of SubnetLen bits
@@ -90,7 +101,10 @@ type Store interface {
 	// Renew refreshes the TTL of l (and rewrites its attrs). It returns an
 	// error wrapping ErrLeaseGone when the lease was deleted meanwhile.
 	Renew(ctx context.Context, l Lease) (Lease, error)
-	// List returns every unexpired lease.
+	// List returns every unexpired lease, sorted by subnet, including
+	// the entries whose key or value does not decode (Invalid set; see
+	// Decode), so that callers can show them. Only admitted leases
+	// (Policy.Admit) may reach a hook.
 	List(ctx context.Context) ([]Lease, error)
 	// Watch sends the full set of unexpired leases on out: once at the
 	// start and again after every change it notices. It blocks until ctx

@@ -14,19 +14,6 @@ type op struct {
 	lease leases.Lease
 }
 
-// remotes returns the leases of a store snapshot the engine applies: every
-// lease of BackendType extension except the node's own, keyed by subnet.
-func remotes(snapshot []leases.Lease, own netip.Prefix) map[netip.Prefix]leases.Lease {
-	m := make(map[netip.Prefix]leases.Lease, len(snapshot))
-	for _, l := range snapshot {
-		if l.Subnet == own || l.Attrs.BackendType != leases.BackendType {
-			continue
-		}
-		m[l.Subnet] = l
-	}
-	return m
-}
-
 // sameLease reports whether applying b in place of a needs no hook: the
 // fields the hooks see are equal (the expiration is not one of them).
 func sameLease(a, b leases.Lease) bool {

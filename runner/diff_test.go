@@ -84,15 +84,6 @@ func TestDiffIPv6Changed(t *testing.T) {
 	assert.Len(t, diff(map[netip.Prefix]leases.Lease{s: l}, old)[s], 2)
 }
 
-func TestRemotes(t *testing.T) {
-	own := lease("10.50.1.0/24 192.0.2.1")
-	other := lease("10.50.4.0/24 192.0.2.4")
-	other.Attrs.BackendType = "vxlan"
-	snap := []leases.Lease{own, lease("10.50.2.0/24 192.0.2.2"), other}
-	got := remotes(snap, own.Subnet)
-	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.50.2.0/24")}, sortedSubnets(got))
-}
-
 func TestRetryDelay(t *testing.T) {
 	for _, tc := range []struct {
 		attempt int

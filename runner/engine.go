@@ -166,14 +166,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 
 	l := &loop{
-		e:       e,
-		reapply: e.reapplyAfterStart() && len(applied) > 0,
-		applied: applied,
-		desired: map[netip.Prefix]leases.Lease{},
-		failing: map[netip.Prefix]*failure{},
-		retry:   stoppedTimer(),
-		renew:   stoppedTimer(),
-		dirty:   true,
+		e:            e,
+		reapply:      e.reapplyAfterStart() && len(applied) > 0,
+		applied:      applied,
+		desired:      map[netip.Prefix]leases.Lease{},
+		failing:      map[netip.Prefix]*failure{},
+		refused:      map[string]refusal{},
+		refusedTotal: map[leases.Reason]int{},
+		retry:        stoppedTimer(),
+		renew:        stoppedTimer(),
+		dirty:        true,
 	}
 	return l.run(ctx)
 }

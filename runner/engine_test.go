@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/file"
 	"github.com/flexhook/flexhook/runner"
@@ -569,4 +571,93 @@ func TestSimulateReportsFailures(t *testing.T) {
 	a := leases.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2")}}
 	err = runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a})
 	assert.ErrorContains(t, err, "SubnetAddCommand (SUBNET=10.50.2.0/24)")
+}
+
+// writeRaw writes a lease file with any name and content into a file
+// store directory, live for an hour, as a hostile node could.
+func writeRaw(t *testing.T, storeDir, name, content string) {
+	t.Helper()
+	dir := filepath.Join(storeDir, "subnets")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	tmp := filepath.Join(dir, ".tmp-raw")
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+	exp := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(tmp, exp, exp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, name)))
+}
+
+func TestAdmissionRefusesHostileLeases(t *testing.T) {
+	cfg := config(t, recorder)
+	storeDir := t.TempDir()
+	store := newStore(t, storeDir)
+	good := peer(t, cfg, store, "192.0.2.2", "82:87:fe:a4:a9:55")
+	v := func(ip, data string) string {
+		return fmt.Sprintf(`{"PublicIP":%q,"PublicIPv6":null,"BackendType":"extension","BackendData":%q}`, ip, data)
+	}
+	hostile := map[string]leases.Reason{
+		"0.0.0.0-0":     leases.ReasonOutsideNetwork,
+		"10.50.0.0-16":  leases.ReasonOutsideNetwork,
+		"10.51.3.0-24":  leases.ReasonOutsideNetwork,
+		"10.50.3.0-024": leases.ReasonBadKey,
+		"10.50.4.0-24":  leases.ReasonPublicIP,    // 127.0.0.1
+		"10.50.5.0-24":  leases.ReasonDataShape,   // spaces
+		"10.50.6.0-24":  leases.ReasonBackendData, // a newline
+		"10.50.7.0-24":  leases.ReasonOwnPublicIP, // 192.0.2.1
+		"10.50.8.0-24":  leases.ReasonBadValue,    // not JSON
+		"10.50.9.0-24":  leases.ReasonBackendType, // vxlan
+		"junk":          leases.ReasonBadKey,
+	}
+	writeRaw(t, storeDir, "0.0.0.0-0", v("192.0.2.66", "82:87:fe:a4:a9:66"))
+	writeRaw(t, storeDir, "10.50.0.0-16", v("192.0.2.66", "82:87:fe:a4:a9:66"))
+	writeRaw(t, storeDir, "10.51.3.0-24", v("192.0.2.66", "82:87:fe:a4:a9:66"))
+	writeRaw(t, storeDir, "10.50.3.0-024", v("192.0.2.66", "82:87:fe:a4:a9:66"))
+	writeRaw(t, storeDir, "10.50.4.0-24", v("127.0.0.1", "82:87:fe:a4:a9:66"))
+	writeRaw(t, storeDir, "10.50.5.0-24", v("192.0.2.66", "82:87:fe:a4:a9:66 dev lo"))
+	writeRaw(t, storeDir, "10.50.6.0-24", v("192.0.2.66", "82:87:fe:a4:a9:66\n$(touch pwned)"))
+	writeRaw(t, storeDir, "10.50.8.0-24", "$(touch pwned)")
+	writeRaw(t, storeDir, "10.50.9.0-24", `{"PublicIP":"192.0.2.66","BackendType":"vxlan"}`)
+	writeRaw(t, storeDir, "junk", "x")
+
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	// The hostile leases must not take 10.50.1.0/24 from us: only it and
+	// the good peer's subnet are free of them in SubnetMin..SubnetMax.
+	n := start(t, cfg, store, t.TempDir(), runner.Logger(log), runner.DataShape(leases.ShapeMAC))
+	own := n.lease()
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 82:87:fe:a4:a9:55", good.Subnet))
+	require.NotEqual(t, "10.50.7.0/24", own.Subnet.String())
+	// A stale lease of ours, written once we run (at start the store
+	// would take it back as our own).
+	writeRaw(t, storeDir, "10.50.7.0-24", v("192.0.2.1", "82:87:fe:a4:a9:66"))
+
+	var st runner.Status
+	require.Eventually(t, func() bool {
+		var err error
+		st, err = runner.ReadStatus(n.dir)
+		return err == nil && len(st.Refused) == len(hostile)
+	}, waitFor, tick, "status lists every refusal")
+	got := map[string]leases.Reason{}
+	for _, r := range st.Refused {
+		got[r.Key] = leases.Reason(r.Reason)
+		assert.NotEmpty(t, r.Detail, r.Key)
+	}
+	assert.Equal(t, hostile, got)
+	assert.Equal(t, 3, st.RefusedNow[string(leases.ReasonOutsideNetwork)])
+
+	// Later snapshots (the store re-lists every 100ms) warn no more.
+	time.Sleep(500 * time.Millisecond)
+	for key := range hostile {
+		assert.Equal(t, 1, strings.Count(logs.String(), "key="+strconv.Quote(key)+" ")+strings.Count(logs.String(), "key="+key+" "),
+			"one warning for %s:\n%s", key, logs.String())
+	}
+
+	// A later valid write admits the lease.
+	writeRaw(t, storeDir, "10.50.5.0-24", v("192.0.2.5", "82:87:fe:a4:a9:05"))
+	n.waitEvent("add 10.50.5.0/24 192.0.2.5 82:87:fe:a4:a9:05")
+	require.NoError(t, n.stop())
+	for _, e := range n.events() {
+		assert.NotContains(t, e, "192.0.2.66", "no refused lease reached a hook")
+		assert.NotContains(t, e, "127.0.0.1")
+	}
+	assert.NoFileExists(t, filepath.Join(n.dir, "pwned"))
 }

@@ -29,13 +29,17 @@ type loop struct {
 	applied map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
 	// reapply: on the first snapshot, journal leases still in the store
 	// are dropped from applied so they are added again (reapplyAfterStart).
-	reapply  bool
-	failing  map[netip.Prefix]*failure
-	retry    *time.Timer // fires at the earliest failing[*].next
-	renew    *time.Timer // fires when the own lease is due for renewal
-	renewB   *backoff
-	renewing bool // a failed renewal waits for its retry
-	dirty    bool // status.json is out of date
+	reapply bool
+	failing map[netip.Prefix]*failure
+	// refused are the leases admission refuses now, by store key;
+	// refusedTotal counts refusals by reason since the start.
+	refused      map[string]refusal
+	refusedTotal map[leases.Reason]int
+	retry        *time.Timer // fires at the earliest failing[*].next
+	renew        *time.Timer // fires when the own lease is due for renewal
+	renewB       *backoff
+	renewing     bool // a failed renewal waits for its retry
+	dirty        bool // status.json is out of date
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -118,7 +122,7 @@ func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
 // own lease is missing from it, one Renew confirms whether it is gone; an
 // error wrapping leases.ErrLeaseGone is returned if so.
 func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
-	l.desired = remotes(snap, l.own.Subnet)
+	l.desired = l.admit(snap)
 	if l.reapply {
 		l.reapply = false
 		for sn := range l.applied {
@@ -131,12 +135,13 @@ func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 	if l.e.o.readOnly || l.renewing {
 		return nil
 	}
+	ownKey := leases.SubnetKey(l.own.Subnet, l.own.IPv6Subnet)
 	for _, x := range snap {
-		if x.Subnet == l.own.Subnet {
+		if x.Key == ownKey && x.Invalid == "" && x.Attrs.Owner() == l.own.Attrs.Owner() {
 			return nil
 		}
 	}
-	l.e.log.Warn("own lease missing from the store; renewing to confirm", "subnet", l.own.Subnet)
+	l.e.log.Warn("own lease missing from the store or not ours; renewing to confirm", "subnet", l.own.Subnet)
 	return l.renewOwn(ctx)
 }
 
@@ -288,6 +293,19 @@ func (l *loop) writeStatus() {
 		Applied:   sortedSubnets(l.applied),
 		Failing:   []Failure{},
 		UpdatedAt: time.Now().UTC(),
+		Refused:   l.refusedStatus(),
+	}
+	if len(l.refused) > 0 {
+		st.RefusedNow = map[string]int{}
+		for _, r := range l.refused {
+			st.RefusedNow[string(r.Reason)]++
+		}
+	}
+	if len(l.refusedTotal) > 0 {
+		st.RefusedTotal = map[string]int{}
+		for r, n := range l.refusedTotal {
+			st.RefusedTotal[string(r)] = n
+		}
 	}
 	for _, s := range sortedSubnets(l.failing) {
 		f := l.failing[s]

@@ -30,6 +30,7 @@ type options struct {
 	retryMax             time.Duration
 	renewMargin          time.Duration
 	shutdownTimeout      time.Duration
+	shape                *leases.Shape
 }
 
 func defaultOptions() options {
@@ -161,6 +162,16 @@ func ShutdownTimeout(d time.Duration) Option {
 			return fmt.Errorf("shutdown timeout %v: must be positive", d)
 		}
 		o.shutdownTimeout = d
+		return nil
+	}
+}
+
+// DataShape makes lease admission refuse remote leases whose BackendData
+// does not have shape s (a preset's, or --backend-data-pattern). nil, the
+// default, checks only the rules every BackendData must meet.
+func DataShape(s *leases.Shape) Option {
+	return func(o *options) error {
+		o.shape = s
 		return nil
 	}
 }

@@ -157,6 +157,21 @@ type Status struct {
 	Applied   []netip.Prefix
 	Failing   []Failure
 	UpdatedAt time.Time
+	// Refused lists the remote leases lease admission refuses now (at
+	// most 10000, by key); RefusedNow counts them by reason and
+	// RefusedTotal counts every refusal since the start (a lease counts
+	// again when its reason changes or it is refused anew).
+	Refused      []Refused      `json:",omitempty"`
+	RefusedNow   map[string]int `json:",omitempty"`
+	RefusedTotal map[string]int `json:",omitempty"`
+}
+
+// Refused is a remote lease that no hook sees, and why.
+type Refused struct {
+	Key    string // the store key, quoted when not printable
+	Reason string // a leases.Reason
+	Detail string
+	Since  time.Time
 }
 
 // Failure describes a subnet whose hook keeps failing.

@@ -218,21 +218,9 @@ type entry struct {
 	leaseID clientv3.LeaseID
 }
 
-// parse decodes one subnet key/value; name is the key without subnetsDir.
-func parse(name string, value []byte) (leases.Lease, error) {
-	v4, v6, err := leases.ParseSubnetKey(name)
-	if err != nil {
-		return leases.Lease{}, err
-	}
-	attrs, err := leases.UnmarshalAttrs(value)
-	if err != nil {
-		return leases.Lease{}, err
-	}
-	return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs}, nil
-}
-
-// list reads every subnet key, skipping (with a warning) those that do not
-// parse, and returns them sorted by subnet with the read's revision.
+// list reads every subnet key and returns them sorted by subnet with the
+// read's revision. Keys and values that do not decode are kept, with
+// Invalid set (leases.Decode): the engine refuses and reports them.
 func (s *Store) list(ctx context.Context) ([]entry, int64, error) {
 	resp, err := s.cli.Get(ctx, s.subnetsDir, clientv3.WithPrefix())
 	if err != nil {
@@ -241,11 +229,7 @@ func (s *Store) list(ctx context.Context) ([]entry, int64, error) {
 	es := make([]entry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		key := string(kv.Key)
-		l, err := parse(strings.TrimPrefix(key, s.subnetsDir), kv.Value)
-		if err != nil {
-			s.log.Warn("etcd: skipping unreadable lease", "key", key, "err", err)
-			continue
-		}
+		l := leases.Decode(strings.TrimPrefix(key, s.subnetsDir), kv.Value)
 		es = append(es, entry{key: key, lease: l, modRev: kv.ModRevision, leaseID: clientv3.LeaseID(kv.Lease)})
 	}
 	slices.SortFunc(es, func(a, b entry) int { return compareLeases(a.lease, b.lease) })
@@ -254,7 +238,8 @@ func (s *Store) list(ctx context.Context) ([]entry, int64, error) {
 
 func compareLeases(a, b leases.Lease) int {
 	return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()),
-		a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()), cmp.Compare(a.IPv6Subnet.Bits(), b.IPv6Subnet.Bits()))
+		a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()), cmp.Compare(a.IPv6Subnet.Bits(), b.IPv6Subnet.Bits()),
+		cmp.Compare(a.Key, b.Key))
 }
 
 func leasesOf(es []entry) []leases.Lease {
@@ -348,7 +333,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		}
 		ls := leasesOf(es)
 		if own, ok := leases.FindByPublicIP(ls, ip); ok {
-			e := es[slices.IndexFunc(es, func(e entry) bool { return e.lease.Subnet == own.Subnet && e.lease.IPv6Subnet == own.IPv6Subnet })]
+			e := es[slices.IndexFunc(es, func(e entry) bool { return e.lease.Key == own.Key })]
 			if !r.Fits(own.Subnet, own.IPv6Subnet) {
 				s.log.Warn("etcd: lease of this node does not fit the network config, deleting it",
 					"subnet", own.Subnet, "range", r.String())
@@ -658,13 +643,7 @@ func (s *Store) follow(ctx context.Context, out chan<- []leases.Lease, st *watch
 			case mvccpb.DELETE:
 				delete(st.cache, key)
 			case mvccpb.PUT:
-				l, err := parse(strings.TrimPrefix(key, s.subnetsDir), ev.Kv.Value)
-				if err != nil {
-					s.log.Warn("etcd: skipping unreadable lease", "key", key, "err", err)
-					delete(st.cache, key)
-					continue
-				}
-				st.cache[key] = l
+				st.cache[key] = leases.Decode(strings.TrimPrefix(key, s.subnetsDir), ev.Kv.Value)
 			}
 		}
 		// The last event's revision, not the header's: a batch may stop

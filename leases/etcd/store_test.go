@@ -1,7 +1,6 @@
 package etcd_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -134,8 +133,7 @@ func TestParsesFlanneldValues(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
 	c := srv.Client(t)
-	var logs bytes.Buffer
-	s := newStore(t, srv, etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	s := newStore(t, srv)
 
 	written := map[string]string{
 		"10.50.1.0-24":                 `{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"extension"}`,
@@ -152,11 +150,30 @@ func TestParsesFlanneldValues(t *testing.T) {
 		putWithLease(t, c, subnets+k, v, 86400)
 	}
 	want := []leases.Lease{
-		{Subnet: pfx("10.50.1.0/24"), Attrs: attrs("192.0.2.1", "")},
-		{Subnet: pfx("10.50.2.0/24"), Attrs: attrs("192.0.2.2", "e2:0f:cf:6a:41:69")},
-		{Subnet: pfx("10.50.3.0/24"), Attrs: leases.Attrs{PublicIP: addr("192.0.2.3"), BackendType: "vxlan", BackendData: `{"VNI":1,"VtepMAC":"82:87:fe:a4:a9:55"}`}},
-		{Subnet: pfx("10.50.4.0/24"), IPv6Subnet: pfx("fd00:0:0:4::/64"),
+		{Key: "10.50.1.0-24", Subnet: pfx("10.50.1.0/24"), Attrs: attrs("192.0.2.1", "")},
+		{Key: "10.50.2.0-24", Subnet: pfx("10.50.2.0/24"), Attrs: attrs("192.0.2.2", "e2:0f:cf:6a:41:69")},
+		{Key: "10.50.3.0-24", Subnet: pfx("10.50.3.0/24"), Attrs: leases.Attrs{PublicIP: addr("192.0.2.3"), BackendType: "vxlan", BackendData: `{"VNI":1,"VtepMAC":"82:87:fe:a4:a9:55"}`}},
+		{Key: "10.50.4.0-24&fd00:0:0:4::-64", Subnet: pfx("10.50.4.0/24"), IPv6Subnet: pfx("fd00:0:0:4::/64"),
 			Attrs: leases.Attrs{PublicIP: addr("192.0.2.4"), PublicIPv6: addr("2001:db8::4"), BackendType: "extension", BackendData: "x"}},
+	}
+	// Garbage is listed too, marked invalid with why, so that the engine
+	// can refuse and report it.
+	wantInvalid := map[string]leases.Reason{
+		"10.50.5.0-24": leases.ReasonBadValue, "not-a-subnet": leases.ReasonBadKey,
+		"10.50.7.1-24": leases.ReasonBadKey, "10.50.8.0-24/x": leases.ReasonBadKey,
+	}
+	split := func(ls []leases.Lease) ([]leases.Lease, map[string]leases.Reason) {
+		var valid []leases.Lease
+		invalid := map[string]leases.Reason{}
+		for _, l := range ls {
+			if l.Invalid != "" {
+				assert.NotEmpty(t, l.Problem, l.Key)
+				invalid[l.Key] = l.Invalid
+				continue
+			}
+			valid = append(valid, l)
+		}
+		return valid, invalid
 	}
 
 	ls, err := s.List(testCtx(t))
@@ -165,17 +182,18 @@ func TestParsesFlanneldValues(t *testing.T) {
 		assert.WithinRange(t, ls[i].Expiration, time.Now().Add(86000*time.Second), time.Now().Add(86401*time.Second))
 		ls[i].Expiration = time.Time{}
 	}
-	assert.Equal(t, want, ls)
-	for _, k := range []string{"10.50.5.0-24", "not-a-subnet", "10.50.7.1-24", "10.50.8.0-24/x"} {
-		assert.Contains(t, logs.String(), k, "skipped key %s must be named in a warning", k)
-	}
+	valid, invalid := split(ls)
+	assert.Equal(t, want, valid)
+	assert.Equal(t, wantInvalid, invalid)
 
 	// Watch parses them the same way.
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	out := make(chan []leases.Lease, 1)
 	go func() { _ = s.Watch(ctx, out) }()
-	assert.Equal(t, want, <-out)
+	valid, invalid = split(<-out)
+	assert.Equal(t, want, valid)
+	assert.Equal(t, wantInvalid, invalid)
 }
 
 func TestAcquireTakesBackOwnLeaseAfterRestart(t *testing.T) {
@@ -424,6 +442,10 @@ func waitFor(t *testing.T, out <-chan []leases.Lease, what string, ok func([]lea
 func subnetsOf(ls []leases.Lease) []string {
 	var s []string
 	for _, l := range ls {
+		if l.Invalid != "" {
+			s = append(s, l.Key+"!"+string(l.Invalid))
+			continue
+		}
 		s = append(s, fmt.Sprintf("%s=%s/%s", l.Subnet, l.Attrs.PublicIP, l.Attrs.BackendData))
 	}
 	return s
@@ -460,10 +482,13 @@ func TestWatchAddChangeRemoveExpire(t *testing.T) {
 	require.NoError(t, err)
 	waitFor(t, out, "remove", is("10.50.2.0/24=192.0.2.2/b2"))
 
-	// A garbage value replacing a lease makes it vanish from snapshots.
+	// A garbage value replacing a lease makes it invalid in snapshots.
 	_, err = c.Put(ctx, subnets+"10.50.2.0-24", "garbage")
 	require.NoError(t, err)
-	waitFor(t, out, "garbage dropped", is())
+	waitFor(t, out, "garbage marked", is("10.50.2.0-24!bad_value"))
+	_, err = c.Delete(ctx, subnets+"10.50.2.0-24")
+	require.NoError(t, err)
+	waitFor(t, out, "garbage removed", is())
 
 	// An etcd lease that runs out deletes the key: a remove.
 	putWithLease(t, c, subnets+"10.50.3.0-24", value("192.0.2.3", "c"), 1)

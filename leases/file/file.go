@@ -214,20 +214,29 @@ func (s *Store) PutConfig(ctx context.Context, b []byte) error {
 	return nil
 }
 
-// List returns every unexpired lease, sorted by subnet.
+// List returns every unexpired lease, sorted by subnet: the files that
+// hold a lease, and (with Invalid set) those under a lease's name that
+// do not, and files whose name is not a canonical lease key. A file's
+// mtime is its expiration whatever it holds; what is not a regular file
+// never expires.
 func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	es, err := s.scan()
+	es, bad, err := s.scan()
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	ls := make([]leases.Lease, 0, len(es))
+	ls := make([]leases.Lease, 0, len(es)+len(bad))
 	for _, e := range es {
-		if e.ok && e.live(now) {
+		if e.live(now) {
 			ls = append(ls, e.lease)
+		}
+	}
+	for _, l := range bad {
+		if l.Expiration.After(now) {
+			ls = append(ls, l)
 		}
 	}
 	slices.SortFunc(ls, compareLeases)
@@ -235,7 +244,7 @@ func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 }
 
 func compareLeases(a, b leases.Lease) int {
-	return cmp.Or(comparePrefix(a.Subnet, b.Subnet), comparePrefix(a.IPv6Subnet, b.IPv6Subnet))
+	return cmp.Or(comparePrefix(a.Subnet, b.Subnet), comparePrefix(a.IPv6Subnet, b.IPv6Subnet), cmp.Compare(a.Key, b.Key))
 }
 
 func comparePrefix(a, b netip.Prefix) int {
@@ -268,7 +277,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	if err := s.mkdirs(); err != nil { // the directory may have been wiped
 		return leases.Lease{}, err
 	}
-	es, err := s.scan()
+	es, _, err := s.scan()
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
 	}
@@ -401,7 +410,7 @@ func ipv6Attr(p netip.Prefix) string {
 // entry is one lease file as read from disk.
 type entry struct {
 	name    string
-	lease   leases.Lease // Subnet, IPv6Subnet and Expiration always; Attrs when ok
+	lease   leases.Lease // Key, Subnet, IPv6Subnet and Expiration always; Attrs when ok, Invalid otherwise
 	ok      bool         // the content parsed
 	err     error        // why it did not
 	foreign bool         // not a regular file: taken for good, never touched
@@ -410,53 +419,68 @@ type entry struct {
 func (e entry) live(now time.Time) bool { return e.foreign || e.lease.Expiration.After(now) }
 
 // overlapsLive reports whether a live lease other than l overlaps it.
+// A wider lease does not count, as in leases.PickFree: a hostile
+// 0.0.0.0-0 must not evict every node.
 func overlapsLive(l leases.Lease, es []entry, now time.Time) bool {
 	self := leases.SubnetKey(l.Subnet, l.IPv6Subnet)
 	for _, e := range es {
 		if e.name == self || !e.live(now) {
 			continue
 		}
-		if e.lease.Subnet.Overlaps(l.Subnet) ||
-			e.lease.IPv6Subnet.IsValid() && l.IPv6Subnet.IsValid() && e.lease.IPv6Subnet.Overlaps(l.IPv6Subnet) {
+		if e.lease.Subnet.Bits() >= l.Subnet.Bits() && e.lease.Subnet.Overlaps(l.Subnet) ||
+			l.IPv6Subnet.IsValid() && e.lease.IPv6Subnet.Bits() >= l.IPv6Subnet.Bits() && e.lease.IPv6Subnet.Overlaps(l.IPv6Subnet) {
 			return true
 		}
 	}
 	return false
 }
 
-// scan reads every lease file, expired or not. Files that cannot be leases
-// are skipped with a warning (once per file); a missing subnets directory
-// is an empty store.
-func (s *Store) scan() ([]entry, error) {
+// scan reads every lease file, expired or not, and returns them with the
+// files whose name is not a canonical lease key (as leases with Invalid
+// set and the file's mtime as expiration). Both kinds are logged at debug
+// level once per file (the engine's admission warns about what it
+// refuses); a missing subnets directory is an empty store.
+func (s *Store) scan() ([]entry, []leases.Lease, error) {
 	des, err := os.ReadDir(s.subnets)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", s.subnets, err)
+		return nil, nil, fmt.Errorf("list %s: %w", s.subnets, err)
 	}
 	bad := map[string]string{}
+	var badKeys []leases.Lease
 	es := make([]entry, 0, len(des))
 	for _, de := range des {
 		name := de.Name()
 		if strings.HasPrefix(name, ".") {
 			continue // a write in flight
 		}
-		v4, v6, err := leases.ParseSubnetKey(name)
-		if err != nil {
-			bad[name] = "not a lease: " + err.Error()
+		probe := leases.Decode(name, nil)
+		if probe.Invalid == leases.ReasonBadKey {
+			bad[name] = "not a lease: " + probe.Problem
+			if fi, err := de.Info(); err == nil {
+				probe.Expiration = fi.ModTime()
+				if !fi.Mode().IsRegular() {
+					probe.Expiration = farFuture
+				}
+				badKeys = append(badKeys, probe)
+			}
 			continue
 		}
-		if canon := leases.SubnetKey(v4, v6); canon != name {
-			bad[name] = "not a lease: key is not canonical, want " + canon
-			continue
-		}
+		v4, v6 := probe.Subnet, probe.IPv6Subnet
 		// Something that is not a regular file under a lease's name keeps
-		// its subnet (never clobbered, never deleted) and is never listed.
-		foreign := entry{name: name, lease: leases.Lease{Subnet: v4, IPv6Subnet: v6}, foreign: true}
+		// its subnet (never clobbered, never deleted) and is listed as
+		// invalid.
+		foreign := func(why string) entry {
+			return entry{name: name, foreign: true, err: errors.New(why), lease: leases.Lease{
+				Key: name, Subnet: v4, IPv6Subnet: v6, Expiration: farFuture,
+				Invalid: leases.ReasonBadValue, Problem: why}}
+		}
 		if !de.Type().IsRegular() {
-			bad[name] = "not a lease: not a regular file (" + de.Type().String() + ")"
-			es = append(es, foreign)
+			why := "not a lease: not a regular file (" + de.Type().String() + ")"
+			bad[name] = why
+			es = append(es, foreign(why))
 			continue
 		}
 		e, err := s.read(name, v4, v6)
@@ -465,7 +489,7 @@ func (s *Store) scan() ([]entry, error) {
 		}
 		if err != nil {
 			bad[name] = err.Error()
-			es = append(es, foreign)
+			es = append(es, foreign(err.Error()))
 			continue
 		}
 		if !e.ok {
@@ -474,8 +498,11 @@ func (s *Store) scan() ([]entry, error) {
 		es = append(es, e)
 	}
 	s.warnOnce(bad)
-	return es, nil
+	return es, badKeys, nil
 }
+
+// farFuture is the expiration listed for what is not a regular file.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // read reads one lease file without following symlinks. A content that
 // does not parse gives an entry with ok=false (it still holds its subnet
@@ -496,17 +523,22 @@ func (s *Store) read(name string, v4, v6 netip.Prefix) (entry, error) {
 	if !fi.Mode().IsRegular() {
 		return entry{}, fmt.Errorf("%w: not a regular file (%s)", errNotLease, fi.Mode().Type())
 	}
-	e := entry{name: name, lease: leases.Lease{Subnet: v4, IPv6Subnet: v6, Expiration: fi.ModTime()}}
+	e := entry{name: name}
 	b, err := io.ReadAll(io.LimitReader(f, maxValue+1))
 	switch {
 	case err != nil:
 		return entry{}, err
 	case len(b) > maxValue:
-		e.err = fmt.Errorf("larger than %d bytes", maxValue)
+		e.lease = leases.Lease{Key: name, Subnet: v4, IPv6Subnet: v6,
+			Invalid: leases.ReasonBadValue, Problem: fmt.Sprintf("larger than %d bytes", maxValue)}
 	default:
-		e.lease.Attrs, e.err = leases.UnmarshalAttrs(b)
+		e.lease = leases.Decode(name, b)
 	}
-	e.ok = e.err == nil
+	e.lease.Expiration = fi.ModTime()
+	e.ok = e.lease.Invalid == ""
+	if !e.ok {
+		e.err = errors.New(e.lease.Problem)
+	}
 	return e, nil
 }
 
@@ -516,7 +548,7 @@ func (s *Store) warnOnce(bad map[string]string) {
 	defer s.warnMu.Unlock()
 	for name, msg := range bad {
 		if s.warned[name] != msg {
-			s.log.Warn("skipping file in lease store", "dir", s.subnets, "file", name, "reason", msg)
+			s.log.Debug("file in lease store is not a lease", "dir", s.subnets, "file", name, "reason", msg)
 		}
 	}
 	s.warned = bad

@@ -348,7 +348,24 @@ func TestGarbageFilesSkipped(t *testing.T) {
 	for range 3 {
 		ls, err := s.List(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"10.50.7.0/24", "10.50.8.0/24"}, subnets(ls))
+		var valid []leases.Lease
+		invalid := map[string]leases.Reason{}
+		for _, l := range ls {
+			if l.Invalid == "" {
+				valid = append(valid, l)
+				continue
+			}
+			assert.NotEmpty(t, l.Problem, l.Key)
+			assert.Empty(t, l.Attrs, "an invalid lease carries no attrs: %s", l.Key)
+			invalid[l.Key] = l.Invalid
+		}
+		assert.Equal(t, []string{"10.50.7.0/24", "10.50.8.0/24"}, subnets(valid))
+		assert.Equal(t, map[string]leases.Reason{
+			"junk": leases.ReasonBadKey, "10.50.3.0-024": leases.ReasonBadKey,
+			"10.50.1.0-24": leases.ReasonBadValue, "10.50.2.0-24": leases.ReasonBadValue,
+			"10.50.4.0-24": leases.ReasonBadValue, "10.50.5.0-24": leases.ReasonBadValue,
+			"10.50.6.0-24": leases.ReasonBadValue, "10.50.9.0-24": leases.ReasonBadValue,
+		}, invalid, "every file that is not a lease is listed as invalid, with why")
 	}
 	for _, name := range []string{"junk", "10.50.1.0-24", "10.50.2.0-24", "10.50.3.0-024", "10.50.4.0-24", "10.50.5.0-24", "10.50.6.0-24", "10.50.9.0-24"} {
 		assert.Equal(t, 1, strings.Count(logs.String(), "file="+name+" "), "warned once about %s:\n%s", name, logs)

@@ -154,12 +154,17 @@ func (s *Store) send(ctx context.Context, out chan<- []leases.Lease, ls []leases
 	}
 }
 
+// maxExpiryWait bounds the expiry timer; later expirations (a far-future
+// mtime, what is not a regular file) are left to the periodic re-list.
+const maxExpiryWait = 7 * 24 * time.Hour
+
 // armExpiry sets t to fire just after the earliest expiration in ls.
 func armExpiry(t *time.Timer, ls []leases.Lease) {
 	t.Stop()
 	var next time.Time
+	horizon := time.Now().Add(maxExpiryWait)
 	for _, l := range ls {
-		if next.IsZero() || l.Expiration.Before(next) {
+		if !l.Expiration.IsZero() && l.Expiration.Before(horizon) && (next.IsZero() || l.Expiration.Before(next)) {
 			next = l.Expiration
 		}
 	}
@@ -172,6 +177,7 @@ func armExpiry(t *time.Timer, ls []leases.Lease) {
 // expirations (a renewal is not a change).
 func sameSet(a, b []leases.Lease) bool {
 	return slices.EqualFunc(a, b, func(x, y leases.Lease) bool {
-		return x.Subnet == y.Subnet && x.IPv6Subnet == y.IPv6Subnet && x.Attrs == y.Attrs
+		return x.Key == y.Key && x.Subnet == y.Subnet && x.IPv6Subnet == y.IPv6Subnet && x.Attrs == y.Attrs &&
+			x.Invalid == y.Invalid && x.Problem == y.Problem
 	})
 }

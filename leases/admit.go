@@ -1,0 +1,306 @@
+package leases
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxBackendData bounds an admitted lease's BackendData: a VTEP MAC is 17
+// bytes and a wireguard key 44; 4 KiB leaves room for a custom backend's
+// few fields while keeping a hook's stdin small.
+const MaxBackendData = 4 << 10
+
+// Reason names why a remote lease was refused. The values are stable
+// snake_case words, fit for logs, status files and metric labels.
+type Reason string
+
+// The reasons Admit refuses a lease for, in the order it checks them.
+const (
+	ReasonBadKey         Reason = "bad_key"          // the store key is not a canonical subnet key
+	ReasonBadValue       Reason = "bad_value"        // the value is not a lease (JSON, size, addresses)
+	ReasonBackendType    Reason = "backend_type"     // BackendType is not "extension"
+	ReasonOutsideNetwork Reason = "outside_network"  // the IPv4 subnet is not a SubnetLen subnet of Network
+	ReasonIPv6Subnet     Reason = "bad_ipv6_subnet"  // IPv6 part missing, unexpected, or not an IPv6SubnetLen subnet of IPv6Network
+	ReasonPublicIP       Reason = "bad_public_ip"    // PublicIP is not a unicast IPv4 address
+	ReasonPublicIPv6     Reason = "bad_public_ipv6"  // PublicIPv6 is not a global or unique-local IPv6 address
+	ReasonOwnPublicIP    Reason = "own_public_ip"    // the lease carries this node's PublicIP (a stale lease of ours)
+	ReasonBackendData    Reason = "bad_backend_data" // not UTF-8, several lines, control characters or too long
+	ReasonDataShape      Reason = "backend_data_shape"
+	ReasonOverlapsOwn    Reason = "overlaps_own_subnet"
+	ReasonOverlaps       Reason = "overlaps_lease" // another admitted lease holds (part of) the subnet
+)
+
+// Reasons lists every Reason, in Admit's order.
+var Reasons = []Reason{
+	ReasonBadKey, ReasonBadValue, ReasonBackendType, ReasonOutsideNetwork, ReasonIPv6Subnet,
+	ReasonPublicIP, ReasonPublicIPv6, ReasonOwnPublicIP, ReasonBackendData, ReasonDataShape,
+	ReasonOverlapsOwn, ReasonOverlaps,
+}
+
+// Refusal is one lease Admit refused, with why.
+type Refusal struct {
+	Lease  Lease
+	Reason Reason
+	Detail string // a human sentence, safe to log (lease data quoted)
+}
+
+// Key returns the store key of the refused lease, quoted and shortened so
+// that it is safe to print.
+func (r Refusal) Key() string { return DisplayKey(r.Lease) }
+
+func (r Refusal) String() string { return r.Key() + ": " + string(r.Reason) + ": " + r.Detail }
+
+// DisplayKey returns l's store key (or its subnet key when the store gave
+// none) in a form safe for logs and terminals: printable keys as they are,
+// others Go-quoted; at most 80 bytes of it.
+func DisplayKey(l Lease) string {
+	k := l.Key
+	if k == "" && l.Subnet.IsValid() {
+		k = SubnetKey(l.Subnet, l.IPv6Subnet)
+	}
+	return quoteData(k, 80)
+}
+
+// quoteData returns s unchanged when it is short printable UTF-8 without
+// quotes or spaces, else Go-quoted; anything past max bytes is cut and
+// marked.
+func quoteData(s string, max int) string {
+	cut := ""
+	if len(s) > max {
+		s, cut = strings.ToValidUTF8(s[:max], ""), fmt.Sprintf("…(%d bytes)", len(s))
+	}
+	plain := utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return !unicode.IsPrint(r) || r == ' ' || r == '"' || r == '\\'
+	})
+	if !plain || s == "" {
+		s = strconv.Quote(s)
+	}
+	return s + cut
+}
+
+// Policy is what a node admits remote leases against. Every store's
+// leases go through it before any hook sees them.
+type Policy struct {
+	// Range gives Network and SubnetLen (and the IPv6 pair for dual
+	// stack); SubnetMin and SubnetMax are not checked, since other nodes
+	// may allocate with other bounds.
+	Range Range
+	// Own is this node's lease: its subnets may not be taken by another
+	// lease. Zero while unknown.
+	Own Lease
+	// PublicIP and PublicIPv6 are this node's addresses; a remote lease
+	// carrying one of them is a stale lease of this node.
+	PublicIP, PublicIPv6 netip.Addr
+	// Shape, when set, is the form BackendData must have.
+	Shape *Shape
+}
+
+// Admission is the outcome of Admit over one snapshot.
+type Admission struct {
+	Admitted []Lease   // sorted by subnet
+	Refused  []Refusal // sorted by key
+}
+
+// Admit splits a store snapshot into the remote leases a hook may see and
+// the ones refused, with reasons; the own lease (Own's key) is in neither.
+// A lease must pass every rule of [Policy.Check]; then, of leases that
+// overlap, one wins: a lease in incumbent (admitted before, by subnet)
+// keeps its place, otherwise the lowest key. Admit is deterministic for a
+// given snapshot and incumbent set.
+func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission {
+	var a Admission
+	ownKey := ""
+	if p.Own.Subnet.IsValid() {
+		ownKey = SubnetKey(p.Own.Subnet, p.Own.IPv6Subnet)
+	}
+	var ok []Lease
+	for _, l := range snap {
+		if ownKey != "" && l.Invalid == "" && keyOf(l) == ownKey {
+			continue // our own lease
+		}
+		if reason, detail := p.Check(l); reason != "" {
+			a.Refused = append(a.Refused, Refusal{Lease: l, Reason: reason, Detail: detail})
+			continue
+		}
+		ok = append(ok, l)
+	}
+	// Overlaps: incumbents first, then by key, so the winner is stable.
+	slices.SortFunc(ok, func(x, y Lease) int {
+		_, xi := incumbent[x.Subnet]
+		_, yi := incumbent[y.Subnet]
+		xi = xi && sameSubnets(incumbent[x.Subnet], x)
+		yi = yi && sameSubnets(incumbent[y.Subnet], y)
+		switch {
+		case xi && !yi:
+			return -1
+		case yi && !xi:
+			return 1
+		}
+		return cmp.Compare(keyOf(x), keyOf(y))
+	})
+	for _, l := range ok {
+		if w, hit := overlapping(a.Admitted, l); hit {
+			a.Refused = append(a.Refused, Refusal{Lease: l, Reason: ReasonOverlaps,
+				Detail: "overlaps the admitted lease " + DisplayKey(w)})
+			continue
+		}
+		a.Admitted = append(a.Admitted, l)
+	}
+	slices.SortFunc(a.Admitted, func(x, y Lease) int {
+		return cmp.Or(x.Subnet.Addr().Compare(y.Subnet.Addr()), x.IPv6Subnet.Addr().Compare(y.IPv6Subnet.Addr()))
+	})
+	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(keyOf(x.Lease), keyOf(y.Lease)) })
+	return a
+}
+
+func keyOf(l Lease) string {
+	if l.Key != "" {
+		return l.Key
+	}
+	return SubnetKey(l.Subnet, l.IPv6Subnet)
+}
+
+func sameSubnets(a, b Lease) bool { return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet }
+
+// overlapping returns the first lease of ls whose IPv4 or IPv6 subnet
+// overlaps l's.
+func overlapping(ls []Lease, l Lease) (Lease, bool) {
+	for _, x := range ls {
+		if x.Subnet.Overlaps(l.Subnet) ||
+			x.IPv6Subnet.IsValid() && l.IPv6Subnet.IsValid() && x.IPv6Subnet.Overlaps(l.IPv6Subnet) {
+			return x, true
+		}
+	}
+	return Lease{}, false
+}
+
+// Check applies the rules that concern one lease alone, in the order of
+// [Reasons], and returns the first one it breaks ("" when none) with a
+// sentence saying how. Overlaps between remote leases are Admit's.
+func (p Policy) Check(l Lease) (Reason, string) {
+	if l.Invalid != "" {
+		return l.Invalid, l.Problem
+	}
+	if l.Key != "" && l.Key != SubnetKey(l.Subnet, l.IPv6Subnet) {
+		return ReasonBadKey, "key is not canonical, want " + SubnetKey(l.Subnet, l.IPv6Subnet)
+	}
+	if l.Attrs.BackendType != BackendType {
+		return ReasonBackendType, fmt.Sprintf("BackendType %s is not %q", quoteData(l.Attrs.BackendType, 40), BackendType)
+	}
+	if r := p.Range; r.Network.IsValid() {
+		if !inside(l.Subnet, r.Network, r.SubnetLen) {
+			return ReasonOutsideNetwork, fmt.Sprintf("%s is not a /%d subnet of %s", l.Subnet, r.SubnetLen, r.Network)
+		}
+		switch {
+		case r.DualStack() && !l.IPv6Subnet.IsValid():
+			return ReasonIPv6Subnet, "dual stack is on and the lease has no IPv6 subnet"
+		case r.DualStack() && !inside(l.IPv6Subnet, r.IPv6Network, r.IPv6SubnetLen):
+			return ReasonIPv6Subnet, fmt.Sprintf("%s is not a /%d subnet of %s", l.IPv6Subnet, r.IPv6SubnetLen, r.IPv6Network)
+		case !r.DualStack() && l.IPv6Subnet.IsValid():
+			return ReasonIPv6Subnet, fmt.Sprintf("IPv6 subnet %s while dual stack is off", l.IPv6Subnet)
+		}
+	}
+	if err := CheckPublicIP(l.Attrs.PublicIP); err != nil {
+		return ReasonPublicIP, err.Error()
+	}
+	if l.Attrs.PublicIPv6.IsValid() || l.Attrs.PublicIPv6.Zone() != "" {
+		if err := CheckPublicIPv6(l.Attrs.PublicIPv6); err != nil {
+			return ReasonPublicIPv6, err.Error()
+		}
+	}
+	if p.PublicIP.IsValid() && l.Attrs.PublicIP == p.PublicIP.Unmap() ||
+		p.PublicIPv6.IsValid() && l.Attrs.PublicIPv6 == p.PublicIPv6 {
+		return ReasonOwnPublicIP, "carries this node's public IP: a stale lease of this node"
+	}
+	if err := CheckBackendData(l.Attrs.BackendData); err != nil {
+		return ReasonBackendData, err.Error()
+	}
+	if p.Shape != nil {
+		if err := p.Shape.Check(l.Attrs.BackendData); err != nil {
+			return ReasonDataShape, err.Error()
+		}
+	}
+	if o := p.Own; o.Subnet.IsValid() {
+		if o.Subnet.Overlaps(l.Subnet) || o.IPv6Subnet.IsValid() && l.IPv6Subnet.IsValid() && o.IPv6Subnet.Overlaps(l.IPv6Subnet) {
+			return ReasonOverlapsOwn, "overlaps this node's subnet " + SubnetKey(o.Subnet, o.IPv6Subnet)
+		}
+	}
+	return "", ""
+}
+
+// inside reports whether p is a masked subnet of exactly bits inside
+// network, of network's family.
+func inside(p, network netip.Prefix, bits int) bool {
+	return p.IsValid() && p.Masked() == p && p.Bits() == bits &&
+		p.Addr().Is4() == network.Addr().Is4() && !p.Addr().Is4In6() && network.Contains(p.Addr())
+}
+
+// CheckPublicIP reports why ip may not be another node's PublicIP: it
+// must be a plain unicast IPv4 address, not unspecified (0.0.0.0/8),
+// loopback, link-local, multicast, the reserved 240.0.0.0/4 or broadcast.
+func CheckPublicIP(ip netip.Addr) error {
+	switch {
+	case !ip.IsValid():
+		return fmt.Errorf("PublicIP is missing")
+	case !ip.Is4():
+		return fmt.Errorf("PublicIP %s is not IPv4", quoteData(ip.String(), 60))
+	}
+	b := ip.As4()
+	switch {
+	case b[0] == 0:
+		return fmt.Errorf("PublicIP %s is unspecified (0.0.0.0/8)", ip)
+	case ip.IsLoopback():
+		return fmt.Errorf("PublicIP %s is loopback", ip)
+	case ip.IsLinkLocalUnicast():
+		return fmt.Errorf("PublicIP %s is link-local", ip)
+	case ip.IsMulticast():
+		return fmt.Errorf("PublicIP %s is multicast", ip)
+	case b[0] >= 240:
+		return fmt.Errorf("PublicIP %s is reserved or broadcast (240.0.0.0/4)", ip)
+	}
+	return nil
+}
+
+// CheckPublicIPv6 reports why ip may not be another node's PublicIPv6: it
+// must be a global or unique-local unicast IPv6 address without a zone,
+// not IPv4-mapped.
+func CheckPublicIPv6(ip netip.Addr) error {
+	switch {
+	case !ip.IsValid():
+		return fmt.Errorf("PublicIPv6 is missing")
+	case ip.Zone() != "":
+		return fmt.Errorf("PublicIPv6 %s has a zone", quoteData(ip.String(), 60))
+	case !ip.Is6() || ip.Is4In6():
+		return fmt.Errorf("PublicIPv6 %s is not IPv6", ip)
+	case !ip.IsGlobalUnicast():
+		return fmt.Errorf("PublicIPv6 %s is not a global or unique-local unicast address", ip)
+	}
+	return nil
+}
+
+// CheckBackendData reports why s may not reach a hook's stdin: it must be
+// valid UTF-8, one line, without control characters (C0, DEL, C1, the
+// Unicode line and paragraph separators), at most MaxBackendData bytes.
+func CheckBackendData(s string) error {
+	switch {
+	case len(s) > MaxBackendData:
+		return fmt.Errorf("BackendData of %d bytes is longer than %d", len(s), MaxBackendData)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("BackendData is not valid UTF-8")
+	}
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			if r == '\n' || r == '\r' {
+				return fmt.Errorf("BackendData has more than one line (a line break at byte %d)", i)
+			}
+			return fmt.Errorf("BackendData has the control character %U at byte %d", r, i)
+		}
+	}
+	return nil
+}
