@@ -67,6 +67,15 @@ func DisplayKey(l Lease) string {
 	return quoteData(k, 80)
 }
 
+// DisplayData returns BackendData shortened to at most 80 bytes for a
+// table or a log line (longer data is cut and its length given).
+func DisplayData(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:80], "") + fmt.Sprintf("…(%d bytes)", len(s))
+}
+
 // quoteData returns s unchanged when it is short printable UTF-8 without
 // quotes or spaces, else Go-quoted; anything past max bytes is cut and
 // marked.
@@ -111,7 +120,7 @@ type Admission struct {
 // the ones refused, with reasons; the own lease (Own's key) is in neither.
 // A lease must pass every rule of [Policy.Check]; then, of leases that
 // overlap, one wins: a lease in incumbent (admitted before, by subnet)
-// keeps its place, otherwise the lowest key. Admit is deterministic for a
+// keeps its place, otherwise the narrowest subnet, then the lowest key. Admit is deterministic for a
 // given snapshot and incumbent set.
 func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission {
 	var a Admission
@@ -142,7 +151,8 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 		case yi && !xi:
 			return 1
 		}
-		return cmp.Compare(keyOf(x), keyOf(y))
+		// Without a Range, a wide lease must not win over the ones it covers.
+		return cmp.Or(cmp.Compare(y.Subnet.Bits(), x.Subnet.Bits()), cmp.Compare(keyOf(x), keyOf(y)))
 	})
 	for _, l := range ok {
 		if w, hit := overlapping(a.Admitted, l); hit {

@@ -46,3 +46,16 @@ func Get(name string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("%w %q: the presets are %s", ErrUnknown, name, strings.Join(Names(), ", "))
 }
+
+// dataShapes names the form of each preset's BackendData (see
+// leases.Shapes): what its PreStartupCommand prints and its hooks read.
+var dataShapes = map[string]string{
+	"vxlan":     "mac",           // cat /sys/class/net/flannel-vxlan/address
+	"wireguard": "wireguard-key", // wg pubkey
+	"host-gw":   "empty",         // no PreStartupCommand
+}
+
+// DataShape returns the name of the shape the BackendData of preset name
+// has ("mac", "wireguard-key" or "empty"), or "" for an unknown name.
+// flexhook refuses remote leases whose BackendData does not have it.
+func DataShape(name string) string { return dataShapes[name] }

@@ -147,3 +147,14 @@ func TestGetReturnsCopy(t *testing.T) {
 		t.Error("Get shares its buffer: a caller's write changed the preset")
 	}
 }
+
+func TestEveryPresetDeclaresADataShape(t *testing.T) {
+	for _, name := range Names() {
+		if DataShape(name) == "" {
+			t.Errorf("preset %s declares no BackendData shape", name)
+		}
+	}
+	if DataShape("nope") != "" {
+		t.Error("an unknown preset has a shape")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/file"
+	"github.com/flexhook/flexhook/runner"
 )
 
 // seedStore acquires one lease per public IP in a real file store.
@@ -123,7 +125,7 @@ func TestPrintLeasesSanitizesBackendData(t *testing.T) {
 		Subnet:     netip.MustParsePrefix("10.50.2.0/24"),
 		Attrs:      leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), BackendData: "a\nb\x1b[31m"},
 		Expiration: now.Add(90 * time.Minute),
-	}}, now))
+	}}, nil, now))
 	assert.Equal(t, 2, strings.Count(b.String(), "\n"))
 	assert.Contains(t, b.String(), "a?b?[31m")
 	assert.Contains(t, b.String(), "1h30m")
@@ -135,4 +137,64 @@ func TestLeasesMissingStoreDir(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no such directory")
 	assert.NoDirExists(t, dir, "listing must not create a store")
+}
+
+// writeLeaseFile writes a lease file under any name, live for an hour, as
+// a hostile node sharing the store could.
+func writeLeaseFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	p := filepath.Join(dir, "subnets", name)
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o700))
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	exp := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(p, exp, exp))
+}
+
+func TestLeasesListMarksRefused(t *testing.T) {
+	dir := t.TempDir()
+	subnets := seedStore(t, dir, map[string]string{"192.0.2.2": "b2:d1:fc:40:8d:2f"})
+	writeLeaseFile(t, dir, "0.0.0.0-0", `{"PublicIP":"192.0.2.66","PublicIPv6":null,"BackendType":"extension","BackendData":"b2:d1:fc:40:8d:66"}`)
+	writeLeaseFile(t, dir, "10.50.3.0-024", `{"PublicIP":"192.0.2.66","PublicIPv6":null,"BackendType":"extension"}`)
+	writeLeaseFile(t, dir, "10.50.4.0-24", `{"PublicIP":"192.0.2.66","PublicIPv6":null,"BackendType":"extension","BackendData":"x allowed-ips 0.0.0.0/0"}`)
+	writeLeaseFile(t, dir, "bad\x1bkey", `x`)
+
+	rows := func(args ...string) map[string]string {
+		code, out, errOut := cli(t, append([]string{"leases", "list", "--store", dir}, args...)...)
+		require.Equal(t, 0, code, errOut)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		require.Regexp(t, `REFUSED$`, lines[0])
+		got := map[string]string{}
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			got[f[0]] = f[len(f)-1]
+		}
+		return got
+	}
+	// Without a config: the rules that need none.
+	assert.Equal(t, map[string]string{
+		subnets["192.0.2.2"]: "-", "0.0.0.0/0": "overlaps_lease", "10.50.3.0-024": "bad_key",
+		"10.50.4.0/24": "-", `"bad\x1bkey"`: "bad_key",
+	}, rows())
+	// With the vxlan preset: Network, SubnetLen and the MAC shape.
+	assert.Equal(t, map[string]string{
+		subnets["192.0.2.2"]: "-", "0.0.0.0/0": "outside_network", "10.50.3.0-024": "bad_key",
+		"10.50.4.0/24": "backend_data_shape", `"bad\x1bkey"`: "bad_key",
+	}, rows("--preset", "vxlan"))
+}
+
+func TestStatusListsRefused(t *testing.T) {
+	var b strings.Builder
+	now := time.Now()
+	st := runner.Status{
+		Subnet: netip.MustParsePrefix("10.50.1.0/24"), UpdatedAt: now,
+		Refused: []runner.Refused{
+			{Key: "0.0.0.0-0", Reason: "outside_network", Detail: "0.0.0.0/0 is not a /24 subnet of 10.50.0.0/16"},
+			{Key: `"\x1b[2J"`, Reason: "bad_key", Detail: "missing '-'\x1b[31m"},
+		},
+		RefusedNow: map[string]int{"outside_network": 1, "bad_key": 1},
+	}
+	require.NoError(t, writeStatus(&b, st, now))
+	assert.Contains(t, b.String(), "refused    2: bad_key=1 outside_network=1\n")
+	assert.Contains(t, b.String(), "  0.0.0.0-0 outside_network: 0.0.0.0/0 is not a /24 subnet of 10.50.0.0/16\n")
+	assert.NotContains(t, b.String(), "\x1b", "no control character reaches the terminal")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner"
 )
 
 const leasesSynopsis = "flexhook leases [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]"
@@ -69,7 +71,11 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("list leases: %w", err)
 		}
-		return printLeases(stdout, ls, time.Now())
+		p, err := listPolicy(ctx, f, store)
+		if err != nil {
+			return err
+		}
+		return printLeases(stdout, ls, p.Admit(ls, nil).Refused, time.Now())
 	}
 	if err := store.Remove(ctx, subnet); err != nil {
 		if errors.Is(err, leases.ErrNotFound) {
@@ -81,22 +87,61 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// listPolicy is the admission policy `leases list` marks leases with: the
+// network config of --config/--preset or else the store's own, when there
+// is one (Network, SubnetLen, the preset's BackendData shape); without a
+// config only the rules that need none. There is no own lease.
+func listPolicy(ctx context.Context, f leasesFlags, store leases.Store) (leases.Policy, error) {
+	cfg, _, err := loadSource(f.SourceFlags)
+	if err != nil {
+		return leases.Policy{}, err
+	}
+	if cfg == nil {
+		if cfg, _, err = storeConfig(ctx, store, f.StoreFlags); err != nil {
+			cfg = nil // no config in the store (or not readable): check without one
+		}
+	}
+	var p leases.Policy
+	if cfg != nil {
+		p.Range = runner.RangeOf(cfg)
+	}
+	if p.Shape, _, err = dataShape(f.BackendDataPattern, f.Preset, cfg); err != nil {
+		return leases.Policy{}, err
+	}
+	return p, nil
+}
+
 // printLeases writes the lease table sorted by subnet. The IPv6 columns
-// appear only when some lease has them.
-func printLeases(w io.Writer, ls []leases.Lease, now time.Time) error {
-	slices.SortFunc(ls, func(a, b leases.Lease) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+// appear only when some lease has them, and a REFUSED column, naming
+// why lease admission refuses a lease, only when some lease is refused;
+// a lease whose key is not a subnet shows its key, quoted if need be.
+func printLeases(w io.Writer, ls []leases.Lease, refused []leases.Refusal, now time.Time) error {
+	slices.SortFunc(ls, func(a, b leases.Lease) int {
+		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Key, b.Key))
+	})
 	v6 := slices.ContainsFunc(ls, func(l leases.Lease) bool {
 		return l.IPv6Subnet.IsValid() || l.Attrs.PublicIPv6.IsValid()
 	})
+	why := map[string]leases.Reason{}
+	for _, r := range refused {
+		why[r.Lease.Key+"\x00"+r.Lease.Subnet.String()] = r.Reason
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	cols := []string{"SUBNET", "PUBLIC IP"}
 	if v6 {
 		cols = append(cols, "IPV6 SUBNET", "PUBLIC IPV6")
 	}
 	cols = append(cols, "BACKEND DATA", "TTL")
+	if len(why) > 0 {
+		cols = append(cols, "REFUSED")
+	}
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	for _, l := range ls {
-		row := []string{l.Subnet.String(), orDash(l.Attrs.PublicIP)}
+		subnet := l.Subnet.String()
+		if !l.Subnet.IsValid() || l.Invalid == leases.ReasonBadKey {
+			subnet = sanitize(leases.DisplayKey(l))
+		}
+		row := []string{subnet, orDash(l.Attrs.PublicIP)}
 		if v6 {
 			row = append(row, orDash(l.IPv6Subnet), orDash(l.Attrs.PublicIPv6))
 		}
@@ -104,7 +149,10 @@ func printLeases(w io.Writer, ls []leases.Lease, now time.Time) error {
 		if data == "" {
 			data = "-"
 		}
-		row = append(row, sanitize(data), ttl(l.Expiration, now))
+		row = append(row, sanitize(leases.DisplayData(data)), ttl(l.Expiration, now))
+		if len(why) > 0 {
+			row = append(row, cmp.Or(string(why[l.Key+"\x00"+l.Subnet.String()]), "-"))
+		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()

@@ -71,6 +71,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, w := range hooks.Lint(cfg) {
 		log.Warn("config", "config", cfgName, "warning", w.String())
 	}
+	shape, shapeFrom, err := dataShape(f.BackendDataPattern, f.Preset, cfg)
+	if err != nil {
+		return err
+	}
 
 	stateDir := f.StateDir
 	if f.DryRun {
@@ -118,6 +122,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if node.mtu > 0 {
 		rOpts = append(rOpts, runner.MTU(node.mtu))
+	}
+	if shape != nil {
+		rOpts = append(rOpts, runner.DataShape(shape))
+		log.Info("remote BackendData must be "+shape.Name, "from", shapeFrom)
 	}
 	eng, err := runner.New(cfg, store, exec, rOpts...)
 	if err != nil {

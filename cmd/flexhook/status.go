@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +52,7 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
 	fmt.Fprintf(w, "public ip  %s\n", st.PublicIP)
 	fmt.Fprintf(w, "updated    %s (%s ago)\n", st.UpdatedAt.Format(time.RFC3339), now.Sub(st.UpdatedAt).Round(time.Second))
 	fmt.Fprintf(w, "applied    %d: %s\n", len(applied), strings.Join(applied, " "))
+	writeRefused(w, st)
 	if len(st.Failing) == 0 {
 		fmt.Fprintln(w, "failing    0")
 		return nil
@@ -61,4 +64,31 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
 			max(fl.NextRetry.Sub(now), 0).Round(time.Second), fl.Error)
 	}
 	return errFailing
+}
+
+// writeRefused prints the leases lease admission refuses, counted by
+// reason, then one line each: key, reason and why. Keys and details are
+// other nodes' data: quoted where not printable, control characters
+// replaced.
+func writeRefused(w io.Writer, st runner.Status) {
+	total := 0
+	for _, n := range st.RefusedNow {
+		total += n
+	}
+	if total == 0 {
+		fmt.Fprintln(w, "refused    0")
+		return
+	}
+	reasons := slices.Sorted(maps.Keys(st.RefusedNow))
+	counts := make([]string, len(reasons))
+	for i, r := range reasons {
+		counts[i] = fmt.Sprintf("%s=%d", r, st.RefusedNow[r])
+	}
+	fmt.Fprintf(w, "refused    %d: %s\n", total, strings.Join(counts, " "))
+	for _, r := range st.Refused {
+		fmt.Fprintf(w, "  %s %s: %s\n", sanitize(r.Key), r.Reason, sanitize(r.Detail))
+	}
+	if len(st.Refused) < total {
+		fmt.Fprintf(w, "  ... and %d more\n", total-len(st.Refused))
+	}
 }
