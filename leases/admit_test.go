@@ -62,7 +62,7 @@ func TestPolicyCheck(t *testing.T) {
 		{"10.50.3.0-24", `{"PublicIP":"192.0.2.2"}`, leases.ReasonBackendType},
 		// subnets
 		{"0.0.0.0-0", val("192.0.2.2", ""), leases.ReasonOutsideNetwork}, // the default-route hijack
-		{"10.50.3.0-23", val("192.0.2.2", ""), leases.ReasonBadKey},       // host bits
+		{"10.50.3.0-23", val("192.0.2.2", ""), leases.ReasonBadKey},      // host bits
 		{"10.50.0.0-16", val("192.0.2.2", ""), leases.ReasonOutsideNetwork},
 		{"10.51.3.0-24", val("192.0.2.2", ""), leases.ReasonOutsideNetwork},
 		{"10.50.3.0-25", val("192.0.2.2", ""), leases.ReasonOutsideNetwork},
