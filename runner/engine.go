@@ -184,6 +184,12 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) preStartup(ctx context.Context) (string, error) {
 	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.publicIP, PublicIPv6: e.o.publicIPv6}}
 	res, err := e.runHook(ctx, hooks.PreStartup, self, "")
+	if err != nil && e.o.readOnly && e.o.backendData != "" && ctx.Err() == nil {
+		// A simulated PreStartup may read state it did not create (see
+		// Simulate); the given data stands in for its output.
+		e.log.Warn("PreStartupCommand failed in the dry-run; going on with the given BackendData", "error", err)
+		return e.o.backendData, nil
+	}
 	if err != nil {
 		return "", err
 	}

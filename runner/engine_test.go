@@ -548,7 +548,7 @@ func TestSimulateOrder(t *testing.T) {
 	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Attrs: leases.Attrs{PublicIP: ownIP}}
 	a := leases.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), BackendData: "da"}}
 	b := leases.Lease{Subnet: netip.MustParsePrefix("10.50.3.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.3"), BackendData: "db"}}
-	require.NoError(t, runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a, b}))
+	require.NoError(t, runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a, b}, nil))
 	assert.Equal(t, []string{
 		"pre net=10.50.0.0/16 ip=192.0.2.1 ip6=[] subnet=[]",
 		"post 10.50.1.0/24 192.0.2.1 stdin=[]",
@@ -569,7 +569,7 @@ func TestSimulateReportsFailures(t *testing.T) {
 	require.NoError(t, err)
 	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Attrs: leases.Attrs{PublicIP: ownIP}}
 	a := leases.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24"), Attrs: leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2")}}
-	err = runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a})
+	err = runner.Simulate(t.Context(), cfg, sh, own, []leases.Lease{a}, nil)
 	assert.ErrorContains(t, err, "SubnetAddCommand (SUBNET=10.50.2.0/24)")
 }
 

@@ -46,7 +46,7 @@ func ExampleSimulate() {
 		Subnet: netip.MustParsePrefix("10.50.2.0/24"),
 		Attrs:  leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), BackendData: "b2:d1:fc:40:8d:2f"},
 	}
-	if err := runner.Simulate(context.Background(), cfg, sh, own, []leases.Lease{peer}); err != nil {
+	if err := runner.Simulate(context.Background(), cfg, sh, own, []leases.Lease{peer}, nil); err != nil {
 		fmt.Println(err)
 	}
 	// Output:

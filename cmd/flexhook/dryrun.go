@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/flexhook/flexhook/leases"
@@ -43,6 +44,20 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		peers = append(peers, l)
 	}
 	log := newLogger(stderr, f.LogLevel)
+	// The peers go through lease admission as the daemon's would: a
+	// refused one is named and left out.
+	shape, _, err := dataShape(f.BackendDataPattern, f.Preset, cfg)
+	if err != nil {
+		return err
+	}
+	pol := leases.Policy{Range: runner.RangeOf(cfg), Own: own, PublicIP: own.Attrs.PublicIP, Shape: shape}
+	adm := pol.Admit(peers, nil)
+	for _, r := range adm.Refused {
+		fmt.Fprintf(stderr, "dry-run: --peer %s refused (%s): %s\n", r.Key(), r.Reason, r.Detail)
+	}
+	peers = slices.DeleteFunc(peers, func(p leases.Lease) bool {
+		return !slices.ContainsFunc(adm.Admitted, func(a leases.Lease) bool { return a.Subnet == p.Subnet })
+	})
 	exec, err := shell.New(
 		shell.Dir("."),
 		shell.DryRun(true),
@@ -52,7 +67,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	return runner.Simulate(ctx, cfg, exec, own, peers)
+	return runner.Simulate(ctx, cfg, exec, own, peers, log)
 }
 
 // parsePeer parses SUBNET,PUBLIC_IP[,DATA]; DATA is everything after the

@@ -82,10 +82,11 @@ type checkFlags struct {
 type dryRunFlags struct {
 	CommonFlags
 	SourceFlags
-	Subnet      string   `flag:"subnet" envconfig:"SUBNET" arg:"CIDR" usage:"this node's subnet (required)"`
-	PublicIP    string   `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"this node's public IPv4 address (required)"`
-	BackendData string   `flag:"backend-data" envconfig:"BACKEND_DATA" arg:"DATA" usage:"simulated PreStartupCommand output (this node's BackendData)"`
-	Peer        peerList `flag:"peer" envconfig:"PEER" arg:"SUBNET,PUBLIC_IP[,DATA]" usage:"a remote lease; repeat for more (env: space-separated)"`
+	Subnet             string   `flag:"subnet" envconfig:"SUBNET" arg:"CIDR" usage:"this node's subnet (required)"`
+	PublicIP           string   `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"this node's public IPv4 address (required)"`
+	BackendData        string   `flag:"backend-data" envconfig:"BACKEND_DATA" arg:"DATA" usage:"simulated PreStartupCommand output (this node's BackendData)"`
+	Peer               peerList `flag:"peer" envconfig:"PEER" arg:"SUBNET,PUBLIC_IP[,DATA]" usage:"a remote lease; repeat for more (env: space-separated)"`
+	BackendDataPattern string   `flag:"backend-data-pattern" envconfig:"BACKEND_DATA_PATTERN" arg:"REGEX" usage:"as for run: peers whose DATA does not match are refused"`
 }
 
 type leasesFlags struct {

@@ -170,15 +170,18 @@ func TestDryRunVxlan(t *testing.T) {
 	golden(t, "dry-run-vxlan", out)
 }
 
+// peerKey is a WireGuard public key (base64 of 32 bytes).
+const peerKey = "sJvuQr8rHkTGPM1ZZhtJhDcqRQTBuCAXcdmTTkz/6Ug="
+
 func TestDryRunWireguardWritesNoFile(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	code, out, errOut := cli(t, "dry-run", "--preset", "wireguard", "--subnet", "10.50.1.0/24",
 		"--public-ip", "192.0.2.1", "--backend-data", "cHVibGljLWtleS0x",
-		"--peer", "10.50.2.0/24,192.0.2.2,cHVibGljLWtleS0y")
+		"--peer", "10.50.2.0/24,192.0.2.2,"+peerKey)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, "+ wg set flannel-wg peer cHVibGljLWtleS0y endpoint 192.0.2.2:51820 allowed-ips 10.50.2.0/24")
-	assert.Contains(t, out, "+ wg set flannel-wg peer cHVibGljLWtleS0y remove")
+	assert.Contains(t, out, "+ wg set flannel-wg peer "+peerKey+" endpoint 192.0.2.2:51820 allowed-ips 10.50.2.0/24")
+	assert.Contains(t, out, "+ wg set flannel-wg peer "+peerKey+" remove")
 	assertDirEmpty(t, dir)
 	assert.NoFileExists(t, filepath.Join(dir, "privatekey"))
 }
@@ -447,4 +450,41 @@ func TestRunDefaults(t *testing.T) {
 	assert.Equal(t, "auto", f.WireguardUserspace)
 	assert.Equal(t, slog.LevelInfo, slog.Level(f.LogLevel))
 	assert.Empty(t, f.EtcdEndpoints, "the file store is the default")
+}
+
+// dry-run's peers go through lease admission as the daemon's do.
+func TestDryRunRefusesPeersAsTheDaemonWould(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, out, errOut := cli(t, "dry-run", "--preset", "wireguard", "--subnet", "10.50.1.0/24",
+		"--public-ip", "192.0.2.1", "--backend-data", peerKey,
+		"--peer", "10.50.2.0/24,192.0.2.2,"+peerKey+" allowed-ips 0.0.0.0/0",
+		"--peer", "0.0.0.0/0,192.0.2.3,"+peerKey,
+		"--peer", "10.50.4.0/24,127.0.0.1,"+peerKey,
+		"--peer", "10.50.5.0/24,192.0.2.5,"+peerKey)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "--peer 10.50.2.0-24 refused (backend_data_shape)")
+	assert.Contains(t, errOut, "--peer 0.0.0.0-0 refused (outside_network)")
+	assert.Contains(t, errOut, "--peer 10.50.4.0-24 refused (bad_public_ip)")
+	assert.Contains(t, out, "+ wg set flannel-wg peer "+peerKey+" endpoint 192.0.2.5:51820 allowed-ips 10.50.5.0/24")
+	assert.NotContains(t, out, "0.0.0.0/0")
+	assert.NotContains(t, out, "127.0.0.1")
+}
+
+// A PreStartupCommand that reads system state the simulation lacks does
+// not stop dry-run when --backend-data stands in for its output.
+func TestDryRunPreStartupReadsAbsentState(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"Network":"10.50.0.0/16","Backend":{"Type":"extension",
+		"PreStartupCommand":"ip link add fh-dry0 type vxlan id 1 dstport 8472; read mac < /sys/class/net/fh-dry0/address && echo $mac",
+		"SubnetAddCommand":"read VTEP; bridge fdb add \"$VTEP\" dev fh-dry0 dst \"$PUBLIC_IP\"",
+		"SubnetRemoveCommand":"read VTEP; bridge fdb del \"$VTEP\" dev fh-dry0"}}`), 0o600))
+	code, out, errOut := cli(t, "dry-run", "--config", cfg, "--subnet", "10.50.1.0/24", "--public-ip", "192.0.2.1",
+		"--backend-data", "82:87:fe:a4:a9:55", "--peer", "10.50.2.0/24,192.0.2.2,b2:d1:fc:40:8d:2f")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, errOut, "PreStartupCommand failed in the simulation")
+	assert.Contains(t, out, "+ bridge fdb add b2:d1:fc:40:8d:2f dev fh-dry0 dst 192.0.2.2")
+
+	code, _, errOut = cli(t, "dry-run", "--config", cfg, "--subnet", "10.50.1.0/24", "--public-ip", "192.0.2.1")
+	assert.Equal(t, 1, code, "without --backend-data the failure counts: %s", errOut)
 }
