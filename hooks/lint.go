@@ -79,8 +79,9 @@ var commonEnv = map[string]bool{
 // Lint returns warnings about a parsed config that are worth an
 // operator's attention but do not stop it from running: keys flannel and
 // flexhook ignore, hooks that read a stdin they are not given, variables
-// a hook is never given, lease data run as code, and a SubnetAddCommand
-// without a SubnetRemoveCommand.
+// a hook is never given, lease data run as code or expanded unquoted (a
+// peer's spaces become more arguments), builtins the interpreter does not
+// support, and a SubnetAddCommand without a SubnetRemoveCommand.
 func Lint(cfg *Config) []Warning {
 	ws := lintKeys(cfg)
 	for _, k := range Kinds {
@@ -192,6 +193,7 @@ func lintHook(k Kind, f *syntax.File) []Warning {
 		}
 		return true
 	})
+	lintLeaseData(k, f, warn)
 	return ws
 }
 

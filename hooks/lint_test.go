@@ -24,7 +24,28 @@ func TestLintHook(t *testing.T) {
 		src  string
 		want string // warnings joined by "\n"
 	}{
-		{SubnetAdd, `read VTEP; bridge fdb add $VTEP dev x dst $PUBLIC_IP`, ``},
+		{SubnetAdd, `read VTEP; bridge fdb add "$VTEP" dev x dst $PUBLIC_IP`, ``},
+		{SubnetAdd, `read VTEP; bridge fdb add $VTEP dev x dst $PUBLIC_IP`,
+			`SubnetAddCommand:1:27: warning: $VTEP holds lease data (read from stdin) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$VTEP"`},
+		{SubnetRemove, `read K; wg set wg0 peer ${K} remove`,
+			`SubnetRemoveCommand:1:25: warning: $K holds lease data (read from stdin) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$K"`},
+		{SubnetAdd, `read D; M=$(echo "$D" | cut -d, -f1); arp -s 10.0.0.1 $M`,
+			`SubnetAddCommand:1:55: warning: $M holds lease data (derived from $D) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$M"`},
+		{SubnetAdd, `read D; echo "$D" | read A B; ip link show $B`,
+			`SubnetAddCommand:1:44: warning: $B holds lease data (derived from $D) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$B"`},
+		{SubnetAdd, `read D; read A <<< "$D"; for W in $A; do echo "$W"; done; X=$W; ip link show $X`,
+			`SubnetAddCommand:1:78: warning: $X holds lease data (derived from $W) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$X"`},
+		{SubnetAdd, `D=$(cat); ip link show $D; E=$(cut -d, -f2); echo "$E"`,
+			`SubnetAddCommand:1:24: warning: $D holds lease data (read from stdin) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$D"`},
+		{SubnetAdd, `read D; ip link show $(echo "$D")`,
+			`SubnetAddCommand:1:22: warning: $D holds lease data (read from stdin) and is expanded unquoted: spaces or a leading '-' in a peer's data become more arguments; quote it: "$D"`},
+		{SubnetAdd, `read CMD; $CMD -x`,
+			`SubnetAddCommand:1:11: error: $CMD holds lease data (read from stdin) and is run as a command name: a peer chooses the program`},
+		{SubnetAdd, `read A < /etc/hostname; D=$(cat /etc/x); X=$SUBNET; ip route add $X via $PUBLIC_IP; echo $A $D`, ``},
+		{PostStartup, `D=$(cat); ip link show $D`, ``}, // no stdin, no lease data
+		{PostStartup, `umask 077; kill -HUP 1; /usr/bin/kill -0 1`,
+			"PostStartupCommand:1:1: error: umask is a builtin flexhook's shell interpreter does not support: the hook fails here when it runs (call a program by its path, such as /usr/bin/umask, if there is one)\n" +
+				"PostStartupCommand:1:12: error: kill is a builtin flexhook's shell interpreter does not support: the hook fails here when it runs (call a program by its path, such as /usr/bin/kill, if there is one)"},
 		{PreStartup, `read KEY; echo $KEY`,
 			`PreStartupCommand:1:1: warning: read gets nothing: PreStartupCommand is run with an empty stdin; only SubnetAddCommand and SubnetRemoveCommand read the peer's BackendData`},
 		{Shutdown, `mapfile LINES`,
@@ -39,7 +60,7 @@ func TestLintHook(t *testing.T) {
 			`ShutdownCommand:1:13: info: $IF_NAME is never assigned in this hook and is not part of its contract; it is empty unless the daemon's environment sets it`},
 		{Shutdown, `export IF_NAME=x; ip link del $IF_NAME; echo $HOME $PATH $1 $? $@ $#`, ``},
 		{PostStartup, `for i in a b; do echo $i; done; read -r -p prompt -a ARR < f; echo ${ARR[0]}; printf -v P %s x; echo $P`, ``},
-		{SubnetAdd, `read; echo $REPLY; local L=1; echo $L`, ``},
+		{SubnetAdd, `read; echo "$REPLY"; local L=1; echo $L`, ``},
 		{SubnetAdd, `read DATA; eval "$DATA"`,
 			`SubnetAddCommand:1:12: error: eval of $DATA runs data as code; pass values to commands as arguments instead`},
 		{SubnetRemove, `. /etc/hooks/$(cat)`,

@@ -49,6 +49,8 @@ const checkSynopsis = "flexhook check (--config FILE | --preset NAME)"
 
 // cmdCheck validates a config (JSON, fields, every hook's shell syntax)
 // without running anything: `ok: NAME` and lint warnings, or the error.
+// A lint error (lease data run as code, a builtin the interpreter lacks)
+// fails the check with exit 2 after the lint lines.
 func cmdCheck(_ context.Context, args []string, stdout, _ io.Writer) error {
 	var f checkFlags
 	if err := parseFlags("check", &f, checkSynopsis, args, stdout); err != nil {
@@ -58,9 +60,21 @@ func cmdCheck(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "ok: %s\n", name)
-	for _, w := range hooks.Lint(cfg) {
+	ws := hooks.Lint(cfg)
+	errs := 0
+	for _, w := range ws {
+		if w.Severity == hooks.SeverityError {
+			errs++
+		}
+	}
+	if errs == 0 {
+		fmt.Fprintf(stdout, "ok: %s\n", name)
+	}
+	for _, w := range ws {
 		fmt.Fprintf(stdout, "lint: %s\n", w.String())
+	}
+	if errs > 0 {
+		return configError(fmt.Errorf("%s: %d lint error(s): the hooks would fail or run lease data as code", name, errs))
 	}
 	return nil
 }

@@ -488,3 +488,14 @@ func TestDryRunPreStartupReadsAbsentState(t *testing.T) {
 	code, _, errOut = cli(t, "dry-run", "--config", cfg, "--subnet", "10.50.1.0/24", "--public-ip", "192.0.2.1")
 	assert.Equal(t, 1, code, "without --backend-data the failure counts: %s", errOut)
 }
+
+// Lint errors fail check (exit 2) after naming each place.
+func TestCheckLintErrors(t *testing.T) {
+	code, out, errOut := cli(t, "check", "--config", filepath.Join("testdata", "bad-builtin.json"))
+	assert.Equal(t, 2, code)
+	assert.NotContains(t, out, "ok:")
+	assert.Contains(t, out, "lint: PostStartupCommand:1:1: error: umask is a builtin")
+	assert.Contains(t, out, "lint: SubnetAddCommand:1:12: error: eval of $DATA runs data as code")
+	assert.Contains(t, errOut, "2 lint error(s)")
+	golden(t, "check-bad-builtin", out)
+}

@@ -69,6 +69,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErrorf("run: EnableIPv6 is set but no public IPv6 address is known: give --public-ipv6")
 	}
 	for _, w := range hooks.Lint(cfg) {
+		if w.Severity == hooks.SeverityError {
+			log.Error("config", "config", cfgName, "warning", w.String())
+			continue
+		}
 		log.Warn("config", "config", cfgName, "warning", w.String())
 	}
 	shape, shapeFrom, err := dataShape(f.BackendDataPattern, f.Preset, cfg)

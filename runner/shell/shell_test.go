@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"mvdan.cc/sh/v3/interp"
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/testutil"
@@ -313,4 +314,23 @@ func TestTimeoutStopsBuiltinLoop(t *testing.T) {
 	_, err := f.sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.SubnetAdd, `while :; do :; done`)})
 	require.ErrorIs(t, err, shell.ErrTimeout)
 	assert.ErrorContains(t, err, "SubnetAddCommand: hook timed out after 100ms")
+}
+
+// hooks.UnsupportedBuiltins is exactly the set of builtins the interpreter
+// names but refuses, so the lint neither misses one nor cries wolf.
+func TestUnsupportedBuiltinsMatchInterpreter(t *testing.T) {
+	var got []string
+	for _, name := range []string{"alias", "bg", "bind", "break", "builtin", "caller", "cd", "command", "compgen",
+		"complete", "compopt", "continue", "dirs", "disown", "echo", "enable", "eval", "exec", "exit", "false",
+		"fc", "fg", "getopts", "hash", "help", "history", "jobs", "kill", "local", "logout", "mapfile", "newgrp",
+		"popd", "printf", "pushd", "pwd", "read", "readarray", "return", "set", "shift", "shopt", "source",
+		"suspend", "test", "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset", "wait", "[", ":", "."} {
+		require.True(t, interp.IsBuiltin(name), name)
+		f := newFixture(t)
+		res, err := f.sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.PostStartup, name)})
+		if err != nil && strings.Contains(res.Stderr+f.log.String(), "unsupported builtin") {
+			got = append(got, name)
+		}
+	}
+	assert.ElementsMatch(t, hooks.UnsupportedBuiltins, got)
 }
