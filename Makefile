@@ -9,7 +9,11 @@ PRESET ?= vxlan
 NODES ?= 3
 INTEGRATION_TIMEOUT ?= 15m
 
-.PHONY: all build deps lint unit integration test demo bench clean
+FUZZTIME ?= 5s
+# The fuzz targets, as package:Target.
+FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./runner/shell:FuzzPureArgv
+
+.PHONY: all build deps lint unit fuzz integration test demo bench clean
 
 all: build
 
@@ -42,7 +46,16 @@ unit:
 integration: build
 	FLEXHOOK_BIN=$(CURDIR)/$(BIN) $(GO) test -tags integration -count=1 -timeout $(INTEGRATION_TIMEOUT) -v ./integration/...
 
-test: deps lint unit integration
+# fuzz runs each fuzz target for FUZZTIME (CI: a few seconds; locally,
+# e.g. make fuzz FUZZTIME=60s).
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+test: deps lint unit fuzz integration
 
 demo: deps build
 	$(GO) build -o bin/flexhook-lab ./cmd/flexhook-lab
