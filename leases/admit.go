@@ -128,45 +128,98 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 	if p.Own.Subnet.IsValid() {
 		ownKey = SubnetKey(p.Own.Subnet, p.Own.IPv6Subnet)
 	}
-	var ok []Lease
-	for _, l := range snap {
-		if ownKey != "" && l.Invalid == "" && keyOf(l) == ownKey {
+	ok := make([]int, 0, len(snap)) // indexes into snap of the leases that pass Check
+	for i := range snap {
+		l := &snap[i]
+		if ownKey != "" && l.Invalid == "" && keyOf(*l) == ownKey {
 			continue // our own lease
 		}
-		if reason, detail := p.Check(l); reason != "" {
-			a.Refused = append(a.Refused, Refusal{Lease: l, Reason: reason, Detail: detail})
+		if reason, detail := p.Check(*l); reason != "" {
+			a.Refused = append(a.Refused, Refusal{Lease: *l, Reason: reason, Detail: detail})
 			continue
 		}
-		ok = append(ok, l)
+		ok = append(ok, i)
 	}
-	// Overlaps: incumbents first, then by key, so the winner is stable.
-	slices.SortFunc(ok, func(x, y Lease) int {
-		_, xi := incumbent[x.Subnet]
-		_, yi := incumbent[y.Subnet]
-		xi = xi && sameSubnets(incumbent[x.Subnet], x)
-		yi = yi && sameSubnets(incumbent[y.Subnet], y)
+	exact := p.Range.Network.IsValid()
+	if exact && !collide(snap, ok) {
+		// The common case: no two leases share a subnet, nothing to decide.
+		a.Admitted = make([]Lease, len(ok))
+		for j, i := range ok {
+			a.Admitted[j] = snap[i]
+		}
+	} else {
+		a.Admitted = admitOverlapping(snap, ok, incumbent, exact, &a.Refused)
+	}
+	if !slices.IsSortedFunc(a.Admitted, compareSubnets) {
+		slices.SortFunc(a.Admitted, compareSubnets)
+	}
+	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(keyOf(x.Lease), keyOf(y.Lease)) })
+	return a
+}
+
+func compareSubnets(x, y Lease) int {
+	return cmp.Or(x.Subnet.Addr().Compare(y.Subnet.Addr()), cmp.Compare(x.Subnet.Bits(), y.Subnet.Bits()),
+		x.IPv6Subnet.Addr().Compare(y.IPv6Subnet.Addr()))
+}
+
+// collide reports whether two of the leases snap[ok[...]] have the same
+// IPv4 or IPv6 subnet.
+func collide(snap []Lease, ok []int) bool {
+	v4 := make(map[netip.Prefix]struct{}, len(ok))
+	var v6 map[netip.Prefix]struct{}
+	for _, i := range ok {
+		l := &snap[i]
+		if _, dup := v4[l.Subnet]; dup {
+			return true
+		}
+		v4[l.Subnet] = struct{}{}
+		if l.IPv6Subnet.IsValid() {
+			if v6 == nil {
+				v6 = map[netip.Prefix]struct{}{}
+			}
+			if _, dup := v6[l.IPv6Subnet]; dup {
+				return true
+			}
+			v6[l.IPv6Subnet] = struct{}{}
+		}
+	}
+	return false
+}
+
+// admitOverlapping picks, among leases that overlap, the winner: an
+// incumbent (admitted before) keeps its place, then the narrowest subnet
+// (without a Range a wide lease must not win over the ones it covers),
+// then the lowest key. The losers are refused.
+func admitOverlapping(snap []Lease, ok []int, incumbent map[netip.Prefix]Lease, exact bool, refused *[]Refusal) []Lease {
+	isInc := func(l *Lease) bool {
+		x, in := incumbent[l.Subnet]
+		return in && sameSubnets(x, *l)
+	}
+	order := slices.Clone(ok)
+	slices.SortFunc(order, func(i, j int) int {
+		x, y := &snap[i], &snap[j]
+		xi, yi := isInc(x), isInc(y)
 		switch {
 		case xi && !yi:
 			return -1
 		case yi && !xi:
 			return 1
 		}
-		// Without a Range, a wide lease must not win over the ones it covers.
-		return cmp.Or(cmp.Compare(y.Subnet.Bits(), x.Subnet.Bits()), cmp.Compare(keyOf(x), keyOf(y)))
+		return cmp.Or(cmp.Compare(y.Subnet.Bits(), x.Subnet.Bits()), cmp.Compare(keyOf(*x), keyOf(*y)))
 	})
-	for _, l := range ok {
-		if w, hit := overlapping(a.Admitted, l); hit {
-			a.Refused = append(a.Refused, Refusal{Lease: l, Reason: ReasonOverlaps,
+	held := newHolders(exact)
+	out := make([]Lease, 0, len(order))
+	for _, i := range order {
+		l := snap[i]
+		if w, hit := held.overlapping(l); hit {
+			*refused = append(*refused, Refusal{Lease: l, Reason: ReasonOverlaps,
 				Detail: "overlaps the admitted lease " + DisplayKey(w)})
 			continue
 		}
-		a.Admitted = append(a.Admitted, l)
+		held.add(l)
+		out = append(out, l)
 	}
-	slices.SortFunc(a.Admitted, func(x, y Lease) int {
-		return cmp.Or(x.Subnet.Addr().Compare(y.Subnet.Addr()), x.IPv6Subnet.Addr().Compare(y.IPv6Subnet.Addr()))
-	})
-	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(keyOf(x.Lease), keyOf(y.Lease)) })
-	return a
+	return out
 }
 
 func keyOf(l Lease) string {
@@ -178,10 +231,46 @@ func keyOf(l Lease) string {
 
 func sameSubnets(a, b Lease) bool { return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet }
 
-// overlapping returns the first lease of ls whose IPv4 or IPv6 subnet
+// holders are the admitted leases, by subnet. With a Range every
+// admitted subnet has the range's length, so two overlap only when equal:
+// a map lookup, and admission stays linear in the snapshot. Without one
+// (leases list with no config) subnets of any length are compared one by
+// one.
+type holders struct {
+	exact bool
+	v4    map[netip.Prefix]Lease
+	v6    map[netip.Prefix]Lease
+	all   []Lease
+}
+
+func newHolders(exact bool) *holders {
+	return &holders{exact: exact, v4: map[netip.Prefix]Lease{}, v6: map[netip.Prefix]Lease{}}
+}
+
+func (h *holders) add(l Lease) {
+	if !h.exact {
+		h.all = append(h.all, l)
+		return
+	}
+	h.v4[l.Subnet] = l
+	if l.IPv6Subnet.IsValid() {
+		h.v6[l.IPv6Subnet] = l
+	}
+}
+
+// overlapping returns an admitted lease whose IPv4 or IPv6 subnet
 // overlaps l's.
-func overlapping(ls []Lease, l Lease) (Lease, bool) {
-	for _, x := range ls {
+func (h *holders) overlapping(l Lease) (Lease, bool) {
+	if h.exact {
+		if x, ok := h.v4[l.Subnet]; ok {
+			return x, true
+		}
+		if x, ok := h.v6[l.IPv6Subnet]; ok && l.IPv6Subnet.IsValid() {
+			return x, true
+		}
+		return Lease{}, false
+	}
+	for _, x := range h.all {
 		if x.Subnet.Overlaps(l.Subnet) ||
 			x.IPv6Subnet.IsValid() && l.IPv6Subnet.IsValid() && x.IPv6Subnet.Overlaps(l.IPv6Subnet) {
 			return x, true

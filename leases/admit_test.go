@@ -1,6 +1,7 @@
 package leases_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -262,4 +263,22 @@ func TestDisplayKey(t *testing.T) {
 	long := leases.DisplayKey(leases.Lease{Key: strings.Repeat("k", 1<<20)})
 	assert.Less(t, len(long), 120)
 	assert.Contains(t, long, "1048576 bytes")
+}
+
+// BenchmarkAdmit10000 admits a snapshot of 10 000 valid leases (a 10/8
+// network of /24s), as the engine does on every store update.
+func BenchmarkAdmit10000(b *testing.B) {
+	p := leases.Policy{Range: leases.Range{Network: netip.MustParsePrefix("10.0.0.0/8"), SubnetLen: 24},
+		PublicIP: netip.MustParseAddr("192.0.2.1"), Shape: leases.ShapeMAC}
+	snap := make([]leases.Lease, 10000)
+	for i := range snap {
+		key := fmt.Sprintf("10.%d.%d.0-24", i>>8, i&0xff)
+		snap[i] = decoded(key, val(fmt.Sprintf("192.0.%d.%d", 10+i>>8, 1+i&0x7f), fmt.Sprintf("82:87:fe:a4:%02x:%02x", i>>8, i&0xff)))
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if a := p.Admit(snap, nil); len(a.Admitted) != len(snap) {
+			b.Fatalf("admitted %d of %d: %v", len(a.Admitted), len(snap), a.Refused[0])
+		}
+	}
 }
