@@ -55,11 +55,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 				"+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2",
 			}},
 		{"wireguard",
-			[]string{"--backend-data", "cHVibGljIGtleSBvZiBub2RlIDEgZm9yIGR1bW15Cg==", "--peer", "10.50.2.0/24,192.0.2.2,bm9kZSAyIHB1YmxpYyBrZXkgZm9yIGEgdGVzdCEhCg=="},
+			[]string{"--backend-data", "cHVibGljIGtleSBvZiBub2RlIDEgZm9yIGR1bW15ISE=", "--peer", "10.50.2.0/24,192.0.2.2,bm9kZSAyIHB1YmxpYyBrZXkgZm9yIGEgdGVzdCEhISE="},
 			[]string{
 				"+ ip link add flannel-wg type wireguard",
 				"+ ip addr add 10.50.1.0/32 dev flannel-wg",
-				"+ wg set flannel-wg peer bm9kZSAyIHB1YmxpYyBrZXkgZm9yIGEgdGVzdCEhCg== endpoint 192.0.2.2:51820 allowed-ips 10.50.2.0/24",
+				"+ wg set flannel-wg peer bm9kZSAyIHB1YmxpYyBrZXkgZm9yIGEgdGVzdCEhISE= endpoint 192.0.2.2:51820 allowed-ips 10.50.2.0/24",
 			}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

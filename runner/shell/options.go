@@ -163,7 +163,11 @@ func Wireguard(mode WireguardMode) Option {
 	}
 }
 
-// ReplaceExisting makes the adds of hooks idempotent (default true): when
+// ReplaceExisting makes the adds and deletes of hooks idempotent (default
+// true). A del (`ip route|neigh|addr del`, `bridge fdb del`) that fails
+// only because its object is absent ("No such process", "No such file or
+// directory", "Address not found") counts as success, logged at Info.
+// When
 // `ip route|neigh|addr add` or `bridge fdb add` fails because its object
 // already exists (RTNETLINK answers: File exists; ip addr's "Address
 // already assigned"), the same command runs again with add replaced by

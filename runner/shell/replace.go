@@ -20,7 +20,8 @@ const replaceHold = 64 << 10
 // replaceExisting is the replace-existing middleware (see [ReplaceExisting]):
 // when `ip route|neigh|addr add` or `bridge fdb add` fails because its
 // object already exists, it runs the same argv with add replaced by
-// replace, and the hook goes on with the replace's status.
+// replace, and the hook goes on with the replace's status; when a del of
+// them fails because its object is absent, the del counts as done.
 //
 // It is the outermost middleware, outside trace, so that the failed add
 // and the replace are two commands of the chain below: each is traced in
@@ -32,6 +33,9 @@ func (st *runState) replaceExisting(next interp.ExecHandlerFunc) interp.ExecHand
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
+		if object, ok := DeleteArgv(args); ok {
+			return st.deleteConverges(ctx, next, args, object)
+		}
 		repl, object, ok := ReplaceArgv(args)
 		if !ok {
 			return next(ctx, args)
@@ -50,6 +54,53 @@ func (st *runState) replaceExisting(next interp.ExecHandlerFunc) interp.ExecHand
 	}
 }
 
+// deleteConverges runs a del of ip route|neigh|addr or bridge fdb; when it
+// fails only because its object is already absent, that counts as
+// success: what a Remove wanted gone is gone (a lease that vanished while
+// the daemon was down, a Remove retried after a crash). The failed del is
+// traced with its status, and the convergence logged at Info.
+func (st *runState) deleteConverges(ctx context.Context, next interp.ExecHandlerFunc, args []string, object string) error {
+	held := &holdWriter{dst: stderrOf(ctx), max: replaceHold}
+	err := next(withStderr(ctx, held), args)
+	var status interp.ExitStatus
+	text, whole := held.text()
+	if err == nil || ctx.Err() != nil || !errors.As(err, &status) || !whole || !objectAbsent(text) {
+		held.release()
+		return err
+	}
+	st.s.log.Info(object+" del: object already absent; counted as removed",
+		"hook", st.hook.String(), "subnet", st.subnet, "stderr", strings.TrimSpace(text))
+	return nil
+}
+
+// DeleteArgv reports whether argv deletes a route, neighbour, address or
+// fdb entry (ip [-4|-6] route|neigh|addr del|delete ..., bridge fdb del
+// ...; the abbreviations iproute2 accepts) and names the object, as
+// ReplaceArgv does for add.
+func DeleteArgv(argv []string) (string, bool) {
+	i, object, ok := objectOf(argv)
+	if !ok || i >= len(argv) || !abbrev(argv[i], "delete") {
+		return "", false
+	}
+	return object, true
+}
+
+// objectAbsent reports whether a del failed because its object is not
+// there: ESRCH for routes ("No such process"; "FIB table does not exist"
+// when the table is empty), ENOENT for neighbours and fdb entries, and ip
+// addr's "Address not found" (EADDRNOTAVAIL on older kernels). A missing
+// device ("Cannot find device") is not: the hook's own state is wrong.
+func objectAbsent(stderr string) bool {
+	s := strings.ToLower(stderr)
+	for _, m := range []string{"no such process", "fib table does not exist", "no such file or directory",
+		"address not found", "cannot assign requested address"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
 // ReplaceArgv returns argv with its add verb replaced by replace, and the
 // object ("ip route", "ip neigh", "ip addr" or "bridge fdb"), when argv is
 // one of
@@ -65,8 +116,21 @@ func (st *runState) replaceExisting(next interp.ExecHandlerFunc) interp.ExecHand
 // other objects (link, rule, ...), and any other global option (-n NETNS,
 // -batch FILE, -force, ...), so a batch file is never rewritten blindly.
 func ReplaceArgv(argv []string) ([]string, string, bool) {
-	if len(argv) < 3 {
+	i, object, ok := objectOf(argv)
+	if !ok || i >= len(argv) || !abbrev(argv[i], "add") {
 		return nil, "", false
+	}
+	out := slices.Clone(argv)
+	out[i] = "replace"
+	return out, object, true
+}
+
+// objectOf parses `ip [-4|-6] OBJECT VERB ...` and `bridge fdb VERB ...`
+// for the objects ReplaceArgv and DeleteArgv handle, returning the index
+// of VERB and the object's name.
+func objectOf(argv []string) (int, string, bool) {
+	if len(argv) < 3 {
+		return 0, "", false
 	}
 	i := 1
 	var object string
@@ -76,7 +140,7 @@ func ReplaceArgv(argv []string) ([]string, string, bool) {
 			i++
 		}
 		if i >= len(argv) {
-			return nil, "", false
+			return 0, "", false
 		}
 		// ip tries its objects in a fixed order and takes the first one the
 		// word is a prefix of: address comes before addrlabel, route
@@ -89,23 +153,17 @@ func ReplaceArgv(argv []string) ([]string, string, bool) {
 		case abbrev(w, "address"):
 			object = "ip addr"
 		default:
-			return nil, "", false
+			return 0, "", false
 		}
 	case "bridge":
 		if !abbrev(argv[i], "fdb") {
-			return nil, "", false
+			return 0, "", false
 		}
 		object = "bridge fdb"
 	default:
-		return nil, "", false
+		return 0, "", false
 	}
-	i++
-	if i >= len(argv) || !abbrev(argv[i], "add") {
-		return nil, "", false
-	}
-	out := slices.Clone(argv)
-	out[i] = "replace"
-	return out, object, true
+	return i + 1, object, true
 }
 
 // objectExists reports whether an add failed because its object is

@@ -58,6 +58,57 @@ func TestReplaceExistingNetns(t *testing.T) {
 func replaceInner(t *testing.T) {
 	t.Run("vxlan recipe", replaceVxlanRecipe)
 	t.Run("route neigh addr fdb", replaceEveryAdd)
+	t.Run("del of what is absent", deleteAbsent)
+}
+
+// deleteAbsent removes a route, a neighbour, an address and an fdb entry
+// twice: with ReplaceExisting the second Remove succeeds (what it wanted
+// gone is gone); without, it fails. A missing device fails either way.
+func deleteAbsent(t *testing.T) {
+	const add = `ip route add 10.99.2.0/24 via 10.99.1.2 dev va onlink &&
+ip neigh add 10.99.1.2 lladdr 02:00:00:00:00:01 dev va &&
+ip addr add 10.99.1.1/32 dev va &&
+bridge fdb add 02:00:00:00:00:aa dev vx0 self dst 192.0.2.1`
+	const del = `ip route del 10.99.2.0/24 via 10.99.1.2 dev va &&
+ip neigh del 10.99.1.2 dev va &&
+ip addr del 10.99.1.1/32 dev va &&
+bridge fdb del 02:00:00:00:00:aa dev vx0 self`
+	for _, replace := range []bool{true, false} {
+		t.Run(fmt.Sprintf("replace=%v", replace), func(t *testing.T) {
+			for _, args := range [][]string{
+				{"link", "add", "va", "type", "veth", "peer", "name", "vb"},
+				{"link", "set", "va", "up"},
+				{"link", "add", "vx0", "type", "vxlan", "id", "1", "dstport", "8472", "nolearning"},
+				{"link", "set", "vx0", "up"},
+			} {
+				cmdOut(t, "ip", args...)
+			}
+			t.Cleanup(func() {
+				_ = exec.Command("ip", "link", "del", "va").Run()
+				_ = exec.Command("ip", "link", "del", "vx0").Run()
+			})
+			f := newFixture(t, shell.ReplaceExisting(replace))
+			run := func(kind hooks.Kind, src string) error {
+				res, err := f.sh.Run(t.Context(), shell.Request{Hook: parse(t, kind, src), Subnet: "10.99.2.0/24"})
+				t.Logf("stderr: %s", res.Stderr)
+				return err
+			}
+			require.NoError(t, run(hooks.SubnetAdd, add))
+			require.NoError(t, run(hooks.SubnetRemove, del), "the first Remove deletes for real")
+			err := run(hooks.SubnetRemove, del) // a Remove again: everything is already gone
+			t.Logf("trace:\n%s", f.trace.String())
+			assert.NotContains(t, cmdOut(t, "ip", "route", "show", "10.99.2.0/24"), "10.99.2.0")
+			if !replace {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			for _, obj := range []string{"ip route", "ip neigh", "ip addr", "bridge fdb"} {
+				assert.Contains(t, f.log.String(), `msg="`+obj+` del: object already absent; counted as removed"`)
+			}
+			require.Error(t, run(hooks.SubnetRemove, `ip route del 10.99.2.0/24 dev nodev`), "a missing device is no convergence")
+		})
+	}
 }
 
 // replaceVxlanRecipe runs the published vxlan recipe, unchanged: a peer

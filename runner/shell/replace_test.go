@@ -157,3 +157,32 @@ func TestReplaceExistingMiddleware(t *testing.T) {
 		})
 	}
 }
+
+func TestDeleteArgv(t *testing.T) {
+	tests := []struct {
+		argv   string
+		object string // "" for no match
+	}{
+		{"ip route del 10.50.2.0/24 via 192.0.2.2", "ip route"},
+		{"ip r d 10.50.2.0/24", "ip route"},
+		{"ip -4 route delete 10.50.2.0/24", "ip route"},
+		{"ip neigh del 10.50.2.0 dev x", "ip neigh"},
+		{"ip n del 10.50.2.0 dev x", "ip neigh"},
+		{"ip addr del 10.50.1.0/32 dev x", "ip addr"},
+		{"/usr/sbin/ip a del 10.50.1.0/32 dev x", "ip addr"},
+		{"bridge fdb del 02:00:00:00:00:01 dev x dst 192.0.2.2", "bridge fdb"},
+		{"ip link del x", ""},
+		{"ip route add 10.50.2.0/24 dev x", ""},
+		{"ip route flush 10.50.2.0/24", ""},
+		{"ip -n ns route del 10.50.2.0/24", ""},
+		{"wg set x peer K remove", ""},
+		{"ip route", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.argv, func(t *testing.T) {
+			object, ok := shell.DeleteArgv(strings.Fields(tt.argv))
+			assert.Equal(t, tt.object != "", ok)
+			assert.Equal(t, tt.object, object)
+		})
+	}
+}
