@@ -124,13 +124,28 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 
+	// Whatever stops the start-up once PreStartupCommand has run (or was
+	// interrupted: it may have made its device half-way), ShutdownCommand
+	// runs, so nothing it set up is left behind.
+	preRan := !e.cfg.Backend.Hook(hooks.PreStartup).Empty()
+	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.publicIP, PublicIPv6: e.o.publicIPv6}}
+	startFailed := func(what string, err error) error {
+		stopped := ctx.Err() != nil
+		if stopped {
+			e.log.Info("stopped " + what)
+		}
+		var serr error
+		if preRan {
+			serr = e.shutdown(ctx, self)
+		}
+		if stopped {
+			return serr
+		}
+		return errors.Join(err, serr)
+	}
 	data, err := e.preStartup(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			e.log.Info("stopped during PreStartupCommand")
-			return nil
-		}
-		return err
+		return startFailed("during PreStartupCommand", err)
 	}
 	attrs := leases.Attrs{
 		PublicIP:    e.o.publicIP,
@@ -145,11 +160,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		own, err = e.acquire(ctx, attrs)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			e.log.Info("stopped before a lease was acquired")
-			return nil
-		}
-		return err
+		return startFailed("before a lease was acquired", err)
 	}
 	e.setOwn(own)
 
@@ -167,7 +178,8 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	l := &loop{
 		e:            e,
-		reapply:      e.reapplyAfterStart() && len(applied) > 0,
+		reapply:      len(applied) > 0,
+		attempted:    map[netip.Prefix]leases.Lease{},
 		applied:      applied,
 		desired:      map[netip.Prefix]leases.Lease{},
 		failing:      map[netip.Prefix]*failure{},
@@ -242,25 +254,13 @@ func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, 
 
 // shutdown runs ShutdownCommand for the own lease with a fresh context
 // bounded by the shutdown timeout, since ctx may already be done. The
-// journal is kept: see reapplyAfterStart for how a restart treats it.
+// journal is kept: a restart adds every lease still in the store again and
+// removes those gone.
 func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.shutdownTimeout)
 	defer cancel()
 	_, err := e.runHook(sctx, hooks.Shutdown, own, "")
 	return err
-}
-
-// reapplyAfterStart reports whether leases the journal says were applied,
-// and that are still in the store, must be added again after a start.
-// A config with a PreStartupCommand or PostStartupCommand builds its
-// device at startup (the vxlan and wireguard recipes delete and recreate
-// it), so whatever earlier Adds put on it is gone, whether the daemon
-// stopped cleanly or was killed. A config without them (host-gw) changes
-// only state that survives a restart, so those leases stay applied and
-// are not added twice. Either way a journal lease that vanished while the
-// daemon was down gets its Remove.
-func (e *Engine) reapplyAfterStart() bool {
-	return !e.cfg.Backend.Hook(hooks.PreStartup).Empty() || !e.cfg.Backend.Hook(hooks.PostStartup).Empty()
 }
 
 // vars returns the hook variables for lease l.

@@ -330,8 +330,9 @@ func TestFailedRemoveHoldsBackAdd(t *testing.T) {
 }
 
 // A lease deleted while the daemon is down still gets its Remove after the
-// restart, and a lease still there is not added again (config without
-// startup hooks, like the host-gw preset).
+// restart, and a lease still there is added again even without startup
+// hooks (host-gw): after a reboot its route is gone though the journal
+// says applied. The kernel, not the journal, is the truth.
 func TestJournalAcrossRestart(t *testing.T) {
 	cfg := config(t, without(without(without(recorder, hooks.Shutdown), hooks.PreStartup), hooks.PostStartup))
 	storeDir, state := t.TempDir(), t.TempDir()
@@ -351,15 +352,96 @@ func TestJournalAcrossRestart(t *testing.T) {
 	require.NoError(t, store.Remove(t.Context(), gone.Subnet))
 	n2 := start(t, cfg, newStore(t, storeDir), state)
 	n2.waitEvent(fmt.Sprintf("remove %s 192.0.2.2", gone.Subnet))
+	adds := func() int {
+		var n int
+		for _, e := range n2.events() { // one events file for both runs
+			if e == addStays {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return adds() == 2 }, waitFor, tick, "the restart adds the lease again")
 	require.NoError(t, n2.stop())
+	assert.Equal(t, 2, adds(), "once per start")
+}
 
-	var adds int
-	for _, e := range n2.events() {
-		if e == addStays {
-			adds++
+// failingAdd fails SubnetAddCommand for a peer until the file "ok" is in
+// the state dir, after writing down what it got.
+var failingAdd = with(recorder, hooks.SubnetAdd, `read D; echo "try $SUBNET $PUBLIC_IP $D" >> events; test -e ok && echo "add $SUBNET $PUBLIC_IP $D" >> events`)
+
+// A lease removed while its Add keeps failing gets its Remove, once, with
+// the data the failed Add had: what the half-done Add set up goes.
+func TestRemoveWhileAddFails(t *testing.T) {
+	cfg := config(t, with(failingAdd, hooks.SubnetRemove, `read D; echo "remove $SUBNET $PUBLIC_IP $D" >> events`))
+	store := newStore(t, t.TempDir())
+	p := peer(t, cfg, store, "192.0.2.2", "d1")
+	n := start(t, cfg, store, t.TempDir())
+	n.waitEvent(fmt.Sprintf("try %s 192.0.2.2 d1", p.Subnet))
+	require.NoError(t, store.Remove(t.Context(), p.Subnet))
+	rm := fmt.Sprintf("remove %s 192.0.2.2 d1", p.Subnet)
+	n.waitEvent(rm)
+	// Give the loop time for retries that must not come.
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, n.stop())
+	var rms int
+	for _, e := range n.events() {
+		if strings.HasPrefix(e, "remove ") {
+			rms++
 		}
 	}
-	assert.Equal(t, 1, adds, "a lease applied before the restart is not added again")
+	assert.Equal(t, 1, rms, "one Remove: %q", n.events())
+	st, err := runner.ReadStatus(n.dir)
+	require.NoError(t, err)
+	assert.Empty(t, st.Failing)
+}
+
+// A lease changed while its Add keeps failing: Remove with the old data,
+// then Add of the new one at once, not after the old backoff.
+func TestChangeWhileAddFails(t *testing.T) {
+	cfg := config(t, with(failingAdd, hooks.SubnetRemove, `read D; echo "remove $SUBNET $PUBLIC_IP $D" >> events`))
+	store := newStore(t, t.TempDir())
+	p := peer(t, cfg, store, "192.0.2.2", "d1")
+	// A long backoff: only a reset makes the new Add run soon.
+	n := start(t, cfg, store, t.TempDir(), runner.Retry(time.Hour, time.Hour))
+	n.waitEvent(fmt.Sprintf("try %s 192.0.2.2 d1", p.Subnet))
+	require.NoError(t, os.WriteFile(filepath.Join(n.dir, "ok"), nil, 0o600))
+	p.Attrs.BackendData = "d2"
+	_, err := store.Renew(t.Context(), p)
+	require.NoError(t, err)
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 d2", p.Subnet))
+	ev := n.events()
+	assert.Less(t, slices.Index(ev, fmt.Sprintf("remove %s 192.0.2.2 d1", p.Subnet)), slices.Index(ev, fmt.Sprintf("add %s 192.0.2.2 d2", p.Subnet)),
+		"the failed Add's data is removed first: %q", ev)
+	assert.NotContains(t, ev, fmt.Sprintf("add %s 192.0.2.2 d1", p.Subnet))
+}
+
+// ShutdownCommand runs whenever PreStartupCommand ran, whatever stops the
+// start-up: here SIGTERM (a cancelled context) while PreStartup sleeps
+// after making its device.
+func TestShutdownAfterInterruptedPreStartup(t *testing.T) {
+	cfg := config(t, with(recorder, hooks.PreStartup, `echo "device made" >> events; sleep 30; echo mac`))
+	n := start(t, cfg, newStore(t, t.TempDir()), t.TempDir())
+	n.waitEvent("device made")
+	require.NoError(t, n.stop())
+	assert.Equal(t, []string{"device made", "shutdown  192.0.2.1"}, n.events())
+}
+
+// ... and when the lease cannot be had before the stop.
+func TestShutdownWhenStoppedBeforeALease(t *testing.T) {
+	cfg := config(t, recorder)
+	storeDir := filepath.Join(t.TempDir(), "store")
+	store := newStore(t, storeDir)
+	require.NoError(t, os.RemoveAll(storeDir))
+	require.NoError(t, os.WriteFile(storeDir, nil, 0o600)) // a file where the store dir was: Acquire fails
+	n := start(t, cfg, store, t.TempDir())
+	require.Eventually(t, func() bool { return len(n.events()) > 0 }, waitFor, tick)
+	time.Sleep(100 * time.Millisecond) // an Acquire or two fail
+	require.NoError(t, n.stop())
+	ev := n.events()
+	require.Len(t, ev, 2, "%q", ev)
+	assert.True(t, strings.HasPrefix(ev[0], "pre "))
+	assert.Equal(t, "shutdown  192.0.2.1", ev[1])
 }
 
 // With startup hooks (which rebuild the device, as the vxlan and wireguard

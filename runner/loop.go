@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -28,9 +29,20 @@ type loop struct {
 	desired map[netip.Prefix]leases.Lease // remote leases of the last snapshot
 	applied map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
 	// reapply: on the first snapshot, journal leases still in the store
-	// are dropped from applied so they are added again (reapplyAfterStart).
+	// unchanged are dropped from applied so they are added again: the
+	// kernel, not the journal, is the truth (a reboot, a device rebuilt
+	// by PreStartup, state changed behind our back). Adds converge
+	// through replace-existing. Changed ones stay, so their old data gets
+	// its Remove first; gone ones get their Remove.
 	reapply bool
-	failing map[netip.Prefix]*failure
+	// attempted are leases whose Add failed (and may have got half-way):
+	// if such a lease is removed or changed, its Remove runs with the data
+	// the Add had. They are journaled with the applied ones.
+	attempted map[netip.Prefix]leases.Lease
+	// journalDirty: applied or attempted changed since the journal was
+	// written; it is written once per batch of hooks.
+	journalDirty bool
+	failing      map[netip.Prefix]*failure
 	// refused are the leases admission refuses now, by store key;
 	// refusedTotal counts refusals by reason since the start.
 	refused      map[string]refusal
@@ -125,11 +137,12 @@ func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 	l.desired = l.admit(snap)
 	if l.reapply {
 		l.reapply = false
-		for sn := range l.applied {
-			if _, ok := l.desired[sn]; ok {
+		for sn, a := range l.applied {
+			if d, ok := l.desired[sn]; ok && sameLease(d, a) {
 				delete(l.applied, sn)
 			}
 		}
+		l.journalDirty = true
 		l.saveJournal()
 	}
 	if l.e.o.readOnly || l.renewing {
@@ -197,6 +210,23 @@ func (l *loop) gone(ctx context.Context, cause error) error {
 // skipped until its timer fires; it does not hold up the others.
 func (l *loop) reconcile(ctx context.Context) {
 	todo := diff(l.desired, l.applied)
+	for s, a := range l.attempted {
+		if _, done := l.applied[s]; done {
+			continue
+		}
+		d, wanted := l.desired[s]
+		switch {
+		case !wanted: // removed while its Add was failing
+			todo[s] = []op{{hooks.SubnetRemove, a}}
+		case !sameLease(d, a): // changed: undo what the failed Add set up, and retry at once
+			todo[s] = []op{{hooks.SubnetRemove, a}, {hooks.SubnetAdd, d}}
+			if f := l.failing[s]; f != nil && f.hook == hooks.SubnetAdd {
+				delete(l.failing, s)
+				l.dirty = true
+			}
+		}
+	}
+	defer l.saveJournal()
 	for s := range l.failing {
 		if _, ok := todo[s]; !ok { // back in sync (e.g. the lease went away)
 			delete(l.failing, s)
@@ -225,6 +255,12 @@ func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
 			if ctx.Err() != nil {
 				return // interrupted by shutdown, not a hook failure
 			}
+			if o.kind == hooks.SubnetAdd {
+				if _, done := l.applied[s]; !done {
+					l.attempted[s] = o.lease
+					l.journalDirty = true
+				}
+			}
 			l.fail(s, o.kind, err)
 			return
 		}
@@ -234,8 +270,9 @@ func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
 		} else {
 			l.applied[s] = o.lease
 		}
+		delete(l.attempted, s)
 		l.dirty = true
-		l.saveJournal()
+		l.journalDirty = true
 	}
 	if _, ok := l.failing[s]; ok {
 		delete(l.failing, s)
@@ -274,13 +311,28 @@ func (l *loop) armRetry() {
 	l.retry.Reset(max(time.Until(first), 0))
 }
 
+// saveJournal writes the journal when applied or attempted changed: the
+// leases whose Add ran (or began), each of which needs a Remove once it is
+// gone. It runs once per batch of hooks; a crash between a hook and the
+// write is safe, since Adds and Removes converge when run again.
 func (l *loop) saveJournal() {
-	if l.e.o.readOnly {
+	if l.e.o.readOnly || !l.journalDirty {
 		return
 	}
-	if err := saveJournal(l.e.o.stateDir, l.applied); err != nil {
-		l.e.log.Error("save journal", "error", err)
+	j := l.applied
+	if len(l.attempted) > 0 {
+		j = maps.Clone(l.applied)
+		for s, a := range l.attempted {
+			if _, ok := j[s]; !ok {
+				j[s] = a
+			}
+		}
 	}
+	if err := saveJournal(l.e.o.stateDir, j); err != nil {
+		l.e.log.Error("save journal", "error", err)
+		return
+	}
+	l.journalDirty = false
 }
 
 func (l *loop) writeStatus() {

@@ -22,7 +22,8 @@ const (
 )
 
 // writeFileAtomic writes data to path through a temporary file in the same
-// directory and a rename, so readers never see a partial file.
+// directory, an fsync, a rename and an fsync of the directory, so readers
+// never see a partial file and a crash keeps the old or the new one.
 func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -54,6 +55,15 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: sync dir: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync dir: %w", path, err)
 	}
 	return nil
 }
