@@ -10,7 +10,11 @@
 //     SubnetAddCommand, a vanished one SubnetRemoveCommand with the old
 //     lease's values, a changed one (PublicIP, BackendData or IPv6 fields)
 //     SubnetRemoveCommand for the old and then SubnetAddCommand for the new.
-//     The node's own lease and leases of another BackendType are ignored.
+//     Every snapshot first goes through lease admission (leases.Policy):
+//     the node's own lease is left out, and a lease that breaks a rule
+//     (a key that is not canonical, a subnet outside Network, an odd
+//     PublicIP, BackendData of the wrong shape, ...) reaches no hook; it is
+//     warned about once and listed in status.json.
 //     A failed hook is retried with exponential backoff per subnet without
 //     holding up other subnets, and shows in <state-dir>/status.json.
 //  5. The lease is renewed before it expires. If someone else deletes it,
@@ -18,11 +22,16 @@
 //     leases.ErrLeaseGone, as flanneld exits.
 //  6. When Run's context is done, the watch stops and ShutdownCommand runs.
 //
-// The applied set is kept in <state-dir>/applied.json so that after a
-// restart leases that vanished meanwhile still get their
-// SubnetRemoveCommand and leases already applied are not added twice. A
-// successful ShutdownCommand empties it, since it tears down what the Add
-// hooks built on: after such a clean stop every remote lease is added again.
+// The kernel, not the journal, is the truth: at every start every current
+// lease is added again (Adds converge through the shell's replace-existing;
+// a reboot or a rebuilt device loses what earlier Adds did). The journal,
+// <state-dir>/applied.json, holds the leases whose Add ran or began, and
+// only tells which vanished while the daemon was down, so that they get
+// their SubnetRemoveCommand (Removes converge too: deleting what is absent
+// is success). It is written once per batch of hooks and kept across a
+// clean stop. A lease removed or changed while its Add keeps failing gets
+// its Remove with the data of the failed Add. ShutdownCommand runs whenever
+// PreStartupCommand ran, whatever stops the start-up.
 //
 // Hooks run through an Executor, normally a *shell.Shell, one at a time.
 // Remote lease data reaches them only as environment variables and stdin.
