@@ -215,7 +215,9 @@ func (e *Engine) preStartup(ctx context.Context) (string, error) {
 func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
 	b := e.backoff()
 	for {
-		l, err := e.store.Acquire(ctx, RangeOf(e.cfg), attrs)
+		actx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+		l, err := e.store.Acquire(actx, RangeOf(e.cfg), attrs)
+		cancel()
 		if err == nil {
 			e.log.Info("lease acquired", "subnet", l.Subnet, "ipv6_subnet", l.IPv6Subnet, "expires", l.Expiration)
 			return l, nil
@@ -234,7 +236,9 @@ func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease,
 // lookup is acquire for ReadOnly: the lease carrying our PublicIP, or a
 // hypothetical free one. Nothing is written.
 func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
-	ls, err := e.store.List(ctx)
+	lctx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+	ls, err := e.store.List(lctx)
+	cancel()
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("list leases: %w", err)
 	}

@@ -743,3 +743,39 @@ func TestAdmissionRefusesHostileLeases(t *testing.T) {
 	}
 	assert.NoFileExists(t, filepath.Join(n.dir, "pwned"))
 }
+
+// hangingRenew is a store whose Renew hangs until its deadline, as etcd
+// does behind a partition.
+type hangingRenew struct {
+	leases.Store
+	started chan struct{}
+	once    sync.Once
+}
+
+func (s *hangingRenew) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error) {
+	s.once.Do(func() { close(s.started) })
+	<-ctx.Done()
+	return leases.Lease{}, fmt.Errorf("renew: %w", ctx.Err())
+}
+
+// While a renewal hangs, hooks still run; the renewal gives up at the
+// store timeout and its failure is logged with its cause.
+func TestHangingRenewDoesNotStopHooks(t *testing.T) {
+	cfg := config(t, recorder)
+	inner := newStore(t, t.TempDir(), file.WithTTL(2*time.Second))
+	store := &hangingRenew{Store: inner, started: make(chan struct{})}
+	var logs testutil.SyncBuffer
+	n := start(t, cfg, store, t.TempDir(), runner.RenewMargin(1900*time.Millisecond),
+		runner.StoreTimeout(3*time.Second), runner.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+	n.lease()
+	select {
+	case <-store.started:
+	case <-time.After(waitFor):
+		t.Fatal("no renewal started")
+	}
+	p := peer(t, cfg, inner, "192.0.2.2", "during")
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 during", p.Subnet)) // while Renew hangs
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "renew lease failed; retrying") },
+		waitFor, tick, "the timed-out renewal was not logged")
+	assert.Contains(t, logs.String(), "context deadline exceeded")
+}

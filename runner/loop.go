@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
@@ -51,7 +52,18 @@ type loop struct {
 	renew        *time.Timer // fires when the own lease is due for renewal
 	renewB       *backoff
 	renewing     bool // a failed renewal waits for its retry
-	dirty        bool // status.json is out of date
+	// renewal runs in its own goroutine, bounded by the store timeout, so
+	// that hooks, retries and status go on while the store is slow or
+	// partitioned; its outcome comes back on renewed.
+	renewed   chan renewResult
+	inFlight  sync.WaitGroup
+	renewBusy bool
+	dirty     bool // status.json is out of date
+}
+
+type renewResult struct {
+	lease leases.Lease
+	err   error
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -70,11 +82,13 @@ func (l *loop) run(ctx context.Context) error {
 		defer close(watchDone)
 		l.watch(wctx, snaps)
 	}()
+	l.renewed = make(chan renewResult, 1)
 	stop := func() {
 		stopWatch()
 		<-watchDone
 		l.retry.Stop()
 		l.renew.Stop()
+		l.inFlight.Wait() // a renewal in flight ends with ctx
 	}
 
 	for {
@@ -102,10 +116,14 @@ func (l *loop) run(ctx context.Context) error {
 			l.reconcile(ctx)
 
 		case <-l.renew.C:
-			if err := l.renewOwn(ctx); err != nil {
+			l.startRenew(ctx)
+
+		case r := <-l.renewed:
+			if err := l.renewDone(ctx, r); err != nil {
 				stop()
 				return l.gone(ctx, err)
 			}
+			l.writeStatus()
 		}
 	}
 }
@@ -131,8 +149,8 @@ func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
 }
 
 // snapshot takes a full set of leases as the new desired state. When the
-// own lease is missing from it, one Renew confirms whether it is gone; an
-// error wrapping leases.ErrLeaseGone is returned if so.
+// own lease is missing from it (or not ours any more), a Renew confirms
+// whether it is gone; renewDone then ends the loop if so.
 func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 	l.desired = l.admit(snap)
 	if l.reapply {
@@ -154,14 +172,37 @@ func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 			return nil
 		}
 	}
-	l.e.log.Warn("own lease missing from the store or not ours; renewing to confirm", "subnet", l.own.Subnet)
-	return l.renewOwn(ctx)
+	if !l.renewBusy {
+		l.e.log.Warn("own lease missing from the store or not ours; renewing to confirm", "subnet", l.own.Subnet)
+		l.startRenew(ctx)
+	}
+	return nil
 }
 
-// renewOwn renews the own lease. It returns an error only when the lease
-// is gone; other failures are logged and retried with backoff.
-func (l *loop) renewOwn(ctx context.Context) error {
-	nl, err := l.e.store.Renew(ctx, l.own)
+// startRenew renews the own lease in the background, with the store
+// timeout as its deadline; renewDone takes the outcome.
+func (l *loop) startRenew(ctx context.Context) {
+	if l.renewBusy {
+		return
+	}
+	l.renewBusy = true
+	own := l.own
+	l.inFlight.Add(1)
+	go func() {
+		defer l.inFlight.Done()
+		rctx, cancel := context.WithTimeout(ctx, l.e.o.storeTimeout)
+		defer cancel()
+		nl, err := l.e.store.Renew(rctx, own)
+		l.renewed <- renewResult{nl, err} // buffered: one renewal at a time
+	}()
+}
+
+// renewDone handles a renewal's outcome. It returns an error only when the
+// lease is gone; other failures (a timeout too) are logged with their cause
+// once per backoff step and retried.
+func (l *loop) renewDone(ctx context.Context, r renewResult) error {
+	l.renewBusy = false
+	nl, err := r.lease, r.err
 	switch {
 	case err == nil:
 		l.own = nl

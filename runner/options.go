@@ -16,6 +16,7 @@ const (
 	DefaultRetryInitial    = time.Second
 	DefaultRetryMax        = 2 * time.Minute
 	DefaultShutdownTimeout = time.Minute
+	DefaultStoreTimeout    = 15 * time.Second
 )
 
 type options struct {
@@ -31,6 +32,7 @@ type options struct {
 	renewMargin          time.Duration
 	shutdownTimeout      time.Duration
 	shape                *leases.Shape
+	storeTimeout         time.Duration
 }
 
 func defaultOptions() options {
@@ -40,6 +42,7 @@ func defaultOptions() options {
 		retryMax:        DefaultRetryMax,
 		renewMargin:     leases.DefaultRenewMargin,
 		shutdownTimeout: DefaultShutdownTimeout,
+		storeTimeout:    DefaultStoreTimeout,
 	}
 }
 
@@ -172,6 +175,19 @@ func ShutdownTimeout(d time.Duration) Option {
 func DataShape(s *leases.Shape) Option {
 	return func(o *options) error {
 		o.shape = s
+		return nil
+	}
+}
+
+// StoreTimeout bounds every store call the engine makes (Acquire, Renew,
+// List; default 15s), so that a slow or partitioned store is a failure to
+// retry, never a hang.
+func StoreTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("store timeout %v: must be positive", d)
+		}
+		o.storeTimeout = d
 		return nil
 	}
 }

@@ -70,6 +70,7 @@ type runFlags struct {
 	HookTimeout        time.Duration   `flag:"hook-timeout" envconfig:"HOOK_TIMEOUT" default:"2m" arg:"DURATION" usage:"kill a hook and its process group after this long"`
 	WireguardUserspace string          `flag:"wireguard-userspace" envconfig:"WIREGUARD_USERSPACE" default:"auto" arg:"MODE" usage:"start wireguard-go when the kernel lacks wireguard: auto, always or never"`
 	ReplaceExisting    bool            `flag:"replace-existing" envconfig:"REPLACE_EXISTING" default:"true" usage:"when ip route/neigh/addr add or bridge fdb add fails because the entry exists, run it again as replace (so retries and changed leases converge); --replace-existing=false to turn off"`
+	StoreTimeout       time.Duration   `flag:"store-timeout" envconfig:"STORE_TIMEOUT" default:"15s" arg:"DURATION" usage:"deadline of each lease store call (acquire, renew, list); a slow or partitioned store is retried, never waited on"`
 	BackendDataPattern string          `flag:"backend-data-pattern" envconfig:"BACKEND_DATA_PATTERN" arg:"REGEX" usage:"refuse remote leases whose BackendData does not match REGEX as a whole (default: the preset's shape: a MAC for vxlan, a WireGuard key for wireguard, empty for host-gw)"`
 	RenewMargin        minutesDuration `flag:"subnet-lease-renew-margin" envconfig:"SUBNET_LEASE_RENEW_MARGIN" default:"60" arg:"MINUTES" usage:"renew the lease this long before it expires (minutes, or a duration such as 90m)"`
 }

@@ -34,6 +34,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if f.HookTimeout <= 0 {
 		return usageErrorf("--hook-timeout: must be positive")
 	}
+	if f.StoreTimeout <= 0 {
+		return usageErrorf("--store-timeout: must be positive")
+	}
 	log := newLogger(stderr, f.LogLevel)
 
 	// A config given by file or preset is checked before anything else.
@@ -117,6 +120,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		runner.SubnetFile(f.SubnetFile),
 		runner.ReadOnly(f.DryRun),
 		runner.RenewMargin(time.Duration(f.RenewMargin)),
+		runner.StoreTimeout(f.StoreTimeout),
 	}
 	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
 		rOpts = append(rOpts, runner.PublicIPv6(node.publicIPv6))
