@@ -128,6 +128,7 @@ type node struct {
 	waitErr error
 	logFile *os.File
 	pod     netip.Prefix // subnet's .1 with the subnet's length
+	mac     string       // eth0's MAC, kept across RebootNode as a NIC's is
 }
 
 // New creates the hub and the initial nodes. On error everything created
@@ -271,28 +272,96 @@ func (l *Lab) AddNode(ctx context.Context) (int, error) {
 	if err := os.MkdirAll(n.stateDir, 0o700); err != nil {
 		return 0, fmt.Errorf("netlab: node %d dirs: %w", i, err)
 	}
-	if err := l.addNetns(ctx, n.ns); err != nil {
+	if err := l.plumb(ctx, n); err != nil {
 		return 0, err
+	}
+	return i, nil
+}
+
+// plumb makes node n's namespace and wires it to the hub: eth0 on the
+// underlay, forwarding on.
+func (l *Lab) plumb(ctx context.Context, n *node) error {
+	i := n.index
+	if err := l.addNetns(ctx, n.ns); err != nil {
+		return err
 	}
 	peer := fmt.Sprintf("n%d", i)
 	for _, args := range [][]string{
 		{"-n", n.ns, "link", "set", "lo", "up"},
-		{"-n", n.ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", l.hub},
+		append(append([]string{"-n", n.ns, "link", "add", "eth0"}, macArgs(n.mac)...), "type", "veth", "peer", "name", peer, "netns", l.hub),
 		{"-n", l.hub, "link", "set", peer, "master", "br0"},
 		{"-n", l.hub, "link", "set", peer, "up"},
 		{"-n", n.ns, "addr", "add", n.underlay.String() + "/24", "dev", "eth0"},
 		{"-n", n.ns, "link", "set", "eth0", "up"},
 	} {
 		if _, err := runIP(ctx, args...); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if err := inNetns(n.ns, func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
 	}); err != nil {
-		return 0, fmt.Errorf("netlab: node %d ip_forward: %w", i, err)
+		return fmt.Errorf("netlab: node %d ip_forward: %w", i, err)
 	}
-	return i, nil
+	return nil
+}
+
+func macArgs(mac string) []string {
+	if mac == "" {
+		return nil
+	}
+	return []string{"address", mac}
+}
+
+// RebootNode is a node's reboot: its flexhook is killed (SIGKILL), every
+// process left in its namespace too, the namespace is deleted with all
+// it held (devices, addresses, routes, neighbours, fdb) and made anew on
+// the same underlay address; the state dir is kept. flexhook then starts
+// again with the same arguments. eth0 keeps its MAC, as a NIC does, so
+// that the other nodes' ARP caches stay right.
+func (l *Lab) RebootNode(ctx context.Context, i int) error {
+	n, err := l.node(i)
+	if err != nil {
+		return err
+	}
+	if l.Running(i) {
+		if err := l.KillNode(ctx, i); err != nil {
+			return err
+		}
+	}
+	procs, err := netnsProcesses(ctx, n.ns)
+	if err != nil {
+		return err
+	}
+	// Not /sys: sysfs shows the namespace of whoever mounted it.
+	out, err := runIP(ctx, "-n", n.ns, "-br", "link", "show", "eth0")
+	if f := strings.Fields(string(out)); err != nil || len(f) < 3 {
+		return fmt.Errorf("netlab: node %d eth0 address: %v: %s", i, err, out)
+	} else {
+		n.mac = f[2]
+	}
+	for _, p := range procs {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+	}
+	// The kernel frees a deleted namespace's devices later, in the
+	// background: delete the veth pair first so its hub end is gone too.
+	if _, err := runIP(ctx, "-n", l.hub, "link", "del", fmt.Sprintf("n%d", i)); err != nil {
+		return err
+	}
+	if _, err := runIP(ctx, "netns", "del", n.ns); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	n.pod = netip.Prefix{} // the pod bridge went with the namespace
+	l.mu.Unlock()
+	if err := l.plumb(ctx, n); err != nil {
+		return err
+	}
+	l.log.Logf("netlab: node %d rebooted: namespace %s made anew", i, n.ns)
+	l.mu.Lock()
+	args := n.args
+	l.mu.Unlock()
+	return l.StartNode(ctx, i, args...)
 }
 
 func (l *Lab) node(i int) (*node, error) {
