@@ -77,9 +77,33 @@ type Store struct {
 	warnMu sync.Mutex
 	warned map[string]string // file name → last warning, to warn once
 
+	// The store's clock: the wall clock as it was at New, moved on by the
+	// monotonic clock, so that a step of the wall clock (NTP, an operator)
+	// neither expires every lease at once nor keeps one forever.
+	wall   func() time.Time
+	mono   func() time.Duration // time since New
+	start  time.Time
+	grace  time.Duration
+	clkMu  sync.Mutex
+	far    map[string]farSeen // files whose mtime was more than a TTL ahead
+	stepAt time.Duration      // the wall-clock offset last reported
+
 	closeOnce sync.Once
 	done      chan struct{}
 }
+
+// farSeen is a lease file whose mtime lies more than a TTL in the future:
+// its expiration counts from when the store first saw that mtime.
+type farSeen struct {
+	mtime time.Time
+	first time.Time
+}
+
+// DefaultExpiryGrace is how long an expired lease keeps its file and its
+// subnet before Acquire deletes it (it is gone for the hooks at once): a
+// node that starts after a forward step of the wall clock must not delete
+// leases of live nodes that are about to renew.
+const DefaultExpiryGrace = 6 * time.Hour
 
 // Option configures a Store.
 type Option func(*Store) error
@@ -119,6 +143,31 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithClock sets the store's clocks, for tests: wall is the wall clock
+// (time.Now) and mono the monotonic time since New. Expirations are
+// judged on wall-at-New plus mono, so a step of wall alone changes none.
+func WithClock(wall func() time.Time, mono func() time.Duration) Option {
+	return func(s *Store) error {
+		if wall == nil || mono == nil {
+			return errors.New("clock: nil function")
+		}
+		s.wall, s.mono = wall, mono
+		return nil
+	}
+}
+
+// WithExpiryGrace sets how long an expired lease keeps its file and its
+// subnet before Acquire deletes it (default DefaultExpiryGrace).
+func WithExpiryGrace(d time.Duration) Option {
+	return func(s *Store) error {
+		if d < 0 {
+			return fmt.Errorf("expiry grace %s: must not be negative", d)
+		}
+		s.grace = d
+		return nil
+	}
+}
+
 // WithRand sets the source of random subnet choices, for tests.
 func WithRand(r *rand.Rand) Option {
 	return func(s *Store) error {
@@ -141,12 +190,18 @@ func New(dir string, opts ...Option) (*Store, error) {
 		log:     slog.Default(),
 		warned:  map[string]string{},
 		done:    make(chan struct{}),
+		wall:    time.Now,
+		grace:   DefaultExpiryGrace,
+		far:     map[string]farSeen{},
 	}
+	began := time.Now()
+	s.mono = func() time.Duration { return time.Since(began) } // monotonic
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, fmt.Errorf("file store: %w", err)
 		}
 	}
+	s.start = s.wall().Add(-s.mono())
 	if err := s.mkdirs(); err != nil {
 		return nil, err
 	}
@@ -227,7 +282,7 @@ func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	ls := make([]leases.Lease, 0, len(es)+len(bad))
 	for _, e := range es {
 		if e.live(now) {
@@ -281,7 +336,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
 	}
-	now := time.Now()
+	now := s.now()
 
 	var parsed []leases.Lease
 	for _, e := range es {
@@ -303,22 +358,42 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 			"subnet", own.Subnet, "ipv6Subnet", ipv6Attr(own.IPv6Subnet), "publicIP", id, "range", r)
 	}
 
-	var taken []leases.Lease
+	// Live leases keep their subnets (unparsable live files too); leases
+	// expired less than the grace ago keep theirs unless the range has no
+	// other free subnet; older ones, and this node's others, are deleted.
+	var live, recent []leases.Lease
+	var recentEntries []entry
 	for _, e := range es {
 		mine := e.ok && e.lease.Attrs.Owner() == id
-		if e.live(now) && !mine {
-			taken = append(taken, e.lease) // unparsable live files keep their subnet
+		switch {
+		case e.live(now) && !mine:
+			live = append(live, e.lease)
+			continue
+		case !mine && e.lease.Expiration.Add(s.grace).After(now):
+			recent = append(recent, e.lease)
+			recentEntries = append(recentEntries, e)
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.subnets, e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return leases.Lease{}, fmt.Errorf("acquire: remove stale lease: %w", err)
+		if err := s.removeEntry(e, now, mine); err != nil {
+			return leases.Lease{}, fmt.Errorf("acquire: %w", err)
 		}
-		s.log.Debug("removed lease", "file", e.name, "expired", !e.live(now), "mine", mine)
 	}
-	s.removeStaleTemps(now)
+	s.removeStaleTemps(time.Now())
 
 	s.rndMu.Lock()
-	v4, v6, err := leases.PickFree(r, taken, s.rnd)
+	v4, v6, err := leases.PickFree(r, append(live, recent...), s.rnd)
+	if errors.Is(err, leases.ErrNoFreeSubnet) && len(recent) > 0 {
+		v4, v6, err = leases.PickFree(r, live, s.rnd)
+		if err == nil {
+			for _, e := range recentEntries {
+				if e.lease.Subnet == v4 || v6.IsValid() && e.lease.IPv6Subnet == v6 {
+					if rerr := s.removeEntry(e, now, false); rerr != nil {
+						err = rerr
+					}
+				}
+			}
+		}
+	}
 	s.rndMu.Unlock()
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
@@ -400,6 +475,52 @@ func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
 	return syncDir(s.subnets)
 }
 
+// removeEntry deletes a lease file Acquire no longer keeps.
+func (s *Store) removeEntry(e entry, now time.Time, mine bool) error {
+	if err := os.Remove(filepath.Join(s.subnets, e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale lease: %w", err)
+	}
+	s.log.Debug("removed lease", "file", e.name, "expired", !e.live(now), "mine", mine)
+	return nil
+}
+
+// now is the store's clock: the wall clock at New plus the monotonic time
+// since. It notes (once per change) when the wall clock has stepped away
+// from it.
+func (s *Store) now() time.Time {
+	now := s.start.Add(s.mono())
+	off := s.wall().Sub(now).Round(time.Second)
+	s.clkMu.Lock()
+	report := (off > time.Minute || off < -time.Minute) && (off-s.stepAt > time.Minute || s.stepAt-off > time.Minute)
+	if report {
+		s.stepAt = off
+	}
+	s.clkMu.Unlock()
+	if report {
+		s.log.Warn("the wall clock stepped; lease expirations keep to the clock as it ran since the start",
+			"offset", off.String())
+	}
+	return now
+}
+
+// expiration is a lease file's expiration: its mtime, unless that lies
+// more than a TTL ahead (a writer's clock far off, or a hostile file),
+// then a TTL after the store first saw that mtime.
+func (s *Store) expiration(name string, mtime, now time.Time) time.Time {
+	s.clkMu.Lock()
+	defer s.clkMu.Unlock()
+	if !mtime.After(now.Add(s.ttl + time.Minute)) {
+		delete(s.far, name)
+		return mtime
+	}
+	f, ok := s.far[name]
+	if !ok || !f.mtime.Equal(mtime) {
+		f = farSeen{mtime: mtime, first: now}
+		s.far[name] = f
+	}
+	return f.first.Add(s.ttl)
+}
+
 func ipv6Attr(p netip.Prefix) string {
 	if !p.IsValid() {
 		return ""
@@ -460,7 +581,7 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 		if probe.Invalid == leases.ReasonBadKey {
 			bad[name] = "not a lease: " + probe.Problem
 			if fi, err := de.Info(); err == nil {
-				probe.Expiration = fi.ModTime()
+				probe.Expiration = s.expiration(name, fi.ModTime(), s.now())
 				if !fi.Mode().IsRegular() {
 					probe.Expiration = farFuture
 				}
@@ -534,7 +655,7 @@ func (s *Store) read(name string, v4, v6 netip.Prefix) (entry, error) {
 	default:
 		e.lease = leases.Decode(name, b)
 	}
-	e.lease.Expiration = fi.ModTime()
+	e.lease.Expiration = s.expiration(name, fi.ModTime(), s.now())
 	e.ok = e.lease.Invalid == ""
 	if !e.ok {
 		e.err = errors.New(e.lease.Problem)
@@ -561,7 +682,7 @@ func (s *Store) writeLease(l leases.Lease) (leases.Lease, error) {
 	if err != nil {
 		return leases.Lease{}, err
 	}
-	exp, err := writeAtomic(s.subnets, leases.SubnetKey(l.Subnet, l.IPv6Subnet), b, time.Now().Add(s.ttl))
+	exp, err := writeAtomic(s.subnets, leases.SubnetKey(l.Subnet, l.IPv6Subnet), b, s.now().Add(s.ttl))
 	if err != nil {
 		return leases.Lease{}, err
 	}

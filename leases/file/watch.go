@@ -60,7 +60,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	pending := false
 	expiry := time.NewTimer(time.Hour) // next lease expiration
 	defer expiry.Stop()
-	armExpiry(expiry, last)
+	s.armExpiry(expiry, last)
 
 	relist := func() bool {
 		if !watching {
@@ -73,7 +73,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 			}
 			return ctx.Err() == nil
 		}
-		armExpiry(expiry, ls)
+		s.armExpiry(expiry, ls)
 		if sameSet(last, ls) {
 			return true
 		}
@@ -159,17 +159,18 @@ func (s *Store) send(ctx context.Context, out chan<- []leases.Lease, ls []leases
 const maxExpiryWait = 7 * 24 * time.Hour
 
 // armExpiry sets t to fire just after the earliest expiration in ls.
-func armExpiry(t *time.Timer, ls []leases.Lease) {
+func (s *Store) armExpiry(t *time.Timer, ls []leases.Lease) {
 	t.Stop()
 	var next time.Time
-	horizon := time.Now().Add(maxExpiryWait)
+	now := s.now()
+	horizon := now.Add(maxExpiryWait)
 	for _, l := range ls {
 		if !l.Expiration.IsZero() && l.Expiration.Before(horizon) && (next.IsZero() || l.Expiration.Before(next)) {
 			next = l.Expiration
 		}
 	}
 	if !next.IsZero() {
-		t.Reset(time.Until(next) + time.Millisecond)
+		t.Reset(next.Sub(now) + time.Millisecond)
 	}
 }
 
