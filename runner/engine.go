@@ -52,6 +52,11 @@ type Engine struct {
 	mu     sync.Mutex
 	own    leases.Lease
 	hasOwn bool
+
+	// reload carries a new config from Reload to the loop, which swaps it
+	// in between hooks (newest wins); pendingCfg is the newest not yet in.
+	reload     chan *hooks.Config
+	pendingCfg *hooks.Config
 }
 
 // New returns an engine for cfg that keeps its lease in store and runs
@@ -87,7 +92,53 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Engine{cfg: cfg, store: store, exec: exec, o: o, log: log}, nil
+	return &Engine{cfg: cfg, store: store, exec: exec, o: o, log: log, reload: make(chan *hooks.Config, 1)}, nil
+}
+
+// Reload hands the engine a new config, which takes effect for the hooks
+// that run after it (the watch loop swaps it in between two hooks). It is
+// refused, with an error saying a restart is needed, when it changes what
+// the lease was acquired for: Network, SubnetLen, SubnetMin, SubnetMax,
+// EnableIPv6 or an IPv6 field. It returns the hooks whose text changed.
+func (e *Engine) Reload(cfg *hooks.Config) ([]hooks.Kind, error) {
+	if cfg == nil {
+		return nil, errors.New("reload: nil config")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := e.cfg
+	if e.pendingCfg != nil {
+		cur = e.pendingCfg
+	}
+	if RangeOf(cfg) != RangeOf(cur) || cfg.EnableIPv6 != cur.EnableIPv6 {
+		return nil, errors.New("reload: the network changed (Network, SubnetLen, SubnetMin/Max or IPv6): " +
+			"a restart is needed; the running config is kept")
+	}
+	var changed []hooks.Kind
+	for _, k := range hooks.Kinds {
+		if cfg.Backend.Hook(k).Source != cur.Backend.Hook(k).Source {
+			changed = append(changed, k)
+		}
+	}
+	e.pendingCfg = cfg
+	select { // newest wins
+	case <-e.reload:
+	default:
+	}
+	e.reload <- cfg
+	return changed, nil
+}
+
+// swapConfig installs a config Reload accepted (the loop's goroutine,
+// between hooks).
+func (e *Engine) swapConfig(cfg *hooks.Config) {
+	e.mu.Lock()
+	e.cfg = cfg
+	if e.pendingCfg == cfg {
+		e.pendingCfg = nil
+	}
+	e.mu.Unlock()
+	e.log.Info("config reloaded: later hooks run the new commands")
 }
 
 // Lease returns the node's own lease once it is acquired (in ReadOnly

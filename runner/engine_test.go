@@ -779,3 +779,48 @@ func TestHangingRenewDoesNotStopHooks(t *testing.T) {
 		waitFor, tick, "the timed-out renewal was not logged")
 	assert.Contains(t, logs.String(), "context deadline exceeded")
 }
+
+// A reloaded config's hooks run for the next event; a change of the
+// network is refused and the running config kept.
+func TestReload(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	n := start(t, cfg, store, t.TempDir())
+	n.lease()
+	a := peer(t, cfg, store, "192.0.2.2", "a")
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 a", a.Subnet))
+
+	newCfg := config(t, with(recorder, hooks.SubnetAdd, `read D; echo "new-add $SUBNET $D" >> events`))
+	changed, err := n.eng.Reload(newCfg)
+	require.NoError(t, err)
+	assert.Equal(t, []hooks.Kind{hooks.SubnetAdd}, changed)
+	b := peer(t, cfg, store, "192.0.2.3", "b")
+	n.waitEvent(fmt.Sprintf("new-add %s b", b.Subnet))
+
+	wider := config(t, recorder)
+	wider.Network = netip.MustParsePrefix("10.0.0.0/8")
+	_, err = n.eng.Reload(wider)
+	require.ErrorContains(t, err, "a restart is needed")
+	c := peer(t, cfg, store, "192.0.2.4", "c")
+	n.waitEvent(fmt.Sprintf("new-add %s c", c.Subnet))
+}
+
+// --resync-interval runs SubnetAdd again for applied leases.
+func TestResyncInterval(t *testing.T) {
+	cfg := config(t, recorder)
+	store := newStore(t, t.TempDir())
+	p := peer(t, cfg, store, "192.0.2.2", "r")
+	n := start(t, cfg, store, t.TempDir(), runner.ResyncInterval(100*time.Millisecond))
+	add := fmt.Sprintf("add %s 192.0.2.2 r", p.Subnet)
+	require.Eventually(t, func() bool {
+		var adds int
+		for _, e := range n.events() {
+			if e == add {
+				adds++
+			}
+		}
+		return adds >= 3
+	}, waitFor, tick, "the applied lease was not added again")
+	require.NoError(t, n.stop())
+	assert.NotContains(t, strings.Join(n.events(), "\n"), "remove", "a resync adds, never removes")
+}

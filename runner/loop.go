@@ -55,10 +55,15 @@ type loop struct {
 	// renewal runs in its own goroutine, bounded by the store timeout, so
 	// that hooks, retries and status go on while the store is slow or
 	// partitioned; its outcome comes back on renewed.
-	renewed   chan renewResult
-	inFlight  sync.WaitGroup
-	renewBusy bool
-	dirty     bool // status.json is out of date
+	// resyncDue are applied leases whose SubnetAdd runs again (every
+	// --resync-interval) to repair state changed behind our back; one
+	// leaves the set when its Add succeeds.
+	resyncDue   map[netip.Prefix]bool
+	resyncTimer *time.Ticker
+	renewed     chan renewResult
+	inFlight    sync.WaitGroup
+	renewBusy   bool
+	dirty       bool // status.json is out of date
 }
 
 type renewResult struct {
@@ -83,11 +88,20 @@ func (l *loop) run(ctx context.Context) error {
 		l.watch(wctx, snaps)
 	}()
 	l.renewed = make(chan renewResult, 1)
+	l.resyncDue = map[netip.Prefix]bool{}
+	var resync <-chan time.Time
+	if d := e.o.resyncInterval; d > 0 {
+		l.resyncTimer = time.NewTicker(d)
+		resync = l.resyncTimer.C
+	}
 	stop := func() {
 		stopWatch()
 		<-watchDone
 		l.retry.Stop()
 		l.renew.Stop()
+		if l.resyncTimer != nil {
+			l.resyncTimer.Stop()
+		}
 		l.inFlight.Wait() // a renewal in flight ends with ctx
 	}
 
@@ -114,6 +128,16 @@ func (l *loop) run(ctx context.Context) error {
 
 		case <-l.retry.C:
 			l.reconcile(ctx)
+
+		case <-resync:
+			for sn := range l.applied {
+				l.resyncDue[sn] = true
+			}
+			l.e.log.Debug("resync: adding every applied lease again", "leases", len(l.resyncDue))
+			l.reconcile(ctx)
+
+		case cfg := <-e.reload:
+			e.swapConfig(cfg)
 
 		case <-l.renew.C:
 			l.startRenew(ctx)
@@ -267,6 +291,15 @@ func (l *loop) reconcile(ctx context.Context) {
 			}
 		}
 	}
+	for s := range l.resyncDue {
+		d, wanted := l.desired[s]
+		a, done := l.applied[s]
+		if _, busy := todo[s]; busy || !wanted || !done || !sameLease(d, a) {
+			delete(l.resyncDue, s) // the diff handles it
+			continue
+		}
+		todo[s] = []op{{hooks.SubnetAdd, d}}
+	}
 	defer l.saveJournal()
 	for s := range l.failing {
 		if _, ok := todo[s]; !ok { // back in sync (e.g. the lease went away)
@@ -312,6 +345,9 @@ func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
 			l.applied[s] = o.lease
 		}
 		delete(l.attempted, s)
+		if o.kind == hooks.SubnetAdd {
+			delete(l.resyncDue, s)
+		}
 		l.dirty = true
 		l.journalDirty = true
 	}

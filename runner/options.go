@@ -33,6 +33,7 @@ type options struct {
 	shutdownTimeout      time.Duration
 	shape                *leases.Shape
 	storeTimeout         time.Duration
+	resyncInterval       time.Duration
 }
 
 func defaultOptions() options {
@@ -188,6 +189,20 @@ func StoreTimeout(d time.Duration) Option {
 			return fmt.Errorf("store timeout %v: must be positive", d)
 		}
 		o.storeTimeout = d
+		return nil
+	}
+}
+
+// ResyncInterval makes the engine run SubnetAddCommand again for every
+// applied lease every d (default 0: off), repairing state changed behind
+// its back (a route deleted by hand); Adds converge through the shell's
+// replace-existing. flannel's route backends re-check every 10s.
+func ResyncInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("resync interval %v: must not be negative", d)
+		}
+		o.resyncInterval = d
 		return nil
 	}
 }

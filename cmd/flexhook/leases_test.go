@@ -21,15 +21,25 @@ import (
 
 // seedStore acquires one lease per public IP in a real file store.
 func seedStore(t *testing.T, dir string, nodes map[string]string) map[string]string {
+	return seedStoreRange(t, dir, "10.50.0.0/16", nodes)
+}
+
+// seedStoreRange is seedStore in another /16 network, of /24 subnets.
+func seedStoreRange(t *testing.T, dir, network string, nodes map[string]string) map[string]string {
 	t.Helper()
 	st, err := file.New(dir, file.WithLogger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	defer st.Close()
+	n := netip.MustParsePrefix(network)
+	first := n.Addr().As4()
+	first[2] = 1
+	last := first
+	last[2] = 255
 	r := leases.Range{
-		Network:   netip.MustParsePrefix("10.50.0.0/16"),
+		Network:   n,
 		SubnetLen: 24,
-		SubnetMin: netip.MustParseAddr("10.50.1.0"),
-		SubnetMax: netip.MustParseAddr("10.50.255.0"),
+		SubnetMin: netip.AddrFrom4(first),
+		SubnetMax: netip.AddrFrom4(last),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,4 +228,83 @@ func snapshotDir(t *testing.T, dir string) map[string]string {
 		return err
 	}))
 	return m
+}
+
+// A running daemon takes an edited --config for its next hooks, refuses
+// an invalid file and a change of Network (keeping the running config),
+// and reloads on SIGHUP too.
+func TestRunReloadsConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(recorderConfig), 0o600))
+	store := filepath.Join(dir, "leases")
+	d := startDaemon(t, bin, cfg, store, "192.0.2.1")
+	ownSubnet(t, d)
+	// Peers come as leases other nodes write.
+	peer := func(ip string) string {
+		return seedStoreRange(t, store, "10.60.0.0/16", map[string]string{ip: "d-" + ip})[ip]
+	}
+	waitEvents := func(want string) {
+		t.Helper()
+		require.Eventually(t, func() bool { return strings.Contains(d.events(), want) },
+			30*time.Second, 50*time.Millisecond, "no %q in events:\n%s", want, d.events())
+	}
+	s2 := peer("192.0.2.2")
+	waitEvents("add " + s2 + " 192.0.2.2 d-192.0.2.2\n")
+
+	// Adds a peer at a time until one is added with the given verb; the
+	// ones before may still see the old config (fsnotify and the loop
+	// take a moment).
+	next := 10
+	addUntil := func(verb string) {
+		t.Helper()
+		for range 50 {
+			next++
+			ip := "192.0.2." + strconv.Itoa(next)
+			s := peer(ip)
+			var ev string
+			require.Eventually(t, func() bool {
+				ev = d.events()
+				return strings.Contains(ev, " "+s+" "+ip+" ")
+			}, 30*time.Second, 20*time.Millisecond, "no hook ran for %s", s)
+			if strings.Contains(ev, verb+" "+s+" "+ip+" ") {
+				return
+			}
+		}
+		t.Fatalf("no Add with %q ran:\n%s", verb, d.events())
+	}
+
+	// An edit: the later Adds run the new command (written by a rename,
+	// as editors do).
+	edited := strings.Replace(recorderConfig, `printf 'add %s %s '`, `printf 'ADD2 %s %s '`, 1)
+	tmp := cfg + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(edited), 0o600))
+	require.NoError(t, os.Rename(tmp, cfg))
+	addUntil("ADD2")
+
+	// An invalid file and a new Network are refused; the edit stays in force.
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"Network": `), 0o600))
+	time.Sleep(2 * reloadDebounce)
+	require.NoError(t, os.WriteFile(cfg, []byte(strings.Replace(edited, "10.60.0.0/16", "10.61.0.0/16", 1)), 0o600))
+	time.Sleep(2 * reloadDebounce)
+	s3 := peer("192.0.2.3")
+	waitEvents("ADD2 " + s3 + " 192.0.2.3 d-192.0.2.3\n")
+
+	// SIGHUP reloads too: back to the first version.
+	require.NoError(t, os.WriteFile(cfg, []byte(recorderConfig), 0o600))
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	addUntil("add")
+
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	<-d.done
+	require.NoError(t, d.err)
+	logs := d.stderr.String()
+	assert.Contains(t, logs, `msg="config reload accepted" why="config file changed" changed_hooks=SubnetAddCommand`)
+	assert.Contains(t, logs, `msg="config reload refused; the running config is kept"`)
+	assert.Contains(t, logs, "a restart is needed")
+	assert.Contains(t, logs, `why=SIGHUP`)
 }

@@ -37,6 +37,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if f.StoreTimeout <= 0 {
 		return usageErrorf("--store-timeout: must be positive")
 	}
+	if f.ResyncInterval < 0 {
+		return usageErrorf("--resync-interval: must not be negative")
+	}
 	log := newLogger(stderr, f.LogLevel)
 
 	// A config given by file or preset is checked before anything else.
@@ -121,6 +124,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		runner.ReadOnly(f.DryRun),
 		runner.RenewMargin(time.Duration(f.RenewMargin)),
 		runner.StoreTimeout(f.StoreTimeout),
+		runner.ResyncInterval(f.ResyncInterval),
 	}
 	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
 		rOpts = append(rOpts, runner.PublicIPv6(node.publicIPv6))
@@ -141,7 +145,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "mtu", node.mtu,
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
-	if err := eng.Run(ctx); err != nil {
+	wctx, stopWatch := context.WithCancel(ctx)
+	wait := watchConfig(wctx, eng, f.Config, func() (*hooks.Config, error) {
+		// The same source as at the start: the file, the preset, or the
+		// store's config; checked the same way.
+		if f.Config == "" && f.Preset == "" {
+			c, _, err := storeConfig(ctx, store, f.StoreFlags)
+			return c, err
+		}
+		c, _, err := loadSource(f.SourceFlags)
+		return c, err
+	}, log)
+	err = eng.Run(ctx)
+	stopWatch()
+	wait()
+	if err != nil {
 		return err
 	}
 	log.Info("stopped")
