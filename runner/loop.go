@@ -300,6 +300,23 @@ func (l *loop) reconcile(ctx context.Context) {
 		}
 		todo[s] = []op{{hooks.SubnetAdd, d}}
 	}
+	// Write ahead: before a batch runs, the journal holds every lease it
+	// may add, so that a crash after an Add, before the journal is written
+	// again, cannot lose the lease's Remove.
+	for s, ops := range todo {
+		if _, done := l.applied[s]; done {
+			continue // the old version, in the journal, is what a Remove needs
+		}
+		for _, o := range ops {
+			if o.kind == hooks.SubnetAdd {
+				if a, ok := l.attempted[s]; !ok || !sameLease(a, o.lease) {
+					l.attempted[s] = o.lease
+					l.journalDirty = true
+				}
+			}
+		}
+	}
+	l.saveJournal()
 	defer l.saveJournal()
 	for s := range l.failing {
 		if _, ok := todo[s]; !ok { // back in sync (e.g. the lease went away)
@@ -328,12 +345,6 @@ func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
 		if _, err := l.e.runHook(ctx, o.kind, o.lease, stdin); err != nil {
 			if ctx.Err() != nil {
 				return // interrupted by shutdown, not a hook failure
-			}
-			if o.kind == hooks.SubnetAdd {
-				if _, done := l.applied[s]; !done {
-					l.attempted[s] = o.lease
-					l.journalDirty = true
-				}
 			}
 			l.fail(s, o.kind, err)
 			return

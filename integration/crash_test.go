@@ -1,0 +1,173 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner"
+)
+
+// crashConfig routes like host-gw and, once, kills its own daemon with
+// SIGKILL right after a hook did its work for the subnet named in the
+// state dir's file "crash-at": between the hook and the journal write.
+// (cut's parent is the daemon, which runs hooks in-process.)
+const crashConfig = `{
+  "Network": "10.50.0.0/16",
+  "Backend": {
+    "Type": "extension",
+    "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP && if [ -e crash-at ] && [ \"$(cat crash-at)\" = \"$SUBNET\" ]; then rm crash-at; /usr/bin/kill -9 $(cut -d' ' -f4 /proc/self/stat); fi",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP && if [ -e crash-at ] && [ \"$(cat crash-at)\" = \"$SUBNET\" ]; then rm crash-at; /usr/bin/kill -9 $(cut -d' ' -f4 /proc/self/stat); fi"
+  }
+}`
+
+// TestKillDuringBurst changes 200 leases in a burst while node 1 is
+// killed with SIGKILL at five points: twice by its own hook between the
+// hook's work and the journal write (once after an Add, once after a
+// Remove), three times by the test in mid-burst. After each kill flexhook
+// starts again; in the end the node's routes are exactly the store's
+// leases and nothing is failing.
+func TestKillDuringBurst(t *testing.T) {
+	bin := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	var lab *netlab.Lab
+	t.Cleanup(func() {
+		if lab != nil {
+			require.Empty(t, lab.Leftovers(), "lab left things behind")
+		}
+	})
+	lab, err := netlab.New(ctx, t, netlab.WithNodes(1), netlab.WithFlexhook(bin))
+	require.NoError(t, err)
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(crashConfig), 0o600))
+	args := append([]string{"--config", cfg}, resyncArgs(ctx, bin)...)
+	require.NoError(t, lab.StartNode(ctx, 1, args...))
+
+	dir := filepath.Join(lab.StoreDir(), "subnets")
+	subnet := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 50, byte(100 + i), 0}), 24)
+	}
+	write := func(i int, ip byte) {
+		l := leases.Lease{Subnet: subnet(i), Attrs: leases.Attrs{
+			PublicIP: netip.AddrFrom4([4]byte{192, 0, 2, ip}), BackendType: leases.BackendType}}
+		b, err := leases.MarshalAttrs(l.Attrs)
+		require.NoError(t, err)
+		p := filepath.Join(dir, leases.SubnetKey(l.Subnet, netip.Prefix{}))
+		tmp := filepath.Join(dir, ".tmp-burst")
+		require.NoError(t, os.WriteFile(tmp, b, 0o600))
+		exp := time.Now().Add(time.Hour)
+		require.NoError(t, os.Chtimes(tmp, exp, exp))
+		require.NoError(t, os.Rename(tmp, p))
+	}
+	remove := func(i int) {
+		require.NoError(t, os.Remove(filepath.Join(dir, leases.SubnetKey(subnet(i), netip.Prefix{}))))
+	}
+	crashAt := func(p netip.Prefix) {
+		require.NoError(t, os.WriteFile(filepath.Join(lab.StateDir(1), "crash-at"), []byte(p.String()+"\n"), 0o600))
+	}
+	// revive starts the node again once it is dead (killed by its hook or
+	// by the test).
+	revive := func(why string) {
+		t.Helper()
+		code, err := lab.ExitCode(ctx, 1)
+		require.NoError(t, err)
+		require.Equal(t, -1, code, "%s: killed by a signal", why)
+		t.Logf("node 1 killed (%s); starting it again", why)
+		require.NoError(t, lab.StartNode(ctx, 1, args...))
+	}
+	applied := func() int { return strings.Count(lab.Logs(1), `msg="hook applied"`) }
+
+	// The burst: 120 new leases, then 40 removed and 40 moved to another
+	// PublicIP, 200 changes in all.
+	crashAt(subnet(30)) // 1: after an Add, before its journal write
+	for i := range 120 {
+		write(i, byte(100+i%100))
+	}
+	revive("by its SubnetAdd of " + subnet(30).String())
+	eventuallyWithin(t, ctx, bulkTimeout, "some Adds after the restart", func() error {
+		if applied() < 60 {
+			return fmt.Errorf("%d hooks applied", applied())
+		}
+		return nil
+	})
+	require.NoError(t, lab.KillNode(ctx, 1)) // 2: mid-burst
+	require.NoError(t, lab.StartNode(ctx, 1, args...))
+
+	crashAt(subnet(5)) // 3: after a Remove, before its journal write
+	for i := range 40 {
+		remove(i)
+	}
+	for i := 40; i < 80; i++ {
+		write(i, byte(200+i%50))
+	}
+	revive("by its SubnetRemove of " + subnet(5).String())
+	before := applied()
+	eventuallyWithin(t, ctx, bulkTimeout, "some hooks after the restart", func() error {
+		if applied() < before+20 {
+			return fmt.Errorf("%d hooks applied", applied()-before)
+		}
+		return nil
+	})
+	require.NoError(t, lab.KillNode(ctx, 1)) // 4
+	require.NoError(t, lab.StartNode(ctx, 1, args...))
+	require.NoError(t, lab.KillNode(ctx, 1)) // 5: right after the start
+	require.NoError(t, lab.StartNode(ctx, 1, args...))
+
+	// The kernel's routes equal the store's leases.
+	ls, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	want := map[string]string{}
+	for i := 40; i < 120; i++ {
+		ip := 100 + i%100
+		if i < 80 {
+			ip = 200 + i%50
+		}
+		want[subnet(i).String()] = fmt.Sprintf("192.0.2.%d", ip)
+	}
+	require.Len(t, ls, len(want)+1, "the store: the 80 leases left and node 1's own")
+	eventuallyWithin(t, ctx, bulkTimeout, "node 1's routes are the store's leases", func() error {
+		rs, err := lab.Routes(ctx, 1)
+		if err != nil {
+			return err
+		}
+		got := map[string]string{}
+		for _, r := range rs {
+			if strings.HasPrefix(r.Dst, "10.50.") && r.Gateway != "" {
+				got[r.Dst] = r.Gateway
+			}
+		}
+		if len(got) != len(want) {
+			return fmt.Errorf("%d routes, want %d", len(got), len(want))
+		}
+		for d, gw := range want {
+			if got[d] != gw {
+				return fmt.Errorf("route %s via %q, want via %s", d, got[d], gw)
+			}
+		}
+		return nil
+	})
+	eventuallyWithin(t, ctx, bulkTimeout, "status: nothing failing, all applied", func() error {
+		st, err := runner.ReadStatus(lab.StateDir(1))
+		if err != nil {
+			return err
+		}
+		if len(st.Failing) > 0 || len(st.Applied) != len(want) {
+			return fmt.Errorf("%d applied, failing %+v", len(st.Applied), st.Failing)
+		}
+		return nil
+	})
+	require.NoError(t, lab.StopNode(ctx, 1))
+	require.NoError(t, lab.Close())
+}
