@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner"
 )
 
 // The etcd a lab's nodes share runs in the lab's hub namespace, listening
@@ -510,6 +512,112 @@ func TestEtcdPartition(t *testing.T) {
 		"hooks node 1 ran since it was cut off")
 
 	for _, i := range []int{1, 2, four} {
+		require.NoError(t, lab.StopNode(ctx, i))
+	}
+	require.NoError(t, lab.Close())
+}
+
+// longOutage is the partition of TestEtcdLongPartition.
+const longOutage = 30 * time.Second
+
+// TestEtcdLongPartition cuts node 1 off from etcd for 30 s while its lease
+// is due for renewal every ~10 s and an Add keeps failing: status.json
+// keeps being written, the failing Add keeps being retried, each failed
+// renewal is logged with its cause; after the heal the lease is renewed,
+// the missed change is applied and nothing is lost.
+func TestEtcdLongPartition(t *testing.T) {
+	bin := requireLab(t, "nft", "ss")
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	lab := newEtcdLab(t, ctx, bin, 2)
+	etcd := startLabEtcd(t, ctx, lab)
+	// host-gw, but node 1's Add for node 2 fails while its state dir holds
+	// the file fail-192.0.2.12.
+	conf := `{"Network": "10.50.0.0/16", "Backend": {"Type": "extension",
+		"SubnetAddCommand": "ip route replace $SUBNET via $PUBLIC_IP && test ! -e fail-$PUBLIC_IP",
+		"SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"}}`
+	ec := etcd.Client(t)
+	_, err := ec.Put(ctx, etcdPrefix+"/config", conf)
+	require.NoError(t, err)
+	failFile := filepath.Join(lab.StateDir(1), "fail-"+lab.Underlay(2).String())
+	require.NoError(t, os.WriteFile(failFile, nil, 0o600))
+	// A 2 min lease renewed 110 s before it ends: every ~10 s.
+	args := []string{"--etcd-endpoints", etcd.Endpoint, "--lease-ttl", "120s", "--subnet-lease-renew-margin", "110s"}
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.StartNode(ctx, i, args...))
+	}
+	sub2 := lab.Subnet(2).Masked()
+	failing := func() (runner.Status, int) {
+		st, err := runner.ReadStatus(lab.StateDir(1))
+		require.NoError(t, err)
+		for _, f := range st.Failing {
+			if f.Subnet == sub2 {
+				return st, f.Attempts
+			}
+		}
+		return st, 0
+	}
+	eventually(t, ctx, "node 1's Add for node 2 fails", func() error {
+		if _, n := failing(); n == 0 {
+			return fmt.Errorf("not failing yet")
+		}
+		return nil
+	})
+
+	t.Log("cut node 1 off from etcd for 30 s")
+	cutAt := len(lab.Logs(1))
+	cut(t, ctx, lab, 1, etcd.host)
+	cutTime := time.Now()
+	_, attemptsAtCut := failing()
+	three, err := lab.AddNode(ctx)
+	require.NoError(t, err)
+	require.NoError(t, lab.StartNode(ctx, three, args...))
+	sub3 := lab.Subnet(three).Masked()
+	time.Sleep(time.Until(cutTime.Add(longOutage))) // the partition itself, not a wait for a result
+	st, attempts := failing()
+	require.True(t, lab.Running(1), "a node cut off from etcd keeps running")
+	require.True(t, st.UpdatedAt.After(cutTime.Add(longOutage/2)), "status.json was last written at %s, the cut was at %s", st.UpdatedAt, cutTime)
+	require.Greater(t, attempts, attemptsAtCut, "the failing Add was retried during the partition")
+	logs := logSince(lab, 1, cutAt)
+	require.Regexp(t, `msg="renew lease failed; retrying".*error=`, logs, "a failed renewal is logged with its cause")
+	_, has3, err := routeTo(ctx, lab, 1, sub3)
+	require.NoError(t, err)
+	require.False(t, has3, "node 1 saw node 3 join while cut off: the partition leaked")
+
+	t.Log("heal: the lease is renewed and nothing is lost")
+	heal(t, ctx, lab, 1)
+	require.NoError(t, os.Remove(failFile))
+	requireRoutes(t, ctx, lab, 1, sub3, lab.Underlay(three), netip.Prefix{})
+	healAt := len(lab.Logs(1))
+	eventually(t, ctx, "node 1 has both peers applied and nothing failing", func() error {
+		st, err := runner.ReadStatus(lab.StateDir(1))
+		if err != nil {
+			return err
+		}
+		if len(st.Failing) > 0 || len(st.Applied) != 2 {
+			return fmt.Errorf("applied %v, failing %v", st.Applied, st.Failing)
+		}
+		return nil
+	})
+	requireMesh(t, ctx, lab, "after the long partition", []int{1, 2, three})
+	key := etcdPrefix + "/subnets/" + leases.SubnetKey(lab.Subnet(1).Masked(), netip.Prefix{})
+	eventually(t, ctx, "node 1 renews its lease again", func() error {
+		resp, err := ec.Get(ctx, key)
+		if err != nil || len(resp.Kvs) != 1 {
+			return fmt.Errorf("get %s: %v", key, err)
+		}
+		ttl, err := ec.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+		if err != nil {
+			return err
+		}
+		if ttl.TTL < 100 {
+			return fmt.Errorf("TTL %d s left: not renewed since the heal", ttl.TTL)
+		}
+		return nil
+	})
+	require.NotContains(t, logSince(lab, 1, healAt), "was deleted by someone else")
+	for _, i := range []int{1, 2, three} {
 		require.NoError(t, lab.StopNode(ctx, i))
 	}
 	require.NoError(t, lab.Close())

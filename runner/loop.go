@@ -66,6 +66,9 @@ type loop struct {
 	dirty       bool // status.json is out of date
 }
 
+// statusEvery is the longest status.json goes unwritten.
+const statusEvery = 10 * time.Second
+
 type renewResult struct {
 	lease leases.Lease
 	err   error
@@ -89,6 +92,10 @@ func (l *loop) run(ctx context.Context) error {
 	}()
 	l.renewed = make(chan renewResult, 1)
 	l.resyncDue = map[netip.Prefix]bool{}
+	// status.json is rewritten at least every statusEvery, so its
+	// UpdatedAt shows the loop alive (during a partition too).
+	heartbeat := time.NewTicker(statusEvery)
+	defer heartbeat.Stop()
 	var resync <-chan time.Time
 	if d := e.o.resyncInterval; d > 0 {
 		l.resyncTimer = time.NewTicker(d)
@@ -138,6 +145,10 @@ func (l *loop) run(ctx context.Context) error {
 
 		case cfg := <-e.reload:
 			e.swapConfig(cfg)
+
+		case <-heartbeat.C:
+			l.dirty = true
+			l.writeStatus()
 
 		case <-l.renew.C:
 			l.startRenew(ctx)

@@ -40,6 +40,7 @@ type SourceFlags struct {
 type StoreFlags struct {
 	Store         string        `flag:"store" envconfig:"STORE" default:"/var/lib/flexhook/leases" arg:"DIR" usage:"file lease store directory, shared by the nodes of one machine (unused with --etcd-endpoints)"`
 	StoreResync   time.Duration `flag:"store-resync" envconfig:"STORE_RESYNC" hidden:"true" usage:"file store re-list interval (tests)"`
+	LeaseTTL      time.Duration `flag:"lease-ttl" envconfig:"LEASE_TTL" hidden:"true" usage:"lease TTL instead of flannel's 24h (tests)"`
 	EtcdEndpoints string        `flag:"etcd-endpoints" envconfig:"ETCD_ENDPOINTS" arg:"URLS" usage:"comma-separated etcd endpoints; use etcd instead of the file store"`
 	EtcdPrefix    string        `flag:"etcd-prefix" envconfig:"ETCD_PREFIX" default:"/coreos.com/network" arg:"PREFIX" usage:"etcd key prefix (flannel's)"`
 	EtcdCAFile    string        `flag:"etcd-cafile" envconfig:"ETCD_CAFILE" arg:"FILE" usage:"etcd TLS CA certificate"`

@@ -91,6 +91,9 @@ func openStore(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Stor
 	if s.StoreResync > 0 {
 		opts = append(opts, file.WithResync(s.StoreResync))
 	}
+	if s.LeaseTTL > 0 {
+		opts = append(opts, file.WithTTL(s.LeaseTTL))
+	}
 	st, err := file.New(s.Store, opts...)
 	if err != nil {
 		return nil, err
@@ -101,7 +104,11 @@ func openStore(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Stor
 func openEtcd(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
 	cfg := s.etcdConfig()
 	log.Debug("opening etcd store", "endpoints", cfg.Endpoints, "prefix", cfg.Prefix, "tls", cfg.CAFile != "" || cfg.CertFile != "", "auth", cfg.Username != "")
-	st, err := etcd.New(ctx, cfg, etcd.WithLogger(log))
+	opts := []etcd.Option{etcd.WithLogger(log)}
+	if s.LeaseTTL > 0 {
+		opts = append(opts, etcd.WithTTL(s.LeaseTTL))
+	}
+	st, err := etcd.New(ctx, cfg, opts...)
 	if err != nil { // not a nil *etcd.Store in a non-nil interface
 		return nil, err
 	}
