@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner"
 )
@@ -169,5 +172,47 @@ func TestKillDuringBurst(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, lab.StopNode(ctx, 1))
+	require.NoError(t, lab.Close())
+}
+
+// TestStopDuringPreStartup sends SIGTERM while PreStartupCommand sleeps
+// after making its device: ShutdownCommand runs all the same and the
+// device is gone, in a real network namespace.
+func TestStopDuringPreStartup(t *testing.T) {
+	bin := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var lab *netlab.Lab
+	t.Cleanup(func() {
+		if lab != nil {
+			require.Empty(t, lab.Leftovers(), "lab left things behind")
+		}
+	})
+	lab, err := netlab.New(ctx, t, netlab.WithNodes(1), netlab.WithFlexhook(bin))
+	require.NoError(t, err)
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"Network": "10.50.0.0/16", "Backend": {"Type": "extension",
+		"PreStartupCommand": "ip link add fh-pre0 type bridge && sleep 60",
+		"ShutdownCommand": "ip link del fh-pre0"}}`), 0o600))
+	// Not lab.StartNode: it waits for a lease, which PreStartup holds up.
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", lab.Netns(1), bin, "run", "--config", cfg,
+		"--store", lab.StoreDir(), "--public-ip", lab.Underlay(1).String(), "--state-dir", lab.StateDir(1),
+		"--subnet-file", filepath.Join(t.TempDir(), "subnet.env"))
+	var out testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	eventually(t, ctx, "PreStartupCommand made its device", func() error {
+		ok, err := lab.HasLink(ctx, 1, "fh-pre0")
+		if err == nil && !ok {
+			err = fmt.Errorf("no fh-pre0 yet")
+		}
+		return err
+	})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "a stop during start-up is a clean exit:\n%s", out.String())
+	ok, err := lab.HasLink(ctx, 1, "fh-pre0")
+	require.NoError(t, err)
+	require.False(t, ok, "ShutdownCommand did not run: the device is left:\n%s", out.String())
+	require.Contains(t, out.String(), "stopped during PreStartupCommand")
 	require.NoError(t, lab.Close())
 }
