@@ -16,7 +16,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flexhook/flexhook/internal/netlab"
 	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner"
@@ -45,14 +44,7 @@ func TestKillDuringBurst(t *testing.T) {
 	bin := requireLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	var lab *netlab.Lab
-	t.Cleanup(func() {
-		if lab != nil {
-			require.Empty(t, lab.Leftovers(), "lab left things behind")
-		}
-	})
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(1), netlab.WithFlexhook(bin))
-	require.NoError(t, err)
+	lab := newLab(t, ctx, bin, 1)
 	cfg := filepath.Join(t.TempDir(), "net-conf.json")
 	require.NoError(t, os.WriteFile(cfg, []byte(crashConfig), 0o600))
 	args := append([]string{"--config", cfg}, resyncArgs(ctx, bin)...)
@@ -182,14 +174,7 @@ func TestStopDuringPreStartup(t *testing.T) {
 	bin := requireLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var lab *netlab.Lab
-	t.Cleanup(func() {
-		if lab != nil {
-			require.Empty(t, lab.Leftovers(), "lab left things behind")
-		}
-	})
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(1), netlab.WithFlexhook(bin))
-	require.NoError(t, err)
+	lab := newLab(t, ctx, bin, 1)
 	cfg := filepath.Join(t.TempDir(), "net-conf.json")
 	require.NoError(t, os.WriteFile(cfg, []byte(`{"Network": "10.50.0.0/16", "Backend": {"Type": "extension",
 		"PreStartupCommand": "ip link add fh-pre0 type bridge && sleep 60",

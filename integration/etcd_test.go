@@ -204,8 +204,9 @@ func (e *labEtcd) Client(t *testing.T) *clientv3.Client {
 	return c
 }
 
-// newEtcdLab is a lab whose leftovers are checked after Close.
-func newEtcdLab(t *testing.T, ctx context.Context, bin string, nodes int) *netlab.Lab {
+// newLab makes a lab of nodes running bin, checked at the end for
+// leftovers (after Close, which New registers).
+func newLab(t *testing.T, ctx context.Context, bin string, nodes int) *netlab.Lab {
 	t.Helper()
 	var lab *netlab.Lab
 	// Registered before New registers Close, so it runs after Close.
@@ -283,7 +284,7 @@ func TestEtcdVxlan(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lab := newEtcdLab(t, ctx, bin, 3)
+	lab := newLab(t, ctx, bin, 3)
 	etcd := startLabEtcd(t, ctx, lab)
 	vx := presetNamed(t, "vxlan")
 	args := []string{"--preset", "vxlan", "--trace", "--etcd-endpoints", etcd.Endpoint}
@@ -454,7 +455,7 @@ func TestEtcdPartition(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lab := newEtcdLab(t, ctx, bin, 3)
+	lab := newLab(t, ctx, bin, 3)
 	etcd := startLabEtcd(t, ctx, lab)
 	conf, err := exec.CommandContext(ctx, bin, "presets", "host-gw").Output()
 	require.NoError(t, err)
@@ -530,7 +531,7 @@ func TestEtcdLongPartition(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	lab := newEtcdLab(t, ctx, bin, 2)
+	lab := newLab(t, ctx, bin, 2)
 	etcd := startLabEtcd(t, ctx, lab)
 	// host-gw, but node 1's Add for node 2 fails while its state dir holds
 	// the file fail-192.0.2.12.

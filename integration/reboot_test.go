@@ -110,14 +110,7 @@ func TestReboot(t *testing.T) {
 func testReboot(t *testing.T, bin string, p preset) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	var lab *netlab.Lab
-	t.Cleanup(func() {
-		if lab != nil {
-			require.Empty(t, lab.Leftovers(), "lab left things behind")
-		}
-	})
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(2), netlab.WithFlexhook(bin))
-	require.NoError(t, err)
+	lab := newLab(t, ctx, bin, 2)
 
 	var fakes []leases.Lease
 	exp := time.Now().Add(time.Hour)

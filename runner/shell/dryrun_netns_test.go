@@ -88,22 +88,7 @@ func TestDryRunDangerousOptions(t *testing.T) {
 		dryRunDangerousInner(t)
 		return
 	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: network and mount namespaces")
-	}
-	for _, bin := range []string{"unshare", "gawk", "mawk", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			skipOrFail(t, "needs "+bin+" (apt-get install util-linux gawk mawk iproute2)")
-		}
-	}
-	cmd := exec.CommandContext(t.Context(), "unshare", "--net", "--mount", "--propagation", "private",
-		helperBin(t), "-test.run=^TestDryRunDangerousOptions$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), dryInnerEnv+"=1")
-	cmd.Dir = t.TempDir()
-	out, err := cmd.CombinedOutput()
-	t.Logf("inner test:\n%s", out)
-	require.NoError(t, err)
-	require.Contains(t, string(out), "--- PASS: TestDryRunDangerousOptions")
+	runInner(t, "TestDryRunDangerousOptions", dryInnerEnv, "gawk", "mawk", "ip")
 }
 
 func dryRunDangerousInner(t *testing.T) {

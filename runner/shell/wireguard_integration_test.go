@@ -37,21 +37,7 @@ func TestWireguardGoUserspace(t *testing.T) {
 		wireguardInner(t)
 		return
 	}
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: network and mount namespaces")
-	}
-	for _, bin := range []string{"wireguard-go", "wg", "ip", "unshare"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			skipOrFail(t, "needs "+bin+" (apt-get install wireguard-go wireguard-tools iproute2 util-linux)")
-		}
-	}
-	cmd := exec.CommandContext(t.Context(), "unshare", "--net", "--mount", "--propagation", "private",
-		helperBin(t), "-test.run=^TestWireguardGoUserspace$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), wgInnerEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("inner test:\n%s", out)
-	require.NoError(t, err)
-	require.Contains(t, string(out), "--- PASS: TestWireguardGoUserspace")
+	runInner(t, "TestWireguardGoUserspace", wgInnerEnv, "wireguard-go", "wg", "ip")
 }
 
 func wireguardInner(t *testing.T) {
