@@ -40,12 +40,8 @@ func (st *runState) replaceExisting(next interp.ExecHandlerFunc) interp.ExecHand
 		if !ok {
 			return next(ctx, args)
 		}
-		held := &holdWriter{dst: stderrOf(ctx), max: replaceHold}
-		err := next(withStderr(ctx, held), args)
-		var status interp.ExitStatus
-		text, whole := held.text()
-		if err == nil || ctx.Err() != nil || !errors.As(err, &status) || !whole || !objectExists(text) {
-			held.release()
+		text, err := failedFor(ctx, next, args, objectExists)
+		if text == "" {
 			return err
 		}
 		st.s.log.Info(object+" add: object exists; running replace",
@@ -60,17 +56,29 @@ func (st *runState) replaceExisting(next interp.ExecHandlerFunc) interp.ExecHand
 // the daemon was down, a Remove retried after a crash). The failed del is
 // traced with its status, and the convergence logged at Info.
 func (st *runState) deleteConverges(ctx context.Context, next interp.ExecHandlerFunc, args []string, object string) error {
-	held := &holdWriter{dst: stderrOf(ctx), max: replaceHold}
-	err := next(withStderr(ctx, held), args)
-	var status interp.ExitStatus
-	text, whole := held.text()
-	if err == nil || ctx.Err() != nil || !errors.As(err, &status) || !whole || !objectAbsent(text) {
-		held.release()
+	text, err := failedFor(ctx, next, args, objectAbsent)
+	if text == "" {
 		return err
 	}
 	st.s.log.Info(object+" del: object already absent; counted as removed",
 		"hook", st.hook.String(), "subnet", st.subnet, "stderr", strings.TrimSpace(text))
 	return nil
+}
+
+// failedFor runs args holding its stderr back. When the command failed
+// with an exit status and all its stderr says why (reason matches), it
+// returns that stderr, not yet written anywhere; otherwise "" and the
+// command's error, its stderr passed on.
+func failedFor(ctx context.Context, next interp.ExecHandlerFunc, args []string, reason func(string) bool) (string, error) {
+	held := &holdWriter{dst: stderrOf(ctx), max: replaceHold}
+	err := next(withStderr(ctx, held), args)
+	var status interp.ExitStatus
+	text, whole := held.text()
+	if err == nil || ctx.Err() != nil || !errors.As(err, &status) || !whole || !reason(text) || text == "" {
+		held.release()
+		return "", err
+	}
+	return text, err
 }
 
 // DeleteArgv reports whether argv deletes a route, neighbour, address or
