@@ -29,7 +29,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	wgMode, err := shell.ParseWireguardMode(f.WireguardUserspace)
 	if err != nil {
-		return usageErrorf("--wireguard-userspace: %v", err)
+		return usageErrorf("--%v", err) // the error names wireguard-userspace
 	}
 	if f.HookTimeout <= 0 {
 		return usageErrorf("--hook-timeout: must be positive")

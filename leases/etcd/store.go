@@ -274,7 +274,7 @@ func (s *Store) revoke(ctx context.Context, id clientv3.LeaseID) {
 	cctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	if _, err := s.cli.Revoke(cctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		s.log.Debug("etcd: revoke unused lease", "lease", int64(id), "err", err)
+		s.log.Debug("etcd: revoke unused lease", "lease", int64(id), "error", err)
 	}
 }
 
@@ -570,7 +570,7 @@ func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchS
 				if s.cli.Ctx().Err() != nil {
 					return errors.New("etcd: watch: store closed")
 				}
-				s.log.Warn("etcd: cannot list leases, retrying", "err", err, "retry_in", backoff)
+				s.log.Warn("etcd: cannot list leases, retrying", "error", err, "retry_in", backoff)
 				if sleep(ctx, backoff) != nil {
 					return nil
 				}
@@ -595,7 +595,7 @@ func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchS
 		if healthy {
 			backoff = minBackoff
 		}
-		s.log.Warn("etcd: lease watch interrupted, listing again", "err", err, "retry_in", backoff)
+		s.log.Warn("etcd: lease watch interrupted, listing again", "error", err, "retry_in", backoff)
 		st = nil
 		if sleep(ctx, backoff) != nil {
 			return nil

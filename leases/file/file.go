@@ -350,12 +350,12 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		if err != nil {
 			return leases.Lease{}, fmt.Errorf("acquire: %w", err)
 		}
-		s.log.Info("reusing lease", "subnet", l.Subnet, "ipv6Subnet", ipv6Attr(l.IPv6Subnet), "publicIP", id)
+		s.log.Info("reusing lease", "subnet", l.Subnet, "ipv6_subnet", ipv6Attr(l.IPv6Subnet), "public_ip", id)
 		return l, nil
 	}
 	if haveOwn {
 		s.log.Info("lease of this node does not fit the range or overlaps another, replacing it",
-			"subnet", own.Subnet, "ipv6Subnet", ipv6Attr(own.IPv6Subnet), "publicIP", id, "range", r)
+			"subnet", own.Subnet, "ipv6_subnet", ipv6Attr(own.IPv6Subnet), "public_ip", id, "range", r)
 	}
 
 	// Live leases keep their subnets (unparsable live files too); leases
@@ -402,7 +402,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
 	}
-	s.log.Info("acquired new lease", "subnet", l.Subnet, "ipv6Subnet", ipv6Attr(l.IPv6Subnet), "publicIP", id)
+	s.log.Info("acquired new lease", "subnet", l.Subnet, "ipv6_subnet", ipv6Attr(l.IPv6Subnet), "public_ip", id)
 	return l, nil
 }
 

@@ -69,7 +69,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		ls, err := s.List(ctx)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-				s.log.Warn("re-listing leases failed, will retry", "err", err)
+				s.log.Warn("re-listing leases failed, will retry", "error", err)
 			}
 			return ctx.Err() == nil
 		}
@@ -109,7 +109,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 				return errors.New("watch: fsnotify watcher stopped")
 			}
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
-				s.log.Warn("lease directory watch error, re-listing", "err", err)
+				s.log.Warn("lease directory watch error, re-listing", "error", err)
 			}
 			if !relist() {
 				return s.watchEnd(ctx)
