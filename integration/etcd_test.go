@@ -437,7 +437,7 @@ func requireRoutes(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, ad
 			return fmt.Errorf("route to %s: %+v, want %+v", add, r, want)
 		}
 		if _, ok, err := routeTo(ctx, lab, i, gone); err != nil || ok {
-			return fmt.Errorf("still a route to %s (%v)", gone, err)
+			return fmt.Errorf("still a route to %s (%w)", gone, err)
 		}
 		return nil
 	})
@@ -606,7 +606,7 @@ func TestEtcdLongPartition(t *testing.T) {
 	eventually(t, ctx, "node 1 renews its lease again", func() error {
 		resp, err := ec.Get(ctx, key)
 		if err != nil || len(resp.Kvs) != 1 {
-			return fmt.Errorf("get %s: %v", key, err)
+			return fmt.Errorf("get %s: %w", key, err)
 		}
 		ttl, err := ec.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
 		if err != nil {

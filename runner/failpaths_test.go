@@ -19,11 +19,9 @@ import (
 )
 
 // fakePeer puts a remote lease into the in-memory store.
-func fakePeer(s *leasestest.Store, subnet, ip, data string) leases.Lease {
-	l := leases.Lease{Subnet: netip.MustParsePrefix(subnet),
-		Attrs: leases.Attrs{PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data}}
-	s.Put(l)
-	return l
+func fakePeer(s *leasestest.Store, subnet, ip, data string) {
+	s.Put(leases.Lease{Subnet: netip.MustParsePrefix(subnet),
+		Attrs: leases.Attrs{PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data}})
 }
 
 func logger(b *testutil.SyncBuffer) runner.Option {

@@ -127,10 +127,7 @@ func (l *loop) run(ctx context.Context) error {
 					drained = true
 				}
 			}
-			if err := l.snapshot(ctx, snap); err != nil {
-				stop()
-				return l.gone(ctx, err)
-			}
+			l.snapshot(ctx, snap)
 			l.reconcile(ctx)
 
 		case <-l.retry.C:
@@ -186,7 +183,7 @@ func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
 // snapshot takes a full set of leases as the new desired state. When the
 // own lease is missing from it (or not ours any more), a Renew confirms
 // whether it is gone; renewDone then ends the loop if so.
-func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
+func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) {
 	l.desired = l.admit(snap)
 	if l.reapply {
 		l.reapply = false
@@ -199,19 +196,18 @@ func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) error {
 		l.saveJournal()
 	}
 	if l.e.o.readOnly || l.renewing {
-		return nil
+		return
 	}
 	ownKey := leases.SubnetKey(l.own.Subnet, l.own.IPv6Subnet)
 	for _, x := range snap {
 		if x.Key == ownKey && x.Invalid == "" && x.Attrs.Owner() == l.own.Attrs.Owner() {
-			return nil
+			return
 		}
 	}
 	if !l.renewBusy {
 		l.e.log.Warn("own lease missing from the store or not ours; renewing to confirm", "subnet", l.own.Subnet)
 		l.startRenew(ctx)
 	}
-	return nil
 }
 
 // startRenew renews the own lease in the background, with the store

@@ -118,7 +118,7 @@ func decodeJournal(data []byte) (map[netip.Prefix]leases.Lease, error) {
 	m := make(map[netip.Prefix]leases.Lease, len(j.Applied))
 	for i, a := range j.Applied {
 		if !a.Subnet.IsValid() {
-			return nil, fmt.Errorf("Applied[%d]: missing Subnet", i)
+			return nil, fmt.Errorf("entry Applied[%d]: missing Subnet", i)
 		}
 		m[a.Subnet] = leases.Lease{
 			Subnet:     a.Subnet,

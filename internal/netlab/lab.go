@@ -335,11 +335,14 @@ func (l *Lab) RebootNode(ctx context.Context, i int) error {
 	}
 	// Not /sys: sysfs shows the namespace of whoever mounted it.
 	out, err := runIP(ctx, "-n", n.ns, "-br", "link", "show", "eth0")
-	if f := strings.Fields(string(out)); err != nil || len(f) < 3 {
-		return fmt.Errorf("netlab: node %d eth0 address: %v: %s", i, err, out)
-	} else {
-		n.mac = f[2]
+	f := strings.Fields(string(out))
+	if err != nil {
+		return fmt.Errorf("netlab: node %d eth0 address: %w", i, err)
 	}
+	if len(f) < 3 {
+		return fmt.Errorf("netlab: node %d eth0 address: %q", i, out)
+	}
+	n.mac = f[2]
 	for _, p := range procs {
 		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 	}
@@ -516,7 +519,7 @@ func (l *Lab) waitSubnet(ctx context.Context, n *node, done <-chan struct{}) (ne
 			l.mu.Lock()
 			err := n.waitErr
 			l.mu.Unlock()
-			return netip.Prefix{}, fmt.Errorf("netlab: node %d: flexhook exited before writing %s (%v); log:\n%s",
+			return netip.Prefix{}, fmt.Errorf("netlab: node %d: flexhook exited before writing %s (%w); log:\n%s",
 				n.index, n.subnetFile, err, tail(n.logPath, 40))
 		case <-ctx.Done():
 			return netip.Prefix{}, fmt.Errorf("netlab: node %d: no FLANNEL_SUBNET in %s: %w; log:\n%s",

@@ -68,25 +68,25 @@ func (c Config) redactedPassword() string {
 // when it asks for none).
 func (c Config) validate() (*tls.Config, error) {
 	if len(c.Endpoints) == 0 {
-		return nil, errors.New("Endpoints: at least one etcd endpoint is required")
+		return nil, errors.New("etcd config: Endpoints: at least one etcd endpoint is required")
 	}
 	for _, ep := range c.Endpoints {
 		if strings.TrimSpace(ep) == "" {
-			return nil, errors.New("Endpoints: empty endpoint")
+			return nil, errors.New("etcd config: Endpoints: empty endpoint")
 		}
 	}
 	if c.DialTimeout < 0 {
 		return nil, fmt.Errorf("DialTimeout: %s is negative", c.DialTimeout)
 	}
 	if (c.Username == "") != (c.Password == "") {
-		return nil, errors.New("Username and Password: set both or neither")
+		return nil, errors.New("etcd config: Username and Password: set both or neither")
 	}
 	if c.CAFile == "" && c.CertFile == "" && c.KeyFile == "" {
 		return nil, nil
 	}
 	for _, ep := range c.Endpoints {
 		if strings.HasPrefix(ep, "http://") {
-			return nil, fmt.Errorf("Endpoints: %q is plain http but TLS files are set (use https://)", ep)
+			return nil, fmt.Errorf("etcd config: Endpoints: %q is plain http but TLS files are set (use https://)", ep)
 		}
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}

@@ -30,7 +30,7 @@ func TestConfigNeverShowsPassword(t *testing.T) {
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("connecting", "etcd", cfg)
 	for _, s := range []string{
 		fmt.Sprint(cfg), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg),
-		fmt.Sprintf("%s", cfg), fmt.Sprintf("%v", &cfg), logs.String(),
+		cfg.String(), fmt.Sprintf("%v", &cfg), logs.String(),
 	} {
 		assert.NotContains(t, s, secret)
 		assert.Contains(t, s, "REDACTED", "a set password is shown as redacted: %s", s)

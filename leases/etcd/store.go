@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	connectErr := func(err error) error {
 		if ctx.Err() == nil {
 			if cause := diagnose(ctx, cfg.Endpoints, tlsCfg); cause != nil {
-				return fmt.Errorf("etcd: connect to %s: %w (%v)", eps, err, cause)
+				return fmt.Errorf("etcd: connect to %s: %w (%w)", eps, err, cause)
 			}
 		}
 		return fmt.Errorf("etcd: connect to %s: %w", eps, err)
@@ -413,7 +413,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 		kv := resp.Kvs[0]
 		cur, err := leases.UnmarshalAttrs(kv.Value)
 		if err != nil {
-			return leases.Lease{}, fmt.Errorf("etcd: renew %s: key %s holds an unreadable value (%v): %w", l.Subnet, key, err, leases.ErrLeaseGone)
+			return leases.Lease{}, fmt.Errorf("etcd: renew %s: key %s holds an unreadable value (%w): %w", l.Subnet, key, err, leases.ErrLeaseGone)
 		}
 		if cur.Owner() != l.Attrs.Owner() {
 			return leases.Lease{}, fmt.Errorf("etcd: renew %s: now held by %s: %w", l.Subnet, cur.Owner(), leases.ErrLeaseGone)

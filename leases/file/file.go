@@ -424,11 +424,11 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	case errors.Is(err, fs.ErrNotExist):
 		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, leases.ErrLeaseGone)
 	case errors.Is(err, errNotLease):
-		return leases.Lease{}, fmt.Errorf("renew %s: %v: %w", name, err, leases.ErrLeaseGone)
+		return leases.Lease{}, fmt.Errorf("renew %s: %w: %w", name, err, leases.ErrLeaseGone)
 	case err != nil:
 		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, err)
 	case !e.ok:
-		return leases.Lease{}, fmt.Errorf("renew %s: unreadable lease (%v): %w", name, e.err, leases.ErrLeaseGone)
+		return leases.Lease{}, fmt.Errorf("renew %s: unreadable lease (%w): %w", name, e.err, leases.ErrLeaseGone)
 	}
 	if got, want := e.lease.Attrs.Owner(), l.Attrs.Owner(); got != want {
 		return leases.Lease{}, fmt.Errorf("renew %s: lease now carries PublicIP %s, not %s: %w", name, got, want, leases.ErrLeaseGone)

@@ -81,7 +81,15 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	// A concurrently forked process may briefly hold a write descriptor of
 	// the file (https://go.dev/issue/22315): retry ETXTBSY with backoff.
 	for delay := time.Millisecond; errors.Is(err, syscall.ETXTBSY) && delay < 300*time.Millisecond; delay *= 2 {
-		time.Sleep(delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		cmd = newCmd()
 		err = cmd.Start()
 	}
@@ -129,11 +137,13 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 // survives: it waits until deadline for the group to exit after SIGTERM,
 // then sends SIGKILL to the whole group.
 func (st *runState) killGroup(pgid int, deadline time.Time) {
+	tick := time.NewTicker(groupPoll)
+	defer tick.Stop()
 	for time.Now().Before(deadline) {
 		if syscall.Kill(-pgid, 0) != nil { // ESRCH: the group is gone
 			return
 		}
-		time.Sleep(groupPoll)
+		<-tick.C
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
