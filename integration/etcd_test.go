@@ -591,7 +591,9 @@ func TestEtcdLongPartition(t *testing.T) {
 	require.NoError(t, os.Remove(failFile))
 	requireRoutes(t, ctx, lab, 1, sub3, lab.Underlay(three), netip.Prefix{})
 	healAt := len(lab.Logs(1))
-	eventually(t, ctx, "node 1 has both peers applied and nothing failing", func() error {
+	// The failing Add retries with its backoff (up to 2 min) since the
+	// cause went away.
+	eventuallyWithin(t, ctx, bulkTimeout, "node 1 has both peers applied and nothing failing", func() error {
 		st, err := runner.ReadStatus(lab.StateDir(1))
 		if err != nil {
 			return err

@@ -84,15 +84,6 @@ func TestDiffIPv6Changed(t *testing.T) {
 	assert.Len(t, diff(map[netip.Prefix]leases.Lease{s: l}, old)[s], 2)
 }
 
-func TestRetryDelay(t *testing.T) {
-	for _, tc := range []struct {
-		attempt int
-		want    int64
-	}{{1, 10}, {2, 20}, {3, 40}, {5, 100}, {60, 100}} {
-		assert.Equal(t, tc.want, int64(retryDelay(10, 100, tc.attempt)), "attempt %d", tc.attempt)
-	}
-}
-
 func TestFirstHost(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"10.50.3.0/24", "10.50.3.1/24"},

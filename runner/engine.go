@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -264,24 +265,21 @@ func (e *Engine) preStartup(ctx context.Context) (string, error) {
 
 // acquire gets the own lease from the store, retrying with backoff.
 func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
-	b := e.backoff()
-	for {
+	var l leases.Lease
+	err := retry.Do(ctx, e.backoff(), func(ctx context.Context) error {
 		actx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
-		l, err := e.store.Acquire(actx, RangeOf(e.cfg), attrs)
-		cancel()
-		if err == nil {
-			e.log.Info("lease acquired", "subnet", l.Subnet, "ipv6_subnet", l.IPv6Subnet, "expires", l.Expiration)
-			return l, nil
-		}
-		if ctx.Err() != nil {
-			return leases.Lease{}, ctx.Err()
-		}
-		d := b.next()
-		e.log.Error("acquire lease failed; retrying", "error", err, "retry_in", d)
-		if err := sleep(ctx, d); err != nil {
-			return leases.Lease{}, err
-		}
+		defer cancel()
+		var err error
+		l, err = e.store.Acquire(actx, RangeOf(e.cfg), attrs)
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		e.log.Error("acquire lease failed; retrying", "error", err, "retry_in", wait)
+	})
+	if err != nil {
+		return leases.Lease{}, err
 	}
+	e.log.Info("lease acquired", "subnet", l.Subnet, "ipv6_subnet", l.IPv6Subnet, "expires", l.Expiration)
+	return l, nil
 }
 
 // lookup is acquire for ReadOnly: the lease carrying our PublicIP, or a
@@ -357,45 +355,10 @@ func (e *Engine) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, stdi
 	return res, fmt.Errorf("%s (SUBNET=%s): %w", k, subnet, err)
 }
 
-// backoff is an exponential delay sequence.
-type backoff struct {
-	initial, max, cur time.Duration
-}
-
-func (e *Engine) backoff() *backoff {
-	return &backoff{initial: e.o.retryInitial, max: e.o.retryMax}
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.initial
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// retryDelay returns the backoff before retry number attempt (1-based).
-func retryDelay(initial, max time.Duration, attempt int) time.Duration {
-	d := initial
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
-}
-
-// sleep waits for d or until ctx is done (then returning its error).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+// backoff is the engine's retry backoff (Retry) for hooks, renewals and
+// the store.
+func (e *Engine) backoff() retry.Backoff {
+	return retry.Backoff{Initial: e.o.retryInitial, Max: e.o.retryMax}
 }
 
 func stoppedTimer() *time.Timer {

@@ -762,8 +762,10 @@ func (s *hangingRenew) Renew(ctx context.Context, l leases.Lease) (leases.Lease,
 // store timeout and its failure is logged with its cause.
 func TestHangingRenewDoesNotStopHooks(t *testing.T) {
 	cfg := config(t, recorder)
-	inner := newStore(t, t.TempDir(), file.WithTTL(2*time.Second))
+	dir := t.TempDir()
+	inner := newStore(t, dir, file.WithTTL(2*time.Second))
 	store := &hangingRenew{Store: inner, started: make(chan struct{})}
+	others := newStore(t, dir) // other nodes' leases live 24h, however slow the machine
 	var logs testutil.SyncBuffer
 	n := start(t, cfg, store, t.TempDir(), runner.RenewMargin(1900*time.Millisecond),
 		runner.StoreTimeout(3*time.Second), runner.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -773,7 +775,7 @@ func TestHangingRenewDoesNotStopHooks(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("no renewal started")
 	}
-	p := peer(t, cfg, inner, "192.0.2.2", "during")
+	p := peer(t, cfg, others, "192.0.2.2", "during")
 	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 during", p.Subnet)) // while Renew hangs
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "renew lease failed; retrying") },
 		waitFor, tick, "the timed-out renewal was not logged")

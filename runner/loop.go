@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -50,7 +51,7 @@ type loop struct {
 	refusedTotal map[leases.Reason]int
 	retry        *time.Timer // fires at the earliest failing[*].next
 	renew        *time.Timer // fires when the own lease is due for renewal
-	renewB       *backoff
+	renewB       retry.Sequence
 	renewing     bool // a failed renewal waits for its retry
 	// renewal runs in its own goroutine, bounded by the store timeout, so
 	// that hooks, retries and status go on while the store is slow or
@@ -77,7 +78,7 @@ type renewResult struct {
 func (l *loop) run(ctx context.Context) error {
 	e := l.e
 	l.own, _ = e.Lease()
-	l.renewB = e.backoff()
+	l.renewB = retry.Sequence{Backoff: e.backoff()}
 	if !e.o.readOnly {
 		l.scheduleRenew()
 	}
@@ -163,21 +164,14 @@ func (l *loop) run(ctx context.Context) error {
 // watch runs store.Watch until ctx is done, restarting it with backoff if
 // it fails.
 func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
-	b := l.e.backoff()
-	for {
-		err := l.e.store.Watch(ctx, out)
-		if ctx.Err() != nil {
-			return
+	_ = retry.Do(ctx, l.e.backoff(), func(ctx context.Context) error {
+		if err := l.e.store.Watch(ctx, out); err != nil || ctx.Err() != nil {
+			return err
 		}
-		if err == nil {
-			err = errors.New("watch ended")
-		}
-		d := b.next()
-		l.e.log.Error("lease watch failed; restarting", "error", err, "retry_in", d)
-		if sleep(ctx, d) != nil {
-			return
-		}
-	}
+		return errors.New("watch ended")
+	}, func(_ int, err error, wait time.Duration) {
+		l.e.log.Error("lease watch failed; restarting", "error", err, "retry_in", wait)
+	}) // ends only with ctx
 }
 
 // snapshot takes a full set of leases as the new desired state. When the
@@ -238,7 +232,7 @@ func (l *loop) renewDone(ctx context.Context, r renewResult) error {
 	case err == nil:
 		l.own = nl
 		l.e.setOwn(nl)
-		l.renewB.reset()
+		l.renewB.Reset()
 		l.renewing = false
 		l.e.log.Debug("lease renewed", "subnet", nl.Subnet, "expires", nl.Expiration)
 		l.scheduleRenew()
@@ -248,7 +242,7 @@ func (l *loop) renewDone(ctx context.Context, r renewResult) error {
 	case ctx.Err() != nil:
 		return nil
 	}
-	d := l.renewB.next()
+	d := l.renewB.Next()
 	l.renewing = true
 	l.e.log.Error("renew lease failed; retrying", "subnet", l.own.Subnet, "error", err, "retry_in", d)
 	l.renew.Reset(d)
@@ -384,7 +378,7 @@ func (l *loop) fail(s netip.Prefix, k hooks.Kind, err error) {
 	}
 	f.attempts++
 	f.hook, f.err = k, err
-	d := retryDelay(l.e.o.retryInitial, l.e.o.retryMax, f.attempts)
+	d := l.e.backoff().Delay(f.attempts)
 	f.next = now.Add(d)
 	l.dirty = true
 	l.e.log.Error("hook failed; will retry", "hook", k.String(), "subnet", s,

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd"
 	"github.com/flexhook/flexhook/leases/file"
@@ -127,26 +127,21 @@ func openStoreRetry(ctx context.Context, s StoreFlags, log *slog.Logger) (leases
 	if err := s.checkEtcd(); err != nil {
 		return nil, err
 	}
-	wait := connectMinBackoff
-	for attempt := 1; ; attempt++ {
-		st, err := openEtcd(ctx, s, log)
-		if err == nil {
-			if attempt > 1 {
-				log.Info("etcd reachable", "endpoints", s.EtcdEndpoints, "attempts", attempt)
-			}
-			return st, nil
-		}
-		if ctx.Err() != nil {
-			return nil, errors.Join(ctx.Err(), err)
-		}
+	var st leases.Store
+	attempts := 0
+	err := retry.Do(ctx, retry.Backoff{Initial: connectMinBackoff, Max: connectMaxBackoff}, func(ctx context.Context) error {
+		attempts++
+		var err error
+		st, err = openEtcd(ctx, s, log)
+		return err
+	}, func(attempt int, err error, wait time.Duration) {
 		log.Error("etcd not reachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("etcd not reachable after %d attempts: %w", attempt, errors.Join(ctx.Err(), err))
-		case <-t.C:
-		}
-		wait = min(2*wait, connectMaxBackoff)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd not reachable after %d attempts: %w", attempts, err)
 	}
+	if attempts > 1 {
+		log.Info("etcd reachable", "endpoints", s.EtcdEndpoints, "attempts", attempts)
+	}
+	return st, nil
 }

@@ -44,6 +44,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -323,7 +324,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 
 	for attempt := range maxAttempts {
 		if attempt > 0 {
-			if err := sleep(ctx, s.jitter(attempt)); err != nil {
+			if err := retry.Sleep(ctx, s.jitter(attempt)); err != nil {
 				return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
 			}
 		}
@@ -557,7 +558,7 @@ func (st *watchState) snapshot() []leases.Lease {
 // watch runs Watch; a non-nil st (tests) resumes from that state without
 // listing first.
 func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
-	backoff := minBackoff
+	backoff := retry.Sequence{Backoff: retry.Backoff{Initial: minBackoff, Max: maxBackoff}}
 	for {
 		if st == nil {
 			lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
@@ -570,11 +571,11 @@ func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchS
 				if s.cli.Ctx().Err() != nil {
 					return errors.New("etcd: watch: store closed")
 				}
-				s.log.Warn("etcd: cannot list leases, retrying", "error", err, "retry_in", backoff)
-				if sleep(ctx, backoff) != nil {
+				wait := backoff.Next()
+				s.log.Warn("etcd: cannot list leases, retrying", "error", err, "retry_in", wait)
+				if retry.Sleep(ctx, wait) != nil {
 					return nil
 				}
-				backoff = min(2*backoff, maxBackoff)
 				continue
 			}
 			st = &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
@@ -593,14 +594,14 @@ func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchS
 			return errors.New("etcd: watch: store closed")
 		}
 		if healthy {
-			backoff = minBackoff
+			backoff.Reset()
 		}
-		s.log.Warn("etcd: lease watch interrupted, listing again", "error", err, "retry_in", backoff)
+		wait := backoff.Next()
+		s.log.Warn("etcd: lease watch interrupted, listing again", "error", err, "retry_in", wait)
 		st = nil
-		if sleep(ctx, backoff) != nil {
+		if retry.Sleep(ctx, wait) != nil {
 			return nil
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -662,17 +663,5 @@ func send(ctx context.Context, out chan<- []leases.Lease, ls []leases.Lease) boo
 		return true
 	case <-ctx.Done():
 		return false
-	}
-}
-
-// sleep waits d or until ctx is done (returning its error).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
+
+	"github.com/flexhook/flexhook/internal/retry"
 )
 
 // stderrKey carries an io.Writer that replaces the interpreter's stderr for
@@ -81,13 +83,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	// A concurrently forked process may briefly hold a write descriptor of
 	// the file (https://go.dev/issue/22315): retry ETXTBSY with backoff.
 	for delay := time.Millisecond; errors.Is(err, syscall.ETXTBSY) && delay < 300*time.Millisecond; delay *= 2 {
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		if ctx.Err() != nil {
+		if retry.Sleep(ctx, delay) != nil {
 			break
 		}
 		cmd = newCmd()
