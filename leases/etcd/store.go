@@ -81,20 +81,41 @@ type options struct {
 	rnd *rand.Rand
 }
 
-// Option configures New.
-type Option func(*options)
+// Option configures New; an option with a bad value makes New fail.
+type Option func(*options) error
 
 // WithTTL sets the lifetime of the etcd lease attached to each subnet key
 // (default leases.DefaultTTL, 24h, as flanneld). It is rounded up to whole
 // seconds and must be at least one second.
-func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
+func WithTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second {
+			return fmt.Errorf("WithTTL: %s is shorter than one second", d)
+		}
+		o.ttl = d
+		return nil
+	}
+}
 
 // WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("WithLogger: nil logger")
+		}
+		o.log = l
+		return nil
+	}
+}
 
 // WithRand sets the source of random subnet choices (default: randomly
 // seeded). Store serializes its use.
-func WithRand(r *rand.Rand) Option { return func(o *options) { o.rnd = r } }
+func WithRand(r *rand.Rand) Option {
+	return func(o *options) error {
+		o.rnd = r
+		return nil
+	}
+}
 
 // New connects to etcd and checks, within cfg.DialTimeout, that it answers
 // a read under the prefix (so a wrong CA, certificate or password fails
@@ -102,13 +123,9 @@ func WithRand(r *rand.Rand) Option { return func(o *options) { o.rnd = r } }
 func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	o := options{ttl: leases.DefaultTTL, log: slog.Default()}
 	for _, opt := range opts {
-		opt(&o)
-	}
-	switch {
-	case o.ttl < time.Second:
-		return nil, fmt.Errorf("etcd: WithTTL: %s is shorter than one second", o.ttl)
-	case o.log == nil:
-		return nil, errors.New("etcd: WithLogger: nil logger")
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("etcd: %w", err)
+		}
 	}
 	if o.rnd == nil {
 		o.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
