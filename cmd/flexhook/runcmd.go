@@ -27,18 +27,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags("run", &f, runSynopsis, args, stdout); err != nil {
 		return err
 	}
-	wgMode, err := shell.ParseWireguardMode(f.WireguardUserspace)
+	wgMode, err := checkRunFlags(f)
 	if err != nil {
-		return usageErrorf("--%v", err) // the error names wireguard-userspace
-	}
-	if f.HookTimeout <= 0 {
-		return usageErrorf("--hook-timeout: must be positive")
-	}
-	if f.StoreTimeout <= 0 {
-		return usageErrorf("--store-timeout: must be positive")
-	}
-	if f.ResyncInterval < 0 {
-		return usageErrorf("--resync-interval: must not be negative")
+		return err
 	}
 	log := newLogger(stderr, f.LogLevel)
 
@@ -46,9 +37,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg, cfgName, err := loadSource(f.SourceFlags)
 	if err != nil {
 		return err
-	}
-	if f.BackendData != "" && !f.DryRun {
-		return usageErrorf("run: --backend-data only simulates PreStartupCommand's output with --dry-run")
 	}
 	node, err := resolveNode(f, log)
 	if err != nil {
@@ -74,70 +62,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.EnableIPv6 && !node.publicIPv6.IsValid() {
 		return usageErrorf("run: EnableIPv6 is set but no public IPv6 address is known: give --public-ipv6")
 	}
-	for _, w := range hooks.Lint(cfg) {
-		if w.Severity == hooks.SeverityError {
-			log.Error("config", "config", cfgName, "warning", w.String())
-			continue
-		}
-		log.Warn("config", "config", cfgName, "warning", w.String())
-	}
-	shape, shapeFrom, err := dataShape(f.BackendDataPattern, f.Preset, cfg)
+	logLint(log, cfgName, cfg)
+
+	exec, err := newRunShell(f, wgMode, log, stdout)
 	if err != nil {
 		return err
 	}
-
-	stateDir := f.StateDir
-	if f.DryRun {
-		// Dry-run writes nothing: without a state dir the hooks run (as
-		// far as anything runs) in the current directory.
-		if st, err := os.Stat(stateDir); err != nil || !st.IsDir() {
-			stateDir = "."
-		}
-	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-
-	shOpts := []shell.Option{
-		shell.Dir(stateDir),
-		shell.DryRun(f.DryRun),
-		shell.Logger(log),
-		shell.Wireguard(wgMode),
-		shell.ReplaceExisting(f.ReplaceExisting),
-		shell.Timeout(f.HookTimeout),
-	}
-	switch {
-	case f.DryRun:
-		shOpts = append(shOpts, shell.WithTracer(shell.NewTextTracer(stdout)))
-	case f.Trace:
-		shOpts = append(shOpts, shell.WithTracer(shell.NewSlogTracer(log)))
-	}
-	exec, err := shell.New(shOpts...)
+	rOpts, err := engineOptions(f, node, cfg, log)
 	if err != nil {
 		return err
-	}
-
-	rOpts := []runner.Option{
-		runner.PublicIP(node.publicIP),
-		runner.StateDir(f.StateDir),
-		runner.Logger(log),
-		runner.SubnetFile(f.SubnetFile),
-		runner.ReadOnly(f.DryRun),
-		runner.RenewMargin(time.Duration(f.RenewMargin)),
-		runner.StoreTimeout(f.StoreTimeout),
-		runner.ResyncInterval(f.ResyncInterval),
-	}
-	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
-		rOpts = append(rOpts, runner.PublicIPv6(node.publicIPv6))
-	}
-	if f.BackendData != "" {
-		rOpts = append(rOpts, runner.BackendData(f.BackendData))
-	}
-	if node.mtu > 0 {
-		rOpts = append(rOpts, runner.MTU(node.mtu))
-	}
-	if shape != nil {
-		rOpts = append(rOpts, runner.DataShape(shape))
-		log.Info("remote BackendData must be "+shape.Name, "from", shapeFrom)
 	}
 	eng, err := runner.New(cfg, store, exec, rOpts...)
 	if err != nil {
@@ -164,6 +97,98 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// checkRunFlags rejects run's flag values that cannot work (exit 2) and
+// parses the wireguard mode.
+func checkRunFlags(f runFlags) (shell.WireguardMode, error) {
+	wgMode, err := shell.ParseWireguardMode(f.WireguardUserspace)
+	switch {
+	case err != nil:
+		return 0, usageErrorf("--%v", err) // the error names wireguard-userspace
+	case f.HookTimeout <= 0:
+		return 0, usageErrorf("--hook-timeout: must be positive")
+	case f.StoreTimeout <= 0:
+		return 0, usageErrorf("--store-timeout: must be positive")
+	case f.ResyncInterval < 0:
+		return 0, usageErrorf("--resync-interval: must not be negative")
+	case f.BackendData != "" && !f.DryRun:
+		return 0, usageErrorf("run: --backend-data only simulates PreStartupCommand's output with --dry-run")
+	}
+	return wgMode, nil
+}
+
+// logLint logs the config's lint findings, errors at error level.
+func logLint(log *slog.Logger, cfgName string, cfg *hooks.Config) {
+	for _, w := range hooks.Lint(cfg) {
+		if w.Severity == hooks.SeverityError {
+			log.Error("config", "config", cfgName, "warning", w.String())
+			continue
+		}
+		log.Warn("config", "config", cfgName, "warning", w.String())
+	}
+}
+
+// newRunShell makes the hooks' shell: in the state dir (made 0700; with
+// --dry-run the current dir when there is none, since dry-run writes
+// nothing), traced to the log with --trace and to stdout with --dry-run.
+func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*shell.Shell, error) {
+	stateDir := f.StateDir
+	if f.DryRun {
+		if st, err := os.Stat(stateDir); err != nil || !st.IsDir() {
+			stateDir = "."
+		}
+	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	opts := []shell.Option{
+		shell.Dir(stateDir),
+		shell.DryRun(f.DryRun),
+		shell.Logger(log),
+		shell.Wireguard(wgMode),
+		shell.ReplaceExisting(f.ReplaceExisting),
+		shell.Timeout(f.HookTimeout),
+	}
+	switch {
+	case f.DryRun:
+		opts = append(opts, shell.WithTracer(shell.NewTextTracer(stdout)))
+	case f.Trace:
+		opts = append(opts, shell.WithTracer(shell.NewSlogTracer(log)))
+	}
+	return shell.New(opts...)
+}
+
+// engineOptions turns run's flags, the node and the config into the
+// engine's options, the BackendData shape among them.
+func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) ([]runner.Option, error) {
+	shape, shapeFrom, err := dataShape(f.BackendDataPattern, f.Preset, cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := []runner.Option{
+		runner.PublicIP(node.publicIP),
+		runner.StateDir(f.StateDir),
+		runner.Logger(log),
+		runner.SubnetFile(f.SubnetFile),
+		runner.ReadOnly(f.DryRun),
+		runner.RenewMargin(time.Duration(f.RenewMargin)),
+		runner.StoreTimeout(f.StoreTimeout),
+		runner.ResyncInterval(f.ResyncInterval),
+	}
+	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
+		opts = append(opts, runner.PublicIPv6(node.publicIPv6))
+	}
+	if f.BackendData != "" {
+		opts = append(opts, runner.BackendData(f.BackendData))
+	}
+	if node.mtu > 0 {
+		opts = append(opts, runner.MTU(node.mtu))
+	}
+	if shape != nil {
+		opts = append(opts, runner.DataShape(shape))
+		log.Info("remote BackendData must be "+shape.Name, "from", shapeFrom)
+	}
+	return opts, nil
 }
 
 // storeConfig reads the config a store holds for the network.
