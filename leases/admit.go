@@ -150,16 +150,21 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 	} else {
 		a.Admitted = admitOverlapping(snap, ok, incumbent, exact, &a.Refused)
 	}
-	if !slices.IsSortedFunc(a.Admitted, compareSubnets) {
-		slices.SortFunc(a.Admitted, compareSubnets)
+	if !slices.IsSortedFunc(a.Admitted, Compare) {
+		slices.SortFunc(a.Admitted, Compare)
 	}
 	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(keyOf(x.Lease), keyOf(y.Lease)) })
 	return a
 }
 
-func compareSubnets(x, y Lease) int {
-	return cmp.Or(x.Subnet.Addr().Compare(y.Subnet.Addr()), cmp.Compare(x.Subnet.Bits(), y.Subnet.Bits()),
-		x.IPv6Subnet.Addr().Compare(y.IPv6Subnet.Addr()))
+// Compare orders leases by IPv4 subnet (address, then length), IPv6
+// subnet, then store key: the order stores list them in.
+func Compare(a, b Lease) int {
+	return cmp.Or(comparePrefix(a.Subnet, b.Subnet), comparePrefix(a.IPv6Subnet, b.IPv6Subnet), cmp.Compare(a.Key, b.Key))
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 }
 
 // collide reports whether two of the leases snap[ok[...]] have the same

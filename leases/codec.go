@@ -152,6 +152,21 @@ func UnmarshalAttrs(b []byte) (Attrs, error) {
 // reason. A key must be canonical, exactly as SubnetKey writes it, so that
 // one subnet has one key (10.50.3.0-024 is not 10.50.3.0-24).
 func Decode(key string, value []byte) Lease {
+	l := DecodeKey(key)
+	if l.Invalid != "" {
+		return l
+	}
+	var err error
+	if l.Attrs, err = UnmarshalAttrs(value); err != nil {
+		l.Invalid, l.Problem = ReasonBadValue, err.Error()
+	}
+	return l
+}
+
+// DecodeKey is the key half of Decode: a Lease with Key and, when the key
+// is a canonical subnet key, Subnet and IPv6Subnet; otherwise Invalid is
+// ReasonBadKey with Problem saying why.
+func DecodeKey(key string) Lease {
 	l := Lease{Key: key}
 	v4, v6, err := ParseSubnetKey(key)
 	if err != nil {
@@ -161,10 +176,6 @@ func Decode(key string, value []byte) Lease {
 	l.Subnet, l.IPv6Subnet = v4, v6
 	if canon := SubnetKey(v4, v6); canon != key {
 		l.Invalid, l.Problem = ReasonBadKey, "key is not canonical, want "+canon
-		return l
-	}
-	if l.Attrs, err = UnmarshalAttrs(value); err != nil {
-		l.Invalid, l.Problem = ReasonBadValue, err.Error()
 	}
 	return l
 }

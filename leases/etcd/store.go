@@ -25,7 +25,6 @@ package etcd
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -250,14 +249,8 @@ func (s *Store) list(ctx context.Context) ([]entry, int64, error) {
 		l := leases.Decode(strings.TrimPrefix(key, s.subnetsDir), kv.Value)
 		es = append(es, entry{key: key, lease: l, modRev: kv.ModRevision, leaseID: clientv3.LeaseID(kv.Lease)})
 	}
-	slices.SortFunc(es, func(a, b entry) int { return compareLeases(a.lease, b.lease) })
+	slices.SortFunc(es, func(a, b entry) int { return leases.Compare(a.lease, b.lease) })
 	return es, resp.Header.Revision, nil
-}
-
-func compareLeases(a, b leases.Lease) int {
-	return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()),
-		a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()), cmp.Compare(a.IPv6Subnet.Bits(), b.IPv6Subnet.Bits()),
-		cmp.Compare(a.Key, b.Key))
 }
 
 func leasesOf(es []entry) []leases.Lease {
@@ -568,7 +561,7 @@ func (st *watchState) snapshot() []leases.Lease {
 	for _, l := range st.cache {
 		ls = append(ls, l)
 	}
-	slices.SortFunc(ls, compareLeases)
+	slices.SortFunc(ls, leases.Compare)
 	return ls
 }
 

@@ -18,7 +18,6 @@
 package file
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -294,16 +293,8 @@ func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 			ls = append(ls, l)
 		}
 	}
-	slices.SortFunc(ls, compareLeases)
+	slices.SortFunc(ls, leases.Compare)
 	return ls, nil
-}
-
-func compareLeases(a, b leases.Lease) int {
-	return cmp.Or(comparePrefix(a.Subnet, b.Subnet), comparePrefix(a.IPv6Subnet, b.IPv6Subnet), cmp.Compare(a.Key, b.Key))
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 }
 
 // Acquire returns this node's lease, identified by attrs.PublicIP (or
@@ -419,7 +410,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	}
 	defer unlock()
 	name := leases.SubnetKey(l.Subnet, l.IPv6Subnet)
-	e, err := s.read(name, l.Subnet, l.IPv6Subnet)
+	e, err := s.read(name, l.Subnet, l.IPv6Subnet, s.now())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, leases.ErrLeaseGone)
@@ -572,16 +563,17 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 	bad := map[string]string{}
 	var badKeys []leases.Lease
 	es := make([]entry, 0, len(des))
+	now := s.now()
 	for _, de := range des {
 		name := de.Name()
 		if strings.HasPrefix(name, ".") {
 			continue // a write in flight
 		}
-		probe := leases.Decode(name, nil)
-		if probe.Invalid == leases.ReasonBadKey {
+		probe := leases.DecodeKey(name)
+		if probe.Invalid != "" {
 			bad[name] = "not a lease: " + probe.Problem
 			if fi, err := de.Info(); err == nil {
-				probe.Expiration = s.expiration(name, fi.ModTime(), s.now())
+				probe.Expiration = s.expiration(name, fi.ModTime(), now)
 				if !fi.Mode().IsRegular() {
 					probe.Expiration = farFuture
 				}
@@ -604,7 +596,7 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 			es = append(es, foreign(why))
 			continue
 		}
-		e, err := s.read(name, v4, v6)
+		e, err := s.read(name, v4, v6, now)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed meanwhile
 		}
@@ -628,7 +620,7 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // read reads one lease file without following symlinks. A content that
 // does not parse gives an entry with ok=false (it still holds its subnet
 // until it expires); other failures are errors.
-func (s *Store) read(name string, v4, v6 netip.Prefix) (entry, error) {
+func (s *Store) read(name string, v4, v6 netip.Prefix, now time.Time) (entry, error) {
 	f, err := os.OpenFile(filepath.Join(s.subnets, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
@@ -655,7 +647,7 @@ func (s *Store) read(name string, v4, v6 netip.Prefix) (entry, error) {
 	default:
 		e.lease = leases.Decode(name, b)
 	}
-	e.lease.Expiration = s.expiration(name, fi.ModTime(), s.now())
+	e.lease.Expiration = s.expiration(name, fi.ModTime(), now)
 	e.ok = e.lease.Invalid == ""
 	if !e.ok {
 		e.err = errors.New(e.lease.Problem)

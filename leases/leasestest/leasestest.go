@@ -145,7 +145,7 @@ func (s *Store) snapshotLocked() []leases.Lease {
 	for _, l := range s.leases {
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b leases.Lease) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+	slices.SortFunc(out, leases.Compare)
 	return out
 }
 
