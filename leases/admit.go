@@ -62,7 +62,7 @@ func (r Refusal) String() string { return r.Key() + ": " + string(r.Reason) + ":
 func DisplayKey(l Lease) string {
 	k := l.Key
 	if k == "" && l.Subnet.IsValid() {
-		k = SubnetKey(l.Subnet, l.IPv6Subnet)
+		k = l.StoreKey()
 	}
 	return quoteData(k, 80)
 }
@@ -131,7 +131,7 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 	ok := make([]int, 0, len(snap)) // indexes into snap of the leases that pass Check
 	for i := range snap {
 		l := &snap[i]
-		if ownKey != "" && l.Invalid == "" && keyOf(*l) == ownKey {
+		if ownKey != "" && l.Invalid == "" && l.StoreKey() == ownKey {
 			continue // our own lease
 		}
 		if reason, detail := p.Check(*l); reason != "" {
@@ -153,7 +153,7 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 	if !slices.IsSortedFunc(a.Admitted, Compare) {
 		slices.SortFunc(a.Admitted, Compare)
 	}
-	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(keyOf(x.Lease), keyOf(y.Lease)) })
+	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(x.Lease.StoreKey(), y.Lease.StoreKey()) })
 	return a
 }
 
@@ -210,7 +210,7 @@ func admitOverlapping(snap []Lease, ok []int, incumbent map[netip.Prefix]Lease, 
 		case yi && !xi:
 			return 1
 		}
-		return cmp.Or(cmp.Compare(y.Subnet.Bits(), x.Subnet.Bits()), cmp.Compare(keyOf(*x), keyOf(*y)))
+		return cmp.Or(cmp.Compare(y.Subnet.Bits(), x.Subnet.Bits()), cmp.Compare(x.StoreKey(), y.StoreKey()))
 	})
 	held := newHolders(exact)
 	out := make([]Lease, 0, len(order))
@@ -225,13 +225,6 @@ func admitOverlapping(snap []Lease, ok []int, incumbent map[netip.Prefix]Lease, 
 		out = append(out, l)
 	}
 	return out
-}
-
-func keyOf(l Lease) string {
-	if l.Key != "" {
-		return l.Key
-	}
-	return SubnetKey(l.Subnet, l.IPv6Subnet)
 }
 
 func sameSubnets(a, b Lease) bool { return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet }

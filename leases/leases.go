@@ -69,6 +69,15 @@ type Lease struct {
 	Problem string
 }
 
+// StoreKey is the key l is held under: Key as the store gave it, else
+// the subnet key SubnetKey writes.
+func (l Lease) StoreKey() string {
+	if l.Key != "" {
+		return l.Key
+	}
+	return SubnetKey(l.Subnet, l.IPv6Subnet)
+}
+
 // Range is what a store allocates from: every subnet of SubnetLen bits
 // between SubnetMin and SubnetMax (inclusive) inside Network.
 type Range struct {

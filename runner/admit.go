@@ -40,10 +40,7 @@ func (l *loop) admit(snap []leases.Lease) map[netip.Prefix]leases.Lease {
 	now := time.Now()
 	refused := make(map[string]refusal, len(a.Refused))
 	for _, r := range a.Refused {
-		key := r.Lease.Key
-		if key == "" {
-			key = leases.SubnetKey(r.Lease.Subnet, r.Lease.IPv6Subnet)
-		}
+		key := r.Lease.StoreKey()
 		prev, seen := l.refused[key]
 		if seen && prev.Reason == r.Reason {
 			prev.Refusal = r
