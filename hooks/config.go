@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/flexhook/flexhook/internal/ipmath"
 )
 
 // ExtensionType is the only Backend.Type flexhook runs.
@@ -335,10 +336,8 @@ func (p *parser) family(f map[string]member, fam ipFamily, enabled bool) (subnet
 	}
 	r.subnetLen = slen
 
-	size := new(big.Int).Lsh(big.NewInt(1), uint(fam.bits-slen))
-	netSize := new(big.Int).Lsh(big.NewInt(1), uint(fam.bits-n.Bits()))
-	r.min = addrAdd(n.Addr(), size)                            // skip the first subnet, as flannel does
-	r.max = addrAdd(n.Addr(), new(big.Int).Sub(netSize, size)) // the last subnet
+	r.min = ipmath.NthSubnet(n.Addr(), slen, 1) // skip the first subnet, as flannel does
+	r.max = ipmath.LastSubnet(n, slen)
 	for _, b := range []struct {
 		field string
 		s     string
@@ -376,15 +375,6 @@ func famName(v6 bool) string {
 		return "IPv6"
 	}
 	return "IPv4"
-}
-
-// addrAdd returns a+n; the caller keeps the result inside a's family.
-func addrAdd(a netip.Addr, n *big.Int) netip.Addr {
-	b := a.AsSlice()
-	x := new(big.Int).SetBytes(b)
-	x.Add(x, n)
-	out, _ := netip.AddrFromSlice(x.FillBytes(make([]byte, len(b))))
-	return out
 }
 
 func (p *parser) backend(f map[string]member, be *Backend) error {

@@ -57,6 +57,9 @@ func TestParseNetworkDefaults(t *testing.T) {
 			if strings.Join(got, " ") != strings.Join(want, " ") || cfg.SubnetLen != tt.len {
 				t.Errorf("got %v /%d, want %v /%d", got, cfg.SubnetLen, want, tt.len)
 			}
+			if err := cfg.Range.Validate(); err != nil || cfg.Range.DualStack() {
+				t.Errorf("the parsed range is not what a store allocates from: %v (dual stack %v)", err, cfg.Range.DualStack())
+			}
 			if !cfg.EnableIPv4 || cfg.EnableIPv6 || cfg.IPv6Network.IsValid() {
 				t.Errorf("EnableIPv4=%v EnableIPv6=%v IPv6Network=%v", cfg.EnableIPv4, cfg.EnableIPv6, cfg.IPv6Network)
 			}
@@ -87,6 +90,9 @@ func TestParseIPv6Defaults(t *testing.T) {
 			want := []string{tt.net, tt.min, tt.max}
 			if strings.Join(got, " ") != strings.Join(want, " ") || cfg.IPv6SubnetLen != tt.len {
 				t.Errorf("got %v /%d, want %v /%d", got, cfg.IPv6SubnetLen, want, tt.len)
+			}
+			if err := cfg.Range.Validate(); err != nil || !cfg.Range.DualStack() {
+				t.Errorf("the parsed range is not what a store allocates from: %v (dual stack %v)", err, cfg.Range.DualStack())
 			}
 		})
 	}

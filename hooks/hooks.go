@@ -5,9 +5,9 @@
 package hooks
 
 import (
-	"net/netip"
-
 	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/flexhook/flexhook/leases"
 )
 
 // Kind names one of the five extension hooks.
@@ -63,17 +63,13 @@ func (b *Backend) Hook(k Kind) Hook { return b.Hooks[k] }
 
 // Config is a validated net-conf.json with flannel's defaults applied.
 type Config struct {
-	Network    netip.Prefix // required when EnableIPv4
-	SubnetLen  int
-	SubnetMin  netip.Addr
-	SubnetMax  netip.Addr
+	// Range is what the leases are allocated from, as parsed from Network,
+	// SubnetLen, SubnetMin, SubnetMax and, when EnableIPv6, the IPv6
+	// fields (zero otherwise). Its fields are promoted: cfg.Network.
+	leases.Range
+
 	EnableIPv4 bool
 	EnableIPv6 bool
-
-	IPv6Network   netip.Prefix
-	IPv6SubnetLen int
-	IPv6SubnetMin netip.Addr
-	IPv6SubnetMax netip.Addr
 
 	Backend Backend
 

@@ -4,10 +4,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+
+	"github.com/flexhook/flexhook/internal/ipmath"
 )
 
 // MaxCandidates caps Range.Len: a range holding more subnets than this
@@ -252,7 +253,7 @@ func merge(ivs []interval) []interval {
 // span is one address family's candidates: n subnets of 2^host addresses
 // each, the first at min.
 type span struct {
-	min    u128
+	min    ipmath.U128
 	host   int // host bits of a subnet
 	bitLen int // 32 or 128
 	n      uint64
@@ -269,19 +270,19 @@ func (r Range) span6() span {
 
 // newSpan expects a validated, aligned lo <= hi.
 func newSpan(lo, hi netip.Addr, subnetLen int) span {
-	s := span{min: addrU128(lo), bitLen: lo.BitLen()}
+	s := span{min: ipmath.FromAddr(lo), bitLen: lo.BitLen()}
 	s.host = s.bitLen - subnetLen
-	d := addrU128(hi).sub(s.min).shr(s.host)
-	if d.hi != 0 || d.lo >= MaxCandidates {
+	d := ipmath.FromAddr(hi).Sub(s.min).Shr(s.host)
+	if d.Hi != 0 || d.Lo >= MaxCandidates {
 		s.n = MaxCandidates
 	} else {
-		s.n = d.lo + 1
+		s.n = d.Lo + 1
 	}
 	return s
 }
 
 func (s span) nth(i uint64) netip.Prefix {
-	return netip.PrefixFrom(s.min.add(u128{0, i}.shl(s.host)).addr(s.bitLen), s.bitLen-s.host)
+	return netip.PrefixFrom(s.min.Add(ipmath.U128{Lo: i}.Shl(s.host)).Addr(s.bitLen), s.bitLen-s.host)
 }
 
 // indexes returns the first and last candidate index p overlaps (the last
@@ -291,96 +292,23 @@ func (s span) indexes(p netip.Prefix) (i, j uint64, ok bool) {
 		return 0, 0, false
 	}
 	p = p.Masked()
-	first := addrU128(p.Addr())
-	last := first.or(ones(s.bitLen - p.Bits()))
-	if last.less(s.min) {
+	first := ipmath.FromAddr(p.Addr())
+	last := first.Or(ipmath.Ones(s.bitLen - p.Bits()))
+	if last.Less(s.min) {
 		return 0, 0, false
 	}
-	if !first.less(s.min) {
-		d := first.sub(s.min).shr(s.host)
-		if d.hi != 0 || d.lo >= s.n {
+	if !first.Less(s.min) {
+		d := first.Sub(s.min).Shr(s.host)
+		if d.Hi != 0 || d.Lo >= s.n {
 			return 0, 0, false
 		}
-		i = d.lo
+		i = d.Lo
 	}
-	d := last.sub(s.min).shr(s.host)
-	if d.hi != 0 {
+	d := last.Sub(s.min).Shr(s.host)
+	if d.Hi != 0 {
 		j = ^uint64(0)
 	} else {
-		j = d.lo
+		j = d.Lo
 	}
 	return i, j, true
-}
-
-// u128 is an unsigned 128-bit integer for address arithmetic.
-type u128 struct{ hi, lo uint64 }
-
-func addrU128(a netip.Addr) u128 {
-	if a.Is4() {
-		b := a.As4()
-		return u128{0, uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])}
-	}
-	b := a.As16()
-	var u u128
-	for i := range 8 {
-		u.hi = u.hi<<8 | uint64(b[i])
-		u.lo = u.lo<<8 | uint64(b[8+i])
-	}
-	return u
-}
-
-func (u u128) addr(bitLen int) netip.Addr {
-	if bitLen == 32 {
-		v := uint32(u.lo)
-		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-	}
-	var b [16]byte
-	for i := range 8 {
-		b[7-i] = byte(u.hi >> (8 * i))
-		b[15-i] = byte(u.lo >> (8 * i))
-	}
-	return netip.AddrFrom16(b)
-}
-
-// ones returns a value with the low n bits set.
-func ones(n int) u128 { return u128{^uint64(0), ^uint64(0)}.shr(128 - n) }
-
-func (u u128) add(v u128) u128 {
-	lo, c := bits.Add64(u.lo, v.lo, 0)
-	hi, _ := bits.Add64(u.hi, v.hi, c)
-	return u128{hi, lo}
-}
-
-func (u u128) sub(v u128) u128 {
-	lo, b := bits.Sub64(u.lo, v.lo, 0)
-	hi, _ := bits.Sub64(u.hi, v.hi, b)
-	return u128{hi, lo}
-}
-
-func (u u128) less(v u128) bool { return u.hi < v.hi || u.hi == v.hi && u.lo < v.lo }
-
-func (u u128) or(v u128) u128 { return u128{u.hi | v.hi, u.lo | v.lo} }
-
-func (u u128) shr(n int) u128 {
-	switch {
-	case n <= 0:
-		return u
-	case n >= 128:
-		return u128{}
-	case n >= 64:
-		return u128{0, u.hi >> (n - 64)}
-	}
-	return u128{u.hi >> n, u.lo>>n | u.hi<<(64-n)}
-}
-
-func (u u128) shl(n int) u128 {
-	switch {
-	case n <= 0:
-		return u
-	case n >= 128:
-		return u128{}
-	case n >= 64:
-		return u128{u.lo << (n - 64), 0}
-	}
-	return u128{u.hi<<n | u.lo>>(64-n), u.lo << n}
 }

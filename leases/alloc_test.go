@@ -347,16 +347,3 @@ func TestFindByPublicIP(t *testing.T) {
 	_, ok := FindByPublicIP(nil, addr("192.0.2.1"))
 	assert.False(t, ok)
 }
-
-func TestU128(t *testing.T) {
-	for _, s := range []string{"0.0.0.0", "10.50.3.0", "255.255.255.255", "::", "fd00:1:2:3:4:5:6:7", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
-		a := addr(s)
-		assert.Equal(t, a, addrU128(a).addr(a.BitLen()), s)
-	}
-	assert.Equal(t, u128{1, 0}, u128{0, ^uint64(0)}.add(u128{0, 1}))
-	assert.Equal(t, u128{0, ^uint64(0)}, u128{1, 0}.sub(u128{0, 1}))
-	assert.Equal(t, u128{1 << 8, 0}, u128{0, 1}.shl(72))
-	assert.Equal(t, u128{0, 1}, u128{1 << 8, 0}.shr(72))
-	assert.Equal(t, u128{0, 0xff}, ones(8))
-	assert.Equal(t, u128{^uint64(0), ^uint64(0)}, ones(128))
-}

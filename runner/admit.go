@@ -13,7 +13,7 @@ import (
 // own.
 func (e *Engine) policy(own leases.Lease) leases.Policy {
 	return leases.Policy{
-		Range:      RangeOf(e.cfg),
+		Range:      e.cfg.Range,
 		Own:        own,
 		PublicIP:   e.o.publicIP,
 		PublicIPv6: e.o.publicIPv6,

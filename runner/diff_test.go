@@ -94,8 +94,8 @@ func TestFirstHost(t *testing.T) {
 }
 
 func TestSubnetEnv(t *testing.T) {
-	v4 := &hooks.Config{Network: netip.MustParsePrefix("10.50.0.0/16")}
-	dual := &hooks.Config{Network: v4.Network, EnableIPv6: true, IPv6Network: netip.MustParsePrefix("fd00::/56")}
+	v4 := &hooks.Config{Range: leases.Range{Network: netip.MustParsePrefix("10.50.0.0/16")}}
+	dual := &hooks.Config{EnableIPv6: true, Range: leases.Range{Network: v4.Network, IPv6Network: netip.MustParsePrefix("fd00::/56")}}
 	own := leases.Lease{Subnet: netip.MustParsePrefix("10.50.3.0/24")}
 	own6 := own
 	own6.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:3::/64")

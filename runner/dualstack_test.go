@@ -33,7 +33,7 @@ func TestDualStack(t *testing.T) {
 
 	storeDir := t.TempDir()
 	store := newStore(t, storeDir)
-	p, err := store.Acquire(t.Context(), runner.RangeOf(cfg), leases.Attrs{
+	p, err := store.Acquire(t.Context(), cfg.Range, leases.Attrs{
 		PublicIP: netip.MustParseAddr("192.0.2.2"), PublicIPv6: netip.MustParseAddr("2001:db8::2"),
 		BackendType: leases.BackendType,
 	})

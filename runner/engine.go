@@ -25,23 +25,6 @@ type Executor interface {
 
 var _ Executor = (*shell.Shell)(nil)
 
-// RangeOf returns the range a store allocates this config's leases from.
-func RangeOf(cfg *hooks.Config) leases.Range {
-	r := leases.Range{
-		Network:   cfg.Network,
-		SubnetLen: cfg.SubnetLen,
-		SubnetMin: cfg.SubnetMin,
-		SubnetMax: cfg.SubnetMax,
-	}
-	if cfg.EnableIPv6 {
-		r.IPv6Network = cfg.IPv6Network
-		r.IPv6SubnetLen = cfg.IPv6SubnetLen
-		r.IPv6SubnetMin = cfg.IPv6SubnetMin
-		r.IPv6SubnetMax = cfg.IPv6SubnetMax
-	}
-	return r
-}
-
 // Engine runs one node's lifecycle; see Run.
 type Engine struct {
 	cfg   *hooks.Config
@@ -111,7 +94,7 @@ func (e *Engine) Reload(cfg *hooks.Config) ([]hooks.Kind, error) {
 	if e.pendingCfg != nil {
 		cur = e.pendingCfg
 	}
-	if RangeOf(cfg) != RangeOf(cur) || cfg.EnableIPv6 != cur.EnableIPv6 {
+	if cfg.Range != cur.Range || cfg.EnableIPv6 != cur.EnableIPv6 {
 		return nil, errors.New("reload: the network changed (Network, SubnetLen, SubnetMin/Max or IPv6): " +
 			"a restart is needed; the running config is kept")
 	}
@@ -270,7 +253,7 @@ func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease,
 		actx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
 		defer cancel()
 		var err error
-		l, err = e.store.Acquire(actx, RangeOf(e.cfg), attrs)
+		l, err = e.store.Acquire(actx, e.cfg.Range, attrs)
 		return err
 	}, func(_ int, err error, wait time.Duration) {
 		e.log.Error("acquire lease failed; retrying", "error", err, "retry_in", wait)
@@ -297,7 +280,7 @@ func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, 
 		return l, nil
 	}
 	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	v4, v6, err := leases.PickFree(RangeOf(e.cfg), ls, rnd)
+	v4, v6, err := leases.PickFree(e.cfg.Range, ls, rnd)
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("dry-run: pick a free subnet: %w", err)
 	}

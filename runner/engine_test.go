@@ -166,7 +166,7 @@ func readLines(t *testing.T, path string) []string {
 // peer creates a remote lease in store, as another node would.
 func peer(t *testing.T, cfg *hooks.Config, store leases.Store, ip, data string) leases.Lease {
 	t.Helper()
-	l, err := store.Acquire(context.Background(), runner.RangeOf(cfg), leases.Attrs{
+	l, err := store.Acquire(context.Background(), cfg.Range, leases.Attrs{
 		PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data,
 	})
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func TestLifecycle(t *testing.T) {
 	cfg := config(t, recorder)
 	store := newStore(t, t.TempDir())
 	p := peer(t, cfg, store, "192.0.2.2", "peer-data")
-	other, err := store.Acquire(t.Context(), runner.RangeOf(cfg), leases.Attrs{
+	other, err := store.Acquire(t.Context(), cfg.Range, leases.Attrs{
 		PublicIP: netip.MustParseAddr("192.0.2.9"), BackendType: "vxlan", BackendData: "x"})
 	require.NoError(t, err)
 

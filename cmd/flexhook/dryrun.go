@@ -50,7 +50,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	pol := leases.Policy{Range: runner.RangeOf(cfg), Own: own, PublicIP: own.Attrs.PublicIP, Shape: shape}
+	pol := leases.Policy{Range: cfg.Range, Own: own, PublicIP: own.Attrs.PublicIP, Shape: shape}
 	adm := pol.Admit(peers, nil)
 	for _, r := range adm.Refused {
 		fmt.Fprintf(stderr, "dry-run: --peer %s refused (%s): %s\n", r.Key(), r.Reason, r.Detail)

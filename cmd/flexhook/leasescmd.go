@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/leases"
-	"github.com/flexhook/flexhook/runner"
 )
 
 const leasesSynopsis = "flexhook leases [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]"
@@ -103,7 +102,7 @@ func listPolicy(ctx context.Context, f leasesFlags, store leases.Store) (leases.
 	}
 	var p leases.Policy
 	if cfg != nil {
-		p.Range = runner.RangeOf(cfg)
+		p.Range = cfg.Range
 	}
 	if p.Shape, _, err = dataShape(f.BackendDataPattern, f.Preset, cfg); err != nil {
 		return leases.Policy{}, err

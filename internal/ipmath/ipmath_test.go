@@ -1,0 +1,71 @@
+package ipmath_test
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/flexhook/flexhook/internal/ipmath"
+)
+
+func TestRoundTrip(t *testing.T) {
+	for _, s := range []string{"0.0.0.0", "10.50.3.0", "255.255.255.255", "::", "fd00::1:2", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"} {
+		a := netip.MustParseAddr(s)
+		assert.Equal(t, a, ipmath.FromAddr(a).Addr(a.BitLen()), s)
+	}
+}
+
+func TestArithmetic(t *testing.T) {
+	max := ipmath.U128{Hi: ^uint64(0), Lo: ^uint64(0)}
+	for _, r := range []struct {
+		name      string
+		got, want ipmath.U128
+	}{
+		{"carry", ipmath.U128{0, ^uint64(0)}.Add(ipmath.U128{0, 1}), ipmath.U128{1, 0}},
+		{"wrap", max.Add(ipmath.U128{0, 1}), ipmath.U128{}},
+		{"borrow", ipmath.U128{1, 0}.Sub(ipmath.U128{0, 1}), ipmath.U128{0, ^uint64(0)}},
+		{"shl cross", ipmath.U128{0, 1}.Shl(64), ipmath.U128{1, 0}},
+		{"shl 127", ipmath.U128{0, 1}.Shl(127), ipmath.U128{1 << 63, 0}},
+		{"shr cross", ipmath.U128{1, 0}.Shr(1), ipmath.U128{0, 1 << 63}},
+		{"shr all", max.Shr(128), ipmath.U128{}},
+		{"ones 0", ipmath.Ones(0), ipmath.U128{}},
+		{"ones 70", ipmath.Ones(70), ipmath.U128{0x3f, ^uint64(0)}},
+		{"andnot", max.AndNot(ipmath.Ones(8)), ipmath.U128{^uint64(0), ^uint64(0xff)}},
+	} {
+		assert.Equal(t, r.want, r.got, r.name)
+	}
+	assert.Equal(t, ipmath.U128{Hi: 1 << 8}, ipmath.U128{Lo: 1}.Shl(72))
+	assert.Equal(t, ipmath.U128{Lo: 1}, ipmath.U128{Hi: 1 << 8}.Shr(72))
+	assert.Equal(t, max, ipmath.Ones(128))
+	assert.True(t, ipmath.U128{0, 5}.Less(ipmath.U128{1, 0}))
+	assert.False(t, ipmath.U128{1, 0}.Less(ipmath.U128{0, 5}))
+}
+
+func TestSubnets(t *testing.T) {
+	for _, r := range []struct {
+		network string
+		len     int
+		i       uint64
+		nth     string
+		last    string
+	}{
+		{"10.50.0.0/16", 24, 1, "10.50.1.0", "10.50.255.0"},
+		{"10.0.0.0/8", 30, 5, "10.0.0.20", "10.255.255.252"},
+		{"fd50::/56", 64, 1, "fd50:0:0:1::", "fd50:0:0:ff::"},
+		{"fd00::/8", 126, 3, "fd00::c", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:fffc"},
+	} {
+		n := netip.MustParsePrefix(r.network)
+		assert.Equal(t, r.nth, ipmath.NthSubnet(n.Addr(), r.len, r.i).String(), r.network)
+		assert.Equal(t, r.last, ipmath.LastSubnet(n, r.len).String(), r.network)
+	}
+}
+
+func ExampleLastAddr() {
+	fmt.Println(ipmath.LastAddr(netip.MustParsePrefix("10.50.3.0/24")))
+	fmt.Println(ipmath.LastAddr(netip.MustParsePrefix("fd00::/120")))
+	// Output:
+	// 10.50.3.255
+	// fd00::ff
+}
