@@ -305,69 +305,87 @@ func (p *parser) family(f map[string]member, fam ipFamily, enabled bool) (subnet
 		}
 		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("missing; it is required when %s is true (e.g. %q)", when, fam.example)}
 	}
-
-	n, err := netip.ParsePrefix(netS)
-	if err != nil {
-		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("%q is not a CIDR prefix such as %s", netS, fam.example), Err: err}
+	if r.network, err = fam.parseNetwork(netS); err != nil {
+		return r, err
 	}
-	if n.Addr().Is6() != fam.v6 {
-		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("%s is not an %s prefix", n, famName(fam.v6))}
+	if r.subnetLen, err = fam.subnetLenIn(r.network, slen); err != nil {
+		return r, err
 	}
-	n = n.Masked() // flannel masks host bits too (net.ParseCIDR)
-	if n.Bits() > fam.maxLen-2 {
-		return r, &Error{Field: fam.network, Msg: fmt.Sprintf("%s is too small: it must hold at least four subnets "+
-			"of /%d or larger, so its prefix must be /%d or shorter", n, fam.maxLen, fam.maxLen-2)}
+	r.min = ipmath.NthSubnet(r.network.Addr(), r.subnetLen, 1) // skip the first subnet, as flannel does
+	r.max = ipmath.LastSubnet(r.network, r.subnetLen)
+	if hasMin && minS != "" {
+		if r.min, err = fam.bound(fam.min, minS, r); err != nil {
+			return r, err
+		}
 	}
-	r.network = n
-
-	switch {
-	case slen == 0:
-		slen = fam.defLen
-		if n.Bits() > fam.bigPrefix {
-			slen = n.Bits() + 2
+	if hasMax && maxS != "" {
+		if r.max, err = fam.bound(fam.max, maxS, r); err != nil {
+			return r, err
 		}
-	case slen < 0:
-		return r, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d is negative", slen)}
-	case slen > fam.maxLen:
-		return r, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d is larger than %d", slen, fam.maxLen)}
-	case slen < n.Bits()+2:
-		return r, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d leaves room for fewer than four subnets "+
-			"in %s %s; it must be at least %d", slen, fam.network, n, n.Bits()+2)}
-	}
-	r.subnetLen = slen
-
-	r.min = ipmath.NthSubnet(n.Addr(), slen, 1) // skip the first subnet, as flannel does
-	r.max = ipmath.LastSubnet(n, slen)
-	for _, b := range []struct {
-		field string
-		s     string
-		set   bool
-		dst   *netip.Addr
-	}{{fam.min, minS, hasMin && minS != "", &r.min}, {fam.max, maxS, hasMax && maxS != "", &r.max}} {
-		if !b.set {
-			continue
-		}
-		a, err := netip.ParseAddr(b.s)
-		if err != nil {
-			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%q is not an IP address", b.s), Err: err}
-		}
-		a = a.Unmap()
-		switch {
-		case a.Is6() != fam.v6:
-			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%s is not an %s address", a, famName(fam.v6))}
-		case !n.Contains(a):
-			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%s is not inside %s %s", a, fam.network, n)}
-		}
-		if start := netip.PrefixFrom(a, slen).Masked().Addr(); start != a {
-			return r, &Error{Field: b.field, Msg: fmt.Sprintf("%s is not aligned to %s /%d (the subnet holding it starts at %s)",
-				a, fam.subnetLen, slen, start)}
-		}
-		*b.dst = a
 	}
 	if r.min.Compare(r.max) > 0 {
 		return r, &Error{Field: fam.min, Msg: fmt.Sprintf("%s is after %s %s", r.min, fam.max, r.max)}
 	}
 	return r, nil
+}
+
+// parseNetwork parses the family's Network field, masked as flannel does
+// (net.ParseCIDR), and checks that it holds at least four subnets.
+func (fam ipFamily) parseNetwork(s string) (netip.Prefix, error) {
+	n, err := netip.ParsePrefix(s)
+	if err != nil {
+		return n, &Error{Field: fam.network, Msg: fmt.Sprintf("%q is not a CIDR prefix such as %s", s, fam.example), Err: err}
+	}
+	if n.Addr().Is6() != fam.v6 {
+		return n, &Error{Field: fam.network, Msg: fmt.Sprintf("%s is not an %s prefix", n, famName(fam.v6))}
+	}
+	n = n.Masked()
+	if n.Bits() > fam.maxLen-2 {
+		return n, &Error{Field: fam.network, Msg: fmt.Sprintf("%s is too small: it must hold at least four subnets "+
+			"of /%d or larger, so its prefix must be /%d or shorter", n, fam.maxLen, fam.maxLen-2)}
+	}
+	return n, nil
+}
+
+// subnetLenIn checks SubnetLen against network, applying flannel's
+// default when it is 0: /24 (/64), or two bits below a small network.
+func (fam ipFamily) subnetLenIn(n netip.Prefix, slen int) (int, error) {
+	switch {
+	case slen == 0:
+		if n.Bits() > fam.bigPrefix {
+			return n.Bits() + 2, nil
+		}
+		return fam.defLen, nil
+	case slen < 0:
+		return 0, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d is negative", slen)}
+	case slen > fam.maxLen:
+		return 0, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d is larger than %d", slen, fam.maxLen)}
+	case slen < n.Bits()+2:
+		return 0, &Error{Field: fam.subnetLen, Msg: fmt.Sprintf("%d leaves room for fewer than four subnets "+
+			"in %s %s; it must be at least %d", slen, fam.network, n, n.Bits()+2)}
+	}
+	return slen, nil
+}
+
+// bound parses SubnetMin or SubnetMax (field) of r's family: an address of
+// the family inside r.network, aligned on r.subnetLen.
+func (fam ipFamily) bound(field, s string, r subnetRange) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, &Error{Field: field, Msg: fmt.Sprintf("%q is not an IP address", s), Err: err}
+	}
+	a = a.Unmap()
+	switch {
+	case a.Is6() != fam.v6:
+		return a, &Error{Field: field, Msg: fmt.Sprintf("%s is not an %s address", a, famName(fam.v6))}
+	case !r.network.Contains(a):
+		return a, &Error{Field: field, Msg: fmt.Sprintf("%s is not inside %s %s", a, fam.network, r.network)}
+	}
+	if start := netip.PrefixFrom(a, r.subnetLen).Masked().Addr(); start != a {
+		return a, &Error{Field: field, Msg: fmt.Sprintf("%s is not aligned to %s /%d (the subnet holding it starts at %s)",
+			a, fam.subnetLen, r.subnetLen, start)}
+	}
+	return a, nil
 }
 
 func famName(v6 bool) string {

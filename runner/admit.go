@@ -48,12 +48,12 @@ func (l *loop) admit(snap []leases.Lease) map[netip.Prefix]leases.Lease {
 			continue
 		}
 		l.refusedTotal[r.Reason]++
-		l.e.log.Warn("lease refused", "key", r.Key(), "reason", string(r.Reason), "detail", r.Detail)
+		l.log.Warn("lease refused", "key", r.Key(), "reason", string(r.Reason), "detail", r.Detail)
 		refused[key] = refusal{Refusal: r, since: now}
 	}
 	for key, prev := range l.refused {
 		if _, still := refused[key]; !still {
-			l.e.log.Debug("lease no longer refused", "key", prev.Key(), "reason", string(prev.Reason))
+			l.log.Debug("lease no longer refused", "key", prev.Key(), "reason", string(prev.Reason))
 		}
 	}
 	if !maps.EqualFunc(refused, l.refused, func(x, y refusal) bool { return x.Reason == y.Reason && x.Detail == y.Detail }) {

@@ -27,11 +27,9 @@ var _ Executor = (*shell.Shell)(nil)
 
 // Engine runs one node's lifecycle; see Run.
 type Engine struct {
-	cfg   *hooks.Config
-	store leases.Store
-	exec  Executor
-	o     options
-	log   *slog.Logger
+	hookRunner // cfg, exec, log; cfg is swapped by Reload, between hooks
+	store      leases.Store
+	o          options
 
 	mu     sync.Mutex
 	own    leases.Lease
@@ -76,7 +74,10 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Engine{cfg: cfg, store: store, exec: exec, o: o, log: log, reload: make(chan *hooks.Config, 1)}, nil
+	return &Engine{
+		hookRunner: hookRunner{cfg: cfg, exec: exec, log: log},
+		store:      store, o: o, reload: make(chan *hooks.Config, 1),
+	}, nil
 }
 
 // Reload hands the engine a new config, which takes effect for the hooks
@@ -212,7 +213,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 
 	l := &loop{
-		e:            e,
+		e:     e,
+		store: e.store,
+		log:   e.log,
+		o: loopOptions{
+			readOnly: e.o.readOnly, stateDir: e.o.stateDir, renewMargin: e.o.renewMargin,
+			storeTimeout: e.o.storeTimeout, resyncInterval: e.o.resyncInterval, backoff: e.backoff(),
+		},
 		reapply:      len(applied) > 0,
 		attempted:    map[netip.Prefix]leases.Lease{},
 		applied:      applied,
@@ -297,45 +304,6 @@ func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
 	defer cancel()
 	_, err := e.runHook(sctx, hooks.Shutdown, own, "")
 	return err
-}
-
-// vars returns the hook variables for lease l.
-func (e *Engine) vars(l leases.Lease) hooks.Vars {
-	return hooks.Vars{
-		Network:     e.cfg.Network,
-		IPv6Network: e.cfg.IPv6Network,
-		Subnet:      l.Subnet,
-		IPv6Subnet:  l.IPv6Subnet,
-		PublicIP:    l.Attrs.PublicIP,
-		PublicIPv6:  l.Attrs.PublicIPv6,
-	}
-}
-
-// runHook runs the hook of kind k for lease l; an empty hook is skipped.
-// The error names the hook and the subnet.
-func (e *Engine) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, stdin string) (shell.Result, error) {
-	h := e.cfg.Backend.Hook(k)
-	if h.Empty() {
-		return shell.Result{}, nil
-	}
-	subnet := ""
-	if l.Subnet.IsValid() {
-		subnet = l.Subnet.String()
-	}
-	res, err := e.exec.Run(ctx, shell.Request{Hook: h, Env: k.Env(e.vars(l)), Stdin: stdin, Subnet: subnet})
-	if k != hooks.PreStartup && e.log != nil && strings.TrimSpace(res.Stdout) != "" {
-		e.log.Info("hook output", "hook", k.String(), "subnet", subnet, "stdout", strings.TrimSpace(res.Stdout))
-	}
-	var he *shell.HookError
-	switch {
-	case err == nil:
-		return res, nil
-	case errors.As(err, &he): // already names the hook and the subnet
-		return res, err
-	case subnet == "":
-		return res, fmt.Errorf("%s: %w", k, err)
-	}
-	return res, fmt.Errorf("%s (SUBNET=%s): %w", k, subnet, err)
 }
 
 // backoff is the engine's retry backoff (Retry) for hooks, renewals and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"sync"
@@ -26,7 +27,10 @@ type failure struct {
 // loop is the watch-and-reconcile phase of Run. Only the goroutine running
 // loop.run touches its fields; hooks run one at a time, in that goroutine.
 type loop struct {
-	e       *Engine
+	e       *Engine // hooks, the own lease, ShutdownCommand, config reloads
+	store   leases.Store
+	log     *slog.Logger
+	o       loopOptions
 	own     leases.Lease
 	desired map[netip.Prefix]leases.Lease // remote leases of the last snapshot
 	applied map[netip.Prefix]leases.Lease // remote leases whose Add succeeded
@@ -67,6 +71,16 @@ type loop struct {
 	dirty       bool // status.json is out of date
 }
 
+// loopOptions are the engine options the loop needs, handed over by Run.
+type loopOptions struct {
+	readOnly       bool
+	stateDir       string
+	renewMargin    time.Duration
+	storeTimeout   time.Duration
+	resyncInterval time.Duration
+	backoff        retry.Backoff
+}
+
 // statusEvery is the longest status.json goes unwritten.
 const statusEvery = 10 * time.Second
 
@@ -78,8 +92,8 @@ type renewResult struct {
 func (l *loop) run(ctx context.Context) error {
 	e := l.e
 	l.own, _ = e.Lease()
-	l.renewB = retry.Sequence{Backoff: e.backoff()}
-	if !e.o.readOnly {
+	l.renewB = retry.Sequence{Backoff: l.o.backoff}
+	if !l.o.readOnly {
 		l.scheduleRenew()
 	}
 	l.writeStatus()
@@ -98,7 +112,7 @@ func (l *loop) run(ctx context.Context) error {
 	heartbeat := time.NewTicker(statusEvery)
 	defer heartbeat.Stop()
 	var resync <-chan time.Time
-	if d := e.o.resyncInterval; d > 0 {
+	if d := l.o.resyncInterval; d > 0 {
 		l.resyncTimer = time.NewTicker(d)
 		resync = l.resyncTimer.C
 	}
@@ -117,7 +131,7 @@ func (l *loop) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			stop()
-			e.log.Info("shutting down", "subnet", l.own.Subnet)
+			l.log.Info("shutting down", "subnet", l.own.Subnet)
 			return e.shutdown(ctx, l.own)
 
 		case snap := <-snaps:
@@ -138,7 +152,7 @@ func (l *loop) run(ctx context.Context) error {
 			for sn := range l.applied {
 				l.resyncDue[sn] = true
 			}
-			l.e.log.Debug("resync: adding every applied lease again", "leases", len(l.resyncDue))
+			l.log.Debug("resync: adding every applied lease again", "leases", len(l.resyncDue))
 			l.reconcile(ctx)
 
 		case cfg := <-e.reload:
@@ -164,13 +178,13 @@ func (l *loop) run(ctx context.Context) error {
 // watch runs store.Watch until ctx is done, restarting it with backoff if
 // it fails.
 func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
-	_ = retry.Do(ctx, l.e.backoff(), func(ctx context.Context) error {
-		if err := l.e.store.Watch(ctx, out); err != nil || ctx.Err() != nil {
+	_ = retry.Do(ctx, l.o.backoff, func(ctx context.Context) error {
+		if err := l.store.Watch(ctx, out); err != nil || ctx.Err() != nil {
 			return err
 		}
 		return errors.New("watch ended")
 	}, func(_ int, err error, wait time.Duration) {
-		l.e.log.Error("lease watch failed; restarting", "error", err, "retry_in", wait)
+		l.log.Error("lease watch failed; restarting", "error", err, "retry_in", wait)
 	}) // ends only with ctx
 }
 
@@ -189,7 +203,7 @@ func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) {
 		l.journalDirty = true
 		l.saveJournal()
 	}
-	if l.e.o.readOnly || l.renewing {
+	if l.o.readOnly || l.renewing {
 		return
 	}
 	ownKey := leases.SubnetKey(l.own.Subnet, l.own.IPv6Subnet)
@@ -199,7 +213,7 @@ func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) {
 		}
 	}
 	if !l.renewBusy {
-		l.e.log.Warn("own lease missing from the store or not ours; renewing to confirm", "subnet", l.own.Subnet)
+		l.log.Warn("own lease missing from the store or not ours; renewing to confirm", "subnet", l.own.Subnet)
 		l.startRenew(ctx)
 	}
 }
@@ -215,9 +229,9 @@ func (l *loop) startRenew(ctx context.Context) {
 	l.inFlight.Add(1)
 	go func() {
 		defer l.inFlight.Done()
-		rctx, cancel := context.WithTimeout(ctx, l.e.o.storeTimeout)
+		rctx, cancel := context.WithTimeout(ctx, l.o.storeTimeout)
 		defer cancel()
-		nl, err := l.e.store.Renew(rctx, own)
+		nl, err := l.store.Renew(rctx, own)
 		l.renewed <- renewResult{nl, err} // buffered: one renewal at a time
 	}()
 }
@@ -234,7 +248,7 @@ func (l *loop) renewDone(ctx context.Context, r renewResult) error {
 		l.e.setOwn(nl)
 		l.renewB.Reset()
 		l.renewing = false
-		l.e.log.Debug("lease renewed", "subnet", nl.Subnet, "expires", nl.Expiration)
+		l.log.Debug("lease renewed", "subnet", nl.Subnet, "expires", nl.Expiration)
 		l.scheduleRenew()
 		return nil
 	case errors.Is(err, leases.ErrLeaseGone):
@@ -244,7 +258,7 @@ func (l *loop) renewDone(ctx context.Context, r renewResult) error {
 	}
 	d := l.renewB.Next()
 	l.renewing = true
-	l.e.log.Error("renew lease failed; retrying", "subnet", l.own.Subnet, "error", err, "retry_in", d)
+	l.log.Error("renew lease failed; retrying", "subnet", l.own.Subnet, "error", err, "retry_in", d)
 	l.renew.Reset(d)
 	return nil
 }
@@ -256,17 +270,17 @@ func (l *loop) scheduleRenew() {
 	if exp.IsZero() {
 		exp = time.Now().Add(leases.DefaultTTL)
 	}
-	d := time.Until(exp.Add(-l.e.o.renewMargin))
+	d := time.Until(exp.Add(-l.o.renewMargin))
 	if d <= 0 {
 		d = time.Until(exp) / 2
 	}
-	l.renew.Reset(max(d, l.e.o.retryInitial))
+	l.renew.Reset(max(d, l.o.backoff.Initial))
 }
 
 // gone handles the loss of the own lease: log, ShutdownCommand, error.
 func (l *loop) gone(ctx context.Context, cause error) error {
 	s := l.own.Subnet
-	l.e.log.Error(fmt.Sprintf("lease for %s was deleted by someone else; shutting down", s), "subnet", s, "error", cause)
+	l.log.Error(fmt.Sprintf("lease for %s was deleted by someone else; shutting down", s), "subnet", s, "error", cause)
 	err := fmt.Errorf("lease for %s was deleted by someone else: %w", s, cause)
 	return errors.Join(err, l.e.shutdown(ctx, l.own))
 }
@@ -350,7 +364,7 @@ func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
 			l.fail(s, o.kind, err)
 			return
 		}
-		l.e.log.Info("hook applied", "hook", o.kind.String(), "subnet", s, "public_ip", o.lease.Attrs.PublicIP)
+		l.log.Info("hook applied", "hook", o.kind.String(), "subnet", s, "public_ip", o.lease.Attrs.PublicIP)
 		if o.kind == hooks.SubnetRemove {
 			delete(l.applied, s)
 		} else {
@@ -365,7 +379,7 @@ func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
 	}
 	if _, ok := l.failing[s]; ok {
 		delete(l.failing, s)
-		l.e.log.Info("subnet recovered", "subnet", s)
+		l.log.Info("subnet recovered", "subnet", s)
 	}
 }
 
@@ -378,10 +392,10 @@ func (l *loop) fail(s netip.Prefix, k hooks.Kind, err error) {
 	}
 	f.attempts++
 	f.hook, f.err = k, err
-	d := l.e.backoff().Delay(f.attempts)
+	d := l.o.backoff.Delay(f.attempts)
 	f.next = now.Add(d)
 	l.dirty = true
-	l.e.log.Error("hook failed; will retry", "hook", k.String(), "subnet", s,
+	l.log.Error("hook failed; will retry", "hook", k.String(), "subnet", s,
 		"attempt", f.attempts, "retry_in", d, "error", err)
 }
 
@@ -405,7 +419,7 @@ func (l *loop) armRetry() {
 // gone. It runs once per batch of hooks; a crash between a hook and the
 // write is safe, since Adds and Removes converge when run again.
 func (l *loop) saveJournal() {
-	if l.e.o.readOnly || !l.journalDirty {
+	if l.o.readOnly || !l.journalDirty {
 		return
 	}
 	j := l.applied
@@ -417,15 +431,15 @@ func (l *loop) saveJournal() {
 			}
 		}
 	}
-	if err := saveJournal(l.e.o.stateDir, j); err != nil {
-		l.e.log.Error("save journal", "error", err)
+	if err := saveJournal(l.o.stateDir, j); err != nil {
+		l.log.Error("save journal", "error", err)
 		return
 	}
 	l.journalDirty = false
 }
 
 func (l *loop) writeStatus() {
-	if l.e.o.readOnly || !l.dirty {
+	if l.o.readOnly || !l.dirty {
 		return
 	}
 	st := Status{
@@ -455,8 +469,8 @@ func (l *loop) writeStatus() {
 			Attempts: f.attempts, Since: f.since.UTC(), NextRetry: f.next.UTC(),
 		})
 	}
-	if err := saveStatus(l.e.o.stateDir, st); err != nil {
-		l.e.log.Error("write status", "error", err)
+	if err := saveStatus(l.o.stateDir, st); err != nil {
+		l.log.Error("write status", "error", err)
 		return
 	}
 	l.dirty = false

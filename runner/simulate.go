@@ -30,13 +30,13 @@ func Simulate(ctx context.Context, cfg *hooks.Config, exec Executor, own leases.
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{cfg: cfg, exec: exec, log: log}
+	h := &hookRunner{cfg: cfg, exec: exec, log: log}
 	var errs []error
 	step := func(k hooks.Kind, l leases.Lease, stdin string) (string, error) {
 		if ctx.Err() != nil {
 			return "", nil
 		}
-		res, err := e.runHook(ctx, k, l, stdin)
+		res, err := h.runHook(ctx, k, l, stdin)
 		return res.Stdout, err
 	}
 	run := func(k hooks.Kind, l leases.Lease, stdin string) {

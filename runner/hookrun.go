@@ -1,0 +1,61 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner/shell"
+)
+
+// hookRunner runs one config's hooks through an Executor: the variables
+// come from a lease, stdout is logged, and an error names the hook and the
+// subnet. The Engine and Simulate both run their hooks through it.
+type hookRunner struct {
+	cfg  *hooks.Config
+	exec Executor
+	log  *slog.Logger
+}
+
+// vars returns the hook variables for lease l.
+func (h *hookRunner) vars(l leases.Lease) hooks.Vars {
+	return hooks.Vars{
+		Network:     h.cfg.Network,
+		IPv6Network: h.cfg.IPv6Network,
+		Subnet:      l.Subnet,
+		IPv6Subnet:  l.IPv6Subnet,
+		PublicIP:    l.Attrs.PublicIP,
+		PublicIPv6:  l.Attrs.PublicIPv6,
+	}
+}
+
+// runHook runs the hook of kind k for lease l; an empty hook is skipped.
+// The error names the hook and the subnet.
+func (h *hookRunner) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, stdin string) (shell.Result, error) {
+	hook := h.cfg.Backend.Hook(k)
+	if hook.Empty() {
+		return shell.Result{}, nil
+	}
+	subnet := ""
+	if l.Subnet.IsValid() {
+		subnet = l.Subnet.String()
+	}
+	res, err := h.exec.Run(ctx, shell.Request{Hook: hook, Env: k.Env(h.vars(l)), Stdin: stdin, Subnet: subnet})
+	if k != hooks.PreStartup && h.log != nil && strings.TrimSpace(res.Stdout) != "" {
+		h.log.Info("hook output", "hook", k.String(), "subnet", subnet, "stdout", strings.TrimSpace(res.Stdout))
+	}
+	var he *shell.HookError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &he): // already names the hook and the subnet
+		return res, err
+	case subnet == "":
+		return res, fmt.Errorf("%s: %w", k, err)
+	}
+	return res, fmt.Errorf("%s (SUBNET=%s): %w", k, subnet, err)
+}
