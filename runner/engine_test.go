@@ -672,7 +672,6 @@ func TestAdmissionRefusesHostileLeases(t *testing.T) {
 	cfg := config(t, recorder)
 	storeDir := t.TempDir()
 	store := newStore(t, storeDir)
-	good := peer(t, cfg, store, "192.0.2.2", "82:87:fe:a4:a9:55")
 	v := func(ip, data string) string {
 		return fmt.Sprintf(`{"PublicIP":%q,"PublicIPv6":null,"BackendType":"extension","BackendData":%q}`, ip, data)
 	}
@@ -699,6 +698,9 @@ func TestAdmissionRefusesHostileLeases(t *testing.T) {
 	writeRaw(t, storeDir, "10.50.8.0-24", "$(touch pwned)")
 	writeRaw(t, storeDir, "10.50.9.0-24", `{"PublicIP":"192.0.2.66","BackendType":"vxlan"}`)
 	writeRaw(t, storeDir, "junk", "x")
+	// The good peer comes after the hostile files, so it cannot draw a
+	// subnet one of them then overwrites.
+	good := peer(t, cfg, store, "192.0.2.2", "82:87:fe:a4:a9:55")
 
 	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))

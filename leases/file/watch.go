@@ -30,16 +30,15 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		}
 		return err
 	}
-	w, err := fsnotify.NewWatcher()
+	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", s.subnets, err)
 	}
-	defer w.Close()
-	watching := w.Add(s.subnets) == nil
-	if !watching {
+	defer fw.Close()
+	w := &watcher{s: s, fs: fw, out: out, watching: fw.Add(s.subnets) == nil}
+	if !w.watching {
 		s.log.Warn("cannot watch lease directory, relying on periodic re-list", "dir", s.subnets)
 	}
-
 	ls, err := s.List(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -50,7 +49,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	if !s.send(ctx, out, ls) {
 		return s.watchEnd(ctx)
 	}
-	last := ls
+	w.last = ls
 
 	resync := time.NewTicker(s.resync)
 	defer resync.Stop()
@@ -58,77 +57,89 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	settle.Stop()
 	defer settle.Stop()
 	pending := false
-	expiry := time.NewTimer(time.Hour) // next lease expiration
-	defer expiry.Stop()
-	s.armExpiry(expiry, last)
-
-	relist := func() bool {
-		if !watching {
-			watching = w.Add(s.subnets) == nil
-		}
-		ls, err := s.List(ctx)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-				s.log.Warn("re-listing leases failed, will retry", "error", err)
-			}
-			return ctx.Err() == nil
-		}
-		s.armExpiry(expiry, ls)
-		if sameSet(last, ls) {
-			return true
-		}
-		if !s.send(ctx, out, ls) {
-			return false
-		}
-		last = ls
-		return true
-	}
+	w.expiry = time.NewTimer(time.Hour) // next lease expiration
+	defer w.expiry.Stop()
+	s.armExpiry(w.expiry, w.last)
 
 	for {
+		relist := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.done:
 			return ErrClosed
-		case ev, ok := <-w.Events:
+		case ev, ok := <-fw.Events:
 			if !ok {
 				return errors.New("watch: fsnotify watcher stopped")
 			}
-			if filepath.Clean(ev.Name) == filepath.Clean(s.subnets) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-				watching = false // the directory itself went away
-			}
-			if strings.HasPrefix(filepath.Base(ev.Name), ".") {
-				continue // temporary files
-			}
-			if !pending {
+			if w.event(ev) && !pending {
 				pending = true
 				settle.Reset(debounce)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-fw.Errors:
 			if !ok {
 				return errors.New("watch: fsnotify watcher stopped")
 			}
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
 				s.log.Warn("lease directory watch error, re-listing", "error", err)
 			}
-			if !relist() {
-				return s.watchEnd(ctx)
-			}
+			relist = true
 		case <-settle.C:
 			pending = false
-			if !relist() {
-				return s.watchEnd(ctx)
-			}
+			relist = true
 		case <-resync.C:
-			if !relist() {
-				return s.watchEnd(ctx)
-			}
-		case <-expiry.C:
-			if !relist() {
-				return s.watchEnd(ctx)
-			}
+			relist = true
+		case <-w.expiry.C:
+			relist = true
+		}
+		if relist && !w.relist(ctx) {
+			return s.watchEnd(ctx)
 		}
 	}
+}
+
+// watcher is the state of one Watch call.
+type watcher struct {
+	s        *Store
+	fs       *fsnotify.Watcher
+	watching bool // subnets/ is being watched (it may be re-created)
+	out      chan<- []leases.Lease
+	last     []leases.Lease // what was sent last
+	expiry   *time.Timer    // fires at the next lease expiration
+}
+
+// event takes one fsnotify event and reports whether it may change the
+// leases (temporary files do not).
+func (w *watcher) event(ev fsnotify.Event) bool {
+	if filepath.Clean(ev.Name) == filepath.Clean(w.s.subnets) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+		w.watching = false // the directory itself went away
+	}
+	return !strings.HasPrefix(filepath.Base(ev.Name), ".")
+}
+
+// relist lists the leases and sends them when they differ from the last
+// ones sent. It returns false when Watch must end (ctx done, store
+// closed); a failed listing is logged and left to the next re-list.
+func (w *watcher) relist(ctx context.Context) bool {
+	if !w.watching {
+		w.watching = w.fs.Add(w.s.subnets) == nil
+	}
+	ls, err := w.s.List(ctx)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+			w.s.log.Warn("re-listing leases failed, will retry", "error", err)
+		}
+		return ctx.Err() == nil
+	}
+	w.s.armExpiry(w.expiry, ls)
+	if sameSet(w.last, ls) {
+		return true
+	}
+	if !w.s.send(ctx, w.out, ls) {
+		return false
+	}
+	w.last = ls
+	return true
 }
 
 func (s *Store) watchEnd(ctx context.Context) error {
