@@ -343,55 +343,73 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 			return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
 		}
 		ls := leasesOf(es)
+		var l leases.Lease
 		if own, ok := leases.FindByPublicIP(ls, ip); ok {
 			e := es[slices.IndexFunc(es, func(e entry) bool { return e.lease.Key == own.Key })]
-			if !r.Fits(own.Subnet, own.IPv6Subnet) {
-				s.log.Warn("etcd: lease of this node does not fit the network config, deleting it",
-					"subnet", own.Subnet, "range", r.String())
-				if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
-					Then(clientv3.OpDelete(e.key)).Commit(); err != nil {
-					return leases.Lease{}, fmt.Errorf("etcd: acquire: delete %s: %w", e.key, err)
-				}
-				continue
-			}
-			resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
-				Then(clientv3.OpPut(e.key, string(val), clientv3.WithLease(id))).Commit()
-			if err != nil {
-				return leases.Lease{}, fmt.Errorf("etcd: acquire: put %s: %w", e.key, err)
-			}
-			if !resp.Succeeded {
-				s.log.Debug("etcd: own lease changed concurrently, retrying", "key", e.key)
-				continue
-			}
-			attached = true
-			s.retire(ctx, e.leaseID, id)
-			l := own
-			l.Attrs, l.Expiration = attrs, exp
-			s.log.Info("etcd: took back lease", "subnet", l.Subnet, "public_ip", ip)
-			return l, nil
+			l, attached, err = s.takeBack(ctx, r, e, own, attrs, val, id, exp)
+		} else {
+			l, attached, err = s.create(ctx, r, ls, attrs, val, id, exp)
 		}
-
-		s.rndMu.Lock()
-		v4, v6, err := leases.PickFree(r, ls, s.rnd)
-		s.rndMu.Unlock()
-		if err != nil {
-			return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+		if err != nil || attached {
+			return l, err
 		}
-		key := s.key(v4, v6)
-		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(id))).Commit()
-		if err != nil {
-			return leases.Lease{}, fmt.Errorf("etcd: acquire: create %s: %w", key, err)
-		}
-		if !resp.Succeeded {
-			s.log.Debug("etcd: subnet taken concurrently, retrying", "key", key)
-			continue
-		}
-		attached = true
-		s.log.Info("etcd: acquired new lease", "subnet", v4, "public_ip", ip)
-		return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs, Expiration: exp}, nil
 	}
 	return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
+}
+
+// takeBack moves this node's lease e (own) to the etcd lease id with the
+// new attrs, guarded by its mod revision. ok is false when it must be tried
+// again: the lease changed concurrently, or it did not fit the range and was
+// deleted.
+func (s *Store) takeBack(ctx context.Context, r leases.Range, e entry, own leases.Lease, attrs leases.Attrs,
+	val []byte, id clientv3.LeaseID, exp time.Time) (l leases.Lease, ok bool, err error) {
+	if !r.Fits(own.Subnet, own.IPv6Subnet) {
+		s.log.Warn("etcd: lease of this node does not fit the network config, deleting it",
+			"subnet", own.Subnet, "range", r.String())
+		if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
+			Then(clientv3.OpDelete(e.key)).Commit(); err != nil {
+			return l, false, fmt.Errorf("etcd: acquire: delete %s: %w", e.key, err)
+		}
+		return l, false, nil
+	}
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
+		Then(clientv3.OpPut(e.key, string(val), clientv3.WithLease(id))).Commit()
+	if err != nil {
+		return l, false, fmt.Errorf("etcd: acquire: put %s: %w", e.key, err)
+	}
+	if !resp.Succeeded {
+		s.log.Debug("etcd: own lease changed concurrently, retrying", "key", e.key)
+		return l, false, nil
+	}
+	s.retire(ctx, e.leaseID, id)
+	l = own
+	l.Attrs, l.Expiration = attrs, exp
+	s.log.Info("etcd: took back lease", "subnet", l.Subnet, "public_ip", attrs.Owner())
+	return l, true, nil
+}
+
+// create writes a new lease on a free subnet of r, attached to the etcd
+// lease id, if no one created that key first (ok is false then).
+func (s *Store) create(ctx context.Context, r leases.Range, ls []leases.Lease, attrs leases.Attrs,
+	val []byte, id clientv3.LeaseID, exp time.Time) (l leases.Lease, ok bool, err error) {
+	s.rndMu.Lock()
+	v4, v6, err := leases.PickFree(r, ls, s.rnd)
+	s.rndMu.Unlock()
+	if err != nil {
+		return l, false, fmt.Errorf("etcd: acquire: %w", err)
+	}
+	key := s.key(v4, v6)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(id))).Commit()
+	if err != nil {
+		return l, false, fmt.Errorf("etcd: acquire: create %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		s.log.Debug("etcd: subnet taken concurrently, retrying", "key", key)
+		return l, false, nil
+	}
+	s.log.Info("etcd: acquired new lease", "subnet", v4, "public_ip", attrs.Owner())
+	return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs, Expiration: exp}, true, nil
 }
 
 // jitter is a short random pause before retry attempt n, so racing nodes

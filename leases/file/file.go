@@ -349,9 +349,24 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 			"subnet", own.Subnet, "ipv6_subnet", ipv6Attr(own.IPv6Subnet), "public_ip", id, "range", r)
 	}
 
-	// Live leases keep their subnets (unparsable live files too); leases
-	// expired less than the grace ago keep theirs unless the range has no
-	// other free subnet; older ones, and this node's others, are deleted.
+	v4, v6, err := s.pickNew(r, es, id, now)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	l, err := s.writeLease(leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs})
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+	}
+	s.log.Info("acquired new lease", "subnet", l.Subnet, "ipv6_subnet", ipv6Attr(l.IPv6Subnet), "public_ip", id)
+	return l, nil
+}
+
+// pickNew chooses a free subnet for a new lease of node id, under the
+// allocation lock. Live leases keep their subnets (unparsable live files
+// too); leases expired less than the grace ago keep theirs unless the range
+// has no other free subnet; older ones, and this node's others, are
+// deleted.
+func (s *Store) pickNew(r leases.Range, es []entry, id netip.Addr, now time.Time) (v4, v6 netip.Prefix, err error) {
 	var live, recent []leases.Lease
 	var recentEntries []entry
 	for _, e := range es {
@@ -366,13 +381,13 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 			continue
 		}
 		if err := s.removeEntry(e, now, mine); err != nil {
-			return leases.Lease{}, fmt.Errorf("acquire: %w", err)
+			return netip.Prefix{}, netip.Prefix{}, err
 		}
 	}
 	s.removeStaleTemps(time.Now())
 
 	s.rndMu.Lock()
-	v4, v6, err := leases.PickFree(r, append(live, recent...), s.rnd)
+	v4, v6, err = leases.PickFree(r, append(live, recent...), s.rnd)
 	if errors.Is(err, leases.ErrNoFreeSubnet) && len(recent) > 0 {
 		v4, v6, err = leases.PickFree(r, live, s.rnd)
 		if err == nil {
@@ -386,15 +401,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		}
 	}
 	s.rndMu.Unlock()
-	if err != nil {
-		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
-	}
-	l, err := s.writeLease(leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs})
-	if err != nil {
-		return leases.Lease{}, fmt.Errorf("acquire: %w", err)
-	}
-	s.log.Info("acquired new lease", "subnet", l.Subnet, "ipv6_subnet", ipv6Attr(l.IPv6Subnet), "public_ip", id)
-	return l, nil
+	return v4, v6, err
 }
 
 // Renew rewrites l's attrs and moves its expiration to now + TTL. It fails
