@@ -12,17 +12,28 @@ import (
 // Backoff is an exponential delay sequence: Initial, doubling up to Max.
 type Backoff struct {
 	Initial, Max time.Duration
+	// Attempts bounds Do: it gives up after that many failed calls (0: no
+	// bound; only the context ends it).
+	Attempts int
+	// Jitter, when set, turns each delay into the one waited (e.g. a
+	// random part of it, so that racing nodes spread out).
+	Jitter func(time.Duration) time.Duration
 	// After is the clock (default time.After); tests make it fire at once.
 	After func(time.Duration) <-chan time.Time
 }
 
-// Delay returns the wait before retry number attempt (1-based).
+// Delay returns the wait before retry number attempt (1-based), jitter
+// applied.
 func (b Backoff) Delay(attempt int) time.Duration {
 	d := b.Initial
 	for i := 1; i < attempt && d < b.Max; i++ {
 		d *= 2
 	}
-	return min(d, b.Max)
+	d = min(d, b.Max)
+	if b.Jitter != nil {
+		d = b.Jitter(d)
+	}
+	return d
 }
 
 // Sleep waits d, or until ctx is done (returning its error).
@@ -74,13 +85,24 @@ func (p permanent) Unwrap() error { return p.error }
 // Permanent wraps err so that Do returns it at once instead of retrying.
 func Permanent(err error) error { return permanent{err} }
 
+// progress marks an error after which Do starts its backoff over.
+type progress struct{ error }
+
+func (p progress) Unwrap() error { return p.error }
+
+// Progress wraps err, a failure that came after the call did useful work
+// (a watch that ran a while), so that Do retries it after the initial
+// delay again rather than the next longer one.
+func Progress(err error) error { return progress{err} }
+
 // Do calls fn until it returns nil, returns an error wrapped by
-// Permanent (Do returns the inner error), or ctx is done (Do returns the
-// context's error joined with fn's last). Between attempts it waits the
-// backoff, telling onRetry (which may be nil) the attempt that failed,
-// its error and the wait.
+// Permanent (Do returns the inner error), fails b.Attempts times (Do
+// returns the last error), or ctx is done (Do returns the context's error
+// joined with fn's last). Between attempts it waits the backoff, telling
+// onRetry (which may be nil) the attempt that failed, its error and the
+// wait; an error wrapped by Progress starts the backoff over.
 func Do(ctx context.Context, b Backoff, fn func(context.Context) error, onRetry func(attempt int, err error, wait time.Duration)) error {
-	for attempt := 1; ; attempt++ {
+	for attempt, n := 1, 1; ; attempt, n = attempt+1, n+1 {
 		err := fn(ctx)
 		if err == nil {
 			return nil
@@ -89,10 +111,17 @@ func Do(ctx context.Context, b Backoff, fn func(context.Context) error, onRetry 
 		if errors.As(err, &p) {
 			return p.error
 		}
+		var pr progress
+		if errors.As(err, &pr) {
+			err, n = pr.error, 1
+		}
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), err)
 		}
-		d := b.Delay(attempt)
+		if b.Attempts > 0 && attempt >= b.Attempts {
+			return err
+		}
+		d := b.Delay(n)
 		if onRetry != nil {
 			onRetry(attempt, err, d)
 		}

@@ -86,3 +86,32 @@ func TestSleepHonoursContext(t *testing.T) {
 	require.ErrorIs(t, retry.Sleep(ctx, time.Hour), context.Canceled)
 	require.NoError(t, retry.Sleep(t.Context(), time.Millisecond))
 }
+
+func TestDoAttemptsJitterProgress(t *testing.T) {
+	var waits []time.Duration
+	boom := errors.New("boom")
+	b := retry.Backoff{Initial: 10, Max: 1000, Attempts: 3, After: instant(&waits),
+		Jitter: func(d time.Duration) time.Duration { return d / 2 }}
+	calls := 0
+	err := retry.Do(t.Context(), b, func(context.Context) error { calls++; return boom }, nil)
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, 3, calls, "Attempts bounds the calls")
+	assert.Equal(t, []time.Duration{5, 10}, waits, "the jitter turns each delay into the wait")
+
+	waits, calls = nil, 0
+	b = retry.Backoff{Initial: 10, Max: 1000, After: instant(&waits)}
+	var errs []string
+	err = retry.Do(t.Context(), b, func(context.Context) error {
+		calls++
+		switch calls {
+		case 3:
+			return retry.Progress(fmt.Errorf("ran a while, then %w", boom))
+		case 5:
+			return nil
+		}
+		return boom
+	}, func(_ int, err error, _ time.Duration) { errs = append(errs, err.Error()) })
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{10, 20, 10, 20}, waits, "Progress starts the backoff over")
+	assert.Equal(t, "ran a while, then boom", errs[2], "onRetry sees the error inside Progress")
+}

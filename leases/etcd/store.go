@@ -332,29 +332,36 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		}
 	}()
 
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := retry.Sleep(ctx, s.jitter(attempt)); err != nil {
-				return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
-			}
-		}
+	var l leases.Lease
+	err = retry.Do(ctx, s.conflictBackoff(), func(ctx context.Context) error {
 		es, _, err := s.list(ctx)
 		if err != nil {
-			return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
+			return retry.Permanent(fmt.Errorf("etcd: acquire: %w", err))
 		}
 		ls := leasesOf(es)
-		var l leases.Lease
 		if own, ok := leases.FindByPublicIP(ls, ip); ok {
 			e := es[slices.IndexFunc(es, func(e entry) bool { return e.lease.Key == own.Key })]
 			l, attached, err = s.takeBack(ctx, r, e, own, attrs, val, id, exp)
 		} else {
 			l, attached, err = s.create(ctx, r, ls, attrs, val, id, exp)
 		}
-		if err != nil || attached {
-			return l, err
+		switch {
+		case err != nil:
+			return retry.Permanent(err)
+		case !attached:
+			return errConflict
 		}
+		return nil
+	}, nil)
+	switch {
+	case err == nil:
+		return l, nil
+	case ctx.Err() != nil:
+		return leases.Lease{}, fmt.Errorf("etcd: acquire: %w", ctx.Err())
+	case errors.Is(err, errConflict):
+		return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
 	}
-	return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
+	return leases.Lease{}, err
 }
 
 // takeBack moves this node's lease e (own) to the etcd lease id with the
@@ -412,12 +419,18 @@ func (s *Store) create(ctx context.Context, r leases.Range, ls []leases.Lease, a
 	return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs, Expiration: exp}, true, nil
 }
 
-// jitter is a short random pause before retry attempt n, so racing nodes
-// spread out.
-func (s *Store) jitter(n int) time.Duration {
-	s.rndMu.Lock()
-	defer s.rndMu.Unlock()
-	return time.Duration(s.rnd.Int64N(int64(min(n, 10)) * int64(10*time.Millisecond)))
+// errConflict is a lost optimistic write: another writer came first.
+var errConflict = errors.New("conflicting writer")
+
+// conflictBackoff paces the optimistic retries of Acquire (at most
+// maxAttempts): short random pauses, so racing nodes spread out.
+func (s *Store) conflictBackoff() retry.Backoff {
+	return retry.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond, Attempts: maxAttempts,
+		Jitter: func(d time.Duration) time.Duration {
+			s.rndMu.Lock()
+			defer s.rndMu.Unlock()
+			return time.Duration(s.rnd.Int64N(int64(d)))
+		}}
 }
 
 // Renew refreshes l's TTL and rewrites its attrs. With unchanged attrs it
@@ -586,52 +599,65 @@ func (st *watchState) snapshot() []leases.Lease {
 // watch runs Watch; a non-nil st (tests) resumes from that state without
 // listing first.
 func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
-	backoff := retry.Sequence{Backoff: retry.Backoff{Initial: minBackoff, Max: maxBackoff}}
-	for {
+	err := retry.Do(ctx, retry.Backoff{Initial: minBackoff, Max: maxBackoff}, func(ctx context.Context) error {
 		if st == nil {
 			lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
 			es, rev, err := s.list(lctx)
 			cancel()
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil
+				if s.cli.Ctx().Err() != nil && ctx.Err() == nil {
+					return retry.Permanent(errStoreClosed)
 				}
-				if s.cli.Ctx().Err() != nil {
-					return errors.New("etcd: watch: store closed")
-				}
-				wait := backoff.Next()
-				s.log.Warn("etcd: cannot list leases, retrying", "error", err, "retry_in", wait)
-				if retry.Sleep(ctx, wait) != nil {
-					return nil
-				}
-				continue
+				return &watchError{"etcd: cannot list leases, retrying", err}
 			}
 			st = &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
 			for _, e := range es {
 				st.cache[e.key] = e.lease
 			}
 			if !send(ctx, out, st.snapshot()) {
-				return nil
+				return retry.Permanent(nil)
 			}
 		}
 		healthy, err := s.follow(ctx, out, st)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if s.cli.Ctx().Err() != nil {
-			return errors.New("etcd: watch: store closed")
-		}
-		if healthy {
-			backoff.Reset()
-		}
-		wait := backoff.Next()
-		s.log.Warn("etcd: lease watch interrupted, listing again", "error", err, "retry_in", wait)
 		st = nil
-		if retry.Sleep(ctx, wait) != nil {
-			return nil
+		switch {
+		case ctx.Err() != nil:
+			return retry.Permanent(nil)
+		case s.cli.Ctx().Err() != nil:
+			return retry.Permanent(errStoreClosed)
 		}
+		if err == nil {
+			err = errWatchClosed
+		}
+		err = &watchError{"etcd: lease watch interrupted, listing again", err}
+		if healthy {
+			return retry.Progress(err)
+		}
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		var we *watchError
+		if errors.As(err, &we) {
+			s.log.Warn(we.msg, "error", we.err, "retry_in", wait)
+		}
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
+
+// errStoreClosed ends Watch when the client was closed under it.
+var errStoreClosed = errors.New("etcd: watch: store closed")
+
+// watchError is a failed list or watch that Watch retries; msg is what it
+// logs.
+type watchError struct {
+	msg string
+	err error
+}
+
+func (e *watchError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *watchError) Unwrap() error { return e.err }
 
 // errWatchClosed reports a watch channel closed without an error.
 var errWatchClosed = errors.New("watch channel closed")

@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -778,31 +779,37 @@ func (s *Store) lock(ctx context.Context) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	fd := int(f.Fd())
-	delay := 500 * time.Microsecond
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	for {
-		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(fd, syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, err)
-		}
-		t.Reset(delay + rand.N(delay))
+	// The lock is polled, so that ctx and Close can end the wait: 0.5ms
+	// doubling to 20ms, with jitter so waiting processes spread out.
+	b := retry.Backoff{Initial: 500 * time.Microsecond, Max: 20 * time.Millisecond,
+		Jitter: func(d time.Duration) time.Duration { return d + rand.N(d) }}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // Close ends the wait too; the goroutine ends with lctx
 		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, ctx.Err())
 		case <-s.done:
-			f.Close()
-			return nil, ErrClosed
-		case <-t.C:
+			cancel()
+		case <-lctx.Done():
 		}
-		delay = min(2*delay, 20*time.Millisecond)
+	}()
+	err = retry.Do(lctx, b, func(context.Context) error {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			return retry.Permanent(fmt.Errorf("lock %s: %w", p, err))
+		}
+		return err
+	}, nil)
+	switch {
+	case err == nil:
+		return func() {
+			_ = syscall.Flock(fd, syscall.LOCK_UN)
+			f.Close()
+		}, nil
+	case ctx.Err() != nil:
+		err = fmt.Errorf("lock %s: %w", p, ctx.Err())
+	case lctx.Err() != nil:
+		err = ErrClosed
 	}
+	f.Close()
+	return nil, err
 }

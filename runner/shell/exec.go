@@ -31,6 +31,10 @@ func withStderr(ctx context.Context, w io.Writer) context.Context {
 // for survivors during the kill grace.
 const groupPoll = 10 * time.Millisecond
 
+// textBusy paces the retries of a start that failed with ETXTBSY:
+// 1ms doubling, ten tries in about half a second.
+var textBusy = retry.Backoff{Initial: time.Millisecond, Max: 256 * time.Millisecond, Attempts: 10}
+
 // execCmd is the final exec handler: it looks the command up in the hook's
 // PATH and runs it in its own process group. It never falls back to running
 // a file as a script in a new interpreter, and never starts /bin/sh.
@@ -78,17 +82,17 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		cmd.WaitDelay = st.s.killGrace
 		return cmd
 	}
-	cmd := newCmd()
-	err = cmd.Start()
+	var cmd *exec.Cmd
 	// A concurrently forked process may briefly hold a write descriptor of
 	// the file (https://go.dev/issue/22315): retry ETXTBSY with backoff.
-	for delay := time.Millisecond; errors.Is(err, syscall.ETXTBSY) && delay < 300*time.Millisecond; delay *= 2 {
-		if retry.Sleep(ctx, delay) != nil {
-			break
-		}
+	err = retry.Do(ctx, textBusy, func(context.Context) error {
 		cmd = newCmd()
-		err = cmd.Start()
-	}
+		err := cmd.Start()
+		if err != nil && !errors.Is(err, syscall.ETXTBSY) {
+			return retry.Permanent(err)
+		}
+		return err
+	}, nil)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
