@@ -212,7 +212,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.Join(err, e.shutdown(ctx, own))
 	}
 
-	l := &loop{
+	return e.newLoop(applied).run(ctx)
+}
+
+// newLoop returns the watch loop for the journal's applied set.
+func (e *Engine) newLoop(applied map[netip.Prefix]leases.Lease) *loop {
+	return &loop{
 		e:     e,
 		store: e.store,
 		log:   e.log,
@@ -231,7 +236,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		renew:        stoppedTimer(),
 		dirty:        true,
 	}
-	return l.run(ctx)
 }
 
 // preStartup runs PreStartupCommand and returns the node's BackendData.

@@ -135,25 +135,14 @@ func (l *loop) run(ctx context.Context) error {
 			return e.shutdown(ctx, l.own)
 
 		case snap := <-snaps:
-			for drained := false; !drained; {
-				select {
-				case snap = <-snaps:
-				default:
-					drained = true
-				}
-			}
-			l.snapshot(ctx, snap)
+			l.snapshot(ctx, newest(snap, snaps))
 			l.reconcile(ctx)
 
 		case <-l.retry.C:
 			l.reconcile(ctx)
 
 		case <-resync:
-			for sn := range l.applied {
-				l.resyncDue[sn] = true
-			}
-			l.log.Debug("resync: adding every applied lease again", "leases", len(l.resyncDue))
-			l.reconcile(ctx)
+			l.resyncAll(ctx)
 
 		case cfg := <-e.reload:
 			e.swapConfig(cfg)
@@ -173,6 +162,27 @@ func (l *loop) run(ctx context.Context) error {
 			l.writeStatus()
 		}
 	}
+}
+
+// newest returns the last snapshot waiting in snaps, or snap: only the
+// newest full set matters.
+func newest(snap []leases.Lease, snaps <-chan []leases.Lease) []leases.Lease {
+	for {
+		select {
+		case snap = <-snaps:
+		default:
+			return snap
+		}
+	}
+}
+
+// resyncAll runs SubnetAddCommand again for every applied lease.
+func (l *loop) resyncAll(ctx context.Context) {
+	for sn := range l.applied {
+		l.resyncDue[sn] = true
+	}
+	l.log.Debug("resync: adding every applied lease again", "leases", len(l.resyncDue))
+	l.reconcile(ctx)
 }
 
 // watch runs store.Watch until ctx is done, restarting it with backoff if

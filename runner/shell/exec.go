@@ -47,16 +47,9 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	if w, ok := ctx.Value(stderrKey{}).(io.Writer); ok {
 		stderr = w
 	}
-	path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
+	path, err := lookPath(hc, stderr, args[0])
 	if err != nil {
-		if strings.Contains(args[0], "/") {
-			if _, statErr := os.Stat(absPath(hc.Dir, args[0])); statErr == nil {
-				fmt.Fprintf(stderr, "%s: %v\n", args[0], err)
-				return interp.ExitStatus(126)
-			}
-		}
-		fmt.Fprintf(stderr, "%s: command not found\n", args[0])
-		return interp.ExitStatus(127)
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -94,18 +87,10 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		return err
 	}, nil)
 	if err != nil {
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case errors.Is(err, syscall.ENOEXEC):
-			fmt.Fprintf(stderr, "%s: cannot execute: exec format error (no #! line?)\n", args[0])
-			return interp.ExitStatus(126)
-		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EISDIR):
-			fmt.Fprintf(stderr, "%s: cannot execute: %v\n", args[0], errors.Unwrap(err))
-			return interp.ExitStatus(126)
 		}
-		fmt.Fprintf(stderr, "%s: %v\n", args[0], err)
-		return interp.ExitStatus(127)
+		return startFailed(stderr, args[0], err)
 	}
 	pgid := cmd.Process.Pid
 	err = cmd.Wait()
@@ -113,13 +98,51 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		st.killGroup(pgid, time.Unix(0, t).Add(st.s.killGrace))
 	}
 
+	return exitStatus(ctx, args[0], err, cancelled.Load() != 0)
+}
+
+// lookPath finds name in the hook's PATH (or relative to its dir), with
+// the shell's messages and statuses: 126 for a file that cannot run, 127
+// for none.
+func lookPath(hc interp.HandlerContext, stderr io.Writer, name string) (string, error) {
+	path, err := interp.LookPathDir(hc.Dir, hc.Env, name)
+	if err == nil {
+		return path, nil
+	}
+	if strings.Contains(name, "/") {
+		if _, statErr := os.Stat(absPath(hc.Dir, name)); statErr == nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return "", interp.ExitStatus(126)
+		}
+	}
+	fmt.Fprintf(stderr, "%s: command not found\n", name)
+	return "", interp.ExitStatus(127)
+}
+
+// startFailed reports a command that could not start as the shell does.
+func startFailed(stderr io.Writer, name string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOEXEC):
+		fmt.Fprintf(stderr, "%s: cannot execute: exec format error (no #! line?)\n", name)
+		return interp.ExitStatus(126)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EISDIR):
+		fmt.Fprintf(stderr, "%s: cannot execute: %v\n", name, errors.Unwrap(err))
+		return interp.ExitStatus(126)
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	return interp.ExitStatus(127)
+}
+
+// exitStatus turns Wait's error into the interpreter's: the exit status,
+// 128+signal, or ctx's error when our own cancellation killed it.
+func exitStatus(ctx context.Context, name string, err error, cancelled bool) error {
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &exitErr):
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			if cancelled.Load() != 0 && ctx.Err() != nil {
+			if cancelled && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return interp.ExitStatus(128 + int(ws.Signal()))
@@ -130,7 +153,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		// the grace; like the interpreter's own handler, that is success.
 		return nil
 	}
-	return fmt.Errorf("%s: %w", args[0], err)
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 // killGroup makes sure nothing of a cancelled command's process group
