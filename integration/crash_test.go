@@ -47,7 +47,7 @@ func TestKillDuringBurst(t *testing.T) {
 	lab := newLab(t, ctx, bin, 1)
 	cfg := filepath.Join(t.TempDir(), "net-conf.json")
 	require.NoError(t, os.WriteFile(cfg, []byte(crashConfig), 0o600))
-	args := append([]string{"--config", cfg}, resyncArgs(ctx, bin)...)
+	args := append([]string{"--config", cfg, "--log-level", "debug"}, resyncArgs(ctx, bin)...) // debug: a "hook applied" line per hook
 	require.NoError(t, lab.StartNode(ctx, 1, args...))
 
 	dir := filepath.Join(lab.StoreDir(), "subnets")

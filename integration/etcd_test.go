@@ -463,7 +463,7 @@ func TestEtcdPartition(t *testing.T) {
 	_, err = ec.Put(ctx, etcdPrefix+"/config", string(conf))
 	require.NoError(t, err)
 	hg := presetNamed(t, "host-gw")
-	args := []string{"--trace", "--etcd-endpoints", etcd.Endpoint} // no --preset: the config is etcd's
+	args := []string{"--trace", "--log-level", "debug", "--etcd-endpoints", etcd.Endpoint} // no --preset: the config is etcd's
 	for i := 1; i <= 3; i++ {
 		require.NoError(t, lab.StartNode(ctx, i, args...))
 	}

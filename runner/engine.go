@@ -224,6 +224,7 @@ func (e *Engine) newLoop(applied map[netip.Prefix]leases.Lease) *loop {
 		o: loopOptions{
 			readOnly: e.o.readOnly, stateDir: e.o.stateDir, renewMargin: e.o.renewMargin,
 			storeTimeout: e.o.storeTimeout, resyncInterval: e.o.resyncInterval, backoff: e.backoff(),
+			parallel: e.o.parallel,
 		},
 		reapply:      len(applied) > 0,
 		attempted:    map[netip.Prefix]leases.Lease{},

@@ -79,6 +79,7 @@ type loopOptions struct {
 	storeTimeout   time.Duration
 	resyncInterval time.Duration
 	backoff        retry.Backoff
+	parallel       int // subnets whose hooks run at once (1: serial)
 }
 
 // statusEvery is the longest status.json goes unwritten.
@@ -349,47 +350,132 @@ func (l *loop) reconcile(ctx context.Context) {
 			l.dirty = true
 		}
 	}
-	now := time.Now()
-	for _, s := range sortedSubnets(todo) {
-		if ctx.Err() != nil {
-			break
-		}
-		if f := l.failing[s]; f != nil && now.Before(f.next) {
-			continue
-		}
-		l.apply(ctx, s, todo[s])
-	}
+	l.runBatch(ctx, todo)
 	l.armRetry()
 	l.writeStatus()
 }
 
-// apply runs ops for subnet s in order, stopping at the first failure.
-func (l *loop) apply(ctx context.Context, s netip.Prefix, ops []op) {
-	for _, o := range ops {
-		stdin := o.lease.Attrs.BackendData + "\n"
-		if _, err := l.e.runHook(ctx, o.kind, o.lease, stdin); err != nil {
-			if ctx.Err() != nil {
-				return // interrupted by shutdown, not a hook failure
-			}
-			l.fail(s, o.kind, err)
-			return
+// outcome is what running one subnet's ops did: the first done ops
+// succeeded; err, if set, is the failure of ops[done].
+type outcome struct {
+	subnet netip.Prefix
+	ops    []op
+	done   int
+	err    error
+}
+
+// runBatch runs the ops of every subnet in todo that is not waiting for
+// its retry, in address order, with up to Parallel subnets at a time.
+// Each subnet's ops run in order in one worker; only the loop's goroutine
+// records outcomes. It logs one summary line per batch.
+func (l *loop) runBatch(ctx context.Context, todo map[netip.Prefix][]op) {
+	now := time.Now()
+	var due []netip.Prefix
+	for _, s := range sortedSubnets(todo) {
+		if f := l.failing[s]; f != nil && now.Before(f.next) {
+			continue
 		}
-		l.log.Info("hook applied", "hook", o.kind.String(), "subnet", s, "public_ip", o.lease.Attrs.PublicIP)
-		if o.kind == hooks.SubnetRemove {
+		due = append(due, s)
+	}
+	if len(due) == 0 {
+		return
+	}
+	var hooksRun, failed int
+	record := func(o outcome) {
+		hooksRun += o.done
+		if o.err != nil {
+			hooksRun++
+			failed++
+		}
+		l.record(ctx, o)
+	}
+	if n := min(l.o.parallel, len(due)); n <= 1 {
+		for _, s := range due {
+			if ctx.Err() != nil {
+				break
+			}
+			record(l.runOps(ctx, s, todo[s]))
+		}
+	} else {
+		work := make(chan netip.Prefix)
+		results := make(chan outcome)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for s := range work {
+					results <- l.runOps(ctx, s, todo[s])
+				}
+			}()
+		}
+		go func() {
+			defer close(work)
+			for _, s := range due {
+				if ctx.Err() != nil {
+					return
+				}
+				work <- s
+			}
+		}()
+		go func() {
+			wg.Wait()
+			close(results)
+		}()
+		for o := range results {
+			record(o)
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	l.log.Info("hooks batch done", "subnets", len(due), "hooks", hooksRun, "failed", failed,
+		"applied", len(l.applied), "failing", len(l.failing), "duration", time.Since(now))
+}
+
+// runOps runs ops for subnet s in order, stopping at the first failure.
+// It touches no loop state, so workers may run it concurrently.
+func (l *loop) runOps(ctx context.Context, s netip.Prefix, ops []op) outcome {
+	o := outcome{subnet: s, ops: ops}
+	for _, op := range ops {
+		stdin := op.lease.Attrs.BackendData + "\n"
+		if _, err := l.e.runHook(ctx, op.kind, op.lease, stdin); err != nil {
+			o.err = err
+			return o
+		}
+		l.log.Debug("hook applied", "hook", op.kind.String(), "subnet", s, "public_ip", op.lease.Attrs.PublicIP)
+		o.done++
+	}
+	return o
+}
+
+// record takes a subnet's outcome into the loop's state: applied,
+// attempted, resync and failing.
+func (l *loop) record(ctx context.Context, o outcome) {
+	s := o.subnet
+	for _, op := range o.ops[:o.done] {
+		if op.kind == hooks.SubnetRemove {
 			delete(l.applied, s)
 		} else {
-			l.applied[s] = o.lease
+			l.applied[s] = op.lease
 		}
 		delete(l.attempted, s)
-		if o.kind == hooks.SubnetAdd {
+		if op.kind == hooks.SubnetAdd {
 			delete(l.resyncDue, s)
 		}
 		l.dirty = true
 		l.journalDirty = true
 	}
-	if _, ok := l.failing[s]; ok {
-		delete(l.failing, s)
-		l.log.Info("subnet recovered", "subnet", s)
+	switch {
+	case o.err != nil && ctx.Err() != nil:
+		// interrupted by shutdown, not a hook failure
+	case o.err != nil:
+		l.fail(s, o.ops[o.done].kind, o.err)
+	default:
+		if _, ok := l.failing[s]; ok {
+			delete(l.failing, s)
+			l.log.Info("subnet recovered", "subnet", s)
+		}
 	}
 }
 

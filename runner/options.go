@@ -34,6 +34,7 @@ type options struct {
 	shape                *leases.Shape
 	storeTimeout         time.Duration
 	resyncInterval       time.Duration
+	parallel             int
 }
 
 func defaultOptions() options {
@@ -44,6 +45,7 @@ func defaultOptions() options {
 		renewMargin:     leases.DefaultRenewMargin,
 		shutdownTimeout: DefaultShutdownTimeout,
 		storeTimeout:    DefaultStoreTimeout,
+		parallel:        1,
 	}
 }
 
@@ -203,6 +205,26 @@ func ResyncInterval(d time.Duration) Option {
 			return fmt.Errorf("resync interval %v: must not be negative", d)
 		}
 		o.resyncInterval = d
+		return nil
+	}
+}
+
+// MaxParallel bounds Parallel.
+const MaxParallel = 64
+
+// Parallel sets how many subnets' hooks may run at once (default 1:
+// flannel's serial order). Each subnet's hooks still run in order (a
+// changed lease's Remove before its Add), and PreStartupCommand,
+// PostStartupCommand and ShutdownCommand always run alone. Parallel is
+// safe when the hooks of different subnets touch different kernel
+// objects (routes, neighbours, fdb entries of their own subnet), as every
+// preset's do; a hook that rewrites a shared file is not.
+func Parallel(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > MaxParallel {
+			return fmt.Errorf("parallel %d: must be between 1 and %d", n, MaxParallel)
+		}
+		o.parallel = n
 		return nil
 	}
 }

@@ -112,6 +112,8 @@ func checkRunFlags(f runFlags) (shell.WireguardMode, error) {
 		return 0, usageErrorf("--store-timeout: must be positive")
 	case f.ResyncInterval < 0:
 		return 0, usageErrorf("--resync-interval: must not be negative")
+	case f.Parallel < 1 || f.Parallel > runner.MaxParallel:
+		return 0, usageErrorf("--parallel: %d is not between 1 and %d", f.Parallel, runner.MaxParallel)
 	case f.BackendData != "" && !f.DryRun:
 		return 0, usageErrorf("run: --backend-data only simulates PreStartupCommand's output with --dry-run")
 	}
@@ -174,6 +176,9 @@ func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) (
 		runner.RenewMargin(time.Duration(f.RenewMargin)),
 		runner.StoreTimeout(f.StoreTimeout),
 		runner.ResyncInterval(f.ResyncInterval),
+	}
+	if !f.DryRun { // a dry-run's trace stays in order
+		opts = append(opts, runner.Parallel(f.Parallel))
 	}
 	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
 		opts = append(opts, runner.PublicIPv6(node.publicIPv6))

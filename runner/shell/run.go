@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
 	"mvdan.cc/sh/v3/syntax"
@@ -60,6 +61,15 @@ type Shell struct {
 	wgMode    WireguardMode
 
 	replaceExisting bool
+
+	// base is environ as the interpreter sees it, built once; each run
+	// lays its contract variables over it.
+	base expand.Environ
+	// devNull is the stdin of hooks given none (opened once, shared: a
+	// read never changes it).
+	devNullOnce sync.Once
+	devNull     *os.File
+	devNullErr  error
 }
 
 // New returns a Shell. Dir is required unless DryRun(true) is given; a
@@ -83,6 +93,7 @@ func New(opts ...Option) (*Shell, error) {
 		s.environ = os.Environ()
 	}
 	s.environ = inherited(s.environ)
+	s.base = expand.ListEnviron(s.environ...)
 	if s.dir == "" && !s.dryRun {
 		return nil, errors.New("shell: dir: required (the node's state dir)")
 	}
@@ -127,17 +138,15 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		kept: capWriter{max: s.maxOutput},
 		log:  s.log.With("hook", kind.String(), "subnet", req.Subnet),
 	}
-	stdin, stopStdin, err := feedStdin(req.Stdin)
+	stdin, stopStdin, err := s.feedStdin(req.Stdin)
 	if err != nil {
 		return Result{}, hookErr(-1, fmt.Errorf("stdin: %w", err))
 	}
 	st.stdin = stdin
 	defer stopStdin()
 
-	env := make([]string, 0, len(s.environ)+len(req.Env))
-	env = append(append(env, s.environ...), req.Env...)
 	r, err := interp.New(
-		interp.Env(expand.ListEnviron(env...)),
+		interp.Env(overlay(s.base, req.Env)),
 		interp.Dir(s.dir),
 		interp.StdIO(stdin, stdout, stderr),
 		interp.OpenHandler(st.open),
@@ -180,24 +189,41 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 	return res, nil
 }
 
-// feedStdin returns a pipe that yields data then EOF. stop closes the read
-// end, which ends the writer goroutine even if nobody read everything; it
-// is idempotent.
-func feedStdin(data string) (*os.File, func(), error) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, nil, err
-	}
+// maxPipedStdin is the most stdin written into the pipe before the hook
+// starts; the pipe buffer (64 KiB on Linux) holds it, so no goroutine is
+// needed. Larger data (a dry-run's own --backend-data, say) is fed by one.
+const maxPipedStdin = 16 << 10
+
+// feedStdin returns the hook's stdin: a pipe that yields data then EOF, or
+// /dev/null for none. stop closes it (idempotent). The pipe is blocking
+// and outside Go's poller: its writer is done before the hook starts, so
+// reads never wait, and neither end costs an epoll registration.
+func (s *Shell) feedStdin(data string) (*os.File, func(), error) {
 	if data == "" {
-		pw.Close()
-		return pr, func() { pr.Close() }, nil
+		s.devNullOnce.Do(func() { s.devNull, s.devNullErr = os.Open(os.DevNull) })
+		return s.devNull, func() {}, s.devNullErr
 	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	pr, pw := os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1")
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		io.WriteString(pw, data) // EPIPE once stop closed the read end
+	if len(data) <= maxPipedStdin {
+		_, err := io.WriteString(pw, data)
 		pw.Close()
-	}()
+		close(done)
+		if err != nil {
+			pr.Close()
+			return nil, nil, fmt.Errorf("pipe: %w", err)
+		}
+	} else {
+		go func() {
+			defer close(done)
+			io.WriteString(pw, data) // EPIPE once stop closed the read end
+			pw.Close()
+		}()
+	}
 	var once sync.Once
 	return pr, func() {
 		once.Do(func() {
@@ -205,6 +231,44 @@ func feedStdin(data string) (*os.File, func(), error) {
 			<-done
 		})
 	}, nil
+}
+
+// overlay is base with the NAME=value pairs of vars set and exported
+// over it, without copying base (the hook's contract variables over the
+// daemon's environment).
+func overlay(base expand.Environ, vars []string) expand.Environ {
+	o := overlayEnv{base: base, vars: make(map[string]expand.Variable, len(vars))}
+	for _, kv := range vars {
+		name, val, _ := strings.Cut(kv, "=")
+		o.vars[name] = expand.Variable{Set: true, Exported: true, Kind: expand.String, Str: val}
+	}
+	return o
+}
+
+type overlayEnv struct {
+	base expand.Environ
+	vars map[string]expand.Variable
+}
+
+func (o overlayEnv) Get(name string) expand.Variable {
+	if v, ok := o.vars[name]; ok {
+		return v
+	}
+	return o.base.Get(name)
+}
+
+func (o overlayEnv) Each(f func(name string, vr expand.Variable) bool) {
+	for name, vr := range o.vars {
+		if !f(name, vr) {
+			return
+		}
+	}
+	o.base.Each(func(name string, vr expand.Variable) bool {
+		if _, over := o.vars[name]; over {
+			return true
+		}
+		return f(name, vr)
+	})
 }
 
 // capWriter keeps the first max bytes written to it and remembers whether
