@@ -69,9 +69,17 @@ demo: deps build
 	$(GO) build -o bin/flexhook-lab ./cmd/flexhook-lab
 	bin/flexhook-lab -preset $(PRESET) -nodes $(NODES) -flexhook $(CURDIR)/$(BIN) $(DEMO_FLAGS)
 
-bench: deps
+# bench: the micro-benchmarks with their side-by-side ratios, then (as
+# root) the convergence benchmark in a network namespace: BENCH_N leases
+# per run, BENCH_ROUNDS rounds, latency and peak RSS (README: Speed).
+BENCH_N ?= 1000
+BENCH_ROUNDS ?= 3
+BENCH_ONLY ?= host-gw,vxlan,latency,rss
+bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log
 	@echo; echo "side-by-side ratios:"; $(GO) run ./internal/benchreport < .bench.log
+	$(GO) build -o bin/convbench ./internal/convbench
+	bin/convbench -flexhook $(BIN) -n $(BENCH_N) -rounds $(BENCH_ROUNDS) -only $(BENCH_ONLY) | tee .convbench.log
 
 clean:
-	rm -rf bin .integration.log .bench.log
+	rm -rf bin .integration.log .bench.log .convbench.log

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// daemon is a running `flexhook run` whose log lines are read as they
+// come, each stamped with the time it was read.
+type daemon struct {
+	cmd   *exec.Cmd
+	lines chan logLine
+	done  chan struct{}
+
+	mu   sync.Mutex
+	tail []string // the last lines, for errors
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type logLine struct {
+	at   time.Time
+	text string
+}
+
+func startDaemon(ctx context.Context, bin string, args []string) (*daemon, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = nil
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &daemon{cmd: cmd, lines: make(chan logLine, 1<<16), done: make(chan struct{})}
+	go func() {
+		defer close(d.lines)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			l := logLine{time.Now(), sc.Text()}
+			d.mu.Lock()
+			d.tail = append(d.tail, l.text)
+			if len(d.tail) > 20 {
+				d.tail = d.tail[1:]
+			}
+			d.mu.Unlock()
+			select {
+			case d.lines <- l:
+			default: // nobody waits for it
+			}
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// waitLine returns when a line matching ok is read.
+func (d *daemon) waitLine(ctx context.Context, timeout time.Duration, ok func(string) bool) (time.Time, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case l, open := <-d.lines:
+			if !open {
+				return time.Time{}, fmt.Errorf("flexhook exited; last lines:\n%s", d.lastLines())
+			}
+			if ok(l.text) {
+				return l.at, nil
+			}
+		case <-t.C:
+			return time.Time{}, fmt.Errorf("timed out after %v; last lines:\n%s", timeout, d.lastLines())
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+func (d *daemon) lastLines() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.tail, "\n")
+}
+
+// stop sends SIGTERM (ShutdownCommand runs) and waits for the exit.
+func (d *daemon) stop() error {
+	d.stopOnce.Do(func() {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(time.Minute):
+			_ = d.cmd.Process.Kill()
+			<-d.done
+			d.stopErr = errors.New("flexhook did not stop on SIGTERM")
+		}
+	})
+	return d.stopErr
+}
+
+var fieldRE = regexp.MustCompile(`\b(\w+)=(\d+)\b`)
+
+// field returns the integer value of key=N in a slog text line, or -1.
+func field(line, key string) int {
+	for _, m := range fieldRE.FindAllStringSubmatch(line, -1) {
+		if m[1] == key {
+			n, _ := strconv.Atoi(m[2])
+			return n
+		}
+	}
+	return -1
+}
