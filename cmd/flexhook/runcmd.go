@@ -149,6 +149,7 @@ func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdou
 		shell.Logger(log),
 		shell.Wireguard(wgMode),
 		shell.ReplaceExisting(f.ReplaceExisting),
+		shell.InprocessTools(f.InprocessTools),
 		shell.Timeout(f.HookTimeout),
 	}
 	switch {

@@ -55,6 +55,13 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		return err
 	}
 
+	childOut, stdoutCopy := st.outFile(hc.Stdout)
+	childErr, stderrCopy := st.outFile(stderr)
+	defer func() { // the child's output, in the order a shell's would land
+		stdoutCopy()
+		stderrCopy()
+	}()
+
 	var cancelled atomic.Int64 // unix nanos of the SIGTERM; 0 if none
 	newCmd := func() *exec.Cmd {
 		cmd := exec.CommandContext(ctx, path)
@@ -62,8 +69,8 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		cmd.Env = execEnv(hc.Env)
 		cmd.Dir = hc.Dir
 		cmd.Stdin = hc.Stdin
-		cmd.Stdout = hc.Stdout
-		cmd.Stderr = stderr
+		cmd.Stdout = childOut
+		cmd.Stderr = childErr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Cancel = func() error {
 			cancelled.Store(time.Now().UnixNano())
@@ -99,6 +106,21 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	}
 
 	return exitStatus(ctx, args[0], err, cancelled.Load() != 0)
+}
+
+// outFile returns what a child writes w through: w itself when it is a
+// file (a pipe of a pipeline, a redirection), else a memOut, and the func
+// that copies the memOut into w once the child is done (a no-op for a
+// file). Without memfd (old kernels) w is returned, and os/exec pipes it.
+func (st *runState) outFile(w io.Writer) (io.Writer, func()) {
+	if _, ok := w.(*os.File); ok || w == nil {
+		return w, func() {}
+	}
+	m, err := newMemOut(st.s.maxOutput)
+	if err != nil {
+		return w, func() {} // os/exec pipes it
+	}
+	return m.f, func() { _ = m.copyTo(w) }
 }
 
 // lookPath finds name in the hook's PATH (or relative to its dir), with

@@ -191,3 +191,13 @@ func ReplaceExisting(on bool) Option {
 		return nil
 	}
 }
+
+// InprocessTools runs cut, cat, tr, head and tail in the daemon instead of
+// forking them, for the forms they reproduce exactly (default on); the
+// trace shows them as any command. Anything else runs the real binary.
+func InprocessTools(on bool) Option {
+	return func(s *Shell) error {
+		s.inprocTools = on
+		return nil
+	}
+}

@@ -229,61 +229,95 @@ func systemBinary(path string) (string, bool) {
 // first option that is unknown, ambiguous, missing its argument or
 // denied. -W NAME is the long option NAME (mawk's options, gawk's -W form).
 func (t *toolSpec) scan(args []string) (ops []string, ok bool) {
+	opts, ops, ok := t.parse(args)
+	if !ok {
+		return nil, false
+	}
+	for _, o := range opts {
+		if slices.Contains(t.deny, o.name) {
+			return nil, false
+		}
+		if o.name == "W" { // -W name[=value]: a long option
+			name, _, _ := strings.Cut(o.val, "=")
+			n, _, ok := t.longOpt(name)
+			if !ok || slices.Contains(t.deny, n) {
+				return nil, false
+			}
+		}
+	}
+	return ops, true
+}
+
+// option is one parsed option: its short letter or full long name ("#"
+// for -NUM, whose digits are val), and its argument.
+type option struct {
+	name   string
+	val    string
+	hasVal bool
+}
+
+// parse splits GNU-style arguments into options, resolved against the
+// table, and operands; ok is false at the first option that is unknown,
+// ambiguous or missing its argument.
+func (t *toolSpec) parse(args []string) (opts []option, ops []string, ok bool) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
-			return append(ops, args[i+1:]...), true
+			return opts, append(ops, args[i+1:]...), true
 		case strings.HasPrefix(a, "--"):
-			name, _, hasVal := strings.Cut(a[2:], "=")
+			name, val, hasVal := strings.Cut(a[2:], "=")
 			n, kind, ok := t.longOpt(name)
-			if !ok || slices.Contains(t.deny, n) {
-				return nil, false
+			if !ok {
+				return nil, nil, false
 			}
 			switch {
 			case kind == "" && hasVal:
-				return nil, false // getopt refuses an argument here
+				return nil, nil, false // getopt refuses an argument here
 			case kind == "=" && !hasVal:
 				if i+1 >= len(args) {
-					return nil, false
+					return nil, nil, false
 				}
 				i++
+				val, hasVal = args[i], true
 			}
+			opts = append(opts, option{n, val, hasVal})
 		case len(a) > 1 && a[0] == '-':
 			for j := 1; j < len(a); j++ {
 				c := a[j]
 				if t.digits && c >= '0' && c <= '9' {
+					k := j
+					for k < len(a) && a[k] >= '0' && a[k] <= '9' {
+						k++
+					}
+					opts = append(opts, option{"#", a[j:k], true})
+					j = k - 1
 					continue
 				}
 				kind, known := t.shortOpt(c)
-				if !known || slices.Contains(t.deny, string(c)) {
-					return nil, false
+				if !known {
+					return nil, nil, false
 				}
 				if kind == "" {
+					opts = append(opts, option{name: string(c)})
 					continue
 				}
-				val := a[j+1:]
-				if kind == ":" && val == "" {
+				val, hasVal := a[j+1:], j+1 < len(a)
+				if kind == ":" && !hasVal {
 					if i+1 >= len(args) {
-						return nil, false
+						return nil, nil, false
 					}
 					i++
-					val = args[i]
+					val, hasVal = args[i], true
 				}
-				if c == 'W' { // -W name[=value]: a long option
-					name, _, _ := strings.Cut(val, "=")
-					n, _, ok := t.longOpt(name)
-					if !ok || slices.Contains(t.deny, n) {
-						return nil, false
-					}
-				}
+				opts = append(opts, option{string(c), val, hasVal})
 				break
 			}
 		default:
 			ops = append(ops, a)
 		}
 	}
-	return ops, true
+	return opts, ops, true
 }
 
 // shortOpt returns how short option c takes an argument ("", ":" or

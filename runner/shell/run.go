@@ -61,6 +61,7 @@ type Shell struct {
 	wgMode    WireguardMode
 
 	replaceExisting bool
+	inprocTools     bool
 
 	// base is environ as the interpreter sees it, built once; each run
 	// lays its contract variables over it.
@@ -83,6 +84,7 @@ func New(opts ...Option) (*Shell, error) {
 		log:       slog.Default(),
 
 		replaceExisting: true,
+		inprocTools:     true,
 	}
 	for _, opt := range opts {
 		if err := opt(s); err != nil {
@@ -155,6 +157,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 			st.trace,
 			st.dryRunMW,
 			st.wireguard,
+			st.inprocess,
 			func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return st.execCmd },
 		),
 	)
@@ -179,12 +182,13 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		return res, hookErr(-1, fmt.Errorf("cancelled: %w", ctx.Err()))
 	case failed && timedOut:
 		return res, hookErr(-1, fmt.Errorf("%w after %v", ErrTimeout, s.timeout))
+	case stdout.overflow(): // also when a child failed writing past the bound
+		errors.As(runErr, &status)
+		return res, hookErr(int(status), fmt.Errorf("stdout over %d bytes: %w", s.maxOutput, ErrOutputTooLarge))
 	case errors.As(runErr, &status):
 		return res, hookErr(int(status), runErr)
 	case runErr != nil:
 		return res, hookErr(-1, runErr)
-	case stdout.overflow():
-		return res, hookErr(0, fmt.Errorf("stdout over %d bytes: %w", s.maxOutput, ErrOutputTooLarge))
 	}
 	return res, nil
 }
