@@ -150,6 +150,7 @@ func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdou
 		shell.Wireguard(wgMode),
 		shell.ReplaceExisting(f.ReplaceExisting),
 		shell.InprocessTools(f.InprocessTools),
+		shell.FastPath(f.FastPath),
 		shell.Timeout(f.HookTimeout),
 	}
 	switch {

@@ -201,3 +201,14 @@ func InprocessTools(on bool) Option {
 		return nil
 	}
 }
+
+// FastPath performs the presets' ip, bridge and arp commands through
+// rtnetlink in the daemon instead of running the binaries (default off);
+// any other form, and any failure, runs the real binary, so errors read
+// and exit as the real tool's. Never in dry-run.
+func FastPath(on bool) Option {
+	return func(s *Shell) error {
+		s.fastPath = on
+		return nil
+	}
+}

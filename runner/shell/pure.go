@@ -209,9 +209,12 @@ func PureArgv(argv []string, resolve func(string) string) ([]string, bool) {
 // systemBinary follows path's symlinks and reports the binary it names
 // when that lies in a system directory, is a regular file owned by root
 // and is writable by nobody else.
-func systemBinary(path string) (string, bool) {
+func systemBinary(path string) (string, bool) { return systemBinaryIn(path, systemDirs) }
+
+// systemBinaryIn is systemBinary for the directories dirs.
+func systemBinaryIn(path string, dirs []string) (string, bool) {
 	real, err := filepath.EvalSymlinks(path)
-	if err != nil || !slices.Contains(systemDirs, filepath.Dir(real)) {
+	if err != nil || !slices.Contains(dirs, filepath.Dir(real)) {
 		return "", false
 	}
 	fi, err := os.Stat(real)

@@ -62,6 +62,8 @@ type Shell struct {
 
 	replaceExisting bool
 	inprocTools     bool
+	fastPath        bool
+	netlink         netlinkHandle // the fast path's socket
 
 	// base is environ as the interpreter sees it, built once; each run
 	// lays its contract variables over it.
@@ -157,6 +159,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 			st.trace,
 			st.dryRunMW,
 			st.wireguard,
+			st.fastPath,
 			st.inprocess,
 			func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return st.execCmd },
 		),
