@@ -114,13 +114,15 @@ func fastOpOf(argv []string) (fastOp, bool) {
 // words walks a command's arguments.
 type words struct{ a []string }
 
-func (w *words) next() (string, bool) {
+// next returns the next word, "" after the last (no form has an empty
+// word where a word is due, so "" never matches).
+func (w *words) next() string {
 	if len(w.a) == 0 {
-		return "", false
+		return ""
 	}
 	s := w.a[0]
 	w.a = w.a[1:]
-	return s, true
+	return s
 }
 
 func (w *words) done() bool { return len(w.a) == 0 }
@@ -128,14 +130,14 @@ func (w *words) done() bool { return len(w.a) == 0 }
 func ipOp(args []string) (fastOp, error) {
 	w := &words{args}
 	fam := 0
-	obj, _ := w.next()
+	obj := w.next()
 	switch obj {
 	case "-4":
 		fam = unix.AF_INET
-		obj, _ = w.next()
+		obj = w.next()
 	case "-6":
 		fam = unix.AF_INET6
-		obj, _ = w.next()
+		obj = w.next()
 	}
 	switch obj {
 	case "route":
@@ -210,13 +212,13 @@ func linkIndex(h *netlink.Handle, name string) (int, error) {
 }
 
 func routeOp(w *words, fam int) (fastOp, error) {
-	verb, _ := w.next()
+	verb := w.next()
 	switch verb {
 	case "add", "replace", "del", "delete":
 	default:
 		return nil, errNotFast
 	}
-	ps, _ := w.next()
+	ps := w.next()
 	dst, fam, err := prefix(ps, fam)
 	if err != nil {
 		return nil, err
@@ -225,17 +227,17 @@ func routeOp(w *words, fam int) (fastOp, error) {
 	var dev string
 	var onlink, nexthop bool
 	for first := true; !w.done(); first = false {
-		t, _ := w.next()
+		t := w.next()
 		switch {
 		case t == "nexthop" && first && verb != "del" && verb != "delete":
 			nexthop = true
 		case t == "via" && gw == nil:
-			s, _ := w.next()
+			s := w.next()
 			if gw, err = addr(s, fam); err != nil {
 				return nil, err
 			}
 		case t == "dev" && dev == "":
-			s, _ := w.next()
+			s := w.next()
 			if dev, err = devName(s); err != nil {
 				return nil, err
 			}
@@ -281,21 +283,21 @@ func routeOp(w *words, fam int) (fastOp, error) {
 }
 
 func addrOp(w *words, fam int) (fastOp, error) {
-	verb, _ := w.next()
+	verb := w.next()
 	switch verb {
 	case "add", "del", "delete":
 	default:
 		return nil, errNotFast
 	}
-	s, _ := w.next()
+	s := w.next()
 	p, err := netip.ParsePrefix(s)
 	if err != nil || p.Addr().Zone() != "" || p.Addr().Is4In6() || fam != 0 && famOf(p.Addr()) != fam {
 		return nil, errNotFast
 	}
-	if t, _ := w.next(); t != "dev" {
+	if t := w.next(); t != "dev" {
 		return nil, errNotFast
 	}
-	ds, _ := w.next()
+	ds := w.next()
 	dev, err := devName(ds)
 	if err != nil || !w.done() {
 		return nil, errNotFast
@@ -317,14 +319,14 @@ func addrOp(w *words, fam int) (fastOp, error) {
 }
 
 func linkOp(w *words) (fastOp, error) {
-	verb, _ := w.next()
+	verb := w.next()
 	switch verb {
 	case "set":
 		return linkSetOp(w)
 	case "del", "delete":
-		s, _ := w.next()
+		s := w.next()
 		if s == "dev" {
-			s, _ = w.next()
+			s = w.next()
 		}
 		dev, err := devName(s)
 		if err != nil || !w.done() {
@@ -348,10 +350,10 @@ func linkSetOp(w *words) (fastOp, error) {
 	var up, down bool
 	mtu := 0
 	for !w.done() {
-		t, _ := w.next()
+		t := w.next()
 		switch {
 		case t == "dev" && dev == "":
-			s, _ := w.next()
+			s := w.next()
 			d, err := devName(s)
 			if err != nil {
 				return nil, err
@@ -362,7 +364,7 @@ func linkSetOp(w *words) (fastOp, error) {
 		case t == "down" && !up && !down:
 			down = true
 		case t == "mtu" && mtu == 0:
-			s, _ := w.next()
+			s := w.next()
 			n, err := strconv.Atoi(s)
 			if err != nil || n <= 0 || !digitsOnly(s) {
 				return nil, errNotFast
@@ -417,33 +419,33 @@ func isLinkKeyword(t string) bool {
 // [nolearning]`: the vxlan recipe's device. Without dstport iproute2
 // warns and the kernel picks its default, so that form runs the real ip.
 func vxlanAddOp(w *words) (fastOp, error) {
-	s, _ := w.next()
+	s := w.next()
 	if s == "name" || s == "dev" {
-		s, _ = w.next()
+		s = w.next()
 	}
 	name, err := devName(s)
 	if err != nil {
 		return nil, err
 	}
-	if t, _ := w.next(); t != "type" {
+	if t := w.next(); t != "type" {
 		return nil, errNotFast
 	}
-	if t, _ := w.next(); t != "vxlan" {
+	if t := w.next(); t != "vxlan" {
 		return nil, errNotFast
 	}
 	id, port, learning := -1, -1, true
 	for !w.done() {
-		t, _ := w.next()
+		t := w.next()
 		switch {
 		case (t == "id" || t == "vni") && id < 0:
-			v, _ := w.next()
+			v := w.next()
 			n, err := strconv.Atoi(v)
 			if err != nil || !digitsOnly(v) || n >= 1<<24 {
 				return nil, errNotFast
 			}
 			id = n
 		case t == "dstport" && port < 0:
-			v, _ := w.next()
+			v := w.next()
 			n, err := strconv.Atoi(v)
 			if err != nil || !digitsOnly(v) || n > 65535 {
 				return nil, errNotFast
@@ -472,13 +474,13 @@ var nudStates = map[string]int{
 }
 
 func neighOp(w *words, fam int) (fastOp, error) {
-	verb, _ := w.next()
+	verb := w.next()
 	switch verb {
 	case "add", "replace", "del", "delete":
 	default:
 		return nil, errNotFast
 	}
-	s, _ := w.next()
+	s := w.next()
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" || a.Is4In6() || fam != 0 && famOf(a) != fam {
 		return nil, errNotFast
@@ -487,20 +489,20 @@ func neighOp(w *words, fam int) (fastOp, error) {
 	var dev string
 	state := -1
 	for !w.done() {
-		t, _ := w.next()
+		t := w.next()
 		switch {
 		case t == "lladdr" && ll == nil:
-			v, _ := w.next()
+			v := w.next()
 			if ll, err = mac(v); err != nil {
 				return nil, err
 			}
 		case t == "dev" && dev == "":
-			v, _ := w.next()
+			v := w.next()
 			if dev, err = devName(v); err != nil {
 				return nil, err
 			}
 		case t == "nud" && state < 0:
-			v, _ := w.next()
+			v := w.next()
 			st, ok := nudStates[v]
 			if !ok {
 				return nil, errNotFast
@@ -536,16 +538,16 @@ func neighOp(w *words, fam int) (fastOp, error) {
 
 func bridgeOp(args []string) (fastOp, error) {
 	w := &words{args}
-	if t, _ := w.next(); t != "fdb" {
+	if t := w.next(); t != "fdb" {
 		return nil, errNotFast
 	}
-	verb, _ := w.next()
+	verb := w.next()
 	switch verb {
 	case "add", "append", "replace", "del", "delete":
 	default:
 		return nil, errNotFast
 	}
-	s, _ := w.next()
+	s := w.next()
 	ll, err := mac(s)
 	if err != nil {
 		return nil, err
@@ -554,17 +556,17 @@ func bridgeOp(args []string) (fastOp, error) {
 	var dst net.IP
 	self := false
 	for !w.done() {
-		t, _ := w.next()
+		t := w.next()
 		switch {
 		case t == "dev" && dev == "":
-			v, _ := w.next()
+			v := w.next()
 			if dev, err = devName(v); err != nil {
 				return nil, err
 			}
 		case t == "self" && !self:
 			self = true
 		case t == "dst" && dst == nil:
-			v, _ := w.next()
+			v := w.next()
 			a, err := netip.ParseAddr(v)
 			if err != nil || a.Zone() != "" || a.Is4In6() {
 				return nil, errNotFast
