@@ -3,10 +3,13 @@ package runner
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/leases"
@@ -126,4 +129,48 @@ func TestJournalRoundTrip(t *testing.T) {
 
 	_, err = decodeJournal([]byte(`{"Version":9,"Applied":[]}`))
 	assert.ErrorContains(t, err, "unsupported version 9")
+}
+
+// The journal's log: its leases join applied.json's for subnets it does
+// not hold, a torn last line is a crash while appending, a rewrite of the
+// journal empties it.
+func TestJournalLog(t *testing.T) {
+	dir := t.TempDir()
+	base := leaseMap("10.50.2.0/24 192.0.2.2 old")
+	require.NoError(t, saveJournal(dir, base))
+	require.NoError(t, appendJournalLog(dir, mapValues(leaseMap("10.50.2.0/24 192.0.2.2 new", "10.50.3.0/24 192.0.2.3 x"))))
+	require.NoError(t, appendJournalLog(dir, mapValues(leaseMap("10.50.4.0/24 192.0.2.4 y"))))
+	f, err := os.OpenFile(filepath.Join(dir, JournalLogFile), os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"Subnet":"10.50.5.0/24","Publ`) // torn
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	got, err := loadJournal(dir)
+	require.NoError(t, err)
+	assert.Equal(t, leaseMap("10.50.2.0/24 192.0.2.2 old", "10.50.3.0/24 192.0.2.3 x", "10.50.4.0/24 192.0.2.4 y"), got,
+		"applied.json's lease wins for its subnet: its data is what a Remove needs")
+	fi, err := os.Stat(filepath.Join(dir, JournalLogFile))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	require.NoError(t, saveJournal(dir, got))
+	fi, err = os.Stat(filepath.Join(dir, JournalLogFile))
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size(), "the rewrite holds the log's leases; the log is emptied")
+	again, err := loadJournal(dir)
+	require.NoError(t, err)
+	assert.Equal(t, got, again)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, JournalLogFile), []byte("not json\n{}\n"), 0o600))
+	_, err = loadJournal(dir)
+	assert.ErrorContains(t, err, "line 1")
+}
+
+func mapValues(m map[netip.Prefix]leases.Lease) []leases.Lease {
+	out := make([]leases.Lease, 0, len(m))
+	for _, l := range sortedSubnets(m) {
+		out = append(out, m[l])
+	}
+	return out
 }

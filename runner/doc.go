@@ -28,12 +28,15 @@
 // <state-dir>/applied.json, holds the leases whose Add ran or began, and
 // only tells which vanished while the daemon was down, so that they get
 // their SubnetRemoveCommand (Removes converge too: deleting what is absent
-// is success). It is written once per batch of hooks and kept across a
-// clean stop. A lease removed or changed while its Add keeps failing gets
+// is success). A lease joins it through its write-ahead log,
+// <state-dir>/applied.log, synced before its Add runs; the journal is
+// rewritten (the log folded in) every 30s while it changes and when the
+// loop stops, and kept across a clean stop. A lease removed or changed while its Add keeps failing gets
 // its Remove with the data of the failed Add. ShutdownCommand runs whenever
 // PreStartupCommand ran, whatever stops the start-up.
 //
-// Hooks run through an Executor, normally a *shell.Shell, one at a time.
+// Hooks run through an Executor, normally a *shell.Shell: one at a time,
+// or those of up to Parallel subnets at once, each subnet's in order.
 // Remote lease data reaches them only as environment variables and stdin.
 // Simulate runs the same lifecycle for given leases without a store, for
 // `flexhook dry-run`.

@@ -234,6 +234,8 @@ func (e *Engine) newLoop(applied map[netip.Prefix]leases.Lease) *loop {
 		refused:      map[string]refusal{},
 		refusedTotal: map[leases.Reason]int{},
 		retry:        stoppedTimer(),
+		flush:        stoppedTimer(),
+		compact:      stoppedTimer(),
 		renew:        stoppedTimer(),
 		dirty:        true,
 	}

@@ -54,6 +54,13 @@ type loop struct {
 	refused      map[string]refusal
 	refusedTotal map[leases.Reason]int
 	retry        *time.Timer // fires at the earliest failing[*].next
+	flush        *time.Timer // fires when status.json is due (flushNow)
+	flushArmed   bool
+	compact      *time.Timer // fires when the journal's rewrite is due (compactNow)
+	compactArmed bool
+	logLines     int       // leases appended to the journal's log since its last rewrite
+	compacted    time.Time // the journal's last rewrite
+	status       *statusWriter
 	renew        *time.Timer // fires when the own lease is due for renewal
 	renewB       retry.Sequence
 	renewing     bool // a failed renewal waits for its retry
@@ -94,8 +101,10 @@ func (l *loop) run(ctx context.Context) error {
 	e := l.e
 	l.own, _ = e.Lease()
 	l.renewB = retry.Sequence{Backoff: l.o.backoff}
+	l.compacted = time.Now()
 	if !l.o.readOnly {
 		l.scheduleRenew()
+		l.status = startStatusWriter(l.o.stateDir, l.log)
 	}
 	l.writeStatus()
 
@@ -120,6 +129,11 @@ func (l *loop) run(ctx context.Context) error {
 	stop := func() {
 		stopWatch()
 		<-watchDone
+		l.compactNow()
+		l.flushNow()
+		if l.status != nil {
+			l.status.close()
+		}
 		l.retry.Stop()
 		l.renew.Stop()
 		if l.resyncTimer != nil {
@@ -147,6 +161,12 @@ func (l *loop) run(ctx context.Context) error {
 
 		case cfg := <-e.reload:
 			e.swapConfig(cfg)
+
+		case <-l.flush.C:
+			l.flushNow()
+
+		case <-l.compact.C:
+			l.compactNow()
 
 		case <-heartbeat.C:
 			l.dirty = true
@@ -328,7 +348,10 @@ func (l *loop) reconcile(ctx context.Context) {
 	}
 	// Write ahead: before a batch runs, the journal holds every lease it
 	// may add, so that a crash after an Add, before the journal is written
-	// again, cannot lose the lease's Remove.
+	// again, cannot lose the lease's Remove. The new ones are appended to
+	// the journal's log (one small synced write); the journal itself is
+	// rewritten later (flush).
+	var ahead []leases.Lease
 	for s, ops := range todo {
 		if _, done := l.applied[s]; done {
 			continue // the old version, in the journal, is what a Remove needs
@@ -338,12 +361,12 @@ func (l *loop) reconcile(ctx context.Context) {
 				if a, ok := l.attempted[s]; !ok || !sameLease(a, o.lease) {
 					l.attempted[s] = o.lease
 					l.journalDirty = true
+					ahead = append(ahead, o.lease)
 				}
 			}
 		}
 	}
-	l.saveJournal()
-	defer l.saveJournal()
+	l.writeAhead(ahead)
 	for s := range l.failing {
 		if _, ok := todo[s]; !ok { // back in sync (e.g. the lease went away)
 			delete(l.failing, s)
@@ -352,7 +375,62 @@ func (l *loop) reconcile(ctx context.Context) {
 	}
 	l.runBatch(ctx, todo)
 	l.armRetry()
+	l.scheduleFlush()
+}
+
+// flushDelay is how long a changed status.json waits before it is
+// handed to its writer, so that a stream of events costs one rewrite, not
+// one per event. The journal is rewritten (its log folded in) only every
+// compactEvery, or once its log holds compactLines leases, and when the
+// loop stops: until then its log keeps a crash safe, and a Remove not yet
+// in the journal only runs once more after a restart, which converges.
+const (
+	flushDelay   = 250 * time.Millisecond
+	compactEvery = 30 * time.Second
+	compactLines = 4096
+)
+
+// scheduleFlush arms the status timer when the status changed, and the
+// compaction timer when the journal did.
+func (l *loop) scheduleFlush() {
+	if l.dirty && !l.flushArmed {
+		l.flushArmed = true
+		l.flush.Reset(flushDelay)
+	}
+	if l.journalDirty && !l.compactArmed {
+		l.compactArmed = true
+		l.compact.Reset(max(compactEvery-time.Since(l.compacted), 0))
+	}
+}
+
+// flushNow hands status.json to its writer if it changed.
+func (l *loop) flushNow() {
+	l.flushArmed = false
+	l.flush.Stop()
 	l.writeStatus()
+}
+
+// compactNow rewrites the journal if it changed.
+func (l *loop) compactNow() {
+	l.compactArmed = false
+	l.compact.Stop()
+	l.saveJournal()
+}
+
+// writeAhead appends leases whose Add is about to run to the journal's
+// log.
+func (l *loop) writeAhead(ls []leases.Lease) {
+	if l.o.readOnly || len(ls) == 0 {
+		return
+	}
+	if err := appendJournalLog(l.o.stateDir, ls); err != nil {
+		l.log.Error("journal write-ahead failed; writing the whole journal", "error", err)
+		l.saveJournal()
+		return
+	}
+	if l.logLines += len(ls); l.logLines >= compactLines {
+		l.compactNow()
+	}
 }
 
 // outcome is what running one subnet's ops did: the first done ops
@@ -532,6 +610,7 @@ func (l *loop) saveJournal() {
 		return
 	}
 	l.journalDirty = false
+	l.logLines, l.compacted = 0, time.Now()
 }
 
 func (l *loop) writeStatus() {
@@ -565,9 +644,42 @@ func (l *loop) writeStatus() {
 			Attempts: f.attempts, Since: f.since.UTC(), NextRetry: f.next.UTC(),
 		})
 	}
-	if err := saveStatus(l.o.stateDir, st); err != nil {
-		l.log.Error("write status", "error", err)
-		return
-	}
+	l.status.put(st)
 	l.dirty = false
+}
+
+// statusWriter writes status.json in its own goroutine, so that the loop
+// never waits on the disk for it; a newer status replaces one not yet
+// written.
+type statusWriter struct {
+	ch   chan Status
+	done chan struct{}
+}
+
+func startStatusWriter(dir string, log *slog.Logger) *statusWriter {
+	w := &statusWriter{ch: make(chan Status, 1), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for st := range w.ch {
+			if err := saveStatus(dir, st); err != nil {
+				log.Error("write status", "error", err)
+			}
+		}
+	}()
+	return w
+}
+
+// put hands st over (the loop is the only sender).
+func (w *statusWriter) put(st Status) {
+	select {
+	case <-w.ch: // an older status not yet written
+	default:
+	}
+	w.ch <- st
+}
+
+// close writes what is pending and ends the goroutine.
+func (w *statusWriter) close() {
+	close(w.ch)
+	<-w.done
 }

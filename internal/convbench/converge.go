@@ -92,7 +92,9 @@ type flexhookVariant struct {
 // flexhookVariants are the flexhook runs the binary supports.
 func flexhookVariants(bin string) []flexhookVariant {
 	help, _ := exec.Command(bin, "run", "--help").CombinedOutput()
-	has := func(f string) bool { return bytes.Contains(help, []byte("--"+f+" ")) }
+	has := func(f string) bool {
+		return bytes.Contains(help, []byte("--"+f+" ")) || bytes.Contains(help, []byte("--"+f+"\n"))
+	}
 	var vs []flexhookVariant
 	if has("inprocess-tools") {
 		vs = append(vs, flexhookVariant{"flexhook serial, no in-process tools", []string{"--inprocess-tools=false"}})

@@ -573,53 +573,101 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 	es := make([]entry, 0, len(des))
 	now := s.now()
 	for _, de := range des {
-		name := de.Name()
-		if strings.HasPrefix(name, ".") {
-			continue // a write in flight
-		}
-		probe := leases.DecodeKey(name)
-		if probe.Invalid != "" {
-			bad[name] = "not a lease: " + probe.Problem
-			if fi, err := de.Info(); err == nil {
-				probe.Expiration = s.expiration(name, fi.ModTime(), now)
-				if !fi.Mode().IsRegular() {
-					probe.Expiration = farFuture
-				}
-				badKeys = append(badKeys, probe)
-			}
+		it, ok := s.scanOne(de, now)
+		if !ok {
 			continue
 		}
-		v4, v6 := probe.Subnet, probe.IPv6Subnet
-		// Something that is not a regular file under a lease's name keeps
-		// its subnet (never clobbered, never deleted) and is listed as
-		// invalid.
-		foreign := func(why string) entry {
-			return entry{name: name, foreign: true, err: errors.New(why), lease: leases.Lease{
-				Key: name, Subnet: v4, IPv6Subnet: v6, Expiration: farFuture,
-				Invalid: leases.ReasonBadValue, Problem: why}}
+		if it.why != "" {
+			bad[it.name()] = it.why
 		}
-		if !de.Type().IsRegular() {
-			why := "not a lease: not a regular file (" + de.Type().String() + ")"
-			bad[name] = why
-			es = append(es, foreign(why))
-			continue
+		if it.badKey != nil {
+			badKeys = append(badKeys, *it.badKey)
+		} else {
+			es = append(es, it.e)
 		}
-		e, err := s.read(name, v4, v6, now)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			bad[name] = err.Error()
-			es = append(es, foreign(err.Error()))
-			continue
-		}
-		if !e.ok {
-			bad[name] = "unreadable lease: " + e.err.Error()
-		}
-		es = append(es, e)
 	}
 	s.warnOnce(bad)
 	return es, badKeys, nil
+}
+
+// item is what one name in subnets/ lists as: a lease file's entry (or a
+// foreign one's), or a name that is no lease key; why is its problem.
+type item struct {
+	e      entry
+	badKey *leases.Lease
+	why    string
+}
+
+func (it item) name() string {
+	if it.badKey != nil {
+		return it.badKey.Key
+	}
+	return it.e.name
+}
+
+// listed returns the lease it lists as at now, if any: an unexpired one
+// (a foreign file's always).
+func (it item) listed(now time.Time) (leases.Lease, bool) {
+	if it.badKey != nil {
+		return *it.badKey, it.badKey.Expiration.After(now)
+	}
+	return it.e.lease, it.e.live(now)
+}
+
+// scanOne reads one directory entry of subnets/; ok is false for a write
+// in flight (a dot name) and a file removed meanwhile.
+func (s *Store) scanOne(de fs.DirEntry, now time.Time) (it item, ok bool) {
+	name := de.Name()
+	if strings.HasPrefix(name, ".") {
+		return it, false // a write in flight
+	}
+	probe := leases.DecodeKey(name)
+	if probe.Invalid != "" {
+		fi, err := de.Info()
+		if err != nil {
+			return it, false
+		}
+		probe.Key = name
+		probe.Expiration = s.expiration(name, fi.ModTime(), now)
+		if !fi.Mode().IsRegular() {
+			probe.Expiration = farFuture
+		}
+		return item{badKey: &probe, why: "not a lease: " + probe.Problem}, true
+	}
+	v4, v6 := probe.Subnet, probe.IPv6Subnet
+	// Something that is not a regular file under a lease's name keeps
+	// its subnet (never clobbered, never deleted) and is listed as
+	// invalid.
+	foreign := func(why string) item {
+		return item{why: why, e: entry{name: name, foreign: true, err: errors.New(why), lease: leases.Lease{
+			Key: name, Subnet: v4, IPv6Subnet: v6, Expiration: farFuture,
+			Invalid: leases.ReasonBadValue, Problem: why}}}
+	}
+	if !de.Type().IsRegular() {
+		return foreign("not a lease: not a regular file (" + de.Type().String() + ")"), true
+	}
+	e, err := s.read(name, v4, v6, now)
+	if errors.Is(err, fs.ErrNotExist) {
+		return it, false // removed meanwhile
+	}
+	if err != nil {
+		return foreign(err.Error()), true
+	}
+	it = item{e: e}
+	if !e.ok {
+		it.why = "unreadable lease: " + e.err.Error()
+	}
+	return it, true
+}
+
+// scanName is scanOne for the name an event reported; ok is false when
+// it is gone.
+func (s *Store) scanName(name string, now time.Time) (item, bool) {
+	fi, err := os.Lstat(filepath.Join(s.subnets, name))
+	if err != nil {
+		return item{}, false
+	}
+	return s.scanOne(fs.FileInfoToDirEntry(fi), now)
 }
 
 // farFuture is the expiration listed for what is not a regular file.
@@ -664,6 +712,23 @@ func (s *Store) read(name string, v4, v6 netip.Prefix, now time.Time) (entry, er
 }
 
 // warnOnce logs each bad file once, and again only if its problem changes.
+// warnName is warnOnce for one name (why "" when it is fine or gone).
+func (s *Store) warnName(name, why string) {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	if why != "" && s.warned[name] != why {
+		s.log.Debug("file in lease store is not a lease", "dir", s.subnets, "file", name, "reason", why)
+	}
+	if s.warned == nil {
+		s.warned = map[string]string{}
+	}
+	if why == "" {
+		delete(s.warned, name)
+	} else {
+		s.warned[name] = why
+	}
+}
+
 func (s *Store) warnOnce(bad map[string]string) {
 	s.warnMu.Lock()
 	defer s.warnMu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,15 +16,21 @@ import (
 	"github.com/flexhook/flexhook/leases"
 )
 
-// debounce is how long Watch waits after a file system event for more
-// before it re-lists, so that one write (create, rename) sends one update.
-const debounce = 20 * time.Millisecond
+// Watch batches file system events: it sends once no event came for
+// settleQuiet, or settleMax after the first of a burst, whichever is
+// first. Each event re-reads only the file it names.
+const (
+	settleQuiet = 2 * time.Millisecond
+	settleMax   = 100 * time.Millisecond
+)
 
 // Watch sends the unexpired leases on out: once at the start, then each
-// time the set of (subnet, attrs) differs from the last one sent. It
-// re-lists on fsnotify events in subnets/ (debounced), every resync period
-// (dropped events), and when the next lease expires. It returns nil when
-// ctx is done and ErrClosed when the store is closed.
+// time the set of (subnet, attrs) differs from the last one sent. It keeps
+// the directory's leases in memory: an fsnotify event in subnets/ re-reads
+// the one file it names, events are batched (settleQuiet, settleMax), the
+// whole directory is listed again every resync period and after a dropped
+// event, and the set is sent again when a lease expires. It returns nil
+// when ctx is done and ErrClosed when the store is closed.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	if err := s.check(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -39,30 +47,28 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	if !w.watching {
 		s.log.Warn("cannot watch lease directory, relying on periodic re-list", "dir", s.subnets)
 	}
-	ls, err := s.List(ctx)
-	if err != nil {
+	w.expiry = time.NewTimer(time.Hour) // next lease expiration
+	w.expiry.Stop()
+	defer w.expiry.Stop()
+	if err := w.rescan(); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("watch: %w", err)
 	}
-	if !s.send(ctx, out, ls) {
+	w.last = nil
+	if !w.sendChanged(ctx, true) {
 		return s.watchEnd(ctx)
 	}
-	w.last = ls
 
 	resync := time.NewTicker(s.resync)
 	defer resync.Stop()
-	settle := time.NewTimer(time.Hour) // debounce
-	settle.Stop()
-	defer settle.Stop()
-	pending := false
-	w.expiry = time.NewTimer(time.Hour) // next lease expiration
-	defer w.expiry.Stop()
-	s.armExpiry(w.expiry, w.last)
-
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
+	var burst <-chan time.Time // settleMax after the first event of a burst
 	for {
-		relist := false
+		send, full := false, false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -72,9 +78,13 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 			if !ok {
 				return errors.New("watch: fsnotify watcher stopped")
 			}
-			if w.event(ev) && !pending {
-				pending = true
-				settle.Reset(debounce)
+			if !w.event(ev) {
+				full = true
+				break
+			}
+			quiet.Reset(settleQuiet)
+			if burst == nil {
+				burst = time.After(settleMax)
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {
@@ -83,17 +93,32 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
 				s.log.Warn("lease directory watch error, re-listing", "error", err)
 			}
-			relist = true
-		case <-settle.C:
-			pending = false
-			relist = true
+			full = true
+		case <-quiet.C:
+			send = true
+		case <-burst:
+			send = true
 		case <-resync.C:
-			relist = true
+			full = true
 		case <-w.expiry.C:
-			relist = true
+			send = true
 		}
-		if relist && !w.relist(ctx) {
-			return s.watchEnd(ctx)
+		if full {
+			if err := w.rescan(); err != nil {
+				if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+					return s.watchEnd(ctx)
+				}
+				s.log.Warn("re-listing leases failed, will retry", "error", err)
+				continue
+			}
+			send = true
+		}
+		if send {
+			quiet.Stop()
+			burst = nil
+			if !w.sendChanged(ctx, false) {
+				return s.watchEnd(ctx)
+			}
 		}
 	}
 }
@@ -104,35 +129,84 @@ type watcher struct {
 	fs       *fsnotify.Watcher
 	watching bool // subnets/ is being watched (it may be re-created)
 	out      chan<- []leases.Lease
-	last     []leases.Lease // what was sent last
-	expiry   *time.Timer    // fires at the next lease expiration
+	cache    map[string]item // by file name
+	last     []leases.Lease  // what was sent last
+	expiry   *time.Timer     // fires at the next lease expiration
 }
 
-// event takes one fsnotify event and reports whether it may change the
-// leases (temporary files do not).
-func (w *watcher) event(ev fsnotify.Event) bool {
-	if filepath.Clean(ev.Name) == filepath.Clean(w.s.subnets) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-		w.watching = false // the directory itself went away
+// rescan reads the whole directory into the cache.
+func (w *watcher) rescan() error {
+	if err := w.s.check(context.Background()); err != nil {
+		return err
 	}
-	return !strings.HasPrefix(filepath.Base(ev.Name), ".")
-}
-
-// relist lists the leases and sends them when they differ from the last
-// ones sent. It returns false when Watch must end (ctx done, store
-// closed); a failed listing is logged and left to the next re-list.
-func (w *watcher) relist(ctx context.Context) bool {
 	if !w.watching {
 		w.watching = w.fs.Add(w.s.subnets) == nil
 	}
-	ls, err := w.s.List(ctx)
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-			w.s.log.Warn("re-listing leases failed, will retry", "error", err)
-		}
-		return ctx.Err() == nil
+	des, err := os.ReadDir(w.s.subnets)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list %s: %w", w.s.subnets, err)
 	}
+	now := w.s.now()
+	cache := make(map[string]item, len(des))
+	bad := map[string]string{}
+	for _, de := range des {
+		if it, ok := w.s.scanOne(de, now); ok {
+			cache[de.Name()] = it
+			if it.why != "" {
+				bad[de.Name()] = it.why
+			}
+		}
+	}
+	w.s.warnOnce(bad)
+	w.cache = cache
+	return nil
+}
+
+// event takes one fsnotify event into the cache by re-reading the file it
+// names. It returns false when the whole directory must be listed again
+// (the directory itself was removed or renamed).
+func (w *watcher) event(ev fsnotify.Event) bool {
+	if filepath.Clean(ev.Name) == filepath.Clean(w.s.subnets) {
+		if ev.Has(fsnotify.Remove | fsnotify.Rename) {
+			w.watching = false // the directory itself went away
+		}
+		return false
+	}
+	name := filepath.Base(ev.Name)
+	if strings.HasPrefix(name, ".") || filepath.Dir(filepath.Clean(ev.Name)) != filepath.Clean(w.s.subnets) {
+		return true // temporary files
+	}
+	it, ok := w.s.scanName(name, w.s.now())
+	if !ok {
+		delete(w.cache, name)
+		w.s.warnName(name, "")
+		return true
+	}
+	w.cache[name] = it
+	w.s.warnName(name, it.why)
+	return true
+}
+
+// snapshot is the cache as List would list it now.
+func (w *watcher) snapshot() []leases.Lease {
+	now := w.s.now()
+	ls := make([]leases.Lease, 0, len(w.cache))
+	for _, it := range w.cache {
+		if l, ok := it.listed(now); ok {
+			ls = append(ls, l)
+		}
+	}
+	slices.SortFunc(ls, leases.Compare)
+	return ls
+}
+
+// sendChanged sends the snapshot when it differs from the last one sent
+// (or always, the first time), and arms the expiry timer. It returns
+// false when Watch must end (ctx done, store closed).
+func (w *watcher) sendChanged(ctx context.Context, first bool) bool {
+	ls := w.snapshot()
 	w.s.armExpiry(w.expiry, ls)
-	if sameSet(w.last, ls) {
+	if !first && sameSet(w.last, ls) {
 		return true
 	}
 	if !w.s.send(ctx, w.out, ls) {
