@@ -70,13 +70,20 @@ func inprocessTool(argv []string, dir string) (run toolFunc, closeAll func(), ok
 		if name == "-" {
 			continue
 		}
-		f, err := os.Open(absPath(dir, name))
+		// A file of /proc or /dev says what it says to whoever reads it
+		// (/proc/self/stat, /dev/stdin): the real tool must read it itself.
+		real, err := filepath.EvalSymlinks(absPath(dir, name))
+		if err != nil || strings.HasPrefix(real, "/proc/") || strings.HasPrefix(real, "/dev/") {
+			closeAll()
+			return nil, nil, false
+		}
+		f, err := os.Open(real)
 		if err != nil {
 			closeAll()
 			return nil, nil, false
 		}
 		opened = append(opened, f)
-		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() && fi.Mode()&os.ModeCharDevice == 0 {
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 			closeAll()
 			return nil, nil, false
 		}
