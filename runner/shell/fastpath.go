@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,12 +71,7 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		if !ok {
 			return next(ctx, args)
 		}
-		hc := interp.HandlerCtx(ctx)
-		path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
-		if err != nil {
-			return next(ctx, args)
-		}
-		if real, ok := systemBinaryIn(path, fastDirs); !ok || filepath.Base(real) != filepath.Base(args[0]) {
+		if !st.s.resolve.systemTool(interp.HandlerCtx(ctx), args[0], fastDirs) {
 			return next(ctx, args)
 		}
 		if err := st.s.netlink.do(op); err != nil {

@@ -64,6 +64,7 @@ type Shell struct {
 	inprocTools     bool
 	fastPath        bool
 	netlink         netlinkHandle // the fast path's socket
+	resolve         resolveCache  // system tools by name
 
 	// base is environ as the interpreter sees it, built once; each run
 	// lays its contract variables over it.

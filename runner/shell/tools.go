@@ -671,14 +671,10 @@ func (st *runState) inprocess(next interp.ExecHandlerFunc) interp.ExecHandlerFun
 	return func(ctx context.Context, args []string) error {
 		hc := interp.HandlerCtx(ctx)
 		name := args[0]
-		if _, known := inprocSpecs[filepath.Base(name)]; !known || strings.Contains(name, "/") && !filepath.IsAbs(name) {
-			return next(ctx, args)
+		if _, known := inprocSpecs[name]; !known {
+			return next(ctx, args) // an unknown tool, or a path
 		}
-		path, err := interp.LookPathDir(hc.Dir, hc.Env, name)
-		if err != nil {
-			return next(ctx, args)
-		}
-		if real, ok := systemBinary(path); !ok || filepath.Base(real) != filepath.Base(name) {
+		if !st.s.resolve.systemTool(hc, name, systemDirs) {
 			return next(ctx, args)
 		}
 		run, closeAll, ok := inprocessTool(args, hc.Dir)
