@@ -50,7 +50,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	w.expiry = time.NewTimer(time.Hour) // next lease expiration
 	w.expiry.Stop()
 	defer w.expiry.Stop()
-	if err := w.rescan(); err != nil {
+	if err := w.rescan(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -104,7 +104,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 			send = true
 		}
 		if full {
-			if err := w.rescan(); err != nil {
+			if err := w.rescan(ctx); err != nil {
 				if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 					return s.watchEnd(ctx)
 				}
@@ -135,8 +135,8 @@ type watcher struct {
 }
 
 // rescan reads the whole directory into the cache.
-func (w *watcher) rescan() error {
-	if err := w.s.check(context.Background()); err != nil {
+func (w *watcher) rescan(ctx context.Context) error {
+	if err := w.s.check(ctx); err != nil {
 		return err
 	}
 	if !w.watching {
