@@ -48,6 +48,7 @@ func (l *loop) admit(snap []leases.Lease) map[netip.Prefix]leases.Lease {
 			continue
 		}
 		l.refusedTotal[r.Reason]++
+		l.o.metrics.Refusal(r.Reason)
 		l.log.Warn("lease refused", "key", r.Key(), "reason", string(r.Reason), "detail", r.Detail)
 		refused[key] = refusal{Refusal: r, since: now}
 	}

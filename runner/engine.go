@@ -75,7 +75,7 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 		log = slog.Default()
 	}
 	return &Engine{
-		hookRunner: hookRunner{cfg: cfg, exec: exec, log: log},
+		hookRunner: hookRunner{cfg: cfg, exec: exec, log: log, metrics: o.metrics},
 		store:      store, o: o, reload: make(chan *hooks.Config, 1),
 	}, nil
 }
@@ -138,6 +138,7 @@ func (e *Engine) setOwn(l leases.Lease) {
 	e.mu.Lock()
 	e.own, e.hasOwn = l, true
 	e.mu.Unlock()
+	e.o.metrics.LeaseExpires(l.Expiration)
 }
 
 // Run runs the node's lifecycle until ctx is done: PreStartupCommand
@@ -211,6 +212,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		return errors.Join(err, e.shutdown(ctx, own))
 	}
+	e.o.metrics.Started()
 
 	return e.newLoop(applied).run(ctx)
 }
@@ -224,7 +226,7 @@ func (e *Engine) newLoop(applied map[netip.Prefix]leases.Lease) *loop {
 		o: loopOptions{
 			readOnly: e.o.readOnly, stateDir: e.o.stateDir, renewMargin: e.o.renewMargin,
 			storeTimeout: e.o.storeTimeout, resyncInterval: e.o.resyncInterval, backoff: e.backoff(),
-			parallel: e.o.parallel,
+			parallel: e.o.parallel, metrics: e.o.metrics,
 		},
 		reapply:      len(applied) > 0,
 		attempted:    map[netip.Prefix]leases.Lease{},

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -16,9 +18,10 @@ import (
 // come from a lease, stdout is logged, and an error names the hook and the
 // subnet. The Engine and Simulate both run their hooks through it.
 type hookRunner struct {
-	cfg  *hooks.Config
-	exec Executor
-	log  *slog.Logger
+	cfg     *hooks.Config
+	exec    Executor
+	log     *slog.Logger
+	metrics *metrics.Metrics // nil in Simulate
 }
 
 // vars returns the hook variables for lease l.
@@ -44,7 +47,11 @@ func (h *hookRunner) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, 
 	if l.Subnet.IsValid() {
 		subnet = l.Subnet.String()
 	}
+	start := time.Now()
 	res, err := h.exec.Run(ctx, shell.Request{Hook: hook, Env: k.Env(h.vars(l)), Stdin: stdin, Subnet: subnet})
+	if ctx.Err() == nil { // an interrupted hook is no run to count
+		h.metrics.HookRan(k, time.Since(start), err)
+	}
 	if k != hooks.PreStartup && h.log != nil && strings.TrimSpace(res.Stdout) != "" {
 		h.log.Info("hook output", "hook", k.String(), "subnet", subnet, "stdout", strings.TrimSpace(res.Stdout))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 )
@@ -61,6 +62,9 @@ type loop struct {
 	logLines     int       // leases appended to the journal's log since its last rewrite
 	compacted    time.Time // the journal's last rewrite
 	status       *statusWriter
+	known        int         // remote entries in the last snapshot
+	gotSnapshot  bool        // a snapshot came from the store
+	lastSync     time.Time   // when every admitted lease was last applied
 	renew        *time.Timer // fires when the own lease is due for renewal
 	renewB       retry.Sequence
 	renewing     bool // a failed renewal waits for its retry
@@ -87,6 +91,7 @@ type loopOptions struct {
 	resyncInterval time.Duration
 	backoff        retry.Backoff
 	parallel       int // subnets whose hooks run at once (1: serial)
+	metrics        *metrics.Metrics
 }
 
 // statusEvery is the longest status.json goes unwritten.
@@ -143,6 +148,7 @@ func (l *loop) run(ctx context.Context) error {
 	}
 
 	for {
+		l.o.metrics.LoopTurned(time.Now())
 		select {
 		case <-ctx.Done():
 			stop()
@@ -224,6 +230,12 @@ func (l *loop) watch(ctx context.Context, out chan<- []leases.Lease) {
 // whether it is gone; renewDone then ends the loop if so.
 func (l *loop) snapshot(ctx context.Context, snap []leases.Lease) {
 	l.desired = l.admit(snap)
+	l.known, l.gotSnapshot = 0, true
+	for _, x := range snap {
+		if x.Attrs.PublicIP != l.own.Attrs.PublicIP || x.Subnet != l.own.Subnet {
+			l.known++
+		}
+	}
 	if l.reapply {
 		l.reapply = false
 		for sn, a := range l.applied {
@@ -275,6 +287,7 @@ func (l *loop) renewDone(ctx context.Context, r renewResult) error {
 	nl, err := r.lease, r.err
 	switch {
 	case err == nil:
+		l.o.metrics.Renewed(nil, nl.Expiration)
 		l.own = nl
 		l.e.setOwn(nl)
 		l.renewB.Reset()
@@ -287,6 +300,7 @@ func (l *loop) renewDone(ctx context.Context, r renewResult) error {
 	case ctx.Err() != nil:
 		return nil
 	}
+	l.o.metrics.Renewed(err, time.Time{})
 	d := l.renewB.Next()
 	l.renewing = true
 	l.log.Error("renew lease failed; retrying", "subnet", l.own.Subnet, "error", err, "retry_in", d)
@@ -375,7 +389,42 @@ func (l *loop) reconcile(ctx context.Context) {
 	}
 	l.runBatch(ctx, todo)
 	l.armRetry()
+	l.observe()
 	l.scheduleFlush()
+}
+
+// observe records the leases by state, the last full sync and readiness
+// after a reconcile.
+func (l *loop) observe() {
+	now := time.Now()
+	if l.gotSnapshot && len(l.failing) == 0 && len(l.applied) == len(l.desired) {
+		inSync := true
+		for s, d := range l.desired {
+			if a, ok := l.applied[s]; !ok || !sameLease(a, d) {
+				inSync = false
+				break
+			}
+		}
+		if inSync {
+			l.lastSync = now
+			l.o.metrics.Synced(now)
+		}
+	}
+	if l.gotSnapshot {
+		l.o.metrics.FirstSync()
+	}
+	byReason := map[leases.Reason]int{}
+	for _, r := range l.refused {
+		byReason[r.Reason]++
+	}
+	var oldest time.Time
+	for _, f := range l.failing {
+		if oldest.IsZero() || f.since.Before(oldest) {
+			oldest = f.since
+		}
+	}
+	l.o.metrics.Leases(metrics.LeaseCounts{Known: l.known, Admitted: len(l.desired), Applied: len(l.applied),
+		Refused: len(l.refused), Failing: len(l.failing)}, byReason, oldest)
 }
 
 // flushDelay is how long a changed status.json waits before it is
@@ -458,6 +507,10 @@ func (l *loop) runBatch(ctx context.Context, todo map[netip.Prefix][]op) {
 	if len(due) == 0 {
 		return
 	}
+	retried := make(map[netip.Prefix]bool, len(l.failing)) // read here: workers must not touch l.failing
+	for _, s := range due {
+		retried[s] = l.failing[s] != nil
+	}
 	var hooksRun, failed int
 	record := func(o outcome) {
 		hooksRun += o.done
@@ -472,7 +525,7 @@ func (l *loop) runBatch(ctx context.Context, todo map[netip.Prefix][]op) {
 			if ctx.Err() != nil {
 				break
 			}
-			record(l.runOps(ctx, s, todo[s]))
+			record(l.runOps(ctx, s, todo[s], retried[s]))
 		}
 	} else {
 		work := make(chan netip.Prefix)
@@ -483,7 +536,7 @@ func (l *loop) runBatch(ctx context.Context, todo map[netip.Prefix][]op) {
 			go func() {
 				defer wg.Done()
 				for s := range work {
-					results <- l.runOps(ctx, s, todo[s])
+					results <- l.runOps(ctx, s, todo[s], retried[s])
 				}
 			}()
 		}
@@ -513,8 +566,11 @@ func (l *loop) runBatch(ctx context.Context, todo map[netip.Prefix][]op) {
 
 // runOps runs ops for subnet s in order, stopping at the first failure.
 // It touches no loop state, so workers may run it concurrently.
-func (l *loop) runOps(ctx context.Context, s netip.Prefix, ops []op) outcome {
+func (l *loop) runOps(ctx context.Context, s netip.Prefix, ops []op, retry bool) outcome {
 	o := outcome{subnet: s, ops: ops}
+	if retry && len(ops) > 0 {
+		l.o.metrics.HookRetried(ops[0].kind)
+	}
 	for _, op := range ops {
 		stdin := op.lease.Attrs.BackendData + "\n"
 		if _, err := l.e.runHook(ctx, op.kind, op.lease, stdin); err != nil {
@@ -624,6 +680,9 @@ func (l *loop) writeStatus() {
 		Failing:   []Failure{},
 		UpdatedAt: time.Now().UTC(),
 		Refused:   l.refusedStatus(),
+	}
+	if !l.lastSync.IsZero() {
+		st.LastSync = l.lastSync.UTC()
 	}
 	if len(l.refused) > 0 {
 		st.RefusedNow = map[string]int{}

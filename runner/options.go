@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -35,6 +36,7 @@ type options struct {
 	storeTimeout         time.Duration
 	resyncInterval       time.Duration
 	parallel             int
+	metrics              *metrics.Metrics
 }
 
 func defaultOptions() options {
@@ -225,6 +227,15 @@ func Parallel(n int) Option {
 			return fmt.Errorf("parallel %d: must be between 1 and %d", n, MaxParallel)
 		}
 		o.parallel = n
+		return nil
+	}
+}
+
+// Metrics has the engine record its hooks, leases, renewals and health in
+// m (nil: nothing is recorded).
+func Metrics(m *metrics.Metrics) Option {
+	return func(o *options) error {
+		o.metrics = m
 		return nil
 	}
 }

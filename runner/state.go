@@ -256,6 +256,9 @@ type Status struct {
 	Applied   []netip.Prefix
 	Failing   []Failure
 	UpdatedAt time.Time
+	// LastSync is when every admitted remote lease was last applied
+	// (zero before the first time).
+	LastSync time.Time `json:",omitzero"`
 	// Refused lists the remote leases lease admission refuses now (at
 	// most 10000, by key); RefusedNow counts them by reason and
 	// RefusedTotal counts every refusal since the start (a lease counts

@@ -43,7 +43,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		peers = append(peers, l)
 	}
-	log := newLogger(stderr, f.LogLevel)
+	log := newLogger(stderr, f.CommonFlags)
 	// The peers go through lease admission as the daemon's would: a
 	// refused one is named and left out.
 	shape, _, err := dataShape(f.BackendDataPattern, f.Preset, cfg)

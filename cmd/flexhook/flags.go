@@ -27,7 +27,8 @@ const envPrefix = "FLEXHOOK"
 // CommonFlags are the flags of every command. The embedded flag groups are
 // exported because envconfig skips unexported embedded structs.
 type CommonFlags struct {
-	LogLevel logLevel `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" arg:"LEVEL" usage:"log level: debug, info, warn or error"`
+	LogLevel  logLevel  `flag:"log-level" envconfig:"LOG_LEVEL" default:"info" arg:"LEVEL" usage:"log level: debug, info, warn or error"`
+	LogFormat logFormat `flag:"log-format" envconfig:"LOG_FORMAT" default:"text" arg:"FORMAT" usage:"log format: text (key=value, one line per event, as journald keeps it) or json (one object per line)"`
 }
 
 // SourceFlags select the config: a file or an embedded preset.
@@ -74,6 +75,9 @@ type runFlags struct {
 	ResyncInterval     time.Duration   `flag:"resync-interval" envconfig:"RESYNC_INTERVAL" default:"0s" arg:"DURATION" usage:"run SubnetAddCommand again for every applied lease this often, repairing state changed behind flexhook's back (0: off)"`
 	FastPath           bool            `flag:"fast-path" envconfig:"FAST_PATH" usage:"do the presets' ip route/addr/link/neigh, bridge fdb and arp -s commands through rtnetlink inside flexhook instead of running the binaries; other forms and every failure run the real binary, so errors read as the real tool's"`
 	InprocessTools     bool            `flag:"inprocess-tools" envconfig:"INPROCESS_TOOLS" default:"true" usage:"run cut, cat, tr, head and tail inside flexhook instead of forking them, for the forms they reproduce exactly (anything else runs the real binary); --inprocess-tools=false to turn off"`
+	MetricsAddr        string          `flag:"metrics-addr" envconfig:"METRICS_ADDR" arg:"HOST:PORT" usage:"serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (default: off)"`
+	HealthzIP          string          `flag:"healthz-ip" envconfig:"HEALTHZ_IP" default:"0.0.0.0" arg:"IP" usage:"flanneld's name for the --metrics-addr host, used with --healthz-port"`
+	HealthzPort        int             `flag:"healthz-port" envconfig:"HEALTHZ_PORT" default:"0" arg:"PORT" usage:"flanneld's name for the --metrics-addr port (0: off)"`
 	Parallel           int             `flag:"parallel" envconfig:"PARALLEL" default:"1" arg:"N" usage:"run the hooks of up to N subnets at once (1: flannel's serial order; safe when hooks touch only their own subnet's routes, neighbours and fdb entries, as the presets do); each subnet's hooks keep their order, and --dry-run runs serially"`
 	StoreTimeout       time.Duration   `flag:"store-timeout" envconfig:"STORE_TIMEOUT" default:"15s" arg:"DURATION" usage:"deadline of each lease store call (acquire, renew, list); a slow or partitioned store is retried, never waited on"`
 	BackendDataPattern string          `flag:"backend-data-pattern" envconfig:"BACKEND_DATA_PATTERN" arg:"REGEX" usage:"refuse remote leases whose BackendData does not match REGEX as a whole (default: the preset's shape: a MAC for vxlan, a WireGuard key for wireguard, empty for host-gw)"`
@@ -241,6 +245,20 @@ func (l *logLevel) Set(s string) error {
 
 func (l *logLevel) Decode(s string) error { return l.Set(s) }
 func (l *logLevel) String() string        { return strings.ToLower(slog.Level(*l).String()) }
+
+// logFormat is --log-format: text or json.
+type logFormat string
+
+func (f *logFormat) Set(s string) error {
+	if s != "text" && s != "json" {
+		return fmt.Errorf("log format %q: want text or json", s)
+	}
+	*f = logFormat(s)
+	return nil
+}
+
+func (f *logFormat) Decode(s string) error { return f.Set(s) }
+func (f *logFormat) String() string        { return string(*f) }
 
 // secret is a string flag whose value never appears in help text or errors.
 type secret string

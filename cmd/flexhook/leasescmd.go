@@ -52,7 +52,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErrorf("leases: unknown action %q (want list or remove)", action)
 	}
 
-	log := newLogger(stderr, f.LogLevel)
+	log := newLogger(stderr, f.CommonFlags)
 	if !f.useEtcd() {
 		// Listing must not create an empty store where there was none.
 		if st, err := os.Stat(f.Store); err != nil || !st.IsDir() {

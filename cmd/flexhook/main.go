@@ -171,7 +171,12 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-// newLogger returns the text logger on stderr every command logs to.
-func newLogger(w io.Writer, level logLevel) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.Level(level)}))
+// newLogger returns the logger on stderr every command logs to: text
+// (key=value) or JSON lines.
+func newLogger(w io.Writer, c CommonFlags) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.Level(c.LogLevel)}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

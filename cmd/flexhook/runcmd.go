@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner"
 	"github.com/flexhook/flexhook/runner/shell"
@@ -31,7 +32,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, f.LogLevel)
+	log := newLogger(stderr, f.CommonFlags)
 
 	// A config given by file or preset is checked before anything else.
 	cfg, cfgName, err := loadSource(f.SourceFlags)
@@ -42,6 +43,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+
+	// The hook timeout bounds how long the loop may wait on one hook.
+	m := metrics.New(f.HookTimeout + time.Minute)
+	stopMetrics, err := serveMetrics(metricsAddr(f), m, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	store, err := openStoreRetry(ctx, f.StoreFlags, log)
 	if err != nil {
@@ -64,7 +73,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logLint(log, cfgName, cfg)
 
-	exec, err := newRunShell(f, wgMode, log, stdout)
+	exec, err := newRunShell(f, wgMode, log, stdout, shell.OnCommand(m.CommandRan))
 	if err != nil {
 		return err
 	}
@@ -72,7 +81,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	eng, err := runner.New(cfg, store, exec, rOpts...)
+	storeKind := "file"
+	if f.useEtcd() {
+		storeKind = "etcd"
+	}
+	eng, err := runner.New(cfg, m.Store(store, storeKind), exec, append(rOpts, runner.Metrics(m))...)
 	if err != nil {
 		return err
 	}
@@ -134,7 +147,7 @@ func logLint(log *slog.Logger, cfgName string, cfg *hooks.Config) {
 // newRunShell makes the hooks' shell: in the state dir (made 0700; with
 // --dry-run the current dir when there is none, since dry-run writes
 // nothing), traced to the log with --trace and to stdout with --dry-run.
-func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*shell.Shell, error) {
+func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer, extra ...shell.Option) (*shell.Shell, error) {
 	stateDir := f.StateDir
 	if f.DryRun {
 		if st, err := os.Stat(stateDir); err != nil || !st.IsDir() {
@@ -159,7 +172,7 @@ func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdou
 	case f.Trace:
 		opts = append(opts, shell.WithTracer(shell.NewSlogTracer(log)))
 	}
-	return shell.New(opts...)
+	return shell.New(append(opts, extra...)...)
 }
 
 // engineOptions turns run's flags, the node and the config into the

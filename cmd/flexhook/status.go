@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +18,10 @@ import (
 type statusFlags struct {
 	CommonFlags
 	StateDirFlags
+	JSON bool `flag:"json" envconfig:"JSON" usage:"print status.json as it is, for scripts (the exit status is the same)"`
 }
 
-const statusSynopsis = "flexhook status [--state-dir DIR]"
+const statusSynopsis = "flexhook status [--state-dir DIR] [--json]"
 
 // cmdStatus prints what a running (or stopped) `flexhook run` last
 // recorded in its state dir: its lease, the remote leases applied, and
@@ -37,6 +39,17 @@ func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if f.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+		if len(st.Failing) > 0 {
+			return errFailing
+		}
+		return nil
+	}
 	return writeStatus(stdout, st, time.Now())
 }
 
@@ -52,6 +65,11 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
 	fmt.Fprintf(w, "public ip  %s\n", st.PublicIP)
 	fmt.Fprintf(w, "updated    %s (%s ago)\n", st.UpdatedAt.Format(time.RFC3339), now.Sub(st.UpdatedAt).Round(time.Second))
 	fmt.Fprintf(w, "applied    %d: %s\n", len(applied), strings.Join(applied, " "))
+	if st.LastSync.IsZero() {
+		fmt.Fprintln(w, "last sync  never (not every admitted lease applied yet)")
+	} else {
+		fmt.Fprintf(w, "last sync  %s (%s ago)\n", st.LastSync.Format(time.RFC3339), now.Sub(st.LastSync).Round(time.Second))
+	}
 	writeRefused(w, st)
 	if len(st.Failing) == 0 {
 		fmt.Fprintln(w, "failing    0")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/runner"
 )
 
 // failingAddConfig's SubnetAddCommand fails until the file "ok" exists in
@@ -40,9 +43,9 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	b := startDaemon(t, bin, cfg, store, "192.0.2.2")
 	subA, subB := ownSubnet(t, a), ownSubnet(t, b)
 
-	status := func() (string, int) {
+	status := func(extra ...string) (string, int) {
 		var out bytes.Buffer
-		cmd := exec.Command(bin, "status", "--state-dir", a.stateDir)
+		cmd := exec.Command(bin, append([]string{"status", "--state-dir", a.stateDir}, extra...)...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
 		var ee *exec.ExitError
@@ -61,6 +64,13 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	assert.Contains(t, out, "subnet     "+subA+"\n")
 	assert.Contains(t, out, "failing    1\n")
 	assert.Contains(t, out, "exit status 1")
+	assert.Contains(t, out, "last sync  never")
+	js, code := status("--json")
+	assert.Equal(t, 1, code, "--json exits as the text form")
+	var st runner.Status
+	require.NoError(t, json.NewDecoder(strings.NewReader(js)).Decode(&st), js) // stderr follows: "hooks are failing"
+	require.Len(t, st.Failing, 1)
+	assert.Equal(t, subB, st.Failing[0].Subnet.String())
 
 	require.NoError(t, os.WriteFile(filepath.Join(a.stateDir, "ok"), nil, 0o600))
 	require.Eventually(t, func() bool {
@@ -70,4 +80,9 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "status never showed the Add applied")
 	assert.Contains(t, out, "failing    0\n")
 	assert.Contains(t, a.events(), "add "+subB+"\n")
+	require.Eventually(t, func() bool {
+		out, _ = status()
+		return !strings.Contains(out, "last sync  never")
+	}, 30*time.Second, 50*time.Millisecond, "status never showed a last sync")
+	assert.Regexp(t, `last sync  \d{4}-\d\d-\d\dT`, out)
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/flexhook/flexhook/hooks"
 )
 
 // Defaults for [New].
@@ -209,6 +211,15 @@ func InprocessTools(on bool) Option {
 func FastPath(on bool) Option {
 	return func(s *Shell) error {
 		s.fastPath = on
+		return nil
+	}
+}
+
+// OnCommand has f called, with the hook's kind, for every command (not
+// builtin) a hook runs, as the trace sees them (metrics count them).
+func OnCommand(f func(hooks.Kind)) Option {
+	return func(s *Shell) error {
+		s.onCommand = f
 		return nil
 	}
 }

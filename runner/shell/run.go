@@ -65,6 +65,7 @@ type Shell struct {
 	fastPath        bool
 	netlink         netlinkHandle // the fast path's socket
 	resolve         resolveCache  // system tools by name
+	onCommand       func(hooks.Kind)
 
 	// base is environ as the interpreter sees it, built once; each run
 	// lays its contract variables over it.

@@ -31,9 +31,18 @@ func markSkipped(ctx context.Context) {
 // trace is the outermost exec middleware: one event per external command.
 func (st *runState) trace(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
 	if st.s.tracer == nil {
-		return next
+		if st.s.onCommand == nil {
+			return next
+		}
+		return func(ctx context.Context, args []string) error {
+			st.s.onCommand(st.hook)
+			return next(ctx, args)
+		}
 	}
 	return func(ctx context.Context, args []string) error {
+		if st.s.onCommand != nil {
+			st.s.onCommand(st.hook)
+		}
 		var skipped bool
 		start := time.Now()
 		err := next(context.WithValue(ctx, skipKey{}, &skipped), args)

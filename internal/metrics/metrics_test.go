@@ -1,0 +1,118 @@
+package metrics_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
+)
+
+func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(srv.URL + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestProbes(t *testing.T) {
+	m := metrics.New(time.Minute)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+
+	code, _ := get(t, srv, "/healthz")
+	assert.Equal(t, 200, code, "alive while starting")
+	code, body := get(t, srv, "/readyz")
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "PostStartupCommand")
+
+	m.Started()
+	code, body = get(t, srv, "/readyz")
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "first snapshot")
+
+	m.FirstSync()
+	m.LoopTurned(time.Now())
+	code, _ = get(t, srv, "/readyz")
+	assert.Equal(t, 200, code)
+
+	// A subnet failing for longer than the bound makes the node unready.
+	m.Leases(metrics.LeaseCounts{Failing: 1}, nil, time.Now().Add(-metrics.DefaultFailingBound-time.Second))
+	code, body = get(t, srv, "/readyz")
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "failing for")
+	m.Leases(metrics.LeaseCounts{}, nil, time.Time{})
+	code, _ = get(t, srv, "/readyz")
+	assert.Equal(t, 200, code)
+
+	// A loop that stopped turning is unhealthy.
+	m.LoopTurned(time.Now().Add(-2 * time.Minute))
+	code, body = get(t, srv, "/healthz")
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "has not turned")
+}
+
+func TestExposition(t *testing.T) {
+	m := metrics.New(time.Minute)
+	m.HookRan(hooks.SubnetAdd, 3*time.Millisecond, nil)
+	m.HookRan(hooks.SubnetAdd, time.Millisecond, errors.New("exit status 1"))
+	m.CommandRan(hooks.SubnetAdd)
+	m.StoreOp("etcd", "list", errors.New("unavailable"))
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	code, body := get(t, srv, "/metrics")
+	require.Equal(t, 200, code)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	val := func(name, label, value string) float64 {
+		for _, mm := range fams[name].GetMetric() {
+			for _, lp := range mm.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					if c := mm.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return float64(mm.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		return -1
+	}
+	assert.Equal(t, 2.0, val("flexhook_hook_runs_total", "hook", "SubnetAddCommand"))
+	assert.Equal(t, 1.0, val("flexhook_hook_failures_total", "hook", "SubnetAddCommand"))
+	assert.Equal(t, 0.0, val("flexhook_hook_failures_total", "hook", "ShutdownCommand"), "every hook shows from the start")
+	assert.Equal(t, 2.0, val("flexhook_hook_duration_seconds", "hook", "SubnetAddCommand"))
+	assert.Equal(t, 1.0, val("flexhook_commands_total", "hook", "SubnetAddCommand"))
+	assert.Equal(t, 1.0, val("flexhook_store_errors_total", "store", "etcd"))
+	assert.Contains(t, fams, "flexhook_build_info")
+	assert.Contains(t, fams, "go_goroutines")
+	for name := range fams {
+		if strings.HasPrefix(name, "flexhook_") {
+			for _, mm := range fams[name].GetMetric() {
+				for _, lp := range mm.GetLabel() {
+					assert.NotEqual(t, "subnet", lp.GetName(), "%s: no lease data in labels", name)
+				}
+			}
+		}
+	}
+}
+
+func TestNilMetricsRecordNothing(t *testing.T) {
+	var m *metrics.Metrics
+	m.HookRan(hooks.SubnetAdd, time.Second, nil) // must not panic
+	m.Leases(metrics.LeaseCounts{}, nil, time.Time{})
+	m.StoreOp("file", "list", nil)
+}
