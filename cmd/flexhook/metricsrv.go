@@ -28,11 +28,12 @@ func metricsAddr(f runFlags) string {
 // serveMetrics listens on addr (nothing for "") and serves m there until
 // the returned stop is called. A port that cannot be had is an error at
 // once, before anything runs.
-func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+func serveMetrics(ctx context.Context, addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	l, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, usageErrorf("--metrics-addr: %v", err)
 	}
@@ -46,9 +47,10 @@ func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(
 	}()
 	log.Info("serving /metrics, /healthz and /readyz", "addr", l.Addr().String())
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// ctx is done by now (SIGTERM): the shutdown gets its own bound.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		_ = srv.Shutdown(sctx)
 		<-done
 	}, nil
 }

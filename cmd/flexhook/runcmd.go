@@ -46,7 +46,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	// The hook timeout bounds how long the loop may wait on one hook.
 	m := metrics.New(f.HookTimeout + time.Minute)
-	stopMetrics, err := serveMetrics(metricsAddr(f), m, log)
+	stopMetrics, err := serveMetrics(ctx, metricsAddr(f), m, log)
 	if err != nil {
 		return err
 	}
