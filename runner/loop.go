@@ -126,25 +126,11 @@ func (l *loop) run(ctx context.Context) error {
 	// UpdatedAt shows the loop alive (during a partition too).
 	heartbeat := time.NewTicker(statusEvery)
 	defer heartbeat.Stop()
-	var resync <-chan time.Time
-	if d := l.o.resyncInterval; d > 0 {
-		l.resyncTimer = time.NewTicker(d)
-		resync = l.resyncTimer.C
-	}
+	resync := l.startResync()
 	stop := func() {
 		stopWatch()
 		<-watchDone
-		l.compactNow()
-		l.flushNow()
-		if l.status != nil {
-			l.status.close()
-		}
-		l.retry.Stop()
-		l.renew.Stop()
-		if l.resyncTimer != nil {
-			l.resyncTimer.Stop()
-		}
-		l.inFlight.Wait() // a renewal in flight ends with ctx
+		l.stopAll()
 	}
 
 	for {
@@ -189,6 +175,33 @@ func (l *loop) run(ctx context.Context) error {
 			l.writeStatus()
 		}
 	}
+}
+
+// startResync starts the --resync-interval ticker, if any; its channel
+// is nil otherwise.
+func (l *loop) startResync() <-chan time.Time {
+	if d := l.o.resyncInterval; d > 0 {
+		l.resyncTimer = time.NewTicker(d)
+		return l.resyncTimer.C
+	}
+	return nil
+}
+
+// stopAll ends the loop's work once the watch has stopped: the journal
+// and status are written, timers stopped, a renewal in flight (which ends
+// with the context) waited for.
+func (l *loop) stopAll() {
+	l.compactNow()
+	l.flushNow()
+	if l.status != nil {
+		l.status.close()
+	}
+	l.retry.Stop()
+	l.renew.Stop()
+	if l.resyncTimer != nil {
+		l.resyncTimer.Stop()
+	}
+	l.inFlight.Wait()
 }
 
 // newest returns the last snapshot waiting in snaps, or snap: only the

@@ -73,19 +73,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logLint(log, cfgName, cfg)
 
-	exec, err := newRunShell(f, wgMode, log, stdout, shell.OnCommand(m.CommandRan))
-	if err != nil {
-		return err
-	}
-	rOpts, err := engineOptions(f, node, cfg, log)
-	if err != nil {
-		return err
-	}
-	storeKind := "file"
-	if f.useEtcd() {
-		storeKind = "etcd"
-	}
-	eng, err := runner.New(cfg, m.Store(store, storeKind), exec, append(rOpts, runner.Metrics(m))...)
+	eng, err := newEngine(f, cfg, node, store, m, wgMode, log, stdout)
 	if err != nil {
 		return err
 	}
@@ -110,6 +98,25 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newEngine makes the hooks' shell and the engine, both recording into m,
+// the store's calls counted.
+func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *metrics.Metrics,
+	wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*runner.Engine, error) {
+	exec, err := newRunShell(f, wgMode, log, stdout, shell.OnCommand(m.CommandRan))
+	if err != nil {
+		return nil, err
+	}
+	rOpts, err := engineOptions(f, node, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	storeKind := "file"
+	if f.useEtcd() {
+		storeKind = "etcd"
+	}
+	return runner.New(cfg, m.Store(store, storeKind), exec, append(rOpts, runner.Metrics(m))...)
 }
 
 // checkRunFlags rejects run's flag values that cannot work (exit 2) and

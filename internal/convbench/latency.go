@@ -34,24 +34,11 @@ func latency(ctx context.Context, c config, store string) ([]time.Duration, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	fifo := filepath.Join(dir, "started")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		return nil, err
-	}
-	// O_RDWR: neither our open nor the hooks' opens block, and the reader
-	// never sees EOF between two hooks.
-	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	fifo, started, closeFIFO, err := startedFIFO(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	started := make(chan logLine, 1<<16)
-	go func() {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			started <- logLine{time.Now(), sc.Text()}
-		}
-	}()
+	defer closeFIFO()
 	cfg, err := json.Marshal(map[string]any{"Network": network, "SubnetLen": 24, "Backend": map[string]string{
 		"Type":                "extension",
 		"SubnetAddCommand":    `read D; printf '%s\n' "$SUBNET" >> ` + fifo,
@@ -118,6 +105,29 @@ func latency(ctx context.Context, c config, store string) ([]time.Duration, erro
 		out = append(out, at.Sub(written))
 	}
 	return out, d.stop()
+}
+
+// startedFIFO makes the FIFO the latency hook writes each subnet into and
+// returns the lines read from it, stamped as they are read.
+func startedFIFO(dir string) (string, <-chan logLine, func(), error) {
+	fifo := filepath.Join(dir, "started")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return "", nil, nil, err
+	}
+	// O_RDWR: neither our open nor the hooks' opens block, and the reader
+	// never sees EOF between two hooks.
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	started := make(chan logLine, 1<<16)
+	go func() { // ends when f is closed
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			started <- logLine{time.Now(), sc.Text()}
+		}
+	}()
+	return fifo, started, func() { f.Close() }, nil
 }
 
 // putFunc writes one lease into the store, calling before just before

@@ -61,6 +61,13 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		return s.watchEnd(ctx)
 	}
 
+	return w.loop(ctx)
+}
+
+// loop takes events, batches them and sends changed sets until Watch
+// ends.
+func (w *watcher) loop(ctx context.Context) error {
+	s, fw := w.s, w.fs
 	resync := time.NewTicker(s.resync)
 	defer resync.Stop()
 	quiet := time.NewTimer(time.Hour)

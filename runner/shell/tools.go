@@ -284,51 +284,64 @@ func parseCut(opts []option, ops []string) (func(func(int) io.Reader, io.Writer)
 	if !hasOutDelim {
 		outDelim = string(delim)
 	}
-	keep := func(i int) bool { return selected(list, i) != compl }
+	c := &cutter{list: list, compl: compl, fields: mode == 'f', delim: delim, only: only, outDelim: outDelim}
 	files := inputs(ops)
 	return func(in func(int) io.Reader, out io.Writer) int {
 		w := bufio.NewWriter(out)
-		var buf []byte
 		for i := range files {
-			err := eachLine(in(i), func(line []byte) error {
-				line = bytes.TrimSuffix(line, []byte{'\n'})
-				buf = buf[:0]
-				if mode == 'b' {
-					for j, c := range line {
-						if keep(j + 1) {
-							buf = append(buf, c)
-						}
-					}
-				} else {
-					if bytes.IndexByte(line, delim) < 0 {
-						if only {
-							return nil
-						}
-						buf = append(buf, line...)
-					} else {
-						first := true
-						for j, f := range bytes.Split(line, []byte{delim}) {
-							if !keep(j + 1) {
-								continue
-							}
-							if !first {
-								buf = append(buf, outDelim...)
-							}
-							buf = append(buf, f...)
-							first = false
-						}
-					}
-				}
-				buf = append(buf, '\n')
-				_, err := w.Write(buf)
-				return err
-			})
-			if err != nil {
+			if err := eachLine(in(i), func(line []byte) error { return c.line(w, line) }); err != nil {
 				return status(err)
 			}
 		}
 		return status(w.Flush())
 	}, files, true
+}
+
+// cutter is a parsed cut command.
+type cutter struct {
+	list     []span
+	compl    bool
+	fields   bool // -f; else -b/-c
+	delim    byte
+	only     bool // -s
+	outDelim string
+	buf      []byte
+}
+
+func (c *cutter) keep(i int) bool { return selected(c.list, i) != c.compl }
+
+// line writes what cut prints for one input line (its newline optional).
+func (c *cutter) line(w io.Writer, line []byte) error {
+	line = bytes.TrimSuffix(line, []byte{'\n'})
+	c.buf = c.buf[:0]
+	switch {
+	case !c.fields:
+		for j, b := range line {
+			if c.keep(j + 1) {
+				c.buf = append(c.buf, b)
+			}
+		}
+	case bytes.IndexByte(line, c.delim) < 0: // no field separator: the line as it is, unless -s
+		if c.only {
+			return nil
+		}
+		c.buf = append(c.buf, line...)
+	default:
+		first := true
+		for j, f := range bytes.Split(line, []byte{c.delim}) {
+			if !c.keep(j + 1) {
+				continue
+			}
+			if !first {
+				c.buf = append(c.buf, c.outDelim...)
+			}
+			c.buf = append(c.buf, f...)
+			first = false
+		}
+	}
+	c.buf = append(c.buf, '\n')
+	_, err := w.Write(c.buf)
+	return err
 }
 
 // --- head, tail ---
@@ -581,84 +594,89 @@ func parseTr(opts []option, ops []string) (func(func(int) io.Reader, io.Writer) 
 			return nil, nil, false
 		}
 	}
-	var xlate [256]byte
-	for i := range xlate {
-		xlate[i] = byte(i)
+	t, ok := trTables(del, squeeze, ops)
+	if !ok {
+		return nil, nil, false
 	}
-	var inDel, inSqueeze [256]bool
+	return t.run, []string{"-"}, true
+}
+
+// trTable is what a tr command does to each byte: delete it, translate
+// it, squeeze its repeats.
+type trTable struct {
+	xlate            [256]byte
+	inDel, inSqueeze [256]bool
+}
+
+// trTables builds the table of tr [-d] [-s] SET1 [SET2], for the forms
+// GNU tr takes (ok is false for the others).
+func trTables(del, squeeze bool, ops []string) (*trTable, bool) {
+	t := &trTable{}
+	for i := range t.xlate {
+		t.xlate[i] = byte(i)
+	}
+	mark := func(set string, dst *[256]bool) bool {
+		cs, ok := trSet(set, true)
+		for _, c := range cs {
+			dst[c] = true
+		}
+		return ok
+	}
 	switch {
-	case del && !squeeze && len(ops) == 1, del && squeeze && len(ops) == 2:
-		s1, ok := trSet(ops[0], true)
-		if !ok {
-			return nil, nil, false
-		}
-		for _, c := range s1 {
-			inDel[c] = true
-		}
-		if squeeze {
-			s2, ok := trSet(ops[1], true)
-			if !ok {
-				return nil, nil, false
-			}
-			for _, c := range s2 {
-				inSqueeze[c] = true
-			}
-		}
+	case del && !squeeze && len(ops) == 1:
+		return t, mark(ops[0], &t.inDel)
+	case del && squeeze && len(ops) == 2:
+		return t, mark(ops[0], &t.inDel) && mark(ops[1], &t.inSqueeze)
 	case !del && squeeze && len(ops) == 1:
-		s1, ok := trSet(ops[0], true)
-		if !ok {
-			return nil, nil, false
-		}
-		for _, c := range s1 {
-			inSqueeze[c] = true
-		}
+		return t, mark(ops[0], &t.inSqueeze)
 	case !del && len(ops) == 2:
 		caseMap := ops[0] == "[:lower:]" && ops[1] == "[:upper:]" || ops[0] == "[:upper:]" && ops[1] == "[:lower:]"
 		s1, ok := trSet(ops[0], true)
 		if !ok {
-			return nil, nil, false
+			return nil, false
 		}
 		s2, ok := trSet(ops[1], caseMap)
 		if !ok || len(s2) == 0 || len(s1) == 0 {
-			return nil, nil, false
+			return nil, false
 		}
 		for i, c := range s1 {
-			xlate[c] = s2[min(i, len(s2)-1)] // SET2 is padded with its last character
+			t.xlate[c] = s2[min(i, len(s2)-1)] // SET2 is padded with its last character
 		}
 		if squeeze {
 			for _, c := range s2 {
-				inSqueeze[c] = true
+				t.inSqueeze[c] = true
 			}
 		}
-	default:
-		return nil, nil, false
+		return t, true
 	}
-	return func(in func(int) io.Reader, out io.Writer) int {
-		r := bufio.NewReaderSize(in(0), 64<<10)
-		w := bufio.NewWriter(out)
-		last := -1
-		for {
-			c, err := r.ReadByte()
-			if err != nil {
-				if err != io.EOF {
-					return 1
-				}
-				break
+	return nil, false
+}
+
+func (t *trTable) run(in func(int) io.Reader, out io.Writer) int {
+	r := bufio.NewReaderSize(in(0), 64<<10)
+	w := bufio.NewWriter(out)
+	last := -1
+	for {
+		c, err := r.ReadByte()
+		if err != nil {
+			if err != io.EOF {
+				return 1
 			}
-			if inDel[c] {
-				continue
-			}
-			c = xlate[c]
-			if inSqueeze[c] && int(c) == last {
-				continue
-			}
-			last = int(c)
-			if err := w.WriteByte(c); err != nil {
-				return status(err)
-			}
+			break
 		}
-		return status(w.Flush())
-	}, []string{"-"}, true
+		if t.inDel[c] {
+			continue
+		}
+		c = t.xlate[c]
+		if t.inSqueeze[c] && int(c) == last {
+			continue
+		}
+		last = int(c)
+		if err := w.WriteByte(c); err != nil {
+			return status(err)
+		}
+	}
+	return status(w.Flush())
 }
 
 // inprocess is the in-process tools middleware (see [InprocessTools]): a
