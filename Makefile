@@ -66,8 +66,7 @@ fuzz:
 test: deps lint unit fuzz integration
 
 demo: deps build
-	$(GO) build -o bin/flexhook-lab ./cmd/flexhook-lab
-	bin/flexhook-lab -preset $(PRESET) -nodes $(NODES) -flexhook $(CURDIR)/$(BIN) $(DEMO_FLAGS)
+	$(BIN) lab --preset $(PRESET) --nodes $(NODES) $(DEMO_FLAGS)
 
 # bench: the micro-benchmarks with their side-by-side ratios, then (as
 # root) the convergence benchmark in a network namespace: BENCH_N leases

@@ -8,7 +8,8 @@
 //	flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]...
 //	flexhook presets  [NAME]
 //	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS]
-//	flexhook status   [--state-dir DIR]
+//	flexhook status   [--state-dir DIR] [--json]
+//	flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]
 //	flexhook version
 //
 // Every flag also reads FLEXHOOK_<FLAG> from the environment (--etcd-endpoints
@@ -31,6 +32,7 @@ import (
 	"syscall"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/netlab"
 )
 
 // Exit codes.
@@ -44,6 +46,7 @@ const (
 var version = ""
 
 func main() {
+	netlab.HandleReexec() // `flexhook lab` runs itself in the namespaces it makes
 	// Files hooks create (wireguard's `tee privatekey`) are private to root.
 	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -67,7 +70,8 @@ usage:
   flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]... [--backend-data DATA]
   flexhook presets  [NAME]
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
-  flexhook status   [--state-dir DIR]      (exit 1 while a hook keeps failing)
+  flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing)
+  flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]   (root: the config on a netns lab)
   flexhook version
 
 Run "flexhook COMMAND -h" for a command's flags. Every flag also reads
@@ -110,6 +114,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdLeases(ctx, rest, stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, rest, stdout, stderr)
+	case "lab":
+		return cmdLab(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "flexhook %s\n", versionString())
 		return nil

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The lab re-executes its own binary (the test binary or cmd/flexhook-lab)
+// The lab re-executes its own binary (the test binary, or flexhook itself for `flexhook lab`)
 // for the steps that need namespace syscalls right before an exec, so that
 // no shell is ever involved. The mode travels in this environment variable;
 // HandleReexec consumes it.

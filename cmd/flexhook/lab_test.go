@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,17 +37,20 @@ func TestAllReached(t *testing.T) {
 	}
 }
 
-func TestFlags(t *testing.T) {
+// Bad lab flags and configs stop before any namespace is made.
+func TestLabUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		code int
 	}{
-		{[]string{"-nodes", "0"}, 2},
-		{[]string{"-trace-node", "4"}, 2},
-		{[]string{"extra"}, 2},
-		{[]string{"-h"}, 0},
+		{[]string{"lab", "--preset", "vxlan", "--nodes", "0"}, exitUsage},
+		{[]string{"lab", "--preset", "vxlan", "--trace-node", "4"}, exitUsage},
+		{[]string{"lab"}, exitUsage},
+		{[]string{"lab", "--preset", "nope"}, exitUsage},
+		{[]string{"lab", "--config", "testdata/bad-quote.json"}, exitUsage},
+		{[]string{"lab", "-h"}, exitOK},
 	} {
 		var out, errb bytes.Buffer
-		require.Equal(t, tc.code, run(tc.args, &out, &errb), "%v: %s", tc.args, errb.String())
+		require.Equal(t, tc.code, run(context.Background(), tc.args, &out, &errb), "%v: %s", tc.args, errb.String())
 	}
 }
