@@ -70,7 +70,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer func() {
+	defer func() { //nolint:contextcheck // the teardown runs after ctx (Ctrl-C) is done; Close bounds itself
 		fmt.Fprintln(stderr, "flexhook lab: tearing down")
 		if err := lab.Close(); err != nil {
 			fmt.Fprintf(stderr, "flexhook lab: teardown: %v\n", err)
