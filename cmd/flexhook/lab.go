@@ -34,6 +34,9 @@ const labSynopsis = "flexhook lab (--config FILE | --preset NAME) [--nodes N] [-
 // then keeps the lab up until Ctrl-C (or ends at once with --once) and
 // removes everything it made. It exits 1 when a pair cannot reach.
 func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "verify" {
+		return cmdLabVerify(ctx, args[1:], stdout, stderr)
+	}
 	var f labFlags
 	if err := parseFlags("lab", &f, labSynopsis, args, stdout); err != nil {
 		return err

@@ -10,6 +10,7 @@
 //	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS]
 //	flexhook status   [--state-dir DIR] [--json]
 //	flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]
+//	flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]
 //	flexhook version
 //
 // Every flag also reads FLEXHOOK_<FLAG> from the environment (--etcd-endpoints
@@ -72,6 +73,7 @@ usage:
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
   flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing)
   flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]   (root: the config on a netns lab)
+  flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)
   flexhook version
 
 Run "flexhook COMMAND -h" for a command's flags. Every flag also reads

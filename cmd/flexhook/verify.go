@@ -1,0 +1,521 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/leases"
+)
+
+type verifyFlags struct {
+	CommonFlags
+	SourceFlags
+	Nodes int           `flag:"nodes" envconfig:"NODES" default:"3" arg:"N" usage:"number of nodes (2..20)"`
+	JSON  bool          `flag:"json" envconfig:"JSON" usage:"print the report card as JSON (for CI pipelines)"`
+	Wait  time.Duration `flag:"wait" envconfig:"WAIT" default:"30s" arg:"DURATION" usage:"how long each check waits for the lab to converge"`
+}
+
+const verifySynopsis = "flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]"
+
+// verifyResync is how often the lab's nodes run every applied lease's
+// SubnetAddCommand again: check 3 watches one such pass.
+const verifyResync = 3 * time.Second
+
+// checkResult is one line of the report card.
+type checkResult struct {
+	N      int      `json:"check"`
+	Name   string   `json:"name"`
+	OK     bool     `json:"ok"`
+	Detail []string `json:"detail,omitempty"`
+}
+
+// verifier runs the fixed scenario of `flexhook lab verify` on one lab.
+type verifier struct {
+	ctx      context.Context
+	lab      *netlab.Lab
+	f        verifyFlags
+	bin      string
+	nodeArgs []string
+	results  []checkResult
+}
+
+// cmdLabVerify runs the scenario on a fresh lab and prints the report
+// card; it exits 0 only when every check passes.
+func cmdLabVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	var f verifyFlags
+	if err := parseFlags("lab verify", &f, verifySynopsis, args, stdout); err != nil {
+		return err
+	}
+	switch {
+	case f.Nodes < 2 || f.Nodes > 20:
+		return usageErrorf("--nodes %d: want 2..20", f.Nodes)
+	case f.Config == "" && f.Preset == "":
+		return usageErrorf("lab verify: give --config FILE or --preset NAME")
+	case os.Geteuid() != 0:
+		return usageErrorf("lab verify: needs root: it creates network namespaces, links and mounts")
+	}
+	if _, _, err := loadSource(f.SourceFlags); err != nil {
+		return err
+	}
+	v := &verifier{ctx: ctx, f: f}
+	v.nodeArgs = []string{"--preset", f.Preset}
+	if f.Config != "" {
+		abs, err := filepath.Abs(f.Config)
+		if err != nil {
+			return err
+		}
+		v.nodeArgs = []string{"--config", abs}
+	}
+	v.nodeArgs = append(v.nodeArgs, "--trace", "--log-level", "debug", "--resync-interval", verifyResync.String())
+	var err error
+	if v.bin, err = os.Executable(); err != nil {
+		return err
+	}
+	v.lab, err = netlab.New(ctx, labPrinter{w: io.Discard}, netlab.WithNodes(f.Nodes), netlab.WithFlexhook(v.bin))
+	if err != nil {
+		return err
+	}
+	defer v.lab.Close() //nolint:contextcheck // the teardown runs after ctx is done; Close bounds itself
+	v.run()
+	return v.report(stdout)
+}
+
+// run performs the checks in order; a check that cannot start (its
+// predecessor left no lab to work on) fails naming why.
+func (v *verifier) run() {
+	n := v.f.Nodes
+	base := make([]netlab.Snapshot, n+1)
+	for i := 1; i <= n; i++ {
+		s, err := v.lab.Snapshot(v.ctx, i)
+		if err != nil {
+			v.add(1, "start", []string{err.Error()})
+			return
+		}
+		base[i] = s
+	}
+	before := v.startAll()
+	if !v.connectivity(2, "connectivity: ICMP and TCP between every pair of pod addresses") {
+		return
+	}
+	v.idempotence()
+	v.gracefulStop(n, base[n])
+	v.removal(n, before)
+	v.restart()
+	v.reboot()
+	v.dryRunFidelity()
+}
+
+// add records a check; ok when there is no detail.
+func (v *verifier) add(num int, name string, detail []string) bool {
+	v.results = append(v.results, checkResult{N: num, Name: name, OK: len(detail) == 0, Detail: detail})
+	return len(detail) == 0
+}
+
+// startAll starts nodes 1..n-1, snapshots them (what the others look like
+// without node n, for check 5), starts node n, and checks 1.
+func (v *verifier) startAll() []netlab.Snapshot {
+	n := v.f.Nodes
+	var problems []string
+	before := make([]netlab.Snapshot, n+1)
+	for i := 1; i <= n; i++ {
+		if i == n {
+			v.waitApplied(n-1, n-2)
+			for j := 1; j < n; j++ {
+				if s, err := v.lab.Snapshot(v.ctx, j); err == nil {
+					before[j] = s
+				}
+			}
+		}
+		if err := v.lab.StartNode(v.ctx, i, v.nodeArgs...); err != nil {
+			problems = append(problems, fmt.Sprintf("node %d did not start: %v", i, err))
+			problems = append(problems, v.hookErrors(i)...)
+		}
+	}
+	seen := map[string]int{}
+	for i := 1; i <= n; i++ {
+		s := v.lab.Subnet(i).String()
+		if j, dup := seen[s]; dup {
+			problems = append(problems, fmt.Sprintf("nodes %d and %d both hold %s", j, i, s))
+		}
+		seen[s] = i
+		if !v.lab.Running(i) {
+			problems = append(problems, fmt.Sprintf("node %d is not running", i))
+			problems = append(problems, v.hookErrors(i)...)
+		}
+	}
+	v.add(1, fmt.Sprintf("start: %d nodes up, leases distinct, PostStartupCommand ok", n), problems)
+	return before
+}
+
+// waitApplied waits until each of nodes 1..upTo has applied want remote
+// leases (its status.json), or the wait passes.
+func (v *verifier) waitApplied(upTo, want int) {
+	deadline := time.Now().Add(v.f.Wait)
+	for time.Now().Before(deadline) {
+		done := true
+		for i := 1; i <= upTo; i++ {
+			if st, err := readNodeStatus(v.lab.StateDir(i)); err != nil || len(st.Applied) < want || len(st.Failing) > 0 {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if !sleepCtx(v.ctx, 200*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// connectivity checks ICMP and TCP between every ordered pair of running
+// nodes' pod addresses, waiting up to --wait.
+func (v *verifier) connectivity(num int, name string) bool {
+	n := v.f.Nodes
+	deadline := time.Now().Add(v.f.Wait)
+	var missing []string
+	for {
+		missing = missing[:0]
+		for i := 1; i <= n; i++ {
+			for j := 1; j <= n; j++ {
+				if i == j || !v.lab.Running(i) || !v.lab.Running(j) {
+					continue
+				}
+				if err := v.lab.Ping(v.ctx, i, v.lab.PodAddr(j)); err != nil {
+					missing = append(missing, fmt.Sprintf("node %d -> node %d (%s): no ICMP reply", i, j, v.lab.PodAddr(j)))
+					continue
+				}
+				if err := v.lab.TCP(v.ctx, i, j); err != nil {
+					missing = append(missing, fmt.Sprintf("node %d -> node %d (%s): TCP: %v", i, j, v.lab.PodAddr(j), err))
+				}
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) || !sleepCtx(v.ctx, 300*time.Millisecond) {
+			break
+		}
+	}
+	return v.add(num, name, missing)
+}
+
+// idempotence watches every node run each applied lease's SubnetAdd
+// again (the resync pass) and checks it changed nothing and failed
+// nowhere.
+func (v *verifier) idempotence() {
+	n := v.f.Nodes
+	var problems []string
+	snaps := make([]netlab.Snapshot, n+1)
+	passes := make([]int, n+1)
+	for i := 1; i <= n; i++ {
+		snaps[i], _ = v.lab.Snapshot(v.ctx, i)
+		passes[i] = strings.Count(v.lab.Logs(i), "resync: adding every applied lease again")
+	}
+	deadline := time.Now().Add(v.f.Wait)
+	for i := 1; i <= n; i++ {
+		logOffset := len(v.lab.Logs(i))
+		for strings.Count(v.lab.Logs(i), "resync: adding every applied lease again") < passes[i]+1 ||
+			!strings.Contains(v.lab.Logs(i)[logOffset:], `msg="hooks batch done"`) {
+			if time.Now().After(deadline) || !sleepCtx(v.ctx, 200*time.Millisecond) {
+				problems = append(problems, fmt.Sprintf("node %d ran no second SubnetAddCommand in %v", i, v.f.Wait))
+				break
+			}
+		}
+		after, err := v.lab.Snapshot(v.ctx, i)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		for _, d := range netlab.Diff(snaps[i], after) {
+			problems = append(problems, fmt.Sprintf("node %d changed: %s", i, d))
+		}
+		problems = append(problems, v.hookErrorsSince(i, logOffset)...)
+	}
+	v.add(3, "idempotence: SubnetAddCommand run again changes nothing and does not fail", problems)
+}
+
+// gracefulStop stops node i and compares it with its fresh namespace.
+func (v *verifier) gracefulStop(i int, fresh netlab.Snapshot) {
+	var problems []string
+	if err := v.lab.StopNode(v.ctx, i); err != nil {
+		problems = append(problems, err.Error())
+	}
+	after, err := v.lab.Snapshot(v.ctx, i)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	// Routes, neighbours and fdb entries that lead to a peer still up
+	// may stay (host-gw has no ShutdownCommand: a stopped node keeps
+	// routing to the others, as flanneld's does); anything else left is
+	// the backend's leftover.
+	var live []string
+	for j := 1; j <= v.f.Nodes; j++ {
+		if j != i {
+			live = append(live, v.lab.Subnet(j).String(), v.lab.Underlay(j).String(), leaseData(v.lab, v.lab.Subnet(j)))
+		}
+	}
+	for _, d := range netlab.Diff(fresh.WithoutLab(), after.WithoutLab()) {
+		if toPeer(d, live) {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("left behind on node %d: %s", i, d))
+	}
+	v.add(4, fmt.Sprintf("graceful stop: ShutdownCommand leaves nothing of the backend on node %d", i), problems)
+}
+
+// toPeer reports whether a diff line is a route, neighbour or fdb entry
+// naming one of the live peers' words.
+func toPeer(d string, live []string) bool {
+	if !strings.HasPrefix(d, "+ route:") && !strings.HasPrefix(d, "+ neigh:") && !strings.HasPrefix(d, "+ fdb:") {
+		return false
+	}
+	for _, w := range live {
+		if w != "" && strings.Contains(d, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// removal removes node i's lease from the store and checks the other
+// nodes hold nothing that points at it.
+func (v *verifier) removal(i int, before []netlab.Snapshot) {
+	var problems []string
+	sub := v.lab.Subnet(i)
+	data := leaseData(v.lab, sub)
+	if _, err := v.lab.Flexhook(v.ctx, "leases", "remove", sub.String(), "--store", v.lab.StoreDir()); err != nil {
+		problems = append(problems, err.Error())
+	}
+	v.waitApplied(i-1, i-2)
+	words := []string{sub.String(), sub.Addr().String() + " ", v.lab.Underlay(i).String(), data}
+	for j := 1; j < i; j++ {
+		after, err := v.lab.Snapshot(v.ctx, j)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		held := map[string]bool{}
+		for _, p := range after.Pointing(words...) {
+			problems = append(problems, fmt.Sprintf("node %d still holds %s", j, p))
+			held[p] = true
+		}
+		if before[j] != nil {
+			for _, d := range netlab.Diff(before[j], after) {
+				if strings.HasPrefix(d, "+ ") && !held[strings.TrimPrefix(d, "+ ")] {
+					problems = append(problems, fmt.Sprintf("node %d gained since node %d came: %s", j, i, d))
+				}
+			}
+		}
+	}
+	v.add(5, fmt.Sprintf("removal: after node %d's lease is removed the others hold nothing of it", i), problems)
+}
+
+// restart starts the removed node again and restarts node 1 gracefully:
+// the mesh is whole again.
+func (v *verifier) restart() {
+	n := v.f.Nodes
+	var problems []string
+	oldData := leaseData(v.lab, v.lab.Subnet(1))
+	if err := v.lab.StartNode(v.ctx, n, v.nodeArgs...); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := v.lab.RestartNode(v.ctx, 1); err != nil {
+		problems = append(problems, err.Error())
+	}
+	same := "the same"
+	if leaseData(v.lab, v.lab.Subnet(1)) != oldData {
+		same = "new"
+	}
+	if len(problems) > 0 {
+		v.add(6, "restart", problems)
+		return
+	}
+	v.connectivity(6, fmt.Sprintf("restart: node %d back, node 1 restarted (%s BackendData): the mesh is whole", n, same))
+}
+
+// reboot makes node 1's namespace anew with its state dir kept.
+func (v *verifier) reboot() {
+	if err := v.lab.RebootNode(v.ctx, 1); err != nil { // it starts flexhook again
+		v.add(7, "reboot", append([]string{err.Error()}, v.hookErrors(1)...))
+		return
+	}
+	v.connectivity(7, "reboot: node 1's namespace made anew, state dir kept: it converges")
+}
+
+// dryRunFidelity compares the SubnetAddCommand node 2 traced for node 1's
+// lease with what `flexhook dry-run` prints for the same inputs.
+func (v *verifier) dryRunFidelity() {
+	const name = "dry-run fidelity: dry-run prints the commands the run traced (node 2, node 1's lease)"
+	own, peer := v.lab.Subnet(2), v.lab.Subnet(1)
+	args := append([]string{"dry-run"}, v.nodeArgs[:2]...)
+	args = append(args, "--subnet", own.String(), "--public-ip", v.lab.Underlay(2).String(),
+		"--peer", fmt.Sprintf("%s,%s,%s", peer, v.lab.Underlay(1), leaseData(v.lab, peer)))
+	if d := leaseData(v.lab, own); d != "" {
+		args = append(args, "--backend-data", d)
+	}
+	out, err := exec.CommandContext(v.ctx, v.bin, args...).Output()
+	if err != nil {
+		v.add(8, name, []string{fmt.Sprintf("flexhook %s: %v", strings.Join(args, " "), err)})
+		return
+	}
+	dry := dryRunBlock(string(out), "# SubnetAddCommand SUBNET="+peer.String())
+	real := addBlock(v.lab.Logs(2), peer.String(), leaseData(v.lab, peer))
+	var problems []string
+	if strings.Join(dry, "\n") != strings.Join(real, "\n") {
+		problems = append(problems, "dry-run printed:")
+		for _, l := range dry {
+			problems = append(problems, "  "+l)
+		}
+		problems = append(problems, "the run traced:")
+		for _, l := range real {
+			problems = append(problems, "  "+l)
+		}
+	}
+	v.add(8, name, problems)
+}
+
+// dryRunBlock returns the command lines after header in dry-run output.
+func dryRunBlock(out, header string) []string {
+	var lines []string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "# "):
+			in = l == header
+		case in && strings.HasPrefix(l, "+ "):
+			lines = append(lines, strings.TrimSuffix(l, "  # skipped"))
+		}
+	}
+	return lines
+}
+
+// addBlock returns the commands of the first SubnetAddCommand traced for
+// subnet in a node's log whose commands carry data (any, when data is
+// empty), without the replace-existing retries (an add's twin replace).
+func addBlock(log, subnet, data string) []string {
+	var cur []string
+	for _, line := range strings.Split(log, "\n") {
+		hook, _ := logField(line, "hook")
+		sub, _ := logField(line, "subnet")
+		if hook != "SubnetAddCommand" || sub != subnet {
+			continue
+		}
+		msg, _ := logField(line, "msg")
+		switch {
+		case strings.HasPrefix(msg, "+ "):
+			if n := len(cur); n > 0 && strings.Replace(cur[n-1], " add ", " replace ", 1) == msg {
+				continue
+			}
+			cur = append(cur, msg)
+		case msg == "hook applied" || strings.HasPrefix(msg, "hook failed"):
+			if len(cur) > 0 && (data == "" || strings.Contains(strings.Join(cur, "\n"), data)) {
+				return cur
+			}
+			cur = nil
+		}
+	}
+	return nil
+}
+
+// hookErrors returns node i's failed hooks and their stderr, last ones
+// first, as the detail of a failed check.
+func (v *verifier) hookErrors(i int) []string { return v.hookErrorsSince(i, 0) }
+
+func (v *verifier) hookErrorsSince(i, offset int) []string {
+	log := v.lab.Logs(i)
+	if offset > len(log) {
+		offset = len(log)
+	}
+	var out []string
+	for _, line := range strings.Split(log[offset:], "\n") {
+		msg, _ := logField(line, "msg")
+		switch msg {
+		case "hook failed; will retry":
+			e, _ := logField(line, "error")
+			out = append(out, fmt.Sprintf("node %d: %s", i, e))
+		case "hook stderr":
+			l, _ := logField(line, "line")
+			h, _ := logField(line, "hook")
+			out = append(out, fmt.Sprintf("node %d: %s stderr: %s", i, h, l))
+		}
+	}
+	if len(out) > 10 {
+		out = out[len(out)-10:]
+	}
+	return out
+}
+
+// report prints the card (or JSON) and returns an exit-1 error unless
+// every check passed.
+func (v *verifier) report(w io.Writer) error {
+	failed := 0
+	for _, r := range v.results {
+		if !r.OK {
+			failed++
+		}
+	}
+	if v.f.JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"ok": failed == 0, "checks": v.results}); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range v.results {
+			mark := "✓"
+			if !r.OK {
+				mark = "✗"
+			}
+			fmt.Fprintf(w, "%s %d %s\n", mark, r.N, r.Name)
+			for _, d := range r.Detail {
+				fmt.Fprintf(w, "    %s\n", d)
+			}
+		}
+	}
+	if failed > 0 || len(v.results) < 8 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("lab verify: %d of %d checks failed", failed+8-len(v.results), 8)}
+	}
+	return nil
+}
+
+// leaseData is the BackendData of the lease for subnet in the lab's store.
+func leaseData(lab *netlab.Lab, subnet interface{ String() string }) string {
+	p, err := os.ReadFile(filepath.Join(lab.StoreDir(), "subnets", strings.ReplaceAll(subnet.String(), "/", "-")))
+	if err != nil {
+		return ""
+	}
+	l := leases.Decode(strings.ReplaceAll(subnet.String(), "/", "-"), p)
+	return l.Attrs.BackendData
+}
+
+func readNodeStatus(dir string) (struct {
+	Applied []string
+	Failing []json.RawMessage
+}, error) {
+	var st struct {
+		Applied []string
+		Failing []json.RawMessage
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "status.json"))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+// sleepCtx waits d unless ctx ends first (false then).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

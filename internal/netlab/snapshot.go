@@ -1,0 +1,228 @@
+package netlab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+)
+
+// Snapshot is what a backend can leave in a node, by kind ("link",
+// "addr", "route", "neigh", "fdb", "wg", "process", "file"), one sorted
+// line per object, without what the kernel picks at random or learns by
+// itself (MAC addresses of links, dynamic neighbours and fdb entries), so
+// that two snapshots differ only where hooks changed something.
+type Snapshot map[string][]string
+
+// flexhookFiles are the state-dir files flexhook itself keeps.
+var flexhookFiles = []string{"applied.json", "applied.log", "status.json"}
+
+// Snapshot takes node i's snapshot.
+func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return nil, err
+	}
+	s := Snapshot{}
+	var links []struct {
+		Name     string   `json:"ifname"`
+		Mtu      int      `json:"mtu"`
+		Flags    []string `json:"flags"`
+		LinkInfo struct {
+			Kind string `json:"info_kind"`
+		} `json:"linkinfo"`
+	}
+	if err := l.ipJSON(ctx, i, &links, "-d", "link", "show"); err != nil {
+		return nil, err
+	}
+	for _, x := range links {
+		up := "down"
+		if slices.Contains(x.Flags, "UP") {
+			up = "up"
+		}
+		s.add("link", fmt.Sprintf("%s kind=%s mtu=%d %s", x.Name, x.LinkInfo.Kind, x.Mtu, up))
+	}
+	var addrs []struct {
+		Name  string `json:"ifname"`
+		Addrs []struct {
+			Local  string `json:"local"`
+			Prefix int    `json:"prefixlen"`
+		} `json:"addr_info"`
+	}
+	if err := l.ipJSON(ctx, i, &addrs, "addr", "show"); err != nil {
+		return nil, err
+	}
+	for _, x := range addrs {
+		for _, a := range x.Addrs {
+			if !strings.HasPrefix(a.Local, "fe80:") { // derived from a random MAC
+				s.add("addr", fmt.Sprintf("%s/%d dev %s", a.Local, a.Prefix, x.Name))
+			}
+		}
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		var routes []struct {
+			Type, Dst, Gateway, Dev, Table, Protocol, Scope string
+		}
+		if err := l.ipJSON(ctx, i, &routes, fam, "route", "show", "table", "all"); err != nil {
+			return nil, err
+		}
+		for _, r := range routes {
+			if strings.HasPrefix(r.Dst, "fe80:") || r.Type == "multicast" {
+				continue
+			}
+			line := r.Dst
+			if r.Type != "" && r.Type != "unicast" {
+				line = r.Type + " " + line
+			}
+			if r.Gateway != "" {
+				line += " via " + r.Gateway
+			}
+			line += " dev " + r.Dev
+			if r.Table != "" && r.Table != "main" {
+				line += " table " + r.Table
+			}
+			if r.Protocol != "" && r.Protocol != "boot" {
+				line += " proto " + r.Protocol
+			}
+			s.add("route", line)
+		}
+	}
+	for _, nud := range []string{"permanent", "noarp"} {
+		var ns []struct {
+			Dst, Dev, Lladdr string
+		}
+		if err := l.ipJSON(ctx, i, &ns, "neigh", "show", "nud", nud); err != nil {
+			return nil, err
+		}
+		for _, x := range ns {
+			if strings.HasPrefix(x.Lladdr, "33:33:") || strings.HasPrefix(x.Lladdr, "01:00:5e:") || len(x.Lladdr) != 17 {
+				continue // the kernel's own: multicast groups, next hops on a device without ARP (a tun)
+			}
+			s.add("neigh", fmt.Sprintf("%s lladdr %s dev %s %s", x.Dst, x.Lladdr, x.Dev, nud))
+		}
+	}
+	out, err := runTool(ctx, "bridge", "-n", n.ns, "-j", "fdb", "show")
+	if err != nil {
+		return nil, err
+	}
+	var fdb []struct {
+		Mac, Ifname, Dst, State string
+	}
+	if err := json.Unmarshal(out, &fdb); err != nil {
+		return nil, fmt.Errorf("netlab: parse bridge fdb of node %d: %w", i, err)
+	}
+	for _, f := range fdb {
+		if f.State != "" && f.State != "permanent" && f.State != "static" {
+			continue // learnt
+		}
+		if strings.HasPrefix(f.Mac, "33:33:") || strings.HasPrefix(f.Mac, "01:00:5e:") {
+			continue // a device's own multicast addresses
+		}
+		line := f.Mac + " dev " + f.Ifname
+		if f.Dst != "" {
+			line += " dst " + f.Dst
+		}
+		s.add("fdb", strings.TrimSpace(line+" "+f.State))
+	}
+	if wg, err := l.Exec(ctx, i, "wg", "show", "all", "peers"); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(wg)), "\n") {
+			if line != "" {
+				s.add("wg", strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
+	ps, err := netnsProcesses(ctx, n.ns)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if p.Comm != "flexhook" {
+			s.add("process", p.Comm)
+		}
+	}
+	ents, err := os.ReadDir(n.stateDir)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !slices.Contains(flexhookFiles, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
+			s.add("file", e.Name())
+		}
+	}
+	for k := range s {
+		slices.Sort(s[k])
+	}
+	return s, nil
+}
+
+func (s Snapshot) add(kind, line string) { s[kind] = append(s[kind], line) }
+
+// WithoutLab drops what the lab itself adds to a node at start (the pod
+// bridge cni0 with its address and routes), so that a node's snapshot
+// can be compared with its fresh namespace.
+func (s Snapshot) WithoutLab() Snapshot {
+	out := Snapshot{}
+	for k, lines := range s {
+		for _, l := range lines {
+			if !strings.Contains(l, "cni0") {
+				out[k] = append(out[k], l)
+			}
+		}
+	}
+	return out
+}
+
+// Diff lists what after has that before had not ("+ kind: line") and what
+// before had that after has not ("- kind: line"), kinds in order.
+func Diff(before, after Snapshot) []string {
+	var out []string
+	for _, kind := range []string{"link", "addr", "route", "neigh", "fdb", "wg", "process", "file"} {
+		for _, l := range after[kind] {
+			if !slices.Contains(before[kind], l) {
+				out = append(out, "+ "+kind+": "+l)
+			}
+		}
+		for _, l := range before[kind] {
+			if !slices.Contains(after[kind], l) {
+				out = append(out, "- "+kind+": "+l)
+			}
+		}
+	}
+	return out
+}
+
+// Pointing lists the lines of s that name one of the words (a node's
+// subnet, its underlay address, its BackendData): what another node still
+// holds of it.
+func (s Snapshot) Pointing(words ...string) []string {
+	var out []string
+	for _, kind := range []string{"route", "neigh", "fdb", "wg"} {
+		for _, l := range s[kind] {
+			for _, w := range words {
+				if w != "" && strings.Contains(l, w) {
+					out = append(out, kind+": "+l)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func runTool(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if name == "ip" {
+		return runIP(ctx, args...)
+	}
+	out, err := execOutput(ctx, name, args...)
+	if err != nil {
+		return out, fmt.Errorf("netlab: %s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return out, nil
+}
+
+func execOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, name, args...).Output()
+}
