@@ -157,7 +157,7 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(lab.StateDir(1), "go"), nil, 0o600))
 	eventually(t, ctx, "node 1 /readyz", probe(1, "/readyz", 200))
 	eventually(t, ctx, "PostStartup counted", is(1, "flexhook_hook_runs_total", map[string]string{"hook": "PostStartupCommand"}, 1))
-	eventually(t, ctx, "a store acquire", reaches(1, "flexhook_store_operations_total", map[string]string{"store": "file", "op": "acquire"}, 1))
+	eventually(t, ctx, "a store acquire", reaches(1, "flexhook_store_operations_total", map[string]string{"store": "file", "op": "acquire", "result": "ok"}, 1))
 	eventually(t, ctx, "a last sync", reaches(1, "flexhook_last_sync_timestamp_seconds", nil, float64(time.Now().Add(-time.Hour).Unix())))
 
 	// A peer comes: node 1 runs its Add (one command: ip).

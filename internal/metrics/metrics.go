@@ -44,7 +44,6 @@ type Metrics struct {
 	refused      *prometheus.GaugeVec
 	refusals     *prometheus.CounterVec
 	storeOps     *prometheus.CounterVec
-	storeErrors  *prometheus.CounterVec
 	lastSync     prometheus.Gauge
 	renewals     *prometheus.CounterVec
 	leaseExpiry  prometheus.Gauge
@@ -86,12 +85,10 @@ func New(loopBound time.Duration) *Metrics {
 		Help: "Remote leases by state: known (in the store, this node's excluded), admitted, applied, refused, failing."}, []string{"state"})
 	m.refused = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_leases_refused",
 		Help: "Remote leases lease admission refuses now, by reason."}, []string{"reason"})
-	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_lease_refusals_total",
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_leases_refused_total",
 		Help: "Refusals since the start (a lease counts again when its reason changes), by reason."}, []string{"reason"})
 	m.storeOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_store_operations_total",
-		Help: "Lease store calls, by store and operation."}, []string{"store", "op"})
-	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_store_errors_total",
-		Help: "Lease store calls that failed, by store and operation."}, []string{"store", "op"})
+		Help: "Lease store calls, by store, operation and result (ok, error)."}, []string{"store", "op", "result"})
 	m.lastSync = prometheus.NewGauge(prometheus.GaugeOpts{Name: "flexhook_last_sync_timestamp_seconds",
 		Help: "When every admitted lease of the store was last applied (unix seconds)."})
 	m.renewals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_lease_renewals_total",
@@ -102,7 +99,7 @@ func New(loopBound time.Duration) *Metrics {
 		Help: "Always 1; the labels say which flexhook runs."}, []string{"version", "goversion"})
 	build.WithLabelValues(version(), runtime.Version()).Set(1)
 	m.reg.MustRegister(m.hookRuns, m.hookFailures, m.hookDuration, m.hookRetries, m.commands, m.leases,
-		m.refused, m.refusals, m.storeOps, m.storeErrors, m.lastSync, m.renewals, m.leaseExpiry, build,
+		m.refused, m.refusals, m.storeOps, m.lastSync, m.renewals, m.leaseExpiry, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range hooks.Kinds { // every hook shows, at 0, from the start
 		for _, v := range []*prometheus.CounterVec{m.hookRuns, m.hookFailures, m.hookRetries, m.commands} {
@@ -237,10 +234,11 @@ func (m *Metrics) StoreOp(store, op string, err error) {
 	if m == nil {
 		return
 	}
-	m.storeOps.WithLabelValues(store, op).Inc()
+	result := "ok"
 	if err != nil && !errors.Is(err, context.Canceled) {
-		m.storeErrors.WithLabelValues(store, op).Inc()
+		result = "error"
 	}
+	m.storeOps.WithLabelValues(store, op, result).Inc()
 }
 
 // Healthy reports whether the process is alive: before the watch loop

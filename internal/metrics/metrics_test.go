@@ -96,7 +96,7 @@ func TestExposition(t *testing.T) {
 	assert.Equal(t, 0.0, val("flexhook_hook_failures_total", "hook", "ShutdownCommand"), "every hook shows from the start")
 	assert.Equal(t, 2.0, val("flexhook_hook_duration_seconds", "hook", "SubnetAddCommand"))
 	assert.Equal(t, 1.0, val("flexhook_commands_total", "hook", "SubnetAddCommand"))
-	assert.Equal(t, 1.0, val("flexhook_store_errors_total", "store", "etcd"))
+	assert.Equal(t, 1.0, val("flexhook_store_operations_total", "result", "error"))
 	assert.Contains(t, fams, "flexhook_build_info")
 	assert.Contains(t, fams, "go_goroutines")
 	for name := range fams {
