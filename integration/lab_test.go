@@ -19,9 +19,9 @@ import (
 )
 
 // TestLabCommand runs `flexhook lab --once` from the real binary on a
-// custom config (host-gw's hooks written another way): every pod address
-// reaches every other, the traced commands are shown, and nothing of the
-// lab is left.
+// custom config (host-gw's hooks written another way), then the host-gw
+// preset with etcd as the store: every pod address reaches every other,
+// the traced commands are shown, and nothing of the lab is left.
 func TestLabCommand(t *testing.T) {
 	bin := requireLab(t)
 	t.Parallel()
@@ -44,6 +44,21 @@ func TestLabCommand(t *testing.T) {
 	assert.Contains(t, s, "+ ip route replace 10.50.")
 	assert.Equal(t, 2, strings.Count(s, "✓"), "both directions reach:\n%s", s)
 	assert.NotContains(t, s, "✗")
+	noLeftovers(t, s)
+
+	// The same with etcd (Debian's etcd-server) as the store.
+	out, err = exec.CommandContext(ctx, bin, "lab", "--preset", "host-gw", "--nodes", "2", "--store", "etcd", "--once").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	s = string(out)
+	assert.Contains(t, s, "2 nodes running preset host-gw (store http://192.0.2.1:2379)")
+	assert.Equal(t, 2, strings.Count(s, "✓"), "both directions reach:\n%s", s)
+	noLeftovers(t, s)
+}
+
+// noLeftovers checks that the lab whose id the output names removed its
+// namespaces.
+func noLeftovers(t *testing.T, s string) {
+	t.Helper()
 	m := regexp.MustCompile(`netlab: lab (\S+) ready`).FindStringSubmatch(s)
 	require.NotNil(t, m, "no lab id in:\n%s", s)
 	left, err := filepath.Glob("/run/netns/" + netlab.Prefix + m[1] + "-*")

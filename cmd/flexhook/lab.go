@@ -22,9 +22,10 @@ type labFlags struct {
 	Once      bool          `flag:"once" envconfig:"ONCE" usage:"exit right after the ping matrix (for scripts and CI) instead of keeping the lab up until Ctrl-C"`
 	TraceNode int           `flag:"trace-node" envconfig:"TRACE_NODE" default:"1" arg:"N" usage:"node whose traced hook commands are shown"`
 	Wait      time.Duration `flag:"wait" envconfig:"WAIT" default:"20s" arg:"DURATION" usage:"how long to wait for every pair of pod addresses to reach each other"`
+	Store     string        `flag:"store" envconfig:"LAB_STORE" default:"file" arg:"file|etcd" usage:"the nodes' lease store: a shared directory, or etcd (Debian's etcd-server) on the hub's underlay address"`
 }
 
-const labSynopsis = "flexhook lab (--config FILE | --preset NAME) [--nodes N] [--once]"
+const labSynopsis = "flexhook lab (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]"
 
 // cmdLab is `make demo` for any config: it builds an N-node network out of
 // Linux network namespaces (internal/netlab: a hub bridge as underlay, a
@@ -48,6 +49,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErrorf("--trace-node %d: want 1..%d", f.TraceNode, f.Nodes)
 	case f.Config == "" && f.Preset == "":
 		return usageErrorf("lab: give --config FILE or --preset NAME")
+	case f.Store != "file" && f.Store != "etcd":
+		return usageErrorf("--store %q: want file or etcd", f.Store)
 	case runtime.GOOS != "linux":
 		return usageErrorf("lab: needs Linux network namespaces")
 	case os.Geteuid() != 0:
@@ -79,12 +82,19 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stderr, "flexhook lab: teardown: %v\n", err)
 		}
 	}()
+	store := lab.StoreDir()
+	if f.Store == "etcd" {
+		if store, err = lab.StartEtcd(ctx, "etcd"); err != nil {
+			return err
+		}
+		nodeArgs = append(nodeArgs, "--etcd-endpoints", store)
+	}
 	for i := 1; i <= f.Nodes; i++ {
 		if err := lab.StartNode(ctx, i, nodeArgs...); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "\n%d nodes running %s (store %s)\n\n", f.Nodes, name, lab.StoreDir())
+	fmt.Fprintf(stdout, "\n%d nodes running %s (store %s)\n\n", f.Nodes, name, store)
 	fmt.Fprintf(stdout, "%-5s %-24s %-12s %-16s %s\n", "node", "netns", "underlay", "subnet", "pod address (cni0)")
 	for i := 1; i <= f.Nodes; i++ {
 		fmt.Fprintf(stdout, "%-5d %-24s %-12s %-16s %s\n", i, lab.Netns(i), lab.Underlay(i), lab.Subnet(i), lab.PodAddr(i))

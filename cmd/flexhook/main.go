@@ -72,7 +72,7 @@ usage:
   flexhook presets  [NAME]
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
   flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing)
-  flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]   (root: the config on a netns lab)
+  flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]   (root: a netns lab)
   flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)
   flexhook version
 
