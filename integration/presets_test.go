@@ -278,6 +278,13 @@ func requireShutdownRan(t *testing.T, ctx context.Context, lab *netlab.Lab, p pr
 		require.NoError(t, err)
 		require.False(t, ok, "node %d: ShutdownCommand left %s behind", i, p.device)
 	}
+	// The lab's snapshot (the one `flexhook lab verify` diffs): no link is
+	// left but the lab's own.
+	snap, err := lab.Snapshot(ctx, i)
+	require.NoError(t, err)
+	for _, l := range snap.WithoutLab()["link"] {
+		require.Contains(t, []string{"lo", "eth0"}, strings.Fields(l)[0], "node %d: ShutdownCommand left a link: %s", i, l)
+	}
 	eventually(t, ctx, fmt.Sprintf("node %d namespace empty of processes", i), func() error {
 		ps, err := lab.Processes(ctx, i)
 		if err != nil {
