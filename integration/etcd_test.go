@@ -206,7 +206,7 @@ func (e *labEtcd) Client(t *testing.T) *clientv3.Client {
 
 // newLab makes a lab of nodes running bin, checked at the end for
 // leftovers (after Close, which New registers).
-func newLab(t *testing.T, ctx context.Context, bin string, nodes int) *netlab.Lab {
+func newLab(t *testing.T, ctx context.Context, bin string, nodes int, opts ...netlab.Option) *netlab.Lab {
 	t.Helper()
 	var lab *netlab.Lab
 	// Registered before New registers Close, so it runs after Close.
@@ -215,7 +215,7 @@ func newLab(t *testing.T, ctx context.Context, bin string, nodes int) *netlab.La
 			require.Empty(t, lab.Leftovers(), "lab left things behind")
 		}
 	})
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(nodes), netlab.WithFlexhook(bin))
+	lab, err := netlab.New(ctx, t, append([]netlab.Option{netlab.WithNodes(nodes), netlab.WithFlexhook(bin)}, opts...)...)
 	require.NoError(t, err)
 	return lab
 }

@@ -62,6 +62,7 @@ type config struct {
 	nodes    int
 	flexhook string
 	sweep    bool
+	ipv6     bool
 }
 
 // WithNodes sets how many nodes New creates (default 3, at most 200).
@@ -88,6 +89,14 @@ func WithFlexhook(path string) Option {
 	}
 }
 
+// WithIPv6 gives every node an IPv6 underlay address too,
+// fd00:192:0:2::(10+i)/64 on eth0, starts flexhook with --public-ipv6,
+// and puts the first address of the node's IPv6 subnet (subnet.env's
+// FLANNEL_IPV6_SUBNET, for a dual-stack config) on cni0.
+func WithIPv6() Option {
+	return func(c *config) error { c.ipv6 = true; return nil }
+}
+
 // WithoutSweep keeps New from deleting leftovers of dead labs.
 func WithoutSweep() Option {
 	return func(c *config) error { c.sweep = false; return nil }
@@ -111,12 +120,15 @@ type Lab struct {
 	inodes map[uint64]string // netns inode -> name, for Leftovers
 	closed bool
 	wgHeld bool
+	ipv6   bool // WithIPv6
 }
 
 type node struct {
 	index      int
 	ns         string
 	underlay   netip.Addr
+	underlay6  netip.Addr // WithIPv6 only
+	pod6       netip.Prefix
 	dir        string
 	stateDir   string
 	subnetFile string
@@ -170,6 +182,7 @@ func New(ctx context.Context, log Logger, opts ...Option) (*Lab, error) {
 		self:     self,
 		hub:      Prefix + id + "-hub",
 		inodes:   map[uint64]string{},
+		ipv6:     cfg.ipv6,
 	}
 	if c, ok := log.(interface{ Cleanup(func()) }); ok {
 		c.Cleanup(func() { _ = l.Close() })
@@ -263,6 +276,9 @@ func (l *Lab) AddNode(ctx context.Context) (int, error) {
 		underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}),
 		dir:      filepath.Join(l.work, fmt.Sprintf("n%d", i)),
 	}
+	if l.ipv6 {
+		n.underlay6 = netip.MustParseAddr(fmt.Sprintf("fd00:192:0:2::%x", 10+i))
+	}
 	n.stateDir = filepath.Join(n.dir, "state")
 	n.subnetFile = filepath.Join(n.dir, "subnet.env")
 	n.logPath = filepath.Join(n.dir, "flexhook.log")
@@ -302,6 +318,16 @@ func (l *Lab) plumb(ctx context.Context, n *node) error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
 	}); err != nil {
 		return fmt.Errorf("netlab: node %d ip_forward: %w", i, err)
+	}
+	if n.underlay6.IsValid() {
+		if _, err := runIP(ctx, "-n", n.ns, "addr", "add", n.underlay6.String()+"/64", "dev", "eth0", "nodad"); err != nil {
+			return err
+		}
+		if err := inNetns(n.ns, func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1\n"), 0o644)
+		}); err != nil {
+			return fmt.Errorf("netlab: node %d ipv6 forwarding: %w", i, err)
+		}
 	}
 	return nil
 }
@@ -390,6 +416,19 @@ func (l *Lab) Netns(i int) string { return l.mustNode(i).ns }
 // Underlay is node i's underlay (public) address, 192.0.2.(10+i).
 func (l *Lab) Underlay(i int) netip.Addr { return l.mustNode(i).underlay }
 
+// Underlay6 is node i's IPv6 underlay address (WithIPv6; invalid
+// otherwise).
+func (l *Lab) Underlay6(i int) netip.Addr { return l.mustNode(i).underlay6 }
+
+// PodAddr6 is node i's IPv6 pod address on cni0 (WithIPv6 and a
+// dual-stack config; invalid otherwise).
+func (l *Lab) PodAddr6(i int) netip.Addr {
+	n := l.mustNode(i)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return n.pod6.Addr()
+}
+
 // StateDir is node i's --state-dir.
 func (l *Lab) StateDir(i int) string { return l.mustNode(i).stateDir }
 
@@ -466,6 +505,9 @@ func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
 		"--state-dir", n.stateDir,
 		"--subnet-file", n.subnetFile,
 	}
+	if n.underlay6.IsValid() {
+		argv = append(argv, "--public-ipv6", n.underlay6.String())
+	}
 	argv = append(argv, args...)
 	fmt.Fprintf(logFile, "=== netlab: start node %d at %s: flexhook %s\n",
 		i, time.Now().Format(time.RFC3339Nano), strings.Join(argv[5:], " "))
@@ -500,6 +542,15 @@ func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
 		return err
 	}
 	l.log.Logf("netlab: node %d has subnet %s, pod address %s", i, pod.Masked(), pod.Addr())
+	if pod6, ok := readSubnetEnv6(n.subnetFile); ok && n.underlay6.IsValid() {
+		if _, err := runIP(ctx, "-n", n.ns, "addr", "replace", pod6.String(), "dev", "cni0", "nodad"); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		n.pod6 = pod6
+		l.mu.Unlock()
+		l.log.Logf("netlab: node %d has IPv6 subnet %s, pod address %s", i, pod6.Masked(), pod6.Addr())
+	}
 	return nil
 }
 
@@ -549,6 +600,21 @@ func readSubnetEnv(path string) (netip.Prefix, bool) {
 			p = netip.PrefixFrom(p.Addr().Next(), p.Bits())
 		}
 		return p, true
+	}
+	return netip.Prefix{}, false
+}
+
+// readSubnetEnv6 parses FLANNEL_IPV6_SUBNET=fd50:0:0:3::1/64.
+func readSubnetEnv6(path string) (netip.Prefix, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "FLANNEL_IPV6_SUBNET="); ok {
+			p, err := netip.ParsePrefix(strings.Trim(v, `"'`))
+			return p, err == nil && p.Addr().Is6()
+		}
 	}
 	return netip.Prefix{}, false
 }
@@ -742,6 +808,9 @@ func (l *Lab) Ping(ctx context.Context, from int, to netip.Addr) error {
 		return err
 	}
 	src := l.PodAddr(from)
+	if to.Is6() {
+		src = l.PodAddr6(from)
+	}
 	if !src.IsValid() {
 		return fmt.Errorf("netlab: node %d has no pod address yet", from)
 	}

@@ -1,0 +1,61 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/internal/netlab"
+)
+
+// dualStackConfig routes both families, host-gw style: IPV6SUBNET via
+// PUBLIC_IPV6 next to SUBNET via PUBLIC_IP.
+const dualStackConfig = `{
+  "Network": "10.50.0.0/16",
+  "EnableIPv6": true,
+  "IPv6Network": "fd50::/56",
+  "Backend": {
+    "Type": "extension",
+    "SubnetAddCommand": "ip route replace $SUBNET via $PUBLIC_IP && ip -6 route replace $IPV6SUBNET via $PUBLIC_IPV6",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP; ip -6 route del $IPV6SUBNET via $PUBLIC_IPV6"
+  }
+}`
+
+// TestDualStack runs a dual-stack custom recipe on three nodes with the
+// file store: each node gets an IPv4 and an IPv6 subnet, the hooks see
+// IPV6SUBNET and PUBLIC_IPV6, and every pod address reaches every other in
+// both families.
+func TestDualStack(t *testing.T) {
+	bin := requireLab(t, "ping")
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lab := newLab(t, ctx, bin, 3, netlab.WithIPv6())
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(dualStackConfig), 0o600))
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, lab.StartNode(ctx, i, "--config", cfg, "--trace"))
+		require.True(t, lab.PodAddr6(i).IsValid(), "node %d got no IPv6 subnet", i)
+		require.True(t, lab.PodAddr6(i).Is6())
+	}
+	for i := 1; i <= 3; i++ {
+		for j := 1; j <= 3; j++ {
+			if i == j {
+				continue
+			}
+			for _, to := range []netip.Addr{lab.PodAddr(j), lab.PodAddr6(j)} {
+				eventually(t, ctx, fmt.Sprintf("node %d reaches %s", i, to), func() error {
+					return lab.Ping(ctx, i, to)
+				})
+			}
+		}
+	}
+}
