@@ -22,7 +22,7 @@ type labFlags struct {
 	Once      bool          `flag:"once" envconfig:"ONCE" usage:"exit right after the ping matrix (for scripts and CI) instead of keeping the lab up until Ctrl-C"`
 	TraceNode int           `flag:"trace-node" envconfig:"TRACE_NODE" default:"1" arg:"N" usage:"node whose traced hook commands are shown"`
 	Wait      time.Duration `flag:"wait" envconfig:"WAIT" default:"20s" arg:"DURATION" usage:"how long to wait for every pair of pod addresses to reach each other"`
-	Store     string        `flag:"store" envconfig:"LAB_STORE" default:"file" arg:"file|etcd" usage:"the nodes' lease store: a shared directory, or etcd (Debian's etcd-server) on the hub's underlay address"`
+	Store     string        `flag:"store" envconfig:"LAB_STORE" default:"file" arg:"file|etcd" usage:"the nodes' lease store: a shared directory, or etcd (Debian's etcd-server) on the hub's underlay address (env FLEXHOOK_LAB_STORE: FLEXHOOK_STORE is run's store directory)"`
 }
 
 const labSynopsis = "flexhook lab (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]"
