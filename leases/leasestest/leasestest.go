@@ -149,8 +149,10 @@ func (s *Store) snapshotLocked() []leases.Lease {
 	return out
 }
 
-// Acquire takes back the lease carrying attrs' owner address, else picks a
-// free subnet of r.
+// Acquire takes back the lease carrying attrs' owner address, else takes
+// the first free subnet of r, in range order: deterministic, so that tests
+// putting peers on fixed subnets never find their own lease among them
+// (10.50.1.0/24 is the first of 10.50.0.0/16).
 func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs) (leases.Lease, error) {
 	if err := s.begin(ctx, OpAcquire); err != nil {
 		return leases.Lease{}, err
@@ -165,7 +167,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		s.notifyLocked()
 		return own, nil
 	}
-	v4, v6, err := leases.PickFree(r, snap, nil)
+	v4, v6, err := firstFree(r, snap)
 	if err != nil {
 		return leases.Lease{}, err
 	}
@@ -173,6 +175,24 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	s.leases[l.Key] = l
 	s.notifyLocked()
 	return l, nil
+}
+
+// firstFree is the first candidate of r no lease of taken overlaps.
+func firstFree(r leases.Range, taken []leases.Lease) (v4, v6 netip.Prefix, err error) {
+	for i := range r.Len() {
+		v4, v6 = r.Nth(i)
+		free := true
+		for _, l := range taken {
+			if l.Subnet.Overlaps(v4) || v6.IsValid() && l.IPv6Subnet.IsValid() && l.IPv6Subnet.Overlaps(v6) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return v4, v6, nil
+		}
+	}
+	return netip.Prefix{}, netip.Prefix{}, leases.ErrNoFreeSubnet
 }
 
 // Renew rewrites l's attrs; ErrLeaseGone when its key is gone or holds
