@@ -175,6 +175,18 @@ func (s Snapshot) WithoutLab() Snapshot {
 	return out
 }
 
+// Without drops the given kinds (e.g. "process", when hooks of a running
+// node may be running a command right now).
+func (s Snapshot) Without(kinds ...string) Snapshot {
+	out := Snapshot{}
+	for k, lines := range s {
+		if !slices.Contains(kinds, k) {
+			out[k] = lines
+		}
+	}
+	return out
+}
+
 // Diff lists what after has that before had not ("+ kind: line") and what
 // before had that after has not ("- kind: line"), kinds in order.
 func Diff(before, after Snapshot) []string {
