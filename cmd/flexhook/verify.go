@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/flexhook/flexhook/internal/netlab"
 	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner"
 )
 
 type verifyFlags struct {
@@ -162,7 +164,7 @@ func (v *verifier) waitApplied(upTo, want int) {
 	for time.Now().Before(deadline) {
 		done := true
 		for i := 1; i <= upTo; i++ {
-			if st, err := readNodeStatus(v.lab.StateDir(i)); err != nil || len(st.Applied) < want || len(st.Failing) > 0 {
+			if st, err := runner.ReadStatus(v.lab.StateDir(i)); err != nil || len(st.Applied) < want || len(st.Failing) > 0 {
 				done = false
 			}
 		}
@@ -486,28 +488,13 @@ func (v *verifier) report(w io.Writer) error {
 }
 
 // leaseData is the BackendData of the lease for subnet in the lab's store.
-func leaseData(lab *netlab.Lab, subnet interface{ String() string }) string {
-	p, err := os.ReadFile(filepath.Join(lab.StoreDir(), "subnets", strings.ReplaceAll(subnet.String(), "/", "-")))
+func leaseData(lab *netlab.Lab, subnet netip.Prefix) string {
+	key := leases.SubnetKey(subnet, netip.Prefix{})
+	p, err := os.ReadFile(filepath.Join(lab.StoreDir(), "subnets", key))
 	if err != nil {
 		return ""
 	}
-	l := leases.Decode(strings.ReplaceAll(subnet.String(), "/", "-"), p)
-	return l.Attrs.BackendData
-}
-
-func readNodeStatus(dir string) (struct {
-	Applied []string
-	Failing []json.RawMessage
-}, error) {
-	var st struct {
-		Applied []string
-		Failing []json.RawMessage
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "status.json"))
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal(b, &st)
+	return leases.Decode(key, p).Attrs.BackendData
 }
 
 // sleepCtx waits d unless ctx ends first (false then).
