@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,6 +122,15 @@ func (w *words) next() string {
 
 func (w *words) done() bool { return len(w.a) == 0 }
 
+// verb takes the next word when it is one of verbs.
+func (w *words) verb(verbs ...string) (string, error) {
+	v := w.next()
+	if !slices.Contains(verbs, v) {
+		return "", errNotFast
+	}
+	return v, nil
+}
+
 func ipOp(args []string) (fastOp, error) {
 	w := &words{args}
 	fam := 0
@@ -206,11 +216,9 @@ func linkIndex(h *netlink.Handle, name string) (int, error) {
 }
 
 func routeOp(w *words, fam int) (fastOp, error) {
-	verb := w.next()
-	switch verb {
-	case "add", "replace", "del", "delete":
-	default:
-		return nil, errNotFast
+	verb, err := w.verb("add", "replace", "del", "delete")
+	if err != nil {
+		return nil, err
 	}
 	ps := w.next()
 	dst, fam, err := prefix(ps, fam)
@@ -277,11 +285,9 @@ func routeOp(w *words, fam int) (fastOp, error) {
 }
 
 func addrOp(w *words, fam int) (fastOp, error) {
-	verb := w.next()
-	switch verb {
-	case "add", "del", "delete":
-	default:
-		return nil, errNotFast
+	verb, err := w.verb("add", "del", "delete")
+	if err != nil {
+		return nil, err
 	}
 	s := w.next()
 	p, err := netip.ParsePrefix(s)
@@ -468,11 +474,9 @@ var nudStates = map[string]int{
 }
 
 func neighOp(w *words, fam int) (fastOp, error) {
-	verb := w.next()
-	switch verb {
-	case "add", "replace", "del", "delete":
-	default:
-		return nil, errNotFast
+	verb, err := w.verb("add", "replace", "del", "delete")
+	if err != nil {
+		return nil, err
 	}
 	s := w.next()
 	a, err := netip.ParseAddr(s)
@@ -535,11 +539,9 @@ func bridgeOp(args []string) (fastOp, error) {
 	if t := w.next(); t != "fdb" {
 		return nil, errNotFast
 	}
-	verb := w.next()
-	switch verb {
-	case "add", "append", "replace", "del", "delete":
-	default:
-		return nil, errNotFast
+	verb, err := w.verb("add", "append", "replace", "del", "delete")
+	if err != nil {
+		return nil, err
 	}
 	s := w.next()
 	ll, err := mac(s)
