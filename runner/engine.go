@@ -213,6 +213,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.Join(err, e.shutdown(ctx, own))
 	}
 	e.o.metrics.Started()
+	if fn := e.o.onStarted; fn != nil {
+		sctx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+		if err := fn(sctx, own); err != nil {
+			e.log.Error("after PostStartupCommand", "error", err)
+		}
+		cancel()
+	}
 
 	return e.newLoop(applied).run(ctx)
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,7 @@ type options struct {
 	resyncInterval       time.Duration
 	parallel             int
 	metrics              *metrics.Metrics
+	onStarted            func(context.Context, leases.Lease) error
 }
 
 func defaultOptions() options {
@@ -236,6 +238,20 @@ func Parallel(n int) Option {
 func Metrics(m *metrics.Metrics) Option {
 	return func(o *options) error {
 		o.metrics = m
+		return nil
+	}
+}
+
+// OnStarted sets a function run once PostStartupCommand has succeeded,
+// with the own lease and a context bounded by the store timeout (the kube
+// store sets the Node's NetworkUnavailable condition there, as flanneld
+// does). Its error is logged; the node runs on.
+func OnStarted(fn func(context.Context, leases.Lease) error) Option {
+	return func(o *options) error {
+		if fn == nil {
+			return errors.New("runner.OnStarted: nil function")
+		}
+		o.onStarted = fn
 		return nil
 	}
 }

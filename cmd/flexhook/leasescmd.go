@@ -53,13 +53,13 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	log := newLogger(stderr, f.CommonFlags)
-	if !f.useEtcd() {
+	if !f.useEtcd() && !f.KubeSubnetMgr {
 		// Listing must not create an empty store where there was none.
 		if st, err := os.Stat(f.Store); err != nil || !st.IsDir() {
 			return fmt.Errorf("file store %s: no such directory (give --store DIR or --etcd-endpoints URLS)", f.Store)
 		}
 	}
-	store, err := openStore(ctx, f.StoreFlags, log)
+	store, err := openStore(ctx, f.StoreFlags, true, log)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,11 @@ func listPolicy(ctx context.Context, f leasesFlags, store leases.Store) (leases.
 	if err != nil {
 		return leases.Policy{}, err
 	}
-	if cfg == nil {
+	if cfg == nil && f.KubeSubnetMgr {
+		if cfg, _, err = kubeConfig(f.StoreFlags); err != nil {
+			cfg = nil // no readable net-conf.json: check without one
+		}
+	} else if cfg == nil {
 		if cfg, _, err = storeConfig(ctx, store, f.StoreFlags); err != nil {
 			cfg = nil // no config in the store (or not readable): check without one
 		}

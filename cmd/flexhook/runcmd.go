@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/leases/kube"
 	"github.com/flexhook/flexhook/runner"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -52,7 +54,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer stopMetrics()
 
-	store, err := openStoreRetry(ctx, f.StoreFlags, log)
+	if cfg == nil && f.KubeSubnetMgr {
+		if cfg, cfgName, err = kubeConfig(f.StoreFlags); err != nil {
+			return err
+		}
+	}
+	store, err := openStoreRetry(ctx, f.StoreFlags, cfg != nil && cfg.EnableIPv6, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("stopped before the store was reachable")
@@ -61,6 +68,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer store.Close()
+	if ks, ok := store.(*kube.Store); ok {
+		if node, err = kubeNode(ctx, ks, f, node, log); err != nil {
+			return err
+		}
+	}
 	if cfg == nil {
 		// Neither --config nor --preset: the store's own copy, flannel's
 		// <prefix>/config in etcd or <dir>/config in the file store.
@@ -80,9 +92,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "mtu", node.mtu,
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
 	wctx, stopWatch := context.WithCancel(ctx)
-	wait := watchConfig(wctx, eng, f.Config, func() (*hooks.Config, error) {
-		// The same source as at the start: the file, the preset, or the
-		// store's config; checked the same way.
+	watched := f.Config
+	fromNetConf := f.KubeSubnetMgr && f.Config == "" && f.Preset == ""
+	if fromNetConf {
+		watched = f.NetConfigPath
+	}
+	wait := watchConfig(wctx, eng, watched, func() (*hooks.Config, error) {
+		// The same source as at the start: the file, the preset, the
+		// kube ConfigMap's file or the store's config; checked the same way.
+		if fromNetConf {
+			c, _, err := kubeConfig(f.StoreFlags)
+			return c, err
+		}
 		if f.Config == "" && f.Preset == "" {
 			c, _, err := storeConfig(ctx, store, f.StoreFlags)
 			return c, err
@@ -112,11 +133,12 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	if err != nil {
 		return nil, err
 	}
-	storeKind := "file"
-	if f.useEtcd() {
-		storeKind = "etcd"
+	if ks, ok := store.(*kube.Store); ok && f.SetNodeNetworkUnavailable && !f.DryRun {
+		rOpts = append(rOpts, runner.OnStarted(func(ctx context.Context, _ leases.Lease) error {
+			return ks.SetNetworkAvailable(ctx)
+		}))
 	}
-	return runner.New(cfg, m.Store(store, storeKind), exec, append(rOpts, runner.Metrics(m))...)
+	return runner.New(cfg, m.Store(store, f.storeKind()), exec, append(rOpts, runner.Metrics(m))...)
 }
 
 // checkRunFlags rejects run's flag values that cannot work (exit 2) and
@@ -245,6 +267,9 @@ func storeConfig(ctx context.Context, store leases.Store, s StoreFlags) (*hooks.
 }
 
 func storeName(s StoreFlags) string {
+	if s.KubeSubnetMgr {
+		return "kube " + cmp.Or(s.KubeAPIURL, s.KubeconfigFile, "in-cluster") + " " + s.KubeAnnotationPrefix
+	}
 	if s.useEtcd() {
 		return "etcd " + s.EtcdEndpoints + " " + s.EtcdPrefix
 	}

@@ -21,6 +21,27 @@ const (
 	connectMaxBackoff = 15 * time.Second
 )
 
+// openKubeStore is openKube as a leases.Store (never a nil *kube.Store
+// in a non-nil interface).
+func openKubeStore(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
+	st, err := openKube(ctx, s, dualStack, log)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// storeKind names the store for metrics labels: file, etcd or kube.
+func (s StoreFlags) storeKind() string {
+	switch {
+	case s.KubeSubnetMgr:
+		return "kube"
+	case s.useEtcd():
+		return "etcd"
+	}
+	return "file"
+}
+
 // useEtcd reports whether the flags select etcd over the file store.
 func (s StoreFlags) useEtcd() bool { return strings.TrimSpace(s.EtcdEndpoints) != "" }
 
@@ -79,7 +100,10 @@ func (s StoreFlags) checkEtcd() error {
 // openStore opens the etcd store when --etcd-endpoints is set, else the
 // file store in --store. It tries once: commands an operator runs by hand
 // (leases) fail fast when etcd cannot be reached.
-func openStore(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
+func openStore(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
+	if s.KubeSubnetMgr {
+		return openKubeStore(ctx, s, dualStack, log)
+	}
 	if s.useEtcd() {
 		if err := s.checkEtcd(); err != nil {
 			return nil, err
@@ -120,9 +144,9 @@ func openEtcd(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store
 // with capped exponential backoff, each failure logged with its cause,
 // until it answers or ctx is done; then the error wraps ctx's error.
 // Flags that can never work still fail at once.
-func openStoreRetry(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
-	if !s.useEtcd() {
-		return openStore(ctx, s, log)
+func openStoreRetry(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
+	if !s.useEtcd() || s.KubeSubnetMgr {
+		return openStore(ctx, s, dualStack, log)
 	}
 	if err := s.checkEtcd(); err != nil {
 		return nil, err

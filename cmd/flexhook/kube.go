@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/retry"
+	"github.com/flexhook/flexhook/leases/kube"
+	"k8s.io/klog/v2"
+)
+
+// openKube opens the kube store: the client from --kube-api-url and
+// --kubeconfig-file (in-cluster without either), this node's name from
+// NODE_NAME or the pod (retried while the API server does not answer,
+// as etcd is at start), the annotation prefix. With dualStack the IPv6
+// halves of leases are read. A kubeconfig that cannot be read is a usage
+// error.
+func openKube(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (*kube.Store, error) {
+	// client-go logs through klog: into our log, in our format.
+	klog.SetSlogLogger(log.With("from", "client-go"))
+	cs, err := kube.Client(s.KubeAPIURL, s.KubeconfigFile, "flexhook/"+versionString())
+	if err != nil {
+		return nil, usageErrorf("--kube-subnet-mgr: %v", err)
+	}
+	if _, err := kube.NewAnnotations(s.KubeAnnotationPrefix); err != nil {
+		return nil, usageErrorf("--kube-annotation-prefix: %v", err)
+	}
+	var name string
+	err = retry.Do(ctx, retry.Backoff{Initial: connectMinBackoff, Max: connectMaxBackoff}, func(ctx context.Context) error {
+		nctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		var err error
+		name, err = kube.NodeName(nctx, cs, os.Getenv)
+		if err != nil && os.Getenv("NODE_NAME") == "" && (os.Getenv("POD_NAME") == "" || os.Getenv("POD_NAMESPACE") == "") {
+			return retry.Permanent(usageErrorf("--kube-subnet-mgr: %v", err))
+		}
+		return err
+	}, func(attempt int, err error, wait time.Duration) {
+		log.Error("kube API server not reachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("opening kube store", "node", name, "prefix", s.KubeAnnotationPrefix, "dual_stack", dualStack)
+	return kube.New(ctx, kube.Config{Client: cs, NodeName: name, Prefix: s.KubeAnnotationPrefix, DualStack: dualStack}, kube.WithLogger(log))
+}
+
+// kubeConfig loads net-conf.json from --net-config-path, kube-flannel's
+// ConfigMap, for run and leases in kube mode without --config/--preset.
+func kubeConfig(s StoreFlags) (*hooks.Config, string, error) {
+	cfg, err := hooks.Load(s.NetConfigPath)
+	if err != nil {
+		return nil, "", configError(err)
+	}
+	return cfg, s.NetConfigPath, nil
+}
+
+// nodeAnnotated applies the node-public-ip and node-public-ipv6
+// annotations of this node, which flanneld takes over --public-ip and
+// --public-ipv6, to f.
+func nodeAnnotated(ctx context.Context, st *kube.Store, f runFlags, log *slog.Logger) (runFlags, bool, error) {
+	nctx, cancel := context.WithTimeout(ctx, f.StoreTimeout)
+	defer cancel()
+	v4, v6, err := st.NodePublicIP(nctx)
+	if err != nil {
+		return f, false, err
+	}
+	if v4.IsValid() {
+		log.Info("public IP from the node-public-ip annotation", "public_ip", v4)
+		f.PublicIP = v4.String()
+	}
+	if v6.IsValid() {
+		log.Info("public IPv6 from the node-public-ipv6 annotation", "public_ipv6", v6)
+		f.PublicIPv6 = v6.String()
+	}
+	return f, v4.IsValid() || v6.IsValid(), nil
+}
+
+// kubeNode resolves the node again when its Node carries node-public-ip
+// annotations; otherwise n stands.
+func kubeNode(ctx context.Context, st *kube.Store, f runFlags, n node, log *slog.Logger) (node, error) {
+	f, changed, err := nodeAnnotated(ctx, st, f, log)
+	if err != nil {
+		log.Warn("cannot read this node's node-public-ip annotations; keeping the public IP found locally", "error", err)
+		return n, nil
+	}
+	if !changed {
+		return n, nil
+	}
+	return resolveNode(f, log)
+}

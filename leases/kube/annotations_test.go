@@ -1,0 +1,179 @@
+package kube
+
+import (
+	"maps"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/flexhook/flexhook/leases"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The rows of flanneld's Test_newAnnotations, and one it accepts only
+// because its pattern is not anchored (an annotation key Kubernetes
+// refuses anyway).
+func TestNewAnnotations(t *testing.T) {
+	for _, tc := range []struct{ prefix, backendType string }{
+		{"flannel.alpha.coreos.com", "flannel.alpha.coreos.com/backend-type"},
+		{"flannel.alpha.coreos.com/", "flannel.alpha.coreos.com/backend-type"},
+		{"flannel.alpha.coreos.com/prefix", "flannel.alpha.coreos.com/prefix-backend-type"},
+		{"flannel.alpha.coreos.com/prefix-", "flannel.alpha.coreos.com/prefix-backend-type"},
+		{"org.com", "org.com/backend-type"},
+		{"org9.com", "org9.com/backend-type"},
+		{"org.com/9", "org.com/9-backend-type"},
+		{"org", ""},
+		{"org/", ""},
+		{"org/prefix", ""},
+		{"org.COM", ""},
+		{"org.com/PREFIX", ""},
+		{"a.b/c/d", ""},
+		{"Org.example.com", ""},
+	} {
+		a, err := NewAnnotations(tc.prefix)
+		if tc.backendType == "" {
+			if err == nil {
+				t.Errorf("NewAnnotations(%q) = %q, want an error", tc.prefix, a.BackendType)
+			} else if !strings.Contains(err.Error(), tc.prefix) {
+				t.Errorf("NewAnnotations(%q): error %q does not name the prefix", tc.prefix, err)
+			}
+			continue
+		}
+		if err != nil || a.BackendType != tc.backendType {
+			t.Errorf("NewAnnotations(%q) = %q, %v; want %q", tc.prefix, a.BackendType, err, tc.backendType)
+		}
+	}
+}
+
+func mustAnnotations(t *testing.T) Annotations {
+	t.Helper()
+	a, err := NewAnnotations(DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+const p = DefaultPrefix + "/"
+
+func TestPublished(t *testing.T) {
+	a := mustAnnotations(t)
+	v4 := netip.MustParseAddr("192.0.2.3")
+	v6 := netip.MustParseAddr("2001:db8::3")
+	mac := leases.Attrs{PublicIP: v4, BackendType: "extension", BackendData: "82:87:fe:a4:a9:55"}
+	for _, tc := range []struct {
+		name  string
+		cur   map[string]string
+		attrs leases.Attrs
+		want  map[string]string // nil: nothing to patch
+	}{
+		{"fresh node", map[string]string{"other": "x"}, mac, map[string]string{
+			p + "backend-type": "extension", p + "backend-data": `"82:87:fe:a4:a9:55"`,
+			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
+		}},
+		{"no BackendData is an empty annotation", nil, leases.Attrs{PublicIP: v4, BackendType: "extension"}, map[string]string{
+			p + "backend-type": "extension", p + "backend-data": "",
+			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
+		}},
+		{"already published", map[string]string{
+			p + "backend-type": "extension", p + "backend-data": `"82:87:fe:a4:a9:55"`,
+			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
+		}, mac, nil},
+		{"overwrite wins", map[string]string{p + "public-ip-overwrite": "198.51.100.7"}, mac, map[string]string{
+			p + "backend-type": "extension", p + "backend-data": `"82:87:fe:a4:a9:55"`,
+			p + "public-ip": "198.51.100.7", p + "kube-subnet-manager": "true",
+		}},
+		{"dual stack", nil, leases.Attrs{PublicIP: v4, PublicIPv6: v6, BackendType: "extension", BackendData: `<&>`}, map[string]string{
+			p + "backend-type": "extension", p + "backend-data": `"\u003c\u0026\u003e"`,
+			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
+			p + "backend-v6-data": "null", p + "public-ipv6": "2001:db8::3",
+		}},
+	} {
+		got, err := a.Published(tc.cur, tc.attrs)
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("%s: Published = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func node(name string, cidrs []string, ann map[string]string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}, Spec: corev1.NodeSpec{PodCIDRs: cidrs}}
+}
+
+func TestLeaseOf(t *testing.T) {
+	a := mustAnnotations(t)
+	good := map[string]string{
+		p + "kube-subnet-manager": "true", p + "backend-type": "extension",
+		p + "backend-data": `"82:87:fe:a4:a9:55"`, p + "public-ip": "192.0.2.3", p + "public-ipv6": "2001:db8::3",
+	}
+	with := func(k, v string) map[string]string {
+		m := maps.Clone(good)
+		if v == "<none>" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	dual := []string{"10.50.3.0/24", "fd00:0:0:3::/64"}
+	for _, tc := range []struct {
+		name    string
+		n       *corev1.Node
+		dual    bool
+		ok      bool
+		key     string
+		invalid leases.Reason
+		data    string
+	}{
+		{"v4", node("a", []string{"10.50.3.0/24"}, good), false, true, "10.50.3.0-24", "", "82:87:fe:a4:a9:55"},
+		{"podCIDR only", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a", Annotations: good}, Spec: corev1.NodeSpec{PodCIDR: "10.50.3.0/24"}}, false, true, "10.50.3.0-24", "", "82:87:fe:a4:a9:55"},
+		{"dual stack off ignores v6", node("a", dual, good), false, true, "10.50.3.0-24", "", "82:87:fe:a4:a9:55"},
+		{"dual stack", node("a", dual, good), true, true, "10.50.3.0-24&fd00:0:0:3::-64", "", "82:87:fe:a4:a9:55"},
+		{"not managed", node("a", []string{"10.50.3.0/24"}, with(p+"kube-subnet-manager", "<none>")), false, false, "", "", ""},
+		{"managed false", node("a", []string{"10.50.3.0/24"}, with(p+"kube-subnet-manager", "false")), false, false, "", "", ""},
+		{"no podCIDR", node("a", nil, good), false, true, "node/a", leases.ReasonBadKey, ""},
+		{"v6 only", node("a", []string{"fd00::/64"}, good), true, true, "node/a", leases.ReasonBadKey, ""},
+		{"three podCIDRs", node("a", []string{"10.50.3.0/24", "fd00::/64", "10.50.4.0/24"}, good), false, true, "node/a", leases.ReasonBadKey, ""},
+		{"bad podCIDR", node("a", []string{"10.50.3.0/33"}, good), false, true, "node/a", leases.ReasonBadKey, ""},
+		{"bad public-ip", node("a", []string{"10.50.3.0/24"}, with(p+"public-ip", "192.0.2.3; reboot")), false, true, "10.50.3.0-24", leases.ReasonBadValue, ""},
+		{"bad public-ipv6 with dual stack", node("a", dual, with(p+"public-ipv6", "x")), true, true, "10.50.3.0-24&fd00:0:0:3::-64", leases.ReasonBadValue, ""},
+		{"backend-data not JSON", node("a", []string{"10.50.3.0/24"}, with(p+"backend-data", "$(reboot)")), false, true, "10.50.3.0-24", leases.ReasonBadValue, ""},
+		{"vxlan object kept as text", node("a", []string{"10.50.3.0/24"}, with(p+"backend-data", `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`)), false, true, "10.50.3.0-24", "", `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`},
+		{"empty backend-data", node("a", []string{"10.50.3.0/24"}, with(p+"backend-data", "")), false, true, "10.50.3.0-24", "", ""},
+		{"huge backend-data", node("a", []string{"10.50.3.0/24"}, with(p+"backend-data", `"`+strings.Repeat("a", leases.MaxValueSize)+`"`)), false, true, "10.50.3.0-24", leases.ReasonBadValue, ""},
+	} {
+		l, ok := a.leaseOf(tc.n, tc.dual)
+		switch {
+		case ok != tc.ok:
+			t.Errorf("%s: ok = %v, want %v", tc.name, ok, tc.ok)
+		case !ok:
+		case l.Key != tc.key || l.Invalid != tc.invalid || l.Attrs.BackendData != tc.data:
+			t.Errorf("%s: key %q invalid %q data %q (problem %q); want %q %q %q", tc.name, l.Key, l.Invalid, l.Attrs.BackendData, l.Problem, tc.key, tc.invalid, tc.data)
+		case l.Invalid != "" && !strings.Contains(l.Problem, `"a"`):
+			t.Errorf("%s: problem %q does not name the node", tc.name, l.Problem)
+		}
+	}
+}
+
+func TestFits(t *testing.T) {
+	net := netip.MustParsePrefix("10.50.0.0/16")
+	for _, tc := range []struct {
+		cidr string
+		bits int
+		want string // "" for no error, else a part of it
+	}{
+		{"10.50.3.0/24", 24, ""},
+		{"10.51.3.0/24", 24, "outside Network 10.50.0.0/16"},
+		{"10.0.0.0/8", 8, "outside Network"},
+		{"10.50.3.0/25", 24, "set SubnetLen to 25"},
+	} {
+		err := fits("n1", "", netip.MustParsePrefix(tc.cidr), net, tc.bits)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("fits(%s) = %v, want %q", tc.cidr, err, tc.want)
+		}
+	}
+	if err := fits("n1", "IPv6", netip.Prefix{}, netip.MustParsePrefix("fd00::/48"), 64); err == nil || !strings.Contains(err.Error(), "no IPv6 podCIDR") {
+		t.Errorf("missing IPv6 podCIDR: %v", err)
+	}
+}

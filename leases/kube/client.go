@@ -1,0 +1,55 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Client returns a core/v1 client (all the store needs) as flanneld makes one: from apiURL
+// (--kube-api-url) and kubeconfig (--kubeconfig-file), or the pod's
+// in-cluster service account when both are empty.
+func Client(apiURL, kubeconfig, userAgent string) (corev1client.CoreV1Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if apiURL == "" && kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (no --kube-api-url or --kubeconfig-file given): %w", err)
+		}
+	} else if cfg, err = clientcmd.BuildConfigFromFlags(apiURL, kubeconfig); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.UserAgent = userAgent
+	cs, err := corev1client.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube client: %w", err)
+	}
+	return cs, nil
+}
+
+// NodeName finds this node's name as flanneld does: NODE_NAME, else the
+// spec.nodeName of the pod POD_NAMESPACE/POD_NAME (the downward API of
+// the DaemonSet). getenv reads the environment.
+func NodeName(ctx context.Context, cs corev1client.CoreV1Interface, getenv func(string) string) (string, error) {
+	if n := getenv("NODE_NAME"); n != "" {
+		return n, nil
+	}
+	pod, ns := getenv("POD_NAME"), getenv("POD_NAMESPACE")
+	if pod == "" || ns == "" {
+		return "", errors.New("set NODE_NAME, or POD_NAME and POD_NAMESPACE, to this node's name")
+	}
+	p, err := cs.Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("get pod %s/%s for its node name: %w", ns, pod, err)
+	}
+	if p.Spec.NodeName == "" {
+		return "", fmt.Errorf("pod %s/%s has no spec.nodeName", ns, pod)
+	}
+	return p.Spec.NodeName, nil
+}

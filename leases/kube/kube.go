@@ -1,0 +1,325 @@
+// Package kube is the lease store of flanneld's kube subnet manager
+// (--kube-subnet-mgr): a node's subnet is its Node's spec.podCIDRs, given
+// by Kubernetes, and its lease is kept in the Node's annotations, written
+// through the nodes/status subresource exactly as flanneld writes them,
+// so that flexhook and flanneld nodes in one cluster run each other's
+// hooks. Remote leases come from a node informer; nodes without the
+// kube-subnet-manager annotation are not leases. There is no TTL: a
+// lease ends when its Node is deleted (or its annotations removed).
+//
+//	st, err := kube.New(ctx, kube.Config{Client: cs, NodeName: "node-1"})
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flexhook/flexhook/internal/retry"
+	"github.com/flexhook/flexhook/leases"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Config says which cluster and which node.
+type Config struct {
+	Client   corev1client.CoreV1Interface // required
+	NodeName string               // this node's Node object (required)
+	// Prefix is flanneld's --kube-annotation-prefix; DefaultPrefix when
+	// empty.
+	Prefix string
+	// DualStack reads and publishes the IPv6 half of leases (IPv6
+	// podCIDRs and public-ipv6). Off, IPv6 podCIDRs are ignored, as
+	// flanneld's extension backend ignores them.
+	DualStack bool
+}
+
+// Option configures New.
+type Option func(*options) error
+
+type options struct {
+	log   *slog.Logger
+	quiet time.Duration
+}
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("kube.WithLogger: nil logger")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithQuiet sets how long Watch waits after a node change for more
+// changes before it sends a snapshot (default 20ms).
+func WithQuiet(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("kube.WithQuiet: negative duration %s", d)
+		}
+		o.quiet = d
+		return nil
+	}
+}
+
+// Store is the kube lease store. It is safe for concurrent use.
+type Store struct {
+	cfg  Config
+	ann  Annotations
+	o    options
+	node string
+
+	cancel   context.CancelFunc
+	done     chan struct{}
+	informer cache.Controller
+	nodes    cache.Store
+
+	mu      sync.Mutex
+	watches map[chan struct{}]struct{} // one per Watch, told of changes
+	own     leases.Attrs               // the attrs last acquired, re-asserted by Renew
+}
+
+var _ leases.Store = (*Store)(nil)
+
+// New returns a store for cfg and starts its node informer, which runs
+// until Close. It does not wait for the informer: List and Watch do.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("kube store: no client")
+	}
+	if cfg.NodeName == "" {
+		return nil, errors.New("kube store: no node name (set NODE_NAME, or POD_NAME and POD_NAMESPACE)")
+	}
+	ann, err := NewAnnotations(cmpOr(cfg.Prefix, DefaultPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("--kube-annotation-prefix: %w", err)
+	}
+	o := options{log: slog.Default(), quiet: 20 * time.Millisecond}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	s := &Store{cfg: cfg, ann: ann, o: o, node: cfg.NodeName, done: make(chan struct{}), watches: map[chan struct{}]struct{}{}}
+	nodes := cfg.Client.Nodes()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
+			return nodes.List(ctx, lo)
+		},
+		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
+			return nodes.Watch(ctx, lo)
+		},
+	}
+	s.nodes, s.informer = cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: lw,
+		ObjectType:    &corev1.Node{},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { s.changed() },
+			UpdateFunc: func(old, cur any) { s.updated(old, cur) },
+			DeleteFunc: func(any) { s.changed() },
+		},
+	})
+	// The informer outlives New's ctx: it stops at Close.
+	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		s.informer.RunWithContext(ictx)
+	}()
+	return s, nil
+}
+
+// Close stops the informer and waits for it.
+func (s *Store) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// updated tells the watches of a node update that may change its lease:
+// kubelets update their Node's status often, and those updates are not
+// lease changes.
+func (s *Store) updated(old, cur any) {
+	o, ok1 := old.(*corev1.Node)
+	n, ok2 := cur.(*corev1.Node)
+	if ok1 && ok2 && o.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(o.Spec.PodCIDRs, n.Spec.PodCIDRs) && s.sameAnnotations(o, n) {
+		return
+	}
+	s.changed()
+}
+
+func (s *Store) sameAnnotations(o, n *corev1.Node) bool {
+	for _, k := range []string{s.ann.SubnetKubeManaged, s.ann.BackendData, s.ann.BackendType, s.ann.PublicIP, s.ann.PublicIPv6} {
+		if o.Annotations[k] != n.Annotations[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) changed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.watches {
+		select {
+		case c <- struct{}{}:
+		default: // already told
+		}
+	}
+}
+
+// getNode reads this node's Node from the API server (not the cache: a
+// lease is acquired on what the server says now).
+func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
+	n, err := s.cfg.Client.Nodes().Get(ctx, s.node, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get node %q: %w", s.node, err)
+	}
+	return n, nil
+}
+
+// Acquire returns this node's lease: its Node's pod CIDRs, which must be
+// SubnetLen subnets of Network (and with dual stack IPv6SubnetLen
+// subnets of IPv6Network; anything else is a permanent error, since
+// retrying cannot fix it), with attrs published in its annotations
+// (patched only when they differ).
+func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs) (leases.Lease, error) {
+	n, err := s.getNode(ctx)
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	v4, v6, err := podCIDRs(n)
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	if err := fits(n.Name, "", v4, r.Network, r.SubnetLen); err != nil {
+		return leases.Lease{}, retry.Permanent(err)
+	}
+	if r.DualStack() {
+		if err := fits(n.Name, "IPv6", v6, r.IPv6Network, r.IPv6SubnetLen); err != nil {
+			return leases.Lease{}, retry.Permanent(err)
+		}
+	} else {
+		v6 = netip.Prefix{}
+	}
+	s.mu.Lock()
+	s.own = attrs
+	s.mu.Unlock()
+	return s.publish(ctx, n, leases.Lease{Subnet: v4, IPv6Subnet: v6, Key: leases.SubnetKey(v4, v6)}, attrs)
+}
+
+// fits checks a pod CIDR against the network it must be a subnet of.
+func fits(node, family string, p, network netip.Prefix, bits int) error {
+	name := "Network"
+	if family != "" {
+		name = family + "Network"
+	}
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("node %q has no %s podCIDR, and %s is %s", node, cmpOr(family, "IPv4"), name, network)
+	case !network.IsValid():
+		return fmt.Errorf("node %q: %s is not set", node, name)
+	case p.Bits() < network.Bits() || !network.Contains(p.Addr()):
+		return fmt.Errorf("podCIDR %s of node %q is outside %s %s", p, node, name, network)
+	case p.Bits() != bits:
+		return fmt.Errorf("podCIDR %s of node %q is a /%d, but the %s subnet length is %d: set %sSubnetLen to %d in net-conf.json",
+			p, node, p.Bits(), name, bits, family, p.Bits())
+	}
+	return nil
+}
+
+// publish patches attrs into n's annotations when they differ and
+// returns l with the attrs as published.
+func (s *Store) publish(ctx context.Context, n *corev1.Node, l leases.Lease, attrs leases.Attrs) (leases.Lease, error) {
+	want, err := s.ann.Published(n.Annotations, attrs)
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	if want != nil {
+		set := make(map[string]*string, len(want))
+		for k, v := range want {
+			set[k] = &v
+		}
+		if err := s.patchAnnotations(ctx, s.node, set); err != nil {
+			return leases.Lease{}, err
+		}
+		s.o.log.Debug("node annotations patched", "node", s.node, "annotations", len(want))
+	}
+	pub, ok := s.ann.leaseOf(&corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Annotations: merged(n.Annotations, want)},
+		Spec:       n.Spec,
+	}, s.cfg.DualStack)
+	if ok && pub.Invalid == "" {
+		l.Attrs = pub.Attrs
+	} else {
+		l.Attrs = attrs
+	}
+	return l, nil
+}
+
+func merged(cur, want map[string]string) map[string]string {
+	out := make(map[string]string, len(cur)+len(want))
+	for k, v := range cur {
+		out[k] = v
+	}
+	for k, v := range want {
+		out[k] = v
+	}
+	return out
+}
+
+// patchAnnotations sets (or, for a nil value, removes) annotations of this
+// node through the nodes/status subresource, as flanneld does.
+func (s *Store) patchAnnotations(ctx context.Context, node string, ann map[string]*string) error {
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Client.Nodes().Patch(ctx, node, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("patch node %q annotations: %w", node, err)
+	}
+	return nil
+}
+
+// Renew re-asserts the lease: the Node must still exist with the same pod
+// CIDRs (else the error wraps ErrLeaseGone), and annotations that someone
+// changed or removed are written again.
+func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error) {
+	n, err := s.getNode(ctx)
+	if apierrors.IsNotFound(err) {
+		return leases.Lease{}, fmt.Errorf("node %q was deleted: %w", s.node, leases.ErrLeaseGone)
+	}
+	if err != nil {
+		return leases.Lease{}, err
+	}
+	v4, v6, err := podCIDRs(n)
+	if err != nil {
+		return leases.Lease{}, fmt.Errorf("%w: %w", leases.ErrLeaseGone, err)
+	}
+	if v4 != l.Subnet || l.IPv6Subnet.IsValid() && v6 != l.IPv6Subnet {
+		return leases.Lease{}, fmt.Errorf("node %q podCIDRs changed from %s to %s: %w",
+			s.node, leases.SubnetKey(l.Subnet, l.IPv6Subnet), leases.SubnetKey(v4, v6), leases.ErrLeaseGone)
+	}
+	s.mu.Lock()
+	attrs := s.own
+	s.mu.Unlock()
+	if attrs.BackendType == "" {
+		attrs = l.Attrs
+	}
+	return s.publish(ctx, n, l, attrs)
+}

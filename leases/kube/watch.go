@@ -1,0 +1,172 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/flexhook/flexhook/leases"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// synced waits until the informer has listed every node once.
+func (s *Store) synced(ctx context.Context) error {
+	if s.informer.HasSynced() {
+		return nil
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), s.informer.HasSynced) {
+		return fmt.Errorf("list nodes: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// snapshot turns the informer's nodes into leases, sorted by subnet.
+func (s *Store) snapshot() []leases.Lease {
+	objs := s.nodes.List()
+	out := make([]leases.Lease, 0, len(objs))
+	for _, o := range objs {
+		if n, ok := o.(*corev1.Node); ok {
+			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok {
+				out = append(out, l)
+			}
+		}
+	}
+	slices.SortFunc(out, leases.Compare)
+	return out
+}
+
+// List returns the leases of every node that runs a kube subnet manager,
+// ours included, once the informer has synced.
+func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
+	if err := s.synced(ctx); err != nil {
+		return nil, err
+	}
+	return s.snapshot(), nil
+}
+
+// Watch sends the full set of leases once the informer has synced, then
+// again after node changes that change it (waiting the quiet time for
+// more changes first), until ctx is done. The informer retries a lost
+// API server by itself, so Watch does not fail.
+func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
+	notify := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.watches[notify] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watches, notify)
+		s.mu.Unlock()
+	}()
+	if err := s.synced(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var last []leases.Lease
+	send := func() bool {
+		snap := s.snapshot()
+		if last != nil && slices.EqualFunc(snap, last, sameLease) {
+			return true
+		}
+		select {
+		case out <- snap:
+			last = snap
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if !send() {
+		return nil
+	}
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-notify:
+			quiet.Reset(s.o.quiet)
+		case <-quiet.C:
+			if !send() {
+				return nil
+			}
+		}
+	}
+}
+
+func sameLease(a, b leases.Lease) bool {
+	return a.Key == b.Key && a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet && a.Attrs == b.Attrs &&
+		a.Invalid == b.Invalid && a.Problem == b.Problem
+}
+
+// Remove takes the lease for subnet off the node that holds it: the
+// annotations a kube subnet manager writes are deleted (the operator's
+// node-public-ip and *-overwrite ones are kept). The Node itself stays.
+func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
+	if err := s.synced(ctx); err != nil {
+		return err
+	}
+	node := ""
+	for _, o := range s.nodes.List() {
+		if n, ok := o.(*corev1.Node); ok {
+			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Invalid == "" && l.Subnet == subnet {
+				node = n.Name
+			}
+		}
+	}
+	if node == "" {
+		return fmt.Errorf("%s: %w", subnet, leases.ErrNotFound)
+	}
+	del := map[string]*string{}
+	for _, k := range []string{s.ann.SubnetKubeManaged, s.ann.BackendType, s.ann.BackendData, s.ann.BackendV6Data, s.ann.PublicIP, s.ann.PublicIPv6} {
+		del[k] = nil
+	}
+	return s.patchAnnotations(ctx, node, del)
+}
+
+// SetNetworkAvailable sets this node's NetworkUnavailable condition to
+// False with reason FlannelIsUp, the patch flanneld sends once its
+// backend runs (--set-node-network-unavailable).
+func (s *Store) SetNetworkAvailable(ctx context.Context) error {
+	now := metav1.Now()
+	cond := []corev1.NodeCondition{{
+		Type:               corev1.NodeNetworkUnavailable,
+		Status:             corev1.ConditionFalse,
+		Reason:             "FlannelIsUp",
+		Message:            "Flannel is running on this node",
+		LastTransitionTime: now,
+		LastHeartbeatTime:  now,
+	}}
+	raw, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": cond}})
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Client.Nodes().PatchStatus(ctx, s.node, raw); err != nil {
+		return fmt.Errorf("set node %q NetworkUnavailable=False: %w", s.node, err)
+	}
+	return nil
+}
+
+// NodePublicIP returns the addresses an operator chose for this node with
+// the node-public-ip and node-public-ipv6 annotations (zero when unset),
+// which flanneld takes over --public-ip and --public-ipv6.
+func (s *Store) NodePublicIP(ctx context.Context) (v4, v6 netip.Addr, err error) {
+	n, err := s.getNode(ctx)
+	if err != nil {
+		return v4, v6, err
+	}
+	if v4, err = parseAddr(s.ann.NodePublicIP, n.Annotations[s.ann.NodePublicIP]); err != nil {
+		return v4, v6, err
+	}
+	v6, err = parseAddr(s.ann.NodePublicIPv6, n.Annotations[s.ann.NodePublicIPv6])
+	return v4, v6, err
+}
