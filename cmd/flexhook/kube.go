@@ -9,6 +9,7 @@ import (
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases/kube"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/klog/v2"
 )
 
@@ -28,24 +29,33 @@ func openKube(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logge
 	if _, err := kube.NewAnnotations(s.KubeAnnotationPrefix); err != nil {
 		return nil, usageErrorf("--kube-annotation-prefix: %v", err)
 	}
+	name := s.NodeName
+	if name == "" {
+		if name, err = nodeName(ctx, cs, log); err != nil {
+			return nil, err
+		}
+	}
+	log.Debug("opening kube store", "node", name, "prefix", s.KubeAnnotationPrefix, "dual_stack", dualStack)
+	return kube.New(ctx, kube.Config{Client: cs, NodeName: name, Prefix: s.KubeAnnotationPrefix, DualStack: dualStack}, kube.WithLogger(log))
+}
+
+// nodeName finds the node's name from NODE_NAME or the pod, retrying
+// while the API server does not answer.
+func nodeName(ctx context.Context, cs corev1client.CoreV1Interface, log *slog.Logger) (string, error) {
+	if os.Getenv("NODE_NAME") == "" && (os.Getenv("POD_NAME") == "" || os.Getenv("POD_NAMESPACE") == "") {
+		return "", usageErrorf("--kube-subnet-mgr: give --node-name, or set NODE_NAME, or POD_NAME and POD_NAMESPACE")
+	}
 	var name string
-	err = retry.Do(ctx, retry.Backoff{Initial: connectMinBackoff, Max: connectMaxBackoff}, func(ctx context.Context) error {
+	err := retry.Do(ctx, retry.Backoff{Initial: connectMinBackoff, Max: connectMaxBackoff}, func(ctx context.Context) error {
 		nctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		var err error
 		name, err = kube.NodeName(nctx, cs, os.Getenv)
-		if err != nil && os.Getenv("NODE_NAME") == "" && (os.Getenv("POD_NAME") == "" || os.Getenv("POD_NAMESPACE") == "") {
-			return retry.Permanent(usageErrorf("--kube-subnet-mgr: %v", err))
-		}
 		return err
 	}, func(attempt int, err error, wait time.Duration) {
 		log.Error("kube API server not reachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
 	})
-	if err != nil {
-		return nil, err
-	}
-	log.Debug("opening kube store", "node", name, "prefix", s.KubeAnnotationPrefix, "dual_stack", dualStack)
-	return kube.New(ctx, kube.Config{Client: cs, NodeName: name, Prefix: s.KubeAnnotationPrefix, DualStack: dualStack}, kube.WithLogger(log))
+	return name, err
 }
 
 // kubeConfig loads net-conf.json from --net-config-path, kube-flannel's

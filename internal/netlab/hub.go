@@ -55,3 +55,21 @@ func (l *Lab) DialHub(ctx context.Context, network, addr string) (net.Conn, erro
 	}
 	return c, nil
 }
+
+// ListenHub listens in the hub's network namespace, on an address that
+// AddHubAddress gave it, so that the test process can serve the nodes a
+// service (e.g. a proxy to an API server it runs on loopback). The
+// listener stays in that namespace; accepted connections are the nodes'.
+func (l *Lab) ListenHub(ctx context.Context, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetns(l.hub, func() error {
+		var lc net.ListenConfig
+		var err error
+		ln, err = lc.Listen(ctx, network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlab: listen on %s in the hub: %w", addr, err)
+	}
+	return ln, nil
+}

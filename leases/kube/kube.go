@@ -36,7 +36,7 @@ import (
 // Config says which cluster and which node.
 type Config struct {
 	Client   corev1client.CoreV1Interface // required
-	NodeName string               // this node's Node object (required)
+	NodeName string                       // this node's Node object (required)
 	// Prefix is flanneld's --kube-annotation-prefix; DefaultPrefix when
 	// empty.
 	Prefix string
@@ -84,10 +84,11 @@ type Store struct {
 	o    options
 	node string
 
-	cancel   context.CancelFunc
-	done     chan struct{}
-	informer cache.Controller
-	nodes    cache.Store
+	startInformer sync.Once
+	cancel        context.CancelFunc // stops the informer
+	done          chan struct{}      // closed when it stopped
+	informer      cache.Controller
+	nodes         cache.Store
 
 	mu      sync.Mutex
 	watches map[chan struct{}]struct{} // one per Watch, told of changes
@@ -96,8 +97,9 @@ type Store struct {
 
 var _ leases.Store = (*Store)(nil)
 
-// New returns a store for cfg and starts its node informer, which runs
-// until Close. It does not wait for the informer: List and Watch do.
+// New returns a store for cfg. It does not contact the API server: the
+// first call does, and the first Watch starts the node informer, which
+// runs until Close.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kube store: no client")
@@ -134,20 +136,34 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 			DeleteFunc: func(any) { s.changed() },
 		},
 	})
-	// The informer outlives New's ctx: it stops at Close.
-	ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	go func() {
-		defer close(s.done)
-		s.informer.RunWithContext(ictx)
-	}()
 	return s, nil
 }
 
-// Close stops the informer and waits for it.
+// start runs the informer once, until Close.
+func (s *Store) start() {
+	s.startInformer.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.mu.Lock()
+		s.cancel = cancel
+		s.mu.Unlock()
+		go func() {
+			defer close(s.done)
+			s.informer.RunWithContext(ctx)
+		}()
+	})
+}
+
+// Close stops the informer, if it ran, and waits for it.
 func (s *Store) Close() error {
-	s.cancel()
-	<-s.done
+	started := true
+	s.startInformer.Do(func() { started = false })
+	if started {
+		s.mu.Lock()
+		cancel := s.cancel
+		s.mu.Unlock()
+		cancel()
+		<-s.done
+	}
 	return nil
 }
 

@@ -27,7 +27,11 @@ func (s *Store) synced(ctx context.Context) error {
 
 // snapshot turns the informer's nodes into leases, sorted by subnet.
 func (s *Store) snapshot() []leases.Lease {
-	objs := s.nodes.List()
+	return s.leasesOf(s.nodes.List())
+}
+
+// leasesOf turns nodes (*corev1.Node) into leases, sorted by subnet.
+func (s *Store) leasesOf(objs []any) []leases.Lease {
 	out := make([]leases.Lease, 0, len(objs))
 	for _, o := range objs {
 		if n, ok := o.(*corev1.Node); ok {
@@ -40,13 +44,27 @@ func (s *Store) snapshot() []leases.Lease {
 	return out
 }
 
+// listNodes lists every Node from the API server (a consistent read).
+func (s *Store) listNodes(ctx context.Context) ([]any, error) {
+	nl, err := s.cfg.Client.Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	out := make([]any, len(nl.Items))
+	for i := range nl.Items {
+		out[i] = &nl.Items[i]
+	}
+	return out, nil
+}
+
 // List returns the leases of every node that runs a kube subnet manager,
-// ours included, once the informer has synced.
+// ours included, as the API server has them now.
 func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
-	if err := s.synced(ctx); err != nil {
+	nodes, err := s.listNodes(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return s.snapshot(), nil
+	return s.leasesOf(nodes), nil
 }
 
 // Watch sends the full set of leases once the informer has synced, then
@@ -63,6 +81,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		delete(s.watches, notify)
 		s.mu.Unlock()
 	}()
+	s.start()
 	if err := s.synced(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -112,11 +131,12 @@ func sameLease(a, b leases.Lease) bool {
 // annotations a kube subnet manager writes are deleted (the operator's
 // node-public-ip and *-overwrite ones are kept). The Node itself stays.
 func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
-	if err := s.synced(ctx); err != nil {
+	nodes, err := s.listNodes(ctx)
+	if err != nil {
 		return err
 	}
 	node := ""
-	for _, o := range s.nodes.List() {
+	for _, o := range nodes {
 		if n, ok := o.(*corev1.Node); ok {
 			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Invalid == "" && l.Subnet == subnet {
 				node = n.Name

@@ -1,0 +1,186 @@
+//go:build integration
+
+package kubeit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/presets"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// vxlanRemove is the inverse of the vxlan preset's SubnetAddCommand: the
+// published recipe has none, and the lab shows that a deleted Node makes
+// the others run it.
+const vxlanRemove = "export SUBNET_IP=`echo $SUBNET | cut -d'/' -f 1`; export IF_NAME=flannel-vxlan; read VTEP; " +
+	"ip route del $SUBNET nexthop via $SUBNET_IP dev $IF_NAME onlink; arp -d $SUBNET_IP dev $IF_NAME; bridge fdb del $VTEP dev $IF_NAME self dst $PUBLIC_IP"
+
+// labConfig writes the vxlan preset with vxlanRemove added.
+func labConfig(t *testing.T) string {
+	t.Helper()
+	raw, err := presets.Get("vxlan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["Backend"].(map[string]any)["SubnetRemoveCommand"] = vxlanRemove
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "net-conf.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// eventually retries fn until it succeeds or bound passes.
+func eventually(t *testing.T, ctx context.Context, bound time.Duration, what string, fn func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not within %v: %v", what, bound, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// testLab runs `flexhook run --kube-subnet-mgr` with the vxlan preset on
+// three netns nodes, as the manifest's service account, against the API
+// server (reached on the underlay through a proxy in the hub): every pod
+// address reaches every other, each Node's NetworkUnavailable is False,
+// and deleting a Node makes the others run SubnetRemoveCommand.
+func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
+	bin := os.Getenv("FLEXHOOK_BIN")
+	switch {
+	case os.Geteuid() != 0:
+		skipOrFail(t, "the netns lab needs root")
+	case bin == "":
+		skipOrFail(t, "FLEXHOOK_BIN is not set (make integration-kube sets it)")
+	}
+	for _, tool := range []string{"ip", "ping", "bridge", "arp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipOrFail(t, "%s: %v", tool, err)
+		}
+	}
+	// The other tests' Nodes go: the lab's cluster is its three nodes.
+	if err := s.a.cs.CoreV1().Nodes().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var lab *netlab.Lab
+	t.Cleanup(func() { // registered before New registers Close: runs after it
+		if lab == nil {
+			return
+		}
+		if left := lab.Leftovers(); len(left) > 0 {
+			t.Errorf("lab left things behind: %v", left)
+		}
+	})
+	lab, err := netlab.New(ctx, t, netlab.WithNodes(3), netlab.WithFlexhook(bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := lab.AddHubAddress(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(hub.String(), "6443")
+	ln, err := lab.ListenHub(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.a.proxy(t, ln)
+	kc := s.a.kubeconfig(t, "underlay.kubeconfig", "https://"+addr, s.token)
+	cfg := labConfig(t)
+
+	name := func(i int) string { return fmt.Sprintf("lab-node-%d", i) }
+	for i := 1; i <= 3; i++ {
+		s.a.newNode(t, ctx, name(i), []string{fmt.Sprintf("10.50.%d.0/24", 100+i)}, nil)
+	}
+	for i := 1; i <= 3; i++ {
+		err := lab.StartNode(ctx, i, "--kube-subnet-mgr", "--kubeconfig-file", kc, "--node-name", name(i),
+			"--config", cfg, "--trace", "--log-level", "debug")
+		if err != nil {
+			t.Fatalf("node %d: %v\n%s", i, err, lab.Logs(i))
+		}
+		if got, want := lab.Subnet(i), netip.MustParsePrefix(fmt.Sprintf("10.50.%d.0/24", 100+i)); got != want {
+			t.Fatalf("node %d has subnet %s, want its podCIDR %s", i, got, want)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		for j := 1; j <= 3; j++ {
+			if i != j {
+				eventually(t, ctx, time.Minute, fmt.Sprintf("node %d reaches node %d's pod address", i, j), func() error {
+					return lab.Ping(ctx, i, lab.PodAddr(j))
+				})
+			}
+		}
+		eventually(t, ctx, 30*time.Second, name(i)+" NetworkUnavailable=False", func() error {
+			c := condition(s.getNode(t, ctx, name(i)), corev1.NodeNetworkUnavailable)
+			if c == nil || c.Status != corev1.ConditionFalse || c.Reason != "FlannelIsUp" {
+				return fmt.Errorf("condition %+v", c)
+			}
+			return nil
+		})
+	}
+
+	gone := lab.Subnet(3).String()
+	if err := s.a.cs.CoreV1().Nodes().Delete(ctx, name(3), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		eventually(t, ctx, time.Minute, fmt.Sprintf("node %d removed the route to %s", i, gone), func() error {
+			rs, err := lab.Routes(ctx, i)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				if r.Dst == gone {
+					return fmt.Errorf("route %+v still there", r)
+				}
+			}
+			if !strings.Contains(lab.Logs(i), "SubnetRemove") {
+				return fmt.Errorf("no SubnetRemove in node %d's log", i)
+			}
+			return nil
+		})
+		if err := lab.Ping(ctx, i, lab.PodAddr(3-i)); err != nil { // 1 <-> 2 still
+			t.Errorf("after node 3 left: %v", err)
+		}
+	}
+	// Node 3 lost its lease with its Node: it runs ShutdownCommand and stops.
+	eventually(t, ctx, time.Minute, "node 3 stops once its Node is gone", func() error {
+		if lab.Running(3) {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+	if !strings.Contains(lab.Logs(3), "deleted") {
+		t.Errorf("node 3's log does not say its lease was deleted:\n%s", lab.Logs(3))
+	}
+}
