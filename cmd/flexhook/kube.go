@@ -18,8 +18,9 @@ import (
 // NODE_NAME or the pod (retried while the API server does not answer,
 // as etcd is at start), the annotation prefix. With dualStack the IPv6
 // halves of leases are read. A kubeconfig that cannot be read is a usage
-// error.
-func openKube(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (*kube.Store, error) {
+// error. Without needNode (leases list and remove) the node's name is
+// not looked for.
+func openKube(ctx context.Context, s StoreFlags, dualStack, needNode bool, log *slog.Logger) (*kube.Store, error) {
 	// client-go logs through klog: into our log, in our format.
 	klog.SetSlogLogger(log.With("from", "client-go"))
 	cs, err := kube.Client(s.KubeAPIURL, s.KubeconfigFile, "flexhook/"+versionString())
@@ -30,7 +31,7 @@ func openKube(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logge
 		return nil, usageErrorf("--kube-annotation-prefix: %v", err)
 	}
 	name := s.NodeName
-	if name == "" {
+	if name == "" && needNode {
 		if name, err = nodeName(ctx, cs, log); err != nil {
 			return nil, err
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/flexhook/flexhook/leases"
 )
 
-const leasesSynopsis = "flexhook leases [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]"
+const leasesSynopsis = "flexhook leases [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS | --kube-subnet-mgr ...]"
 
 // cmdLeases lists the store's leases or removes one (an operator retiring
 // a dead node; the other nodes then run SubnetRemoveCommand).

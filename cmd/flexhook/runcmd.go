@@ -21,7 +21,7 @@ import (
 	"github.com/flexhook/flexhook/runner/shell"
 )
 
-const runSynopsis = "flexhook run [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS] [--public-ip IP | --iface NAME] [--state-dir DIR] [--subnet-file PATH] [--trace] [--dry-run] ..."
+const runSynopsis = "flexhook run [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS | --kube-subnet-mgr] [--public-ip IP | --iface NAME] [--state-dir DIR] [--subnet-file PATH] [--trace] [--dry-run] ..."
 
 // cmdRun is the daemon: it runs until ctx is cancelled (SIGTERM/SIGINT),
 // then the engine runs ShutdownCommand and returns.

@@ -23,8 +23,8 @@ const (
 
 // openKubeStore is openKube as a leases.Store (never a nil *kube.Store
 // in a non-nil interface).
-func openKubeStore(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
-	st, err := openKube(ctx, s, dualStack, log)
+func openKubeStore(ctx context.Context, s StoreFlags, dualStack, needNode bool, log *slog.Logger) (leases.Store, error) {
+	st, err := openKube(ctx, s, dualStack, needNode, log)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func (s StoreFlags) checkEtcd() error {
 // (leases) fail fast when etcd cannot be reached.
 func openStore(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
 	if s.KubeSubnetMgr {
-		return openKubeStore(ctx, s, dualStack, log)
+		return openKubeStore(ctx, s, dualStack, false, log)
 	}
 	if s.useEtcd() {
 		if err := s.checkEtcd(); err != nil {
@@ -145,7 +145,10 @@ func openEtcd(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store
 // until it answers or ctx is done; then the error wraps ctx's error.
 // Flags that can never work still fail at once.
 func openStoreRetry(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
-	if !s.useEtcd() || s.KubeSubnetMgr {
+	if s.KubeSubnetMgr {
+		return openKubeStore(ctx, s, dualStack, true, log)
+	}
+	if !s.useEtcd() {
 		return openStore(ctx, s, dualStack, log)
 	}
 	if err := s.checkEtcd(); err != nil {

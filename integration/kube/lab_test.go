@@ -70,12 +70,48 @@ func eventually(t *testing.T, ctx context.Context, bound time.Duration, what str
 	}
 }
 
+// dualStackConfig routes both families, host-gw style, as the file
+// store's dual-stack lab does (integration/TestDualStack).
+const dualStackConfig = `{
+  "Network": "10.50.0.0/16",
+  "EnableIPv6": true,
+  "IPv6Network": "fd50::/56",
+  "Backend": {
+    "Type": "extension",
+    "SubnetAddCommand": "ip route replace $SUBNET via $PUBLIC_IP && ip -6 route replace $IPV6SUBNET via $PUBLIC_IPV6",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP; ip -6 route del $IPV6SUBNET via $PUBLIC_IPV6"
+  }
+}`
+
+// labSpec is one kube lab: its config, its Nodes' names and whether it
+// is dual stack (IPv6 podCIDRs and underlay).
+type labSpec struct {
+	config string
+	prefix string
+	ipv6   bool
+}
+
 // testLab runs `flexhook run --kube-subnet-mgr` with the vxlan preset on
 // three netns nodes, as the manifest's service account, against the API
 // server (reached on the underlay through a proxy in the hub): every pod
 // address reaches every other, each Node's NetworkUnavailable is False,
 // and deleting a Node makes the others run SubnetRemoveCommand.
 func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
+	runLab(t, ctx, s, labSpec{config: labConfig(t), prefix: "lab-node"})
+}
+
+// testDualStackLab is testLab with a dual-stack recipe: the Nodes have an
+// IPv4 and an IPv6 podCIDR, the hooks get IPV6SUBNET and PUBLIC_IPV6,
+// and pings go both ways in both families.
+func testDualStackLab(t *testing.T, ctx context.Context, s *kubeSuite) {
+	path := filepath.Join(t.TempDir(), "net-conf.json")
+	if err := os.WriteFile(path, []byte(dualStackConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runLab(t, ctx, s, labSpec{config: path, prefix: "dual-node", ipv6: true})
+}
+
+func runLab(t *testing.T, ctx context.Context, s *kubeSuite, spec labSpec) {
 	bin := os.Getenv("FLEXHOOK_BIN")
 	switch {
 	case os.Geteuid() != 0:
@@ -101,7 +137,11 @@ func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
 			t.Errorf("lab left things behind: %v", left)
 		}
 	})
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(3), netlab.WithFlexhook(bin))
+	opts := []netlab.Option{netlab.WithNodes(3), netlab.WithFlexhook(bin)}
+	if spec.ipv6 {
+		opts = append(opts, netlab.WithIPv6())
+	}
+	lab, err := netlab.New(ctx, t, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +156,15 @@ func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
 	}
 	s.a.proxy(t, ln)
 	kc := s.a.kubeconfig(t, "underlay.kubeconfig", "https://"+addr, s.token)
-	cfg := labConfig(t)
+	cfg := spec.config
 
-	name := func(i int) string { return fmt.Sprintf("lab-node-%d", i) }
+	name := func(i int) string { return fmt.Sprintf("%s-%d", spec.prefix, i) }
 	for i := 1; i <= 3; i++ {
-		s.a.newNode(t, ctx, name(i), []string{fmt.Sprintf("10.50.%d.0/24", 100+i)}, nil)
+		cidrs := []string{fmt.Sprintf("10.50.%d.0/24", 100+i)}
+		if spec.ipv6 {
+			cidrs = append(cidrs, fmt.Sprintf("fd50:0:0:%x::/64", 0x10+i))
+		}
+		s.a.newNode(t, ctx, name(i), cidrs, kubelet(nil))
 	}
 	for i := 1; i <= 3; i++ {
 		err := lab.StartNode(ctx, i, "--kube-subnet-mgr", "--kubeconfig-file", kc, "--node-name", name(i),
@@ -131,12 +175,24 @@ func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
 		if got, want := lab.Subnet(i), netip.MustParsePrefix(fmt.Sprintf("10.50.%d.0/24", 100+i)); got != want {
 			t.Fatalf("node %d has subnet %s, want its podCIDR %s", i, got, want)
 		}
+		if spec.ipv6 {
+			if got, want := lab.PodAddr6(i), netip.MustParseAddr(fmt.Sprintf("fd50:0:0:%x::1", 0x10+i)); got != want {
+				t.Fatalf("node %d has IPv6 pod address %s, want the first of its podCIDR, %s", i, got, want)
+			}
+		}
 	}
 	for i := 1; i <= 3; i++ {
 		for j := 1; j <= 3; j++ {
-			if i != j {
-				eventually(t, ctx, time.Minute, fmt.Sprintf("node %d reaches node %d's pod address", i, j), func() error {
-					return lab.Ping(ctx, i, lab.PodAddr(j))
+			if i == j {
+				continue
+			}
+			to := []netip.Addr{lab.PodAddr(j)}
+			if spec.ipv6 {
+				to = append(to, lab.PodAddr6(j))
+			}
+			for _, addr := range to {
+				eventually(t, ctx, time.Minute, fmt.Sprintf("node %d reaches node %d's pod address %s", i, j, addr), func() error {
+					return lab.Ping(ctx, i, addr)
 				})
 			}
 		}
@@ -147,6 +203,17 @@ func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
 			}
 			return nil
 		})
+	}
+
+	// An operator's view: flexhook leases list in kube mode, no node name.
+	out, err := exec.CommandContext(ctx, bin, "leases", "list", "--kube-subnet-mgr", "--kubeconfig-file", s.kubeconfig, "--config", cfg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("flexhook leases list --kube-subnet-mgr: %v\n%s", err, out)
+	}
+	for i := 1; i <= 3; i++ {
+		if !strings.Contains(string(out), lab.Subnet(i).String()) || !strings.Contains(string(out), lab.Underlay(i).String()) {
+			t.Errorf("leases list does not show node %d's lease %s:\n%s", i, lab.Subnet(i), out)
+		}
 	}
 
 	gone := lab.Subnet(3).String()

@@ -107,6 +107,7 @@ func TestKube(t *testing.T) {
 	t.Run("Watch", func(t *testing.T) { testWatch(t, ctx, s) })
 	t.Run("RenewRemove", func(t *testing.T) { testRenewRemove(t, ctx, s) })
 	t.Run("Lab", func(t *testing.T) { testLab(t, ctx, s) })
+	t.Run("DualStackLab", func(t *testing.T) { testDualStackLab(t, ctx, s) })
 }
 
 func testAcquireFresh(t *testing.T, ctx context.Context, s *kubeSuite) {

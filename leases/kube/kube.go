@@ -35,8 +35,11 @@ import (
 
 // Config says which cluster and which node.
 type Config struct {
-	Client   corev1client.CoreV1Interface // required
-	NodeName string                       // this node's Node object (required)
+	Client corev1client.CoreV1Interface // required
+	// NodeName is this node's Node. Without it the store only lists,
+	// watches and removes leases; Acquire and the calls about this node
+	// fail.
+	NodeName string
 	// Prefix is flanneld's --kube-annotation-prefix; DefaultPrefix when
 	// empty.
 	Prefix string
@@ -104,9 +107,6 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kube store: no client")
 	}
-	if cfg.NodeName == "" {
-		return nil, errors.New("kube store: no node name (set NODE_NAME, or POD_NAME and POD_NAMESPACE)")
-	}
 	ann, err := NewAnnotations(cmpOr(cfg.Prefix, DefaultPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("--kube-annotation-prefix: %w", err)
@@ -139,10 +139,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// start runs the informer once, until Close.
-func (s *Store) start() {
+// start runs the informer once, until Close: it outlives the ctx of
+// the Watch that started it (whose values it keeps).
+func (s *Store) start(ctx context.Context) {
 	s.startInformer.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		s.mu.Lock()
 		s.cancel = cancel
 		s.mu.Unlock()
@@ -202,6 +203,9 @@ func (s *Store) changed() {
 // getNode reads this node's Node from the API server (not the cache: a
 // lease is acquired on what the server says now).
 func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
+	if s.node == "" {
+		return nil, errors.New("kube store: no node name (--node-name, NODE_NAME, or POD_NAME and POD_NAMESPACE)")
+	}
 	n, err := s.cfg.Client.Nodes().Get(ctx, s.node, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("get node %q: %w", s.node, err)

@@ -81,7 +81,7 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		delete(s.watches, notify)
 		s.mu.Unlock()
 	}()
-	s.start()
+	s.start(ctx)
 	if err := s.synced(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
