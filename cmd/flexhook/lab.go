@@ -42,19 +42,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags("lab", &f, labSynopsis, args, stdout); err != nil {
 		return err
 	}
-	switch {
-	case f.Nodes < 1 || f.Nodes > 50:
-		return usageErrorf("--nodes %d: want 1..50", f.Nodes)
-	case f.TraceNode < 1 || f.TraceNode > f.Nodes:
-		return usageErrorf("--trace-node %d: want 1..%d", f.TraceNode, f.Nodes)
-	case f.Config == "" && f.Preset == "":
-		return usageErrorf("lab: give --config FILE or --preset NAME")
-	case f.Store != "file" && f.Store != "etcd":
-		return usageErrorf("--store %q: want file or etcd", f.Store)
-	case runtime.GOOS != "linux":
-		return usageErrorf("lab: needs Linux network namespaces")
-	case os.Geteuid() != 0:
-		return usageErrorf("lab: needs root: it creates network namespaces, links and mounts (try: sudo flexhook lab ...)")
+	if err := checkLabFlags(f); err != nil {
+		return err
 	}
 	if _, _, err := loadSource(f.SourceFlags); err != nil { // a broken config stops here, not on every node
 		return err
@@ -114,6 +103,26 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if !allReached(ok) {
 		return &exitError{code: exitFailure, err: fmt.Errorf("lab: some pod addresses did not reach each other")}
+	}
+	return nil
+}
+
+// checkLabFlags rejects lab's flags that cannot work, and a machine that
+// cannot run a lab (exit 2).
+func checkLabFlags(f labFlags) error {
+	switch {
+	case f.Nodes < 1 || f.Nodes > 50:
+		return usageErrorf("--nodes %d: want 1..50", f.Nodes)
+	case f.TraceNode < 1 || f.TraceNode > f.Nodes:
+		return usageErrorf("--trace-node %d: want 1..%d", f.TraceNode, f.Nodes)
+	case f.Config == "" && f.Preset == "":
+		return usageErrorf("lab: give --config FILE or --preset NAME")
+	case f.Store != "file" && f.Store != "etcd":
+		return usageErrorf("--store %q: want file or etcd", f.Store)
+	case runtime.GOOS != "linux":
+		return usageErrorf("lab: needs Linux network namespaces")
+	case os.Geteuid() != 0:
+		return usageErrorf("lab: needs root: it creates network namespaces, links and mounts (try: sudo flexhook lab ...)")
 	}
 	return nil
 }

@@ -36,8 +36,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := newLogger(stderr, f.CommonFlags)
 
-	// A config given by file or preset is checked before anything else.
+	// A config given by file or preset (or kube-flannel's net-conf.json)
+	// is checked before anything else.
 	cfg, cfgName, err := loadSource(f.SourceFlags)
+	if err == nil && cfg == nil && f.KubeSubnetMgr {
+		cfg, cfgName, err = kubeConfig(f.StoreFlags)
+	}
 	if err != nil {
 		return err
 	}
@@ -54,11 +58,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer stopMetrics()
 
-	if cfg == nil && f.KubeSubnetMgr {
-		if cfg, cfgName, err = kubeConfig(f.StoreFlags); err != nil {
-			return err
-		}
-	}
 	store, err := openStoreRetry(ctx, f.StoreFlags, cfg != nil && cfg.EnableIPv6, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -91,6 +90,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "mtu", node.mtu,
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
+	stopReload := reloadSource(ctx, f, eng, store, log)
+	err = eng.Run(ctx)
+	stopReload()
+	if err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// reloadSource watches the config's source for the engine until the
+// returned function is called (which waits for the watcher): the file, the
+// preset, kube-flannel's net-conf.json or the store's config, each read
+// and checked as at the start.
+func reloadSource(ctx context.Context, f runFlags, eng *runner.Engine, store leases.Store, log *slog.Logger) func() {
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := f.Config
 	fromNetConf := f.KubeSubnetMgr && f.Config == "" && f.Preset == ""
@@ -98,27 +112,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		watched = f.NetConfigPath
 	}
 	wait := watchConfig(wctx, eng, watched, func() (*hooks.Config, error) {
-		// The same source as at the start: the file, the preset, the
-		// kube ConfigMap's file or the store's config; checked the same way.
-		if fromNetConf {
-			c, _, err := kubeConfig(f.StoreFlags)
-			return c, err
+		var c *hooks.Config
+		var err error
+		switch {
+		case fromNetConf:
+			c, _, err = kubeConfig(f.StoreFlags)
+		case f.Config == "" && f.Preset == "":
+			c, _, err = storeConfig(ctx, store, f.StoreFlags)
+		default:
+			c, _, err = loadSource(f.SourceFlags)
 		}
-		if f.Config == "" && f.Preset == "" {
-			c, _, err := storeConfig(ctx, store, f.StoreFlags)
-			return c, err
-		}
-		c, _, err := loadSource(f.SourceFlags)
 		return c, err
 	}, log)
-	err = eng.Run(ctx)
-	stopWatch()
-	wait()
-	if err != nil {
-		return err
+	return func() {
+		stopWatch()
+		wait()
 	}
-	log.Info("stopped")
-	return nil
 }
 
 // newEngine makes the hooks' shell and the engine, both recording into m,

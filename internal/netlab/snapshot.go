@@ -27,6 +27,21 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 		return nil, err
 	}
 	s := Snapshot{}
+	for _, part := range []func(context.Context, int, *node, Snapshot) error{
+		l.snapLinks, l.snapRoutes, l.snapNeigh, l.snapFDB, l.snapRest,
+	} {
+		if err := part(ctx, i, n, s); err != nil {
+			return nil, err
+		}
+	}
+	for k := range s {
+		slices.Sort(s[k])
+	}
+	return s, nil
+}
+
+// snapLinks adds the links and addresses.
+func (l *Lab) snapLinks(ctx context.Context, i int, _ *node, s Snapshot) error {
 	var links []struct {
 		Name     string   `json:"ifname"`
 		Mtu      int      `json:"mtu"`
@@ -36,7 +51,7 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 		} `json:"linkinfo"`
 	}
 	if err := l.ipJSON(ctx, i, &links, "-d", "link", "show"); err != nil {
-		return nil, err
+		return err
 	}
 	for _, x := range links {
 		up := "down"
@@ -53,7 +68,7 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 		} `json:"addr_info"`
 	}
 	if err := l.ipJSON(ctx, i, &addrs, "addr", "show"); err != nil {
-		return nil, err
+		return err
 	}
 	for _, x := range addrs {
 		for _, a := range x.Addrs {
@@ -62,12 +77,17 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 			}
 		}
 	}
+	return nil
+}
+
+// snapRoutes adds the routes of every table, both families.
+func (l *Lab) snapRoutes(ctx context.Context, i int, _ *node, s Snapshot) error {
 	for _, fam := range []string{"-4", "-6"} {
 		var routes []struct {
 			Type, Dst, Gateway, Dev, Table, Protocol, Scope string
 		}
 		if err := l.ipJSON(ctx, i, &routes, fam, "route", "show", "table", "all"); err != nil {
-			return nil, err
+			return err
 		}
 		for _, r := range routes {
 			if strings.HasPrefix(r.Dst, "fe80:") || r.Type == "multicast" {
@@ -90,12 +110,17 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 			s.add("route", line)
 		}
 	}
+	return nil
+}
+
+// snapNeigh adds the permanent and noarp neighbours.
+func (l *Lab) snapNeigh(ctx context.Context, i int, _ *node, s Snapshot) error {
 	for _, nud := range []string{"permanent", "noarp"} {
 		var ns []struct {
 			Dst, Dev, Lladdr string
 		}
 		if err := l.ipJSON(ctx, i, &ns, "neigh", "show", "nud", nud); err != nil {
-			return nil, err
+			return err
 		}
 		for _, x := range ns {
 			if strings.HasPrefix(x.Lladdr, "33:33:") || strings.HasPrefix(x.Lladdr, "01:00:5e:") || len(x.Lladdr) != 17 {
@@ -104,15 +129,20 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 			s.add("neigh", fmt.Sprintf("%s lladdr %s dev %s %s", x.Dst, x.Lladdr, x.Dev, nud))
 		}
 	}
+	return nil
+}
+
+// snapFDB adds the bridge fdb entries that were not learnt.
+func (l *Lab) snapFDB(ctx context.Context, i int, n *node, s Snapshot) error {
 	out, err := runTool(ctx, "bridge", "-n", n.ns, "-j", "fdb", "show")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var fdb []struct {
 		Mac, Ifname, Dst, State string
 	}
 	if err := json.Unmarshal(out, &fdb); err != nil {
-		return nil, fmt.Errorf("netlab: parse bridge fdb of node %d: %w", i, err)
+		return fmt.Errorf("netlab: parse bridge fdb of node %d: %w", i, err)
 	}
 	for _, f := range fdb {
 		if f.State != "" && f.State != "permanent" && f.State != "static" {
@@ -127,6 +157,11 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 		}
 		s.add("fdb", strings.TrimSpace(line+" "+f.State))
 	}
+	return nil
+}
+
+// snapRest adds wireguard peers, processes and the state dir's files.
+func (l *Lab) snapRest(ctx context.Context, i int, n *node, s Snapshot) error {
 	if wg, err := l.Exec(ctx, i, "wg", "show", "all", "peers"); err == nil {
 		for _, line := range strings.Split(strings.TrimSpace(string(wg)), "\n") {
 			if line != "" {
@@ -136,7 +171,7 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 	}
 	ps, err := netnsProcesses(ctx, n.ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range ps {
 		if p.Comm != "flexhook" {
@@ -145,17 +180,14 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 	}
 	ents, err := os.ReadDir(n.stateDir)
 	if err != nil && !os.IsNotExist(err) {
-		return nil, err
+		return err
 	}
 	for _, e := range ents {
 		if !slices.Contains(flexhookFiles, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
 			s.add("file", e.Name())
 		}
 	}
-	for k := range s {
-		slices.Sort(s[k])
-	}
-	return s, nil
+	return nil
 }
 
 func (s Snapshot) add(kind, line string) { s[kind] = append(s[kind], line) }
