@@ -53,8 +53,8 @@ type Config struct {
 type Option func(*options) error
 
 type options struct {
-	log   *slog.Logger
-	quiet time.Duration
+	log            *slog.Logger
+	quiet, maxWait time.Duration
 }
 
 // WithLogger sets the logger (default: slog.Default()).
@@ -69,13 +69,14 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithQuiet sets how long Watch waits after a node change for more
-// changes before it sends a snapshot (default 20ms).
-func WithQuiet(d time.Duration) Option {
+// changes before it sends a snapshot (default 20ms), and how long at most
+// after the first of them (default 250ms).
+func WithQuiet(quiet, maxWait time.Duration) Option {
 	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("kube.WithQuiet: negative duration %s", d)
+		if quiet < 0 || maxWait < quiet {
+			return fmt.Errorf("kube.WithQuiet(%s, %s): want 0 <= quiet <= maxWait", quiet, maxWait)
 		}
-		o.quiet = d
+		o.quiet, o.maxWait = quiet, maxWait
 		return nil
 	}
 }
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--kube-annotation-prefix: %w", err)
 	}
-	o := options{log: slog.Default(), quiet: 20 * time.Millisecond}
+	o := options{log: slog.Default(), quiet: 20 * time.Millisecond, maxWait: 250 * time.Millisecond}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -128,7 +129,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		},
 	}
 	s.nodes, s.informer = cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: lw,
+		// A client that says it cannot do watch-list (client-go's fakes)
+		// gets a plain list and watch.
+		ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, cfg.Client),
 		ObjectType:    &corev1.Node{},
 		Handler: cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { s.changed() },

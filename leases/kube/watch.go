@@ -69,7 +69,7 @@ func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 
 // Watch sends the full set of leases once the informer has synced, then
 // again after node changes that change it (waiting the quiet time for
-// more changes first), until ctx is done. The informer retries a lost
+// more changes first, at most the max wait), until ctx is done. The informer retries a lost
 // API server by itself, so Watch does not fail.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	notify := make(chan struct{}, 1)
@@ -108,13 +108,21 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	defer quiet.Stop()
+	var first time.Time // of the changes not yet sent
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-notify:
-			quiet.Reset(s.o.quiet)
+			// Wait for quiet, but never longer than maxWait after the
+			// first change: nodes that keep changing must not hold back
+			// a snapshot for good.
+			if first.IsZero() {
+				first = time.Now()
+			}
+			quiet.Reset(max(0, min(s.o.quiet, s.o.maxWait-time.Since(first))))
 		case <-quiet.C:
+			first = time.Time{}
 			if !send() {
 				return nil
 			}

@@ -1,0 +1,94 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flexhook/flexhook/leases"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/scheme"
+	fakecorev1 "k8s.io/client-go/kubernetes/typed/core/v1/fake"
+	clienttesting "k8s.io/client-go/testing"
+)
+
+// fakeCore is client-go's fake core/v1 client over an object tracker, as
+// its fake clientset builds one: for Watch's coalescing logic only (the
+// store's calls are tested on a real API server, integration/kube).
+func fakeCore() fakeClient {
+	o := clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())
+	f := &clienttesting.Fake{}
+	f.AddReactor("*", "*", clienttesting.ObjectReaction(o))
+	f.AddWatchReactor("*", func(action clienttesting.Action) (bool, watch.Interface, error) {
+		var opts metav1.ListOptions
+		if wa, ok := action.(clienttesting.WatchActionImpl); ok {
+			opts = wa.ListOptions
+		}
+		w, err := o.Watch(action.GetResource(), action.GetNamespace(), opts)
+		return err == nil, w, err
+	})
+	return fakeClient{&fakecorev1.FakeCoreV1{Fake: f}}
+}
+
+// fakeClient tells the informer, as client-go's fake clientset does, that
+// it cannot serve watch-list requests.
+type fakeClient struct{ *fakecorev1.FakeCoreV1 }
+
+func (fakeClient) IsWatchListSemanticsUnSupported() bool { return true }
+
+// TestWatchKeepsChangingNodesFromStarvingIt: a node that changes more often
+// than the quiet time must not hold snapshots back until it stops. The
+// writer stops as soon as a snapshot shows one of its changes; without
+// the max wait none would come before the last of its 2000 changes.
+func TestWatchKeepsChangingNodesFromStarvingIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := fakeCore()
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "busy", Annotations: map[string]string{
+			p + "kube-subnet-manager": "true", p + "backend-type": "extension", p + "public-ip": "192.0.2.1",
+		}},
+		Spec: corev1.NodeSpec{PodCIDRs: []string{"10.50.1.0/24"}},
+	}
+	if _, err := cs.Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A quiet time no writer can keep up with would prove nothing: the
+	// writer below changes the node every millisecond or so.
+	st, err := New(ctx, Config{Client: cs}, WithQuiet(50*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	out := make(chan []leases.Lease, 64)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- st.Watch(wctx, out) }()
+	defer func() { stop(); <-done }()
+	if first := <-out; len(first) != 1 || first[0].Attrs.BackendData != "" {
+		t.Fatalf("first snapshot %+v", first)
+	}
+
+	changes := 0
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for changes < 2000 {
+		select {
+		case snap := <-out:
+			if len(snap) == 1 && snap[0].Attrs.BackendData != "" {
+				t.Logf("a snapshot came after %d changes: %q", changes, snap[0].Attrs.BackendData)
+				return
+			}
+		case <-tick.C:
+			changes++
+			n.Annotations[p+"backend-data"] = fmt.Sprintf(`"%d"`, changes)
+			if _, err := cs.Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Fatalf("no snapshot while the node kept changing (%d changes)", changes)
+}
