@@ -63,7 +63,7 @@ echo "add $SUBNET $PUBLIC_IP $D" >> events`)
 	fakePeer(s, "10.50.2.0/24", "192.0.2.2", "a")
 	fakePeer(s, "10.50.3.0/24", "192.0.2.3", "b")
 	fakePeer(s, "10.50.4.0/24", "127.0.0.1", "c") // refused: bad_public_ip
-	m := metrics.New(time.Minute)
+	m := metrics.New(time.Minute, "")
 	reg := m.Registry()
 	ok, why := m.Ready(time.Now())
 	assert.False(t, ok)

@@ -51,7 +51,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	// The hook timeout bounds how long the loop may wait on one hook.
-	m := metrics.New(f.HookTimeout + time.Minute)
+	m := metrics.New(f.HookTimeout+time.Minute, versionString())
 	stopMetrics, err := serveMetrics(ctx, metricsAddr(f), m, log)
 	if err != nil {
 		return err

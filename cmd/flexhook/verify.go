@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner"
 )
@@ -160,30 +162,22 @@ func (v *verifier) startAll() []netlab.Snapshot {
 // waitApplied waits until each of nodes 1..upTo has applied want remote
 // leases (its status.json), or the wait passes.
 func (v *verifier) waitApplied(upTo, want int) {
-	deadline := time.Now().Add(v.f.Wait)
-	for time.Now().Before(deadline) {
-		done := true
+	poll(v.ctx, v.f.Wait, 200*time.Millisecond, func() bool {
 		for i := 1; i <= upTo; i++ {
 			if st, err := runner.ReadStatus(v.lab.StateDir(i)); err != nil || len(st.Applied) < want || len(st.Failing) > 0 {
-				done = false
+				return false
 			}
 		}
-		if done {
-			return
-		}
-		if !sleepCtx(v.ctx, 200*time.Millisecond) {
-			return
-		}
-	}
+		return true
+	})
 }
 
 // connectivity checks ICMP and TCP between every ordered pair of running
 // nodes' pod addresses, waiting up to --wait.
 func (v *verifier) connectivity(num int, name string) bool {
 	n := v.f.Nodes
-	deadline := time.Now().Add(v.f.Wait)
 	var missing []string
-	for {
+	poll(v.ctx, v.f.Wait, 300*time.Millisecond, func() bool {
 		missing = missing[:0]
 		for i := 1; i <= n; i++ {
 			for j := 1; j <= n; j++ {
@@ -199,10 +193,8 @@ func (v *verifier) connectivity(num int, name string) bool {
 				}
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) || !sleepCtx(v.ctx, 300*time.Millisecond) {
-			break
-		}
-	}
+		return len(missing) == 0
+	})
 	return v.add(num, name, missing)
 }
 
@@ -218,15 +210,15 @@ func (v *verifier) idempotence() {
 		snaps[i], _ = v.lab.Snapshot(v.ctx, i)
 		passes[i] = strings.Count(v.lab.Logs(i), "resync: adding every applied lease again")
 	}
-	deadline := time.Now().Add(v.f.Wait)
+	start := time.Now()
 	for i := 1; i <= n; i++ {
 		logOffset := len(v.lab.Logs(i))
-		for strings.Count(v.lab.Logs(i), "resync: adding every applied lease again") < passes[i]+1 ||
-			!strings.Contains(v.lab.Logs(i)[logOffset:], `msg="hooks batch done"`) {
-			if time.Now().After(deadline) || !sleepCtx(v.ctx, 200*time.Millisecond) {
-				problems = append(problems, fmt.Sprintf("node %d ran no second SubnetAddCommand in %v", i, v.f.Wait))
-				break
-			}
+		resynced := poll(v.ctx, v.f.Wait-time.Since(start), 200*time.Millisecond, func() bool {
+			return strings.Count(v.lab.Logs(i), "resync: adding every applied lease again") >= passes[i]+1 &&
+				strings.Contains(v.lab.Logs(i)[logOffset:], `msg="hooks batch done"`)
+		})
+		if !resynced {
+			problems = append(problems, fmt.Sprintf("node %d ran no second SubnetAddCommand in %v", i, v.f.Wait))
 		}
 		after, err := v.lab.Snapshot(v.ctx, i)
 		if err != nil {
@@ -497,14 +489,21 @@ func leaseData(lab *netlab.Lab, subnet netip.Prefix) string {
 	return leases.Decode(key, p).Attrs.BackendData
 }
 
-// sleepCtx waits d unless ctx ends first (false then).
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+// errNotYet is poll's "again".
+var errNotYet = errors.New("not yet")
+
+// poll asks done every interval until it says yes, wait passes or ctx
+// ends, and returns its last answer.
+func poll(ctx context.Context, wait, every time.Duration, done func() bool) bool {
+	if wait <= 0 {
+		return done()
 	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return retry.Do(pctx, retry.Backoff{Initial: every, Max: every}, func(context.Context) error {
+		if done() {
+			return nil
+		}
+		return errNotYet
+	}, nil) == nil
 }

@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,8 +65,9 @@ type health struct {
 // New returns the collectors, registered on a registry of their own with
 // the Go and process collectors. loopBound is how long the watch loop may
 // go without turning before /healthz fails (it waits while a hook runs:
-// give it the hook timeout and some).
-func New(loopBound time.Duration) *Metrics {
+// give it the hook timeout and some). version is flexhook's for the build
+// info series; empty, the module version Go recorded in the binary.
+func New(loopBound time.Duration, version string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.health.loopBound = loopBound
 	m.health.failingBound = DefaultFailingBound
@@ -97,7 +99,7 @@ func New(loopBound time.Duration) *Metrics {
 		Help: "When this node's lease expires unless renewed (unix seconds)."})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_build_info",
 		Help: "Always 1; the labels say which flexhook runs."}, []string{"version", "goversion"})
-	build.WithLabelValues(version(), runtime.Version()).Set(1)
+	build.WithLabelValues(cmp.Or(version, moduleVersion()), runtime.Version()).Set(1)
 	m.reg.MustRegister(m.hookRuns, m.hookFailures, m.hookDuration, m.hookRetries, m.commands, m.leases,
 		m.refused, m.refusals, m.storeOps, m.lastSync, m.renewals, m.leaseExpiry, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -112,7 +114,7 @@ func New(loopBound time.Duration) *Metrics {
 	return m
 }
 
-func version() string {
+func moduleVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		return bi.Main.Version
 	}

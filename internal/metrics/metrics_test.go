@@ -29,7 +29,7 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 }
 
 func TestProbes(t *testing.T) {
-	m := metrics.New(time.Minute)
+	m := metrics.New(time.Minute, "")
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 
@@ -66,7 +66,7 @@ func TestProbes(t *testing.T) {
 }
 
 func TestExposition(t *testing.T) {
-	m := metrics.New(time.Minute)
+	m := metrics.New(time.Minute, "v1.2.3-test")
 	m.HookRan(hooks.SubnetAdd, 3*time.Millisecond, nil)
 	m.HookRan(hooks.SubnetAdd, time.Millisecond, errors.New("exit status 1"))
 	m.CommandRan(hooks.SubnetAdd)
@@ -97,7 +97,12 @@ func TestExposition(t *testing.T) {
 	assert.Equal(t, 2.0, val("flexhook_hook_duration_seconds", "hook", "SubnetAddCommand"))
 	assert.Equal(t, 1.0, val("flexhook_commands_total", "hook", "SubnetAddCommand"))
 	assert.Equal(t, 1.0, val("flexhook_store_operations_total", "result", "error"))
-	assert.Contains(t, fams, "flexhook_build_info")
+	require.Contains(t, fams, "flexhook_build_info")
+	labels := map[string]string{}
+	for _, lp := range fams["flexhook_build_info"].GetMetric()[0].GetLabel() {
+		labels[lp.GetName()] = lp.GetValue()
+	}
+	assert.Equal(t, "v1.2.3-test", labels["version"], "the version cmd gives (main.version), not Go's module version")
 	assert.Contains(t, fams, "go_goroutines")
 	for name := range fams {
 		if strings.HasPrefix(name, "flexhook_") {
