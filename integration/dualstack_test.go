@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,17 +16,9 @@ import (
 )
 
 // dualStackConfig routes both families, host-gw style: IPV6SUBNET via
-// PUBLIC_IPV6 next to SUBNET via PUBLIC_IP.
-const dualStackConfig = `{
-  "Network": "10.50.0.0/16",
-  "EnableIPv6": true,
-  "IPv6Network": "fd50::/56",
-  "Backend": {
-    "Type": "extension",
-    "SubnetAddCommand": "ip route replace $SUBNET via $PUBLIC_IP && ip -6 route replace $IPV6SUBNET via $PUBLIC_IPV6",
-    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP; ip -6 route del $IPV6SUBNET via $PUBLIC_IPV6"
-  }
-}`
+// PUBLIC_IPV6 next to SUBNET via PUBLIC_IP. The kube dual-stack lab
+// (integration/kube) runs it too.
+const dualStackConfig = "testdata/dual-stack.json"
 
 // TestDualStack runs a dual-stack custom recipe on three nodes with the
 // file store: each node gets an IPv4 and an IPv6 subnet, the hooks see
@@ -39,8 +30,8 @@ func TestDualStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	lab := newLab(t, ctx, bin, 3, netlab.WithIPv6())
-	cfg := filepath.Join(t.TempDir(), "net-conf.json")
-	require.NoError(t, os.WriteFile(cfg, []byte(dualStackConfig), 0o600))
+	cfg, err := filepath.Abs(dualStackConfig)
+	require.NoError(t, err)
 	for i := 1; i <= 3; i++ {
 		require.NoError(t, lab.StartNode(ctx, i, "--config", cfg, "--trace"))
 		require.True(t, lab.PodAddr6(i).IsValid(), "node %d got no IPv6 subnet", i)

@@ -70,18 +70,9 @@ func eventually(t *testing.T, ctx context.Context, bound time.Duration, what str
 	}
 }
 
-// dualStackConfig routes both families, host-gw style, as the file
-// store's dual-stack lab does (integration/TestDualStack).
-const dualStackConfig = `{
-  "Network": "10.50.0.0/16",
-  "EnableIPv6": true,
-  "IPv6Network": "fd50::/56",
-  "Backend": {
-    "Type": "extension",
-    "SubnetAddCommand": "ip route replace $SUBNET via $PUBLIC_IP && ip -6 route replace $IPV6SUBNET via $PUBLIC_IPV6",
-    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP; ip -6 route del $IPV6SUBNET via $PUBLIC_IPV6"
-  }
-}`
+// dualStackConfig is the file store's dual-stack lab's recipe
+// (integration/TestDualStack): host-gw style routes for both families.
+const dualStackConfig = "../testdata/dual-stack.json"
 
 // labSpec is one kube lab: its config, its Nodes' names and whether it
 // is dual stack (IPv6 podCIDRs and underlay).
@@ -104,8 +95,8 @@ func testLab(t *testing.T, ctx context.Context, s *kubeSuite) {
 // IPv4 and an IPv6 podCIDR, the hooks get IPV6SUBNET and PUBLIC_IPV6,
 // and pings go both ways in both families.
 func testDualStackLab(t *testing.T, ctx context.Context, s *kubeSuite) {
-	path := filepath.Join(t.TempDir(), "net-conf.json")
-	if err := os.WriteFile(path, []byte(dualStackConfig), 0o600); err != nil {
+	path, err := filepath.Abs(dualStackConfig)
+	if err != nil {
 		t.Fatal(err)
 	}
 	runLab(t, ctx, s, labSpec{config: path, prefix: "dual-node", ipv6: true})
