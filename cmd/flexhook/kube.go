@@ -13,14 +13,32 @@ import (
 	"k8s.io/klog/v2"
 )
 
+// kubeMode is what the kube store takes from the command and the config.
+type kubeMode struct {
+	// dualStack (EnableIPv6) reads and publishes the IPv6 halves of leases.
+	dualStack bool
+	// preStartup: a PreStartupCommand runs, so empty BackendData is
+	// published as "" (a JSON string), as flanneld's extension backend does.
+	preStartup bool
+	// needNode: the command acquires a lease (run), so the node's name
+	// is needed; leases list and remove do without.
+	needNode bool
+}
+
+// runKubeMode is run's kubeMode for cfg (nil: not known yet).
+func runKubeMode(cfg *hooks.Config) kubeMode {
+	if cfg == nil {
+		return kubeMode{needNode: true}
+	}
+	return kubeMode{dualStack: cfg.EnableIPv6, preStartup: !cfg.Backend.Hook(hooks.PreStartup).Empty(), needNode: true}
+}
+
 // openKube opens the kube store: the client from --kube-api-url and
 // --kubeconfig-file (in-cluster without either), this node's name from
 // NODE_NAME or the pod (retried while the API server does not answer,
-// as etcd is at start), the annotation prefix. With dualStack the IPv6
-// halves of leases are read. A kubeconfig that cannot be read is a usage
-// error. Without needNode (leases list and remove) the node's name is
-// not looked for.
-func openKube(ctx context.Context, s StoreFlags, dualStack, needNode bool, log *slog.Logger) (*kube.Store, error) {
+// as etcd is at start), the annotation prefix, as km says. A kubeconfig
+// that cannot be read is a usage error.
+func openKube(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) (*kube.Store, error) {
 	// client-go logs through klog: into our log, in our format.
 	klog.SetSlogLogger(log.With("from", "client-go"))
 	cs, err := kube.Client(s.KubeAPIURL, s.KubeconfigFile, "flexhook/"+versionString())
@@ -31,13 +49,16 @@ func openKube(ctx context.Context, s StoreFlags, dualStack, needNode bool, log *
 		return nil, usageErrorf("--kube-annotation-prefix: %v", err)
 	}
 	name := s.NodeName
-	if name == "" && needNode {
+	if name == "" && km.needNode {
 		if name, err = nodeName(ctx, cs, log); err != nil {
 			return nil, err
 		}
 	}
-	log.Debug("opening kube store", "node", name, "prefix", s.KubeAnnotationPrefix, "dual_stack", dualStack)
-	return kube.New(ctx, kube.Config{Client: cs, NodeName: name, Prefix: s.KubeAnnotationPrefix, DualStack: dualStack}, kube.WithLogger(log))
+	log.Debug("opening kube store", "node", name, "prefix", s.KubeAnnotationPrefix, "dual_stack", km.dualStack)
+	return kube.New(ctx, kube.Config{
+		Client: cs, NodeName: name, Prefix: s.KubeAnnotationPrefix,
+		DualStack: km.dualStack, PreStartup: km.preStartup,
+	}, kube.WithLogger(log))
 }
 
 // nodeName finds the node's name from NODE_NAME or the pod, retrying

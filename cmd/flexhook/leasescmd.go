@@ -59,7 +59,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("file store %s: no such directory (give --store DIR or --etcd-endpoints URLS)", f.Store)
 		}
 	}
-	store, err := openStore(ctx, f.StoreFlags, true, log)
+	store, err := openStore(ctx, f.StoreFlags, kubeMode{dualStack: true}, log)
 	if err != nil {
 		return err
 	}

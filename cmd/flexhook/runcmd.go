@@ -58,7 +58,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer stopMetrics()
 
-	store, err := openStoreRetry(ctx, f.StoreFlags, cfg != nil && cfg.EnableIPv6, log)
+	store, err := openStoreRetry(ctx, f.StoreFlags, runKubeMode(cfg), log)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("stopped before the store was reachable")

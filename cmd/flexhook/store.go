@@ -23,8 +23,8 @@ const (
 
 // openKubeStore is openKube as a leases.Store (never a nil *kube.Store
 // in a non-nil interface).
-func openKubeStore(ctx context.Context, s StoreFlags, dualStack, needNode bool, log *slog.Logger) (leases.Store, error) {
-	st, err := openKube(ctx, s, dualStack, needNode, log)
+func openKubeStore(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) (leases.Store, error) {
+	st, err := openKube(ctx, s, km, log)
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +100,9 @@ func (s StoreFlags) checkEtcd() error {
 // openStore opens the etcd store when --etcd-endpoints is set, else the
 // file store in --store. It tries once: commands an operator runs by hand
 // (leases) fail fast when etcd cannot be reached.
-func openStore(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
+func openStore(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) (leases.Store, error) {
 	if s.KubeSubnetMgr {
-		return openKubeStore(ctx, s, dualStack, false, log)
+		return openKubeStore(ctx, s, km, log)
 	}
 	if s.useEtcd() {
 		if err := s.checkEtcd(); err != nil {
@@ -144,12 +144,9 @@ func openEtcd(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store
 // with capped exponential backoff, each failure logged with its cause,
 // until it answers or ctx is done; then the error wraps ctx's error.
 // Flags that can never work still fail at once.
-func openStoreRetry(ctx context.Context, s StoreFlags, dualStack bool, log *slog.Logger) (leases.Store, error) {
-	if s.KubeSubnetMgr {
-		return openKubeStore(ctx, s, dualStack, true, log)
-	}
-	if !s.useEtcd() {
-		return openStore(ctx, s, dualStack, log)
+func openStoreRetry(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) (leases.Store, error) {
+	if !s.useEtcd() || s.KubeSubnetMgr {
+		return openStore(ctx, s, km, log)
 	}
 	if err := s.checkEtcd(); err != nil {
 		return nil, err

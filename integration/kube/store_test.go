@@ -71,7 +71,14 @@ type kubeSuite struct {
 
 func (s *kubeSuite) store(t *testing.T, ctx context.Context, node string, dual bool) *kube.Store {
 	t.Helper()
-	st, err := kube.New(ctx, kube.Config{Client: s.sa, NodeName: node, DualStack: dual})
+	return s.storeFor(t, ctx, kube.Config{NodeName: node, DualStack: dual})
+}
+
+// storeFor opens a store for cfg as the service account.
+func (s *kubeSuite) storeFor(t *testing.T, ctx context.Context, cfg kube.Config) *kube.Store {
+	t.Helper()
+	cfg.Client = s.sa
+	st, err := kube.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +318,7 @@ func testByteEqual(t *testing.T, ctx context.Context, s *kubeSuite) {
 	}{
 		{"vxlan MAC", mac, true, false, nil},
 		{"no PreStartupCommand", "", false, false, nil},
+		{"PreStartupCommand printed nothing", "", true, false, nil},
 		{"data to escape", `{"k":"<&>"}`, true, false, nil},
 		{"dual stack", mac, true, true, nil},
 		{"public-ip-overwrite", mac, true, false, map[string]string{pfx + "public-ip-overwrite": "198.51.100.31"}},
@@ -332,7 +340,7 @@ func testByteEqual(t *testing.T, ctx context.Context, s *kubeSuite) {
 			a.PublicIPv6 = v6
 		}
 		s.flanneld(t, ctx, fl, netconf, fa)
-		if _, err := s.store(t, ctx, fh, tc.v6).Acquire(ctx, r, a); err != nil {
+		if _, err := s.storeFor(t, ctx, kube.Config{NodeName: fh, DualStack: tc.v6, PreStartup: tc.ran}).Acquire(ctx, r, a); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		want, got := ours(s.getNode(t, ctx, fl)), ours(s.getNode(t, ctx, fh))

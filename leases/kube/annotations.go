@@ -67,14 +67,14 @@ func NewAnnotations(prefix string) (Annotations, error) {
 
 // Published returns the annotations flanneld's AcquireLease writes for
 // attrs on a node whose annotations are now cur, for the extension
-// backend: backend-type, backend-data (BackendData as a JSON string, or
-// "" when there is none), public-ip (public-ip-overwrite's value when
+// backend: backend-type, backend-data (BackendData as a JSON string, even
+// an empty one when a PreStartupCommand ran, else ""), public-ip (public-ip-overwrite's value when
 // that is set), kube-subnet-manager "true", and with an IPv6 address
 // backend-v6-data "null" and public-ipv6 (or its overwrite). It returns
 // nil when cur already says all that, so that nothing is patched.
-func (a Annotations) Published(cur map[string]string, attrs leases.Attrs) (map[string]string, error) {
+func (a Annotations) Published(cur map[string]string, attrs leases.Attrs, preStartup bool) (map[string]string, error) {
 	bd := ""
-	if attrs.BackendData != "" {
+	if attrs.BackendData != "" || preStartup {
 		b, err := json.Marshal(attrs.BackendData)
 		if err != nil {
 			return nil, fmt.Errorf("encode BackendData: %w", err)

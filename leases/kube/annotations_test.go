@@ -66,31 +66,36 @@ func TestPublished(t *testing.T) {
 		name  string
 		cur   map[string]string
 		attrs leases.Attrs
+		pre   bool              // a PreStartupCommand ran
 		want  map[string]string // nil: nothing to patch
 	}{
-		{"fresh node", map[string]string{"other": "x"}, mac, map[string]string{
+		{"fresh node", map[string]string{"other": "x"}, mac, true, map[string]string{
 			p + "backend-type": "extension", p + "backend-data": `"82:87:fe:a4:a9:55"`,
 			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
 		}},
-		{"no BackendData is an empty annotation", nil, leases.Attrs{PublicIP: v4, BackendType: "extension"}, map[string]string{
+		{"no PreStartupCommand: an empty annotation", nil, leases.Attrs{PublicIP: v4, BackendType: "extension"}, false, map[string]string{
 			p + "backend-type": "extension", p + "backend-data": "",
+			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
+		}},
+		{"PreStartupCommand printed nothing", nil, leases.Attrs{PublicIP: v4, BackendType: "extension"}, true, map[string]string{
+			p + "backend-type": "extension", p + "backend-data": `""`,
 			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
 		}},
 		{"already published", map[string]string{
 			p + "backend-type": "extension", p + "backend-data": `"82:87:fe:a4:a9:55"`,
 			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
-		}, mac, nil},
-		{"overwrite wins", map[string]string{p + "public-ip-overwrite": "198.51.100.7"}, mac, map[string]string{
+		}, mac, true, nil},
+		{"overwrite wins", map[string]string{p + "public-ip-overwrite": "198.51.100.7"}, mac, true, map[string]string{
 			p + "backend-type": "extension", p + "backend-data": `"82:87:fe:a4:a9:55"`,
 			p + "public-ip": "198.51.100.7", p + "kube-subnet-manager": "true",
 		}},
-		{"dual stack", nil, leases.Attrs{PublicIP: v4, PublicIPv6: v6, BackendType: "extension", BackendData: `<&>`}, map[string]string{
+		{"dual stack", nil, leases.Attrs{PublicIP: v4, PublicIPv6: v6, BackendType: "extension", BackendData: `<&>`}, true, map[string]string{
 			p + "backend-type": "extension", p + "backend-data": `"\u003c\u0026\u003e"`,
 			p + "public-ip": "192.0.2.3", p + "kube-subnet-manager": "true",
 			p + "backend-v6-data": "null", p + "public-ipv6": "2001:db8::3",
 		}},
 	} {
-		got, err := a.Published(tc.cur, tc.attrs)
+		got, err := a.Published(tc.cur, tc.attrs, tc.pre)
 		if err != nil || !maps.Equal(got, tc.want) {
 			t.Errorf("%s: Published = %v, %v; want %v", tc.name, got, err, tc.want)
 		}

@@ -47,6 +47,11 @@ type Config struct {
 	// podCIDRs and public-ipv6). Off, IPv6 podCIDRs are ignored, as
 	// flanneld's extension backend ignores them.
 	DualStack bool
+	// PreStartup says a PreStartupCommand runs: flanneld's extension
+	// backend then publishes BackendData as a JSON string even when it is
+	// empty (""), and without one as nothing. Set it for byte-equal
+	// annotations; readers take both as no data.
+	PreStartup bool
 }
 
 // Option configures New.
@@ -269,7 +274,7 @@ func fits(node, family string, p, network netip.Prefix, bits int) error {
 // publish patches attrs into n's annotations when they differ and
 // returns l with the attrs as published.
 func (s *Store) publish(ctx context.Context, n *corev1.Node, l leases.Lease, attrs leases.Attrs) (leases.Lease, error) {
-	want, err := s.ann.Published(n.Annotations, attrs)
+	want, err := s.ann.Published(n.Annotations, attrs, s.cfg.PreStartup)
 	if err != nil {
 		return leases.Lease{}, err
 	}
