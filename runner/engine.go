@@ -292,8 +292,16 @@ func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease,
 // hypothetical free one. Nothing is written.
 func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
 	lctx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+	defer cancel()
+	if fn := e.o.peek; fn != nil {
+		l, err := fn(lctx, e.cfg.Range, attrs)
+		if err != nil {
+			return leases.Lease{}, fmt.Errorf("dry-run: %w", err)
+		}
+		e.log.Info(fmt.Sprintf("dry-run: would take %s", l.Subnet), "subnet", l.Subnet, "ipv6_subnet", l.IPv6Subnet)
+		return l, nil
+	}
 	ls, err := e.store.List(lctx)
-	cancel()
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("list leases: %w", err)
 	}

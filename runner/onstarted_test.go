@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,4 +58,36 @@ func TestOnStarted(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "OnStarted") {
 		t.Errorf("OnStarted(nil): %v", err)
 	}
+}
+
+// TestPeekInDryRun: with Peek, a dry-run's own lease is what Peek says
+// (a kube Node's pod CIDR), not a guess from the store's list, and
+// nothing is acquired.
+func TestPeekInDryRun(t *testing.T) {
+	cfg := config(t, map[hooks.Kind]string{hooks.PostStartup: `ip addr add $SUBNET dev flannel0`})
+	s := leasestest.New()
+	fakePeer(s, "10.50.2.0/24", "192.0.2.2", "a")
+	want := netip.MustParsePrefix("10.50.77.0/24")
+	peeked := 0
+	peek := func(_ context.Context, r leases.Range, a leases.Attrs) (leases.Lease, error) {
+		peeked++
+		assert.Equal(t, cfg.Range, r)
+		return leases.Lease{Subnet: want, Attrs: a}, nil
+	}
+	var tl traceLog
+	sh, err := shell.New(shell.Dir(t.TempDir()), shell.DryRun(true), shell.WithTracer(&tl), shell.Logger(testLogger(t)))
+	require.NoError(t, err)
+	eng, err := runner.New(cfg, s, sh, runner.PublicIP(ownIP), runner.ReadOnly(true), runner.StateDir(filepath.Join(t.TempDir(), "state")),
+		runner.Logger(testLogger(t)), runner.Peek(peek))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	require.Eventually(t, func() bool { return tl.has("PostStartupCommand ip addr add 10.50.77.0/24 dev flannel0") }, waitFor, tick)
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, 1, peeked)
+	ls, err := s.List(t.Context())
+	require.NoError(t, err)
+	assert.Len(t, ls, 1, "a dry-run acquired a lease")
 }

@@ -39,6 +39,7 @@ type options struct {
 	parallel             int
 	metrics              *metrics.Metrics
 	onStarted            func(context.Context, leases.Lease) error
+	peek                 func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)
 }
 
 func defaultOptions() options {
@@ -252,6 +253,20 @@ func OnStarted(fn func(context.Context, leases.Lease) error) Option {
 			return errors.New("runner.OnStarted: nil function")
 		}
 		o.onStarted = fn
+		return nil
+	}
+}
+
+// Peek sets how a dry-run (ReadOnly) finds the lease this node would get,
+// for a store that does not allocate (the kube store: the Node's pod
+// CIDRs) and so cannot be guessed from the store's list. fn must write
+// nothing.
+func Peek(fn func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)) Option {
+	return func(o *options) error {
+		if fn == nil {
+			return errors.New("runner.Peek: nil function")
+		}
+		o.peek = fn
 		return nil
 	}
 }

@@ -142,6 +142,9 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	if err != nil {
 		return nil, err
 	}
+	if ks, ok := store.(*kube.Store); ok && f.DryRun {
+		rOpts = append(rOpts, runner.Peek(ks.Peek))
+	}
 	if ks, ok := store.(*kube.Store); ok && f.SetNodeNetworkUnavailable && !f.DryRun {
 		rOpts = append(rOpts, runner.OnStarted(func(ctx context.Context, _ leases.Lease) error {
 			return ks.SetNetworkAvailable(ctx)

@@ -118,8 +118,16 @@ func TestKube(t *testing.T) {
 }
 
 func testAcquireFresh(t *testing.T, ctx context.Context, s *kubeSuite) {
-	s.a.newNode(t, ctx, "fresh", []string{"10.50.1.0/24"}, map[string]string{"other.example.com/x": "y"})
+	before := s.a.newNode(t, ctx, "fresh", []string{"10.50.1.0/24"}, map[string]string{"other.example.com/x": "y"})
 	st := s.store(t, ctx, "fresh", false)
+	// A dry-run's look first: the lease, and nothing written.
+	peek, err := st.Peek(ctx, v4Range, attrs("192.0.2.11", mac))
+	if err != nil || peek.Subnet != netip.MustParsePrefix("10.50.1.0/24") || peek.Attrs.BackendData != mac {
+		t.Errorf("Peek = %+v, %v", peek, err)
+	}
+	if n := s.getNode(t, ctx, "fresh"); n.ResourceVersion != before.ResourceVersion {
+		t.Errorf("Peek wrote to the Node: %v", n.Annotations)
+	}
 	l, err := st.Acquire(ctx, v4Range, attrs("192.0.2.11", mac))
 	if err != nil {
 		t.Fatal(err)

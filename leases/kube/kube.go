@@ -227,28 +227,45 @@ func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
 // retrying cannot fix it), with attrs published in its annotations
 // (patched only when they differ).
 func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs) (leases.Lease, error) {
-	n, err := s.getNode(ctx)
+	n, l, err := s.ownLease(ctx, r)
 	if err != nil {
 		return leases.Lease{}, err
-	}
-	v4, v6, err := podCIDRs(n)
-	if err != nil {
-		return leases.Lease{}, err
-	}
-	if err := fits(n.Name, "", v4, r.Network, r.SubnetLen); err != nil {
-		return leases.Lease{}, retry.Permanent(err)
-	}
-	if r.DualStack() {
-		if err := fits(n.Name, "IPv6", v6, r.IPv6Network, r.IPv6SubnetLen); err != nil {
-			return leases.Lease{}, retry.Permanent(err)
-		}
-	} else {
-		v6 = netip.Prefix{}
 	}
 	s.mu.Lock()
 	s.own = attrs
 	s.mu.Unlock()
-	return s.publish(ctx, n, leases.Lease{Subnet: v4, IPv6Subnet: v6, Key: leases.SubnetKey(v4, v6)}, attrs)
+	return s.publish(ctx, n, l, attrs)
+}
+
+// Peek is Acquire that writes nothing: the lease this node would get,
+// with attrs as given (a dry-run's own lease).
+func (s *Store) Peek(ctx context.Context, r leases.Range, attrs leases.Attrs) (leases.Lease, error) {
+	_, l, err := s.ownLease(ctx, r)
+	l.Attrs = attrs
+	return l, err
+}
+
+// ownLease reads this node's Node and the lease its pod CIDRs make in r.
+func (s *Store) ownLease(ctx context.Context, r leases.Range) (*corev1.Node, leases.Lease, error) {
+	n, err := s.getNode(ctx)
+	if err != nil {
+		return nil, leases.Lease{}, err
+	}
+	v4, v6, err := podCIDRs(n)
+	if err != nil {
+		return nil, leases.Lease{}, err
+	}
+	if err := fits(n.Name, "", v4, r.Network, r.SubnetLen); err != nil {
+		return nil, leases.Lease{}, retry.Permanent(err)
+	}
+	if r.DualStack() {
+		if err := fits(n.Name, "IPv6", v6, r.IPv6Network, r.IPv6SubnetLen); err != nil {
+			return nil, leases.Lease{}, retry.Permanent(err)
+		}
+	} else {
+		v6 = netip.Prefix{}
+	}
+	return n, leases.Lease{Subnet: v4, IPv6Subnet: v6, Key: leases.SubnetKey(v4, v6)}, nil
 }
 
 // fits checks a pod CIDR against the network it must be a subnet of.
