@@ -238,6 +238,9 @@ func runLab(t *testing.T, ctx context.Context, s *kubeSuite, spec labSpec) {
 		}
 		return nil
 	})
+	if code, err := lab.ExitCode(ctx, 3); err != nil || code != 1 {
+		t.Errorf("node 3 exit status %d, %v; want 1 (a runtime failure: its lease is gone)", code, err)
+	}
 	if !strings.Contains(lab.Logs(3), "deleted") {
 		t.Errorf("node 3's log does not say its lease was deleted:\n%s", lab.Logs(3))
 	}
