@@ -9,7 +9,6 @@ import (
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases/kube"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/klog/v2"
 )
 
@@ -63,7 +62,7 @@ func openKube(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) 
 
 // nodeName finds the node's name from NODE_NAME or the pod, retrying
 // while the API server does not answer.
-func nodeName(ctx context.Context, cs corev1client.CoreV1Interface, log *slog.Logger) (string, error) {
+func nodeName(ctx context.Context, cs kube.API, log *slog.Logger) (string, error) {
 	if os.Getenv("NODE_NAME") == "" && (os.Getenv("POD_NAME") == "" || os.Getenv("POD_NAMESPACE") == "") {
 		return "", usageErrorf("--kube-subnet-mgr: give --node-name, or set NODE_NAME, or POD_NAME and POD_NAMESPACE")
 	}

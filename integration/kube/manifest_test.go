@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/leases/kube"
 	"github.com/flexhook/flexhook/presets"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -164,11 +165,16 @@ func testManifest(t *testing.T, ctx context.Context, s *kubeSuite) {
 	}
 
 	s.token = s.a.token(t, ctx, "kube-flexhook", "flexhook")
-	sa, err := corev1client.NewForConfig(s.a.as(s.token))
+	typed, err := corev1client.NewForConfig(s.a.as(s.token))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.sa = sa
+	// The store gets flexhook's own client, as flexhook run makes it.
+	api, err := kube.NewAPI(s.a.as(s.token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sa, s.saTyped = api, typed
 	s.kubeconfig = s.a.kubeconfig(t, "loopback.kubeconfig", s.a.admin.Host, s.token)
 }
 
@@ -177,18 +183,48 @@ func testManifest(t *testing.T, ctx context.Context, s *kubeSuite) {
 // it can do that much).
 func testLeastPrivilege(t *testing.T, ctx context.Context, s *kubeSuite) {
 	s.a.newNode(t, ctx, "guarded", []string{"10.50.90.0/24"}, nil)
-	_, err := s.sa.Pods("kube-flexhook").List(ctx, metav1.ListOptions{})
+	_, err := s.saTyped.Pods("kube-flexhook").List(ctx, metav1.ListOptions{})
 	forbidden(t, "list pods", err)
-	_, err = s.sa.Secrets("kube-flexhook").List(ctx, metav1.ListOptions{})
+	_, err = s.saTyped.Secrets("kube-flexhook").List(ctx, metav1.ListOptions{})
 	forbidden(t, "list secrets", err)
-	forbidden(t, "delete a node", s.sa.Nodes().Delete(ctx, "guarded", metav1.DeleteOptions{}))
-	n, err := s.sa.Nodes().Get(ctx, "guarded", metav1.GetOptions{})
+	forbidden(t, "delete a node", s.saTyped.Nodes().Delete(ctx, "guarded", metav1.DeleteOptions{}))
+	n, err := s.saTyped.Nodes().Get(ctx, "guarded", metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("get node as the service account: %v", err)
 	}
 	n.Spec.Unschedulable = true
-	_, err = s.sa.Nodes().Update(ctx, n, metav1.UpdateOptions{})
+	_, err = s.saTyped.Nodes().Update(ctx, n, metav1.UpdateOptions{})
 	forbidden(t, "update a node's spec", err)
-	_, err = s.sa.Nodes().Patch(ctx, "guarded", "application/merge-patch+json", []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+	_, err = s.saTyped.Nodes().Patch(ctx, "guarded", "application/merge-patch+json", []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
 	forbidden(t, "patch a node (not its status)", err)
+}
+
+// testNodeNameFromPod: without NODE_NAME, the node's name is the pod's
+// spec.nodeName, as flanneld finds it. The manifest gives NODE_NAME, so
+// its account may not read pods; a role that may (here the admin) can.
+func testNodeNameFromPod(t *testing.T, ctx context.Context, s *kubeSuite) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-flexhook-ds-x1", Namespace: "kube-flexhook"},
+		Spec: corev1.PodSpec{
+			NodeName: "pod-node", ServiceAccountName: "flexhook", AutomountServiceAccountToken: ptr(false),
+			Containers: []corev1.Container{{Name: "kube-flexhook", Image: "flexhook:dev"}},
+		},
+	}
+	if _, err := s.a.cs.CoreV1().Pods("kube-flexhook").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"POD_NAME": pod.Name, "POD_NAMESPACE": pod.Namespace}
+	admin, err := kube.NewAPI(s.a.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, err := kube.NodeName(ctx, admin, func(k string) string { return env[k] }); err != nil || name != "pod-node" {
+		t.Errorf("NodeName from the pod = %q, %v; want pod-node", name, err)
+	}
+	_, err = kube.NodeName(ctx, s.sa, func(k string) string { return env[k] })
+	forbidden(t, "read its pod", errors.Unwrap(err))
+	env["NODE_NAME"] = "given"
+	if name, err := kube.NodeName(ctx, s.sa, func(k string) string { return env[k] }); err != nil || name != "given" {
+		t.Errorf("NodeName with NODE_NAME = %q, %v", name, err)
+	}
 }

@@ -65,7 +65,8 @@ func ours(n *corev1.Node) map[string]string {
 type kubeSuite struct {
 	a          *apiServer
 	token      string
-	sa         corev1client.CoreV1Interface // the DaemonSet's identity
+	sa         kube.API                     // the DaemonSet's identity, through flexhook's client
+	saTyped    corev1client.CoreV1Interface // the same identity, client-go's typed client (for what the store never calls)
 	kubeconfig string                       // the same identity, for flanneld and flexhook run
 }
 
@@ -106,6 +107,7 @@ func TestKube(t *testing.T) {
 		t.Fatal("the manifest's service account is needed by the rest")
 	}
 	t.Run("LeastPrivilege", func(t *testing.T) { testLeastPrivilege(t, ctx, s) })
+	t.Run("NodeNameFromPod", func(t *testing.T) { testNodeNameFromPod(t, ctx, s) })
 	t.Run("AcquireFresh", func(t *testing.T) { testAcquireFresh(t, ctx, s) })
 	t.Run("AcquireExisting", func(t *testing.T) { testAcquireExisting(t, ctx, s) })
 	t.Run("AcquireRefused", func(t *testing.T) { testAcquireRefused(t, ctx, s) })

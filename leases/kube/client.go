@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Client returns a core/v1 client (all the store needs) as flanneld makes one: from apiURL
+// Client returns the API (all the store needs) as flanneld makes one: from apiURL
 // (--kube-api-url) and kubeconfig (--kubeconfig-file), or the pod's
 // in-cluster service account when both are empty.
-func Client(apiURL, kubeconfig, userAgent string) (corev1client.CoreV1Interface, error) {
+func Client(apiURL, kubeconfig, userAgent string) (API, error) {
 	var cfg *rest.Config
 	var err error
 	if apiURL == "" && kubeconfig == "" {
@@ -26,17 +24,13 @@ func Client(apiURL, kubeconfig, userAgent string) (corev1client.CoreV1Interface,
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	cfg.UserAgent = userAgent
-	cs, err := corev1client.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kube client: %w", err)
-	}
-	return cs, nil
+	return NewAPI(cfg)
 }
 
 // NodeName finds this node's name as flanneld does: NODE_NAME, else the
 // spec.nodeName of the pod POD_NAMESPACE/POD_NAME (the downward API of
 // the DaemonSet). getenv reads the environment.
-func NodeName(ctx context.Context, cs corev1client.CoreV1Interface, getenv func(string) string) (string, error) {
+func NodeName(ctx context.Context, cs API, getenv func(string) string) (string, error) {
 	if n := getenv("NODE_NAME"); n != "" {
 		return n, nil
 	}
@@ -44,7 +38,7 @@ func NodeName(ctx context.Context, cs corev1client.CoreV1Interface, getenv func(
 	if pod == "" || ns == "" {
 		return "", errors.New("set NODE_NAME, or POD_NAME and POD_NAMESPACE, to this node's name")
 	}
-	p, err := cs.Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	p, err := cs.GetPod(ctx, ns, pod)
 	if err != nil {
 		return "", fmt.Errorf("get pod %s/%s for its node name: %w", ns, pod, err)
 	}

@@ -29,13 +29,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
 // Config says which cluster and which node.
 type Config struct {
-	Client corev1client.CoreV1Interface // required
+	Client API // required: NewAPI (kube.Client), or any API
 	// NodeName is this node's Node. Without it the store only lists,
 	// watches and removes leases; Acquire and the calls about this node
 	// fail.
@@ -124,13 +123,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		}
 	}
 	s := &Store{cfg: cfg, ann: ann, o: o, node: cfg.NodeName, done: make(chan struct{}), watches: map[chan struct{}]struct{}{}}
-	nodes := cfg.Client.Nodes()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
-			return nodes.List(ctx, lo)
+			return cfg.Client.ListNodes(ctx, lo)
 		},
 		WatchFuncWithContext: func(ctx context.Context, lo metav1.ListOptions) (watch.Interface, error) {
-			return nodes.Watch(ctx, lo)
+			return cfg.Client.WatchNodes(ctx, lo)
 		},
 	}
 	s.nodes, s.informer = cache.NewInformerWithOptions(cache.InformerOptions{
@@ -214,7 +212,7 @@ func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
 	if s.node == "" {
 		return nil, errors.New("kube store: no node name (--node-name, NODE_NAME, or POD_NAME and POD_NAMESPACE)")
 	}
-	n, err := s.cfg.Client.Nodes().Get(ctx, s.node, metav1.GetOptions{})
+	n, err := s.cfg.Client.GetNode(ctx, s.node)
 	if err != nil {
 		return nil, fmt.Errorf("get node %q: %w", s.node, err)
 	}
@@ -335,7 +333,7 @@ func (s *Store) patchAnnotations(ctx context.Context, node string, ann map[strin
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Client.Nodes().Patch(ctx, node, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
+	if _, err := s.cfg.Client.PatchNodeStatus(ctx, node, types.StrategicMergePatchType, body); err != nil {
 		return fmt.Errorf("patch node %q annotations: %w", node, err)
 	}
 	return nil

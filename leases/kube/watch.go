@@ -11,6 +11,7 @@ import (
 	"github.com/flexhook/flexhook/leases"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -46,7 +47,7 @@ func (s *Store) leasesOf(objs []any) []leases.Lease {
 
 // listNodes lists every Node from the API server (a consistent read).
 func (s *Store) listNodes(ctx context.Context) ([]any, error) {
-	nl, err := s.cfg.Client.Nodes().List(ctx, metav1.ListOptions{})
+	nl, err := s.cfg.Client.ListNodes(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -178,7 +179,7 @@ func (s *Store) SetNetworkAvailable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Client.Nodes().PatchStatus(ctx, s.node, raw); err != nil {
+	if _, err := s.cfg.Client.PatchNodeStatus(ctx, s.node, types.StrategicMergePatchType, raw); err != nil {
 		return fmt.Errorf("set node %q NetworkUnavailable=False: %w", s.node, err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/flexhook/flexhook/leases"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
 	fakecorev1 "k8s.io/client-go/kubernetes/typed/core/v1/fake"
@@ -33,11 +34,31 @@ func fakeCore() fakeClient {
 	return fakeClient{&fakecorev1.FakeCoreV1{Fake: f}}
 }
 
-// fakeClient tells the informer, as client-go's fake clientset does, that
-// it cannot serve watch-list requests.
-type fakeClient struct{ *fakecorev1.FakeCoreV1 }
+// fakeClient is API on the fake. Like client-go's fake clientset, it tells
+// the informer that it cannot serve watch-list requests.
+type fakeClient struct{ c *fakecorev1.FakeCoreV1 }
 
 func (fakeClient) IsWatchListSemanticsUnSupported() bool { return true }
+
+func (f fakeClient) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+	return f.c.Nodes().Get(ctx, name, metav1.GetOptions{})
+}
+
+func (f fakeClient) ListNodes(ctx context.Context, opts metav1.ListOptions) (*corev1.NodeList, error) {
+	return f.c.Nodes().List(ctx, opts)
+}
+
+func (f fakeClient) WatchNodes(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	return f.c.Nodes().Watch(ctx, opts)
+}
+
+func (f fakeClient) PatchNodeStatus(ctx context.Context, name string, pt types.PatchType, data []byte) (*corev1.Node, error) {
+	return f.c.Nodes().Patch(ctx, name, pt, data, metav1.PatchOptions{}, "status")
+}
+
+func (f fakeClient) GetPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	return f.c.Pods(ns).Get(ctx, name, metav1.GetOptions{})
+}
 
 // TestWatchKeepsChangingNodesFromStarvingIt: a node that changes more often
 // than the quiet time must not hold snapshots back until it stops. The
@@ -53,7 +74,7 @@ func TestWatchKeepsChangingNodesFromStarvingIt(t *testing.T) {
 		}},
 		Spec: corev1.NodeSpec{PodCIDRs: []string{"10.50.1.0/24"}},
 	}
-	if _, err := cs.Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.c.Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A quiet time no writer can keep up with would prove nothing: the
@@ -85,7 +106,7 @@ func TestWatchKeepsChangingNodesFromStarvingIt(t *testing.T) {
 		case <-tick.C:
 			changes++
 			n.Annotations[p+"backend-data"] = fmt.Sprintf(`"%d"`, changes)
-			if _, err := cs.Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+			if _, err := cs.c.Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
