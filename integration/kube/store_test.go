@@ -180,7 +180,8 @@ func testAcquireExisting(t *testing.T, ctx context.Context, s *kubeSuite) {
 	stale[pfx+"backend-data"] = `"00:00:00:00:00:01"`
 	stale[pfx+"public-ip-overwrite"] = "198.51.100.12"
 	s.a.newNode(t, ctx, "stale", []string{"10.50.3.0/24"}, stale)
-	l, err := s.store(t, ctx, "stale", false).Acquire(ctx, v4Range, attrs("192.0.2.13", mac))
+	st := s.store(t, ctx, "stale", false)
+	l, err := st.Acquire(ctx, v4Range, attrs("192.0.2.13", mac))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +189,36 @@ func testAcquireExisting(t *testing.T, ctx context.Context, s *kubeSuite) {
 	if got[pfx+"backend-data"] != `"`+mac+`"` || got[pfx+"public-ip"] != "198.51.100.12" || got[pfx+"public-ip-overwrite"] != "198.51.100.12" {
 		t.Errorf("stale annotations not rewritten (public-ip-overwrite wins): %v", got)
 	}
-	if l.Attrs.PublicIP.String() != "198.51.100.12" {
-		t.Errorf("lease attrs %+v: want the published (overwritten) public IP", l.Attrs)
+	// The hooks get the node's own address, as flanneld gives them, and
+	// the store lists the own lease as acquired: the engine's own lease.
+	if l.Attrs != attrs("192.0.2.13", mac) {
+		t.Errorf("lease attrs %+v: want the node's own public IP, not the overwrite", l.Attrs)
+	}
+	ls, err := st.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own, ok := find(ls, "10.50.3.0/24"); !ok || own.Attrs != l.Attrs {
+		t.Errorf("own lease listed as %+v, want %+v", own.Attrs, l.Attrs)
+	}
+	// Someone edits the annotations: the listed lease shows it (so the
+	// engine renews), and Renew writes them back.
+	n := s.getNode(t, ctx, "stale")
+	n.Annotations[pfx+"backend-data"] = `"ee:ee:ee:ee:ee:ee"`
+	if _, err := s.a.cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ls, err = st.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if own, _ := find(ls, "10.50.3.0/24"); own.Attrs.BackendData != "ee:ee:ee:ee:ee:ee" {
+		t.Errorf("an edited own lease listed as %+v", own.Attrs)
+	}
+	if _, err := st.Renew(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if got := ours(s.getNode(t, ctx, "stale")); got[pfx+"backend-data"] != `"`+mac+`"` {
+		t.Errorf("Renew did not restore backend-data: %v", got)
 	}
 }
 

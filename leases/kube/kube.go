@@ -287,7 +287,7 @@ func fits(node, family string, p, network netip.Prefix, bits int) error {
 }
 
 // publish patches attrs into n's annotations when they differ and
-// returns l with the attrs as published.
+// returns l with attrs.
 func (s *Store) publish(ctx context.Context, n *corev1.Node, l leases.Lease, attrs leases.Attrs) (leases.Lease, error) {
 	want, err := s.ann.Published(n.Annotations, attrs, s.cfg.PreStartup)
 	if err != nil {
@@ -303,27 +303,10 @@ func (s *Store) publish(ctx context.Context, n *corev1.Node, l leases.Lease, att
 		}
 		s.o.log.Debug("node annotations patched", "node", s.node, "annotations", len(want))
 	}
-	pub, ok := s.ann.leaseOf(&corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Annotations: merged(n.Annotations, want)},
-		Spec:       n.Spec,
-	}, s.cfg.DualStack)
-	if ok && pub.Invalid == "" {
-		l.Attrs = pub.Attrs
-	} else {
-		l.Attrs = attrs
-	}
+	// The hooks get this node's own addresses, as flanneld gives them,
+	// even where public-ip-overwrite publishes another.
+	l.Attrs = attrs
 	return l, nil
-}
-
-func merged(cur, want map[string]string) map[string]string {
-	out := make(map[string]string, len(cur)+len(want))
-	for k, v := range cur {
-		out[k] = v
-	}
-	for k, v := range want {
-		out[k] = v
-	}
-	return out
 }
 
 // patchAnnotations sets (or, for a nil value, removes) annotations of this

@@ -33,13 +33,30 @@ func (s *Store) snapshot() []leases.Lease {
 
 // leasesOf turns nodes (*corev1.Node) into leases, sorted by subnet.
 func (s *Store) leasesOf(objs []any) []leases.Lease {
+	s.mu.Lock()
+	own := s.own
+	s.mu.Unlock()
 	out := make([]leases.Lease, 0, len(objs))
 	for _, o := range objs {
-		if n, ok := o.(*corev1.Node); ok {
-			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok {
-				out = append(out, l)
+		n, ok := o.(*corev1.Node)
+		if !ok {
+			continue
+		}
+		l, ok := s.ann.leaseOf(n, s.cfg.DualStack)
+		if !ok {
+			continue
+		}
+		// This node's lease carries the attrs it acquired with (its own
+		// address, not a public-ip-overwrite) while its annotations say
+		// what Acquire published: the lease is the one the engine holds.
+		// Annotations someone changed show as they are, so that the
+		// engine sees its lease is not as it left it and renews.
+		if n.Name == s.node && l.Invalid == "" && own.BackendType != "" {
+			if want, err := s.ann.Published(n.Annotations, own, s.cfg.PreStartup); err == nil && want == nil {
+				l.Attrs = own
 			}
 		}
+		out = append(out, l)
 	}
 	slices.SortFunc(out, leases.Compare)
 	return out
