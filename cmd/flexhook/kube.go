@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"time"
@@ -61,17 +62,18 @@ func openKube(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) 
 }
 
 // nodeName finds the node's name from NODE_NAME or the pod, retrying
-// while the API server does not answer.
+// while the API server does not answer. An environment that names no
+// node is a usage error.
 func nodeName(ctx context.Context, cs kube.API, log *slog.Logger) (string, error) {
-	if os.Getenv("NODE_NAME") == "" && (os.Getenv("POD_NAME") == "" || os.Getenv("POD_NAMESPACE") == "") {
-		return "", usageErrorf("--kube-subnet-mgr: give --node-name, or set NODE_NAME, or POD_NAME and POD_NAMESPACE")
-	}
 	var name string
 	err := retry.Do(ctx, retry.Backoff{Initial: connectMinBackoff, Max: connectMaxBackoff}, func(ctx context.Context) error {
 		nctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		var err error
 		name, err = kube.NodeName(nctx, cs, os.Getenv)
+		if errors.Is(err, kube.ErrNoNodeName) {
+			return retry.Permanent(usageErrorf("--kube-subnet-mgr: %v", err))
+		}
 		return err
 	}, func(attempt int, err error, wait time.Duration) {
 		log.Error("kube API server not reachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
@@ -89,15 +91,19 @@ func kubeConfig(s StoreFlags) (*hooks.Config, string, error) {
 	return cfg, s.NetConfigPath, nil
 }
 
-// nodeAnnotated applies the node-public-ip and node-public-ipv6
-// annotations of this node, which flanneld takes over --public-ip and
-// --public-ipv6, to f.
-func nodeAnnotated(ctx context.Context, st *kube.Store, f runFlags, log *slog.Logger) (runFlags, bool, error) {
+// kubeNode applies this node's node-public-ip and node-public-ipv6
+// annotations, which flanneld takes over --public-ip and --public-ipv6:
+// with either, the node is resolved again; otherwise n stands.
+func kubeNode(ctx context.Context, st *kube.Store, f runFlags, n node, log *slog.Logger) (node, error) {
 	nctx, cancel := context.WithTimeout(ctx, f.StoreTimeout)
 	defer cancel()
 	v4, v6, err := st.NodePublicIP(nctx)
 	if err != nil {
-		return f, false, err
+		log.Warn("cannot read this node's node-public-ip annotations; keeping the public IP found locally", "error", err)
+		return n, nil
+	}
+	if !v4.IsValid() && !v6.IsValid() {
+		return n, nil
 	}
 	if v4.IsValid() {
 		log.Info("public IP from the node-public-ip annotation", "public_ip", v4)
@@ -106,20 +112,6 @@ func nodeAnnotated(ctx context.Context, st *kube.Store, f runFlags, log *slog.Lo
 	if v6.IsValid() {
 		log.Info("public IPv6 from the node-public-ipv6 annotation", "public_ipv6", v6)
 		f.PublicIPv6 = v6.String()
-	}
-	return f, v4.IsValid() || v6.IsValid(), nil
-}
-
-// kubeNode resolves the node again when its Node carries node-public-ip
-// annotations; otherwise n stands.
-func kubeNode(ctx context.Context, st *kube.Store, f runFlags, n node, log *slog.Logger) (node, error) {
-	f, changed, err := nodeAnnotated(ctx, st, f, log)
-	if err != nil {
-		log.Warn("cannot read this node's node-public-ip annotations; keeping the public IP found locally", "error", err)
-		return n, nil
-	}
-	if !changed {
-		return n, nil
 	}
 	return resolveNode(f, log)
 }

@@ -142,13 +142,15 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	if err != nil {
 		return nil, err
 	}
-	if ks, ok := store.(*kube.Store); ok && f.DryRun {
-		rOpts = append(rOpts, runner.Peek(ks.Peek))
-	}
-	if ks, ok := store.(*kube.Store); ok && f.SetNodeNetworkUnavailable && !f.DryRun {
-		rOpts = append(rOpts, runner.OnStarted(func(ctx context.Context, _ leases.Lease) error {
-			return ks.SetNetworkAvailable(ctx)
-		}))
+	if ks, ok := store.(*kube.Store); ok {
+		switch {
+		case f.DryRun:
+			rOpts = append(rOpts, runner.Peek(ks.Peek))
+		case f.SetNodeNetworkUnavailable:
+			rOpts = append(rOpts, runner.OnStarted(func(ctx context.Context, _ leases.Lease) error {
+				return ks.SetNetworkAvailable(ctx)
+			}))
+		}
 	}
 	return runner.New(cfg, m.Store(store, f.storeKind()), exec, append(rOpts, runner.Metrics(m))...)
 }

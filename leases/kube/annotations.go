@@ -2,6 +2,7 @@ package kube
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -84,13 +85,13 @@ func (a Annotations) Published(cur map[string]string, attrs leases.Attrs, preSta
 	want := map[string]string{
 		a.BackendType:       attrs.BackendType,
 		a.BackendData:       bd,
-		a.PublicIP:          cmpOr(cur[a.PublicIPOverwrite], attrs.PublicIP.String()),
+		a.PublicIP:          cmp.Or(cur[a.PublicIPOverwrite], attrs.PublicIP.String()),
 		a.SubnetKubeManaged: "true",
 	}
 	if attrs.PublicIPv6.IsValid() {
 		// flanneld marshals the extension backend's nil BackendV6Data.
 		want[a.BackendV6Data] = "null"
-		want[a.PublicIPv6] = cmpOr(cur[a.PublicIPv6Overwrite], attrs.PublicIPv6.String())
+		want[a.PublicIPv6] = cmp.Or(cur[a.PublicIPv6Overwrite], attrs.PublicIPv6.String())
 	}
 	for k, v := range want {
 		if got, ok := cur[k]; !ok || got != v {
@@ -98,13 +99,6 @@ func (a Annotations) Published(cur map[string]string, attrs leases.Attrs, preSta
 		}
 	}
 	return nil, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // decodeBackendData reads a backend-data annotation as UnmarshalAttrs

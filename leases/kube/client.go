@@ -27,6 +27,11 @@ func Client(apiURL, kubeconfig, userAgent string) (API, error) {
 	return NewAPI(cfg)
 }
 
+// ErrNoNodeName is NodeName's error when the environment names no node
+// (no NODE_NAME, and not both POD_NAME and POD_NAMESPACE): asking the API
+// server again cannot help.
+var ErrNoNodeName = errors.New("no node name: give --node-name, or set NODE_NAME, or POD_NAME and POD_NAMESPACE")
+
 // NodeName finds this node's name as flanneld does: NODE_NAME, else the
 // spec.nodeName of the pod POD_NAMESPACE/POD_NAME (the downward API of
 // the DaemonSet). getenv reads the environment.
@@ -36,7 +41,7 @@ func NodeName(ctx context.Context, cs API, getenv func(string) string) (string, 
 	}
 	pod, ns := getenv("POD_NAME"), getenv("POD_NAMESPACE")
 	if pod == "" || ns == "" {
-		return "", errors.New("set NODE_NAME, or POD_NAME and POD_NAMESPACE, to this node's name")
+		return "", ErrNoNodeName
 	}
 	p, err := cs.GetPod(ctx, ns, pod)
 	if err != nil {

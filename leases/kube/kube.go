@@ -11,6 +11,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,10 +88,9 @@ func WithQuiet(quiet, maxWait time.Duration) Option {
 
 // Store is the kube lease store. It is safe for concurrent use.
 type Store struct {
-	cfg  Config
-	ann  Annotations
-	o    options
-	node string
+	cfg Config
+	ann Annotations
+	o   options
 
 	startInformer sync.Once
 	cancel        context.CancelFunc // stops the informer
@@ -112,9 +112,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kube store: no client")
 	}
-	ann, err := NewAnnotations(cmpOr(cfg.Prefix, DefaultPrefix))
+	ann, err := NewAnnotations(cmp.Or(cfg.Prefix, DefaultPrefix))
 	if err != nil {
-		return nil, fmt.Errorf("--kube-annotation-prefix: %w", err)
+		return nil, fmt.Errorf("kube store: %w", err)
 	}
 	o := options{log: slog.Default(), quiet: 20 * time.Millisecond, maxWait: 250 * time.Millisecond}
 	for _, opt := range opts {
@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{cfg: cfg, ann: ann, o: o, node: cfg.NodeName, done: make(chan struct{}), watches: map[chan struct{}]struct{}{}}
+	s := &Store{cfg: cfg, ann: ann, o: o, done: make(chan struct{}), watches: map[chan struct{}]struct{}{}}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, lo metav1.ListOptions) (runtime.Object, error) {
 			return cfg.Client.ListNodes(ctx, lo)
@@ -209,12 +209,13 @@ func (s *Store) changed() {
 // getNode reads this node's Node from the API server (not the cache: a
 // lease is acquired on what the server says now).
 func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
-	if s.node == "" {
-		return nil, errors.New("kube store: no node name (--node-name, NODE_NAME, or POD_NAME and POD_NAMESPACE)")
+	name := s.cfg.NodeName
+	if name == "" {
+		return nil, fmt.Errorf("kube store: %w", ErrNoNodeName)
 	}
-	n, err := s.cfg.Client.GetNode(ctx, s.node)
+	n, err := s.cfg.Client.GetNode(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("get node %q: %w", s.node, err)
+		return nil, fmt.Errorf("get node %q: %w", name, err)
 	}
 	return n, nil
 }
@@ -274,7 +275,7 @@ func fits(node, family string, p, network netip.Prefix, bits int) error {
 	}
 	switch {
 	case !p.IsValid():
-		return fmt.Errorf("node %q has no %s podCIDR, and %s is %s", node, cmpOr(family, "IPv4"), name, network)
+		return fmt.Errorf("node %q has no %s podCIDR, and %s is %s", node, cmp.Or(family, "IPv4"), name, network)
 	case !network.IsValid():
 		return fmt.Errorf("node %q: %s is not set", node, name)
 	case p.Bits() < network.Bits() || !network.Contains(p.Addr()):
@@ -298,10 +299,10 @@ func (s *Store) publish(ctx context.Context, n *corev1.Node, l leases.Lease, att
 		for k, v := range want {
 			set[k] = &v
 		}
-		if err := s.patchAnnotations(ctx, s.node, set); err != nil {
+		if err := s.patchAnnotations(ctx, s.cfg.NodeName, set); err != nil {
 			return leases.Lease{}, err
 		}
-		s.o.log.Debug("node annotations patched", "node", s.node, "annotations", len(want))
+		s.o.log.Debug("node annotations patched", "node", s.cfg.NodeName, "annotations", len(want))
 	}
 	// The hooks get this node's own addresses, as flanneld gives them,
 	// even where public-ip-overwrite publishes another.
@@ -328,7 +329,7 @@ func (s *Store) patchAnnotations(ctx context.Context, node string, ann map[strin
 func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error) {
 	n, err := s.getNode(ctx)
 	if apierrors.IsNotFound(err) {
-		return leases.Lease{}, fmt.Errorf("node %q was deleted: %w", s.node, leases.ErrLeaseGone)
+		return leases.Lease{}, fmt.Errorf("node %q was deleted: %w", s.cfg.NodeName, leases.ErrLeaseGone)
 	}
 	if err != nil {
 		return leases.Lease{}, err
@@ -339,7 +340,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	}
 	if v4 != l.Subnet || l.IPv6Subnet.IsValid() && v6 != l.IPv6Subnet {
 		return leases.Lease{}, fmt.Errorf("node %q podCIDRs changed from %s to %s: %w",
-			s.node, leases.SubnetKey(l.Subnet, l.IPv6Subnet), leases.SubnetKey(v4, v6), leases.ErrLeaseGone)
+			s.cfg.NodeName, leases.SubnetKey(l.Subnet, l.IPv6Subnet), leases.SubnetKey(v4, v6), leases.ErrLeaseGone)
 	}
 	s.mu.Lock()
 	attrs := s.own

@@ -51,7 +51,7 @@ func (s *Store) leasesOf(objs []any) []leases.Lease {
 		// what Acquire published: the lease is the one the engine holds.
 		// Annotations someone changed show as they are, so that the
 		// engine sees its lease is not as it left it and renews.
-		if n.Name == s.node && l.Invalid == "" && own.BackendType != "" {
+		if n.Name == s.cfg.NodeName && l.Invalid == "" && own.BackendType != "" {
 			if want, err := s.ann.Published(n.Annotations, own, s.cfg.PreStartup); err == nil && want == nil {
 				l.Attrs = own
 			}
@@ -196,8 +196,8 @@ func (s *Store) SetNetworkAvailable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.cfg.Client.PatchNodeStatus(ctx, s.node, types.StrategicMergePatchType, raw); err != nil {
-		return fmt.Errorf("set node %q NetworkUnavailable=False: %w", s.node, err)
+	if _, err := s.cfg.Client.PatchNodeStatus(ctx, s.cfg.NodeName, types.StrategicMergePatchType, raw); err != nil {
+		return fmt.Errorf("set node %q NetworkUnavailable=False: %w", s.cfg.NodeName, err)
 	}
 	return nil
 }
