@@ -205,6 +205,18 @@ func devName(s string) (string, error) {
 	return s, nil
 }
 
+// onLink is the fast op that looks dev up and runs fn on it; an absent
+// device ends the fast attempt as linkIndex's does.
+func onLink(dev string, fn func(*netlink.Handle, netlink.Link) error) fastOp {
+	return func(h *netlink.Handle) error {
+		l, err := h.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		return fn(h, l)
+	}
+}
+
 // linkIndex looks a device up; an absent one ends the fast attempt (the
 // real tool says `Cannot find device "NAME"`).
 func linkIndex(h *netlink.Handle, name string) (int, error) {
@@ -302,11 +314,7 @@ func addrOp(w *words, fam int) (fastOp, error) {
 	if err != nil || !w.done() {
 		return nil, errNotFast
 	}
-	return func(h *netlink.Handle) error {
-		l, err := h.LinkByName(dev)
-		if err != nil {
-			return err
-		}
+	return onLink(dev, func(h *netlink.Handle, l netlink.Link) error {
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 		if p.Addr().Is4() {
 			a.Broadcast = net.IPv4zero // iproute2 sets none unless told (brd)
@@ -315,7 +323,7 @@ func addrOp(w *words, fam int) (fastOp, error) {
 			return h.AddrAdd(l, a)
 		}
 		return h.AddrDel(l, a)
-	}, nil
+	}), nil
 }
 
 func linkOp(w *words) (fastOp, error) {
@@ -332,13 +340,7 @@ func linkOp(w *words) (fastOp, error) {
 		if err != nil || !w.done() {
 			return nil, errNotFast
 		}
-		return func(h *netlink.Handle) error {
-			l, err := h.LinkByName(dev)
-			if err != nil {
-				return err
-			}
-			return h.LinkDel(l)
-		}, nil
+		return onLink(dev, func(h *netlink.Handle, l netlink.Link) error { return h.LinkDel(l) }), nil
 	case "add":
 		return vxlanAddOp(w)
 	}
@@ -383,11 +385,7 @@ func linkSetOp(w *words) (fastOp, error) {
 	if dev == "" || !up && !down && mtu == 0 {
 		return nil, errNotFast
 	}
-	return func(h *netlink.Handle) error {
-		l, err := h.LinkByName(dev)
-		if err != nil {
-			return err
-		}
+	return onLink(dev, func(h *netlink.Handle, l netlink.Link) error {
 		if mtu != 0 {
 			if err := h.LinkSetMTU(l, mtu); err != nil {
 				return err
@@ -400,7 +398,7 @@ func linkSetOp(w *words) (fastOp, error) {
 			return h.LinkSetDown(l)
 		}
 		return nil
-	}, nil
+	}), nil
 }
 
 // isLinkKeyword reports whether t is one of ip link set's keywords, which
