@@ -35,11 +35,13 @@ var topKeys = []string{
 // ignoredKeys are flannel keys flexhook accepts and does not use.
 var ignoredKeys = []string{"EnableNFTables"}
 
-// backendKeys are the keys allowed in Backend: Type and the five hooks.
+// backendKeys are the keys allowed in Backend: Type, the five hooks and
+// MTU.
 var backendKeys = []string{
 	"Type",
 	PreStartup.String(), PostStartup.String(),
 	SubnetAdd.String(), SubnetRemove.String(), Shutdown.String(),
+	"MTU",
 }
 
 // Load reads and parses the net-conf.json at path. Errors about the
@@ -444,6 +446,9 @@ func (p *parser) backend(f map[string]member, be *Backend) error {
 		return &Error{Field: "Backend.Type", Msg: `missing; set "Type": "extension"`}
 	}
 
+	if err := p.mtu(members, be); err != nil {
+		return err
+	}
 	for _, m := range members {
 		for _, k := range Kinds {
 			if m.key != k.String() {
@@ -460,6 +465,31 @@ func (p *parser) backend(f map[string]member, be *Backend) error {
 			be.Hooks[k] = h // the last one wins, as in encoding/json
 		}
 	}
+	return nil
+}
+
+// MTU limits: IPv4's minimum (RFC 791) and the most a link carries.
+const (
+	minMTU = 68
+	maxMTU = 65535
+)
+
+// mtu reads Backend.MTU (null or absent: 0).
+func (p *parser) mtu(members []member, be *Backend) error {
+	f := map[string]member{}
+	for _, m := range members {
+		if m.key == "MTU" {
+			f["Backend.MTU"] = m
+		}
+	}
+	n, err := p.intField(f, "Backend.MTU")
+	if err != nil || n == 0 {
+		return err
+	}
+	if n < minMTU || n > maxMTU {
+		return p.at(f["Backend.MTU"], "Backend.MTU", fmt.Sprintf("%d is out of range %d..%d", n, minMTU, maxMTU))
+	}
+	be.MTU = n
 	return nil
 }
 

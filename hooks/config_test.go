@@ -98,6 +98,28 @@ func TestParseIPv6Defaults(t *testing.T) {
 	}
 }
 
+func TestParseBackendMTU(t *testing.T) {
+	for _, tt := range []struct {
+		backend string
+		want    int
+	}{
+		{``, 0},
+		{`"MTU": null`, 0},
+		{`"MTU": 0`, 0},
+		{`"MTU": 1400`, 1400},
+		{`"MTU": 68`, 68},
+		{`"MTU": 9000`, 9000},
+	} {
+		cfg, err := Parse(conf(`"Network": "10.50.0.0/16"`, tt.backend))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.backend, err)
+		}
+		if cfg.Backend.MTU != tt.want {
+			t.Errorf("%s: MTU %d, want %d", tt.backend, cfg.Backend.MTU, tt.want)
+		}
+	}
+}
+
 func TestParseIPv6DisabledIsIgnored(t *testing.T) {
 	cfg, err := Parse(conf(`"Network": "10.50.0.0/16", "IPv6Network": "fd50::/127"`, ""))
 	if err != nil {
@@ -140,7 +162,11 @@ func TestParseErrors(t *testing.T) {
 		{"typo", string(conf(n, `"SubnetAddComand": "true"`)), `Backend: unknown key "SubnetAddComand" (did you mean "SubnetAddCommand"?)`},
 		{"key case", string(conf(n, `"subnetaddcommand": "true"`)), `Backend: unknown key "subnetaddcommand" (did you mean "SubnetAddCommand"?)`},
 		{"key unrelated", string(conf(n, `"VNI": 1`)),
-			`Backend: unknown key "VNI" (known keys: Type, PreStartupCommand, PostStartupCommand, SubnetAddCommand, SubnetRemoveCommand, ShutdownCommand)`},
+			`Backend: unknown key "VNI" (known keys: Type, PreStartupCommand, PostStartupCommand, SubnetAddCommand, SubnetRemoveCommand, ShutdownCommand, MTU)`},
+		{"mtu small", string(conf(n, `"MTU": 67`)), `net-conf.json:1:69: Backend.MTU: 67 is out of range 68..65535`},
+		{"mtu large", string(conf(n, `"MTU": 65536`)), `net-conf.json:1:69: Backend.MTU: 65536 is out of range 68..65535`},
+		{"mtu string", string(conf(n, `"MTU": "1450"`)), `net-conf.json:1:69: Backend.MTU: must be an integer, got string "1450"`},
+		{"mtu fraction", string(conf(n, `"MTU": 1450.5`)), `net-conf.json:1:69: Backend.MTU: must be an integer, got number 1450.5`},
 		{"hook not string", string(conf(n, `"SubnetAddCommand": ["ip"]`)),
 			`net-conf.json:1:82: Backend.SubnetAddCommand: must be a JSON string, got array`},
 		{"unterminated quote", string(conf(n, `"SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP; echo 'x"`)),

@@ -56,6 +56,9 @@ func (h Hook) Empty() bool { return h.File == nil || len(h.File.Stmts) == 0 }
 type Backend struct {
 	Type  string
 	Hooks [len(Kinds)]Hook // indexed by Kind
+	// MTU, when set, is FLANNEL_MTU as given (flannel's vxlan backend has
+	// the same field); 0 lets flexhook find the path's MTU in the kernel.
+	MTU int
 }
 
 // Hook returns the hook of kind k.

@@ -31,6 +31,8 @@ type Engine struct {
 	store      leases.Store
 	o          options
 
+	env *subnetFile // subnet.env and FLANNEL_MTU
+
 	mu     sync.Mutex
 	own    leases.Lease
 	hasOwn bool
@@ -77,6 +79,7 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 	return &Engine{
 		hookRunner: hookRunner{cfg: cfg, exec: exec, log: log, metrics: o.metrics},
 		store:      store, o: o, reload: make(chan *hooks.Config, 1),
+		env: &subnetFile{path: o.subnetFile, o: o.mtu, log: log},
 	}, nil
 }
 
@@ -142,8 +145,8 @@ func (e *Engine) setOwn(l leases.Lease) {
 }
 
 // Run runs the node's lifecycle until ctx is done: PreStartupCommand
-// (its trimmed output becomes BackendData), lease acquisition, subnet.env,
-// PostStartupCommand, then SubnetAddCommand/SubnetRemoveCommand for every
+// (its trimmed output becomes BackendData), lease acquisition,
+// PostStartupCommand, subnet.env, then SubnetAddCommand/SubnetRemoveCommand for every
 // change of the remote leases, with lease renewal. When ctx is done it
 // stops watching, runs ShutdownCommand with a fresh bounded context and
 // returns nil (or the ShutdownCommand's error). It returns an error
@@ -201,16 +204,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.setOwn(own)
 
-	if e.o.subnetFile != "" && !e.o.readOnly {
-		if err := writeSubnetFile(e.o.subnetFile, subnetEnv(e.cfg, own, e.o.mtu)); err != nil {
-			return errors.Join(err, e.shutdown(ctx, own))
-		}
-	}
 	if _, err := e.runHook(ctx, hooks.PostStartup, own, ""); err != nil {
 		if ctx.Err() != nil {
 			return e.shutdown(ctx, own)
 		}
 		return errors.Join(err, e.shutdown(ctx, own))
+	}
+	// subnet.env once the backend is up (as flanneld writes it after
+	// RegisterNetwork), so FLANNEL_MTU is the MTU of the device it made.
+	if !e.o.readOnly {
+		if _, err := e.env.refresh(e.cfg, own); err != nil {
+			return errors.Join(err, e.shutdown(ctx, own))
+		}
 	}
 	e.o.metrics.Started()
 	if fn := e.o.onStarted; fn != nil {

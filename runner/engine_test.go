@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/pathmtu"
 	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/file"
@@ -482,13 +485,69 @@ func TestSubnetFile(t *testing.T) {
 	own := n.lease()
 	n.waitEvent(fmt.Sprintf("post %s 192.0.2.1 stdin=[]", own.Subnet))
 
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
 	host := own.Subnet.Addr().Next()
-	assert.Equal(t, fmt.Sprintf("FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=%s/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n", host), string(data))
+	want := fmt.Sprintf("FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=%s/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n", host)
+	require.Eventually(t, func() bool {
+		data, err := os.ReadFile(path)
+		return err == nil && string(data) == want
+	}, waitFor, tick, "subnet.env never became %q", want)
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+}
+
+// subnet.env is written once PostStartupCommand is done, with the MTU the
+// probe finds then (the device PostStartup made), and rewritten when a
+// batch of hooks changes the path; status.json shows the MTU and where it
+// came from. The probe here reads a file the hooks write, standing in for
+// the kernel (internal/pathmtu reads the real one).
+func TestSubnetFileFollowsPathMTU(t *testing.T) {
+	hs := maps.Clone(recorder)
+	hs[hooks.PostStartup] += "; echo 1450 > mtu"
+	hs[hooks.SubnetAdd] += "; echo 1420 > mtu"
+	cfg := config(t, hs)
+	store := newStore(t, t.TempDir())
+	dir := t.TempDir()
+	path := filepath.Join(t.TempDir(), "subnet.env")
+	var mu sync.Mutex
+	var lastQuery pathmtu.Query
+	probe := func(q pathmtu.Query) (pathmtu.Path, bool, error) {
+		mu.Lock()
+		lastQuery = q
+		mu.Unlock()
+		b, err := os.ReadFile(filepath.Join(dir, "mtu"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return pathmtu.Path{}, false, nil
+		}
+		mtu, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pathmtu.Path{MTU: mtu, Device: "dev0", Why: "the mtu file"}, err == nil, err
+	}
+	n := start(t, cfg, store, dir, runner.SubnetFile(path), runner.UnderlayMTU(1500, "eth0"), runner.ProbeMTU(probe))
+	own := n.lease()
+	n.waitEvent(fmt.Sprintf("post %s 192.0.2.1 stdin=[]", own.Subnet))
+	mtuIn := func() string {
+		b, _ := os.ReadFile(path)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "FLANNEL_MTU="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	require.Eventually(t, func() bool { return mtuIn() != "" }, waitFor, tick)
+	assert.Equal(t, "1450", mtuIn(), "written after PostStartupCommand, not with the underlay's 1500")
+	mu.Lock()
+	assert.Equal(t, []netip.Prefix{cfg.Network}, lastQuery.Networks)
+	assert.Equal(t, []netip.Prefix{own.Subnet}, lastQuery.Own)
+	mu.Unlock()
+
+	p := peer(t, cfg, store, "192.0.2.2", "peer-data")
+	n.waitEvent(fmt.Sprintf("add %s 192.0.2.2 peer-data", p.Subnet))
+	require.Eventually(t, func() bool { return mtuIn() == "1420" }, waitFor, tick, "subnet.env follows the path after a batch")
+	require.Eventually(t, func() bool {
+		st, err := runner.ReadStatus(dir)
+		return err == nil && st.MTU == 1420 && st.MTUSource == "path: dev dev0, the mtu file"
+	}, waitFor, tick, "status shows the MTU and its source")
 }
 
 func TestLeaseDeletedBySomeoneElse(t *testing.T) {

@@ -80,6 +80,9 @@ type loop struct {
 	inFlight    sync.WaitGroup
 	renewBusy   bool
 	dirty       bool // status.json is out of date
+	// mtuStale: hooks ran or the config changed since FLANNEL_MTU was
+	// last worked out (refreshEnv, with the status flush).
+	mtuStale bool
 }
 
 // loopOptions are the engine options the loop needs, handed over by Run.
@@ -153,6 +156,9 @@ func (l *loop) run(ctx context.Context) error {
 
 		case cfg := <-e.reload:
 			e.swapConfig(cfg)
+			l.mtuStale = true
+			l.refreshEnv()
+			l.writeStatus()
 
 		case <-l.flush.C:
 			l.flushNow()
@@ -162,6 +168,8 @@ func (l *loop) run(ctx context.Context) error {
 
 		case <-heartbeat.C:
 			l.dirty = true
+			l.mtuStale = true // a device's MTU may have been changed by hand
+			l.refreshEnv()
 			l.writeStatus()
 
 		case <-l.renew.C:
@@ -465,11 +473,29 @@ func (l *loop) scheduleFlush() {
 	}
 }
 
-// flushNow hands status.json to its writer if it changed.
+// flushNow hands status.json to its writer if it changed, after
+// subnet.env's MTU is brought up to date.
 func (l *loop) flushNow() {
 	l.flushArmed = false
 	l.flush.Stop()
+	l.refreshEnv()
 	l.writeStatus()
+}
+
+// refreshEnv works FLANNEL_MTU out again, when hooks ran or the config
+// changed since, and rewrites subnet.env if it changed.
+func (l *loop) refreshEnv() {
+	if l.o.readOnly || !l.mtuStale {
+		return
+	}
+	l.mtuStale = false
+	changed, err := l.e.env.refresh(l.e.cfg, l.own)
+	if err != nil {
+		l.log.Error("rewrite subnet.env", "error", err)
+	}
+	if changed {
+		l.dirty = true
+	}
 }
 
 // compactNow rewrites the journal if it changed.
@@ -520,6 +546,7 @@ func (l *loop) runBatch(ctx context.Context, todo map[netip.Prefix][]op) {
 	if len(due) == 0 {
 		return
 	}
+	l.mtuStale = true
 	retried := make(map[netip.Prefix]bool, len(l.failing)) // read here: workers must not touch l.failing
 	for _, s := range due {
 		retried[s] = l.failing[s] != nil
@@ -686,7 +713,10 @@ func (l *loop) writeStatus() {
 	if l.o.readOnly || !l.dirty {
 		return
 	}
+	mtu, mtuSource := l.e.env.mtuNow()
 	st := Status{
+		MTU:       mtu,
+		MTUSource: mtuSource,
 		Subnet:    l.own.Subnet,
 		PublicIP:  l.own.Attrs.PublicIP,
 		Applied:   sortedSubnets(l.applied),

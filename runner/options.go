@@ -26,7 +26,7 @@ type options struct {
 	stateDir             string
 	logger               *slog.Logger
 	subnetFile           string
-	mtu                  int
+	mtu                  mtuOptions
 	readOnly             bool
 	backendData          string
 	retryInitial         time.Duration
@@ -44,7 +44,6 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		mtu:             DefaultMTU,
 		retryInitial:    DefaultRetryInitial,
 		retryMax:        DefaultRetryMax,
 		renewMargin:     leases.DefaultRenewMargin,
@@ -105,17 +104,6 @@ func Logger(l *slog.Logger) Option {
 func SubnetFile(path string) Option {
 	return func(o *options) error {
 		o.subnetFile = path
-		return nil
-	}
-}
-
-// MTU sets FLANNEL_MTU in the subnet file (default 1500).
-func MTU(mtu int) Option {
-	return func(o *options) error {
-		if mtu < 68 || mtu > 65535 {
-			return fmt.Errorf("MTU %d: out of range 68..65535", mtu)
-		}
-		o.mtu = mtu
 		return nil
 	}
 }

@@ -256,6 +256,11 @@ type Status struct {
 	Applied   []netip.Prefix
 	Failing   []Failure
 	UpdatedAt time.Time
+	// MTU is subnet.env's FLANNEL_MTU and MTUSource where it came from:
+	// "--mtu", "Backend.MTU", "path: dev flannel-vxlan, route
+	// 10.50.2.0/24", "underlay eth0" or "default".
+	MTU       int    `json:",omitzero"`
+	MTUSource string `json:",omitempty"`
 	// LastSync is when every admitted remote lease was last applied
 	// (zero before the first time).
 	LastSync time.Time `json:",omitzero"`

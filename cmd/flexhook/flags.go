@@ -72,6 +72,7 @@ type runFlags struct {
 	PublicIP                  string          `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"IPv4 address other nodes reach this node on (default: first IPv4 of --iface)"`
 	PublicIPv6                string          `flag:"public-ipv6" envconfig:"PUBLIC_IPV6" arg:"IP" usage:"IPv6 address other nodes reach this node on (default with EnableIPv6: first global IPv6 of --iface)"`
 	Iface                     string          `flag:"iface" envconfig:"IFACE" arg:"NAME" usage:"interface for the public IP and the MTU (default: the interface of the IPv4 default route)"`
+	MTU                       int             `flag:"mtu" envconfig:"MTU" default:"0" arg:"N" usage:"FLANNEL_MTU in subnet.env; wins over the config's Backend.MTU (default: the lowest MTU on the path to other nodes, read from the kernel's routes into Network after PostStartupCommand and each batch of hooks; the underlay's while there is none)"`
 	SubnetFile                string          `flag:"subnet-file" envconfig:"SUBNET_FILE" default:"/run/flannel/subnet.env" arg:"PATH" usage:"flannel subnet.env written after the lease is acquired"`
 	Trace                     bool            `flag:"trace" envconfig:"TRACE" usage:"log every command a hook runs"`
 	DryRun                    bool            `flag:"dry-run" envconfig:"DRY_RUN" usage:"read the store, write no lease, print commands instead of changing the system"`

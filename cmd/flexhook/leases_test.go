@@ -208,3 +208,25 @@ func TestStatusListsRefused(t *testing.T) {
 	assert.Contains(t, b.String(), "  0.0.0.0-0 outside_network: 0.0.0.0/0 is not a /24 subnet of 10.50.0.0/16\n")
 	assert.NotContains(t, b.String(), "\x1b", "no control character reaches the terminal")
 }
+
+func TestStatusShowsMTU(t *testing.T) {
+	now := time.Now()
+	for _, r := range []struct {
+		st   runner.Status
+		want string
+	}{
+		{runner.Status{MTU: 1450, MTUSource: "path: dev flannel-vxlan, address 10.50.1.0/32"},
+			"mtu        1450 (path: dev flannel-vxlan, address 10.50.1.0/32)\n"},
+		{runner.Status{MTU: 1300, MTUSource: "--mtu"}, "mtu        1300 (--mtu)\n"},
+		{runner.Status{}, ""}, // a status.json from before: no line
+	} {
+		var b strings.Builder
+		r.st.UpdatedAt = now
+		require.NoError(t, writeStatus(&b, r.st, now))
+		if r.want == "" {
+			assert.NotContains(t, b.String(), "mtu ")
+			continue
+		}
+		assert.Contains(t, b.String(), "public ip  invalid IP\n"+r.want, "right after the public IP")
+	}
+}

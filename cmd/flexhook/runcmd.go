@@ -15,6 +15,7 @@ import (
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/metrics"
+	"github.com/flexhook/flexhook/internal/pathmtu"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/kube"
 	"github.com/flexhook/flexhook/runner"
@@ -88,7 +89,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "mtu", node.mtu,
+	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "underlay_mtu", node.mtu,
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
 	stopReload := reloadSource(ctx, f, eng, store, log)
 	err = eng.Run(ctx)
@@ -245,7 +246,13 @@ func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) (
 		opts = append(opts, runner.BackendData(f.BackendData))
 	}
 	if node.mtu > 0 {
-		opts = append(opts, runner.MTU(node.mtu))
+		opts = append(opts, runner.UnderlayMTU(node.mtu, node.iface))
+	}
+	if f.MTU != 0 {
+		opts = append(opts, runner.MTU(f.MTU))
+	}
+	if !f.DryRun {
+		opts = append(opts, runner.ProbeMTU(pathmtu.Probe))
 	}
 	if shape != nil {
 		opts = append(opts, runner.DataShape(shape))

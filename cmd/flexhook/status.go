@@ -63,6 +63,9 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
 	}
 	fmt.Fprintf(w, "subnet     %s\n", st.Subnet)
 	fmt.Fprintf(w, "public ip  %s\n", st.PublicIP)
+	if st.MTU > 0 {
+		fmt.Fprintf(w, "mtu        %d (%s)\n", st.MTU, st.MTUSource)
+	}
 	fmt.Fprintf(w, "updated    %s (%s ago)\n", st.UpdatedAt.Format(time.RFC3339), now.Sub(st.UpdatedAt).Round(time.Second))
 	fmt.Fprintf(w, "applied    %d: %s\n", len(applied), strings.Join(applied, " "))
 	if st.LastSync.IsZero() {

@@ -64,6 +64,7 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	assert.Contains(t, out, "subnet     "+subA+"\n")
 	assert.Contains(t, out, "failing    1\n")
 	assert.Contains(t, out, "exit status 1")
+	assert.Regexp(t, `(?m)^mtu        \d+ \((underlay|default|path: dev )`, out, "FLANNEL_MTU and where it came from")
 	js, code := status("--json")
 	assert.Equal(t, 1, code, "--json exits as the text form")
 	var st runner.Status

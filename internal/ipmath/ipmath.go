@@ -115,3 +115,10 @@ func LastSubnet(network netip.Prefix, subnetLen int) netip.Addr {
 	bl := network.Addr().BitLen()
 	return FromAddr(LastAddr(network)).AndNot(Ones(bl - subnetLen)).Addr(bl)
 }
+
+// Covers reports whether every address of inner lies in outer (both of one
+// family).
+func Covers(outer, inner netip.Prefix) bool {
+	return outer.IsValid() && inner.IsValid() && inner.Bits() >= outer.Bits() &&
+		outer.Masked().Contains(inner.Addr())
+}

@@ -69,3 +69,23 @@ func ExampleLastAddr() {
 	// 10.50.3.255
 	// fd00::ff
 }
+
+func TestCovers(t *testing.T) {
+	p := netip.MustParsePrefix
+	for _, r := range []struct {
+		outer, inner string
+		want         bool
+	}{
+		{"10.50.0.0/16", "10.50.2.0/24", true},
+		{"10.50.0.0/16", "10.50.0.0/16", true},
+		{"10.50.0.0/16", "10.50.2.7/32", true},
+		{"10.50.0.0/16", "10.0.0.0/8", false},
+		{"10.50.0.0/16", "10.51.0.0/24", false},
+		{"10.50.1.0/24", "10.50.1.1/24", true}, // host bits of inner ignored
+		{"fd50::/56", "fd50:0:0:2::/64", true},
+		{"fd50::/56", "10.50.2.0/24", false},
+	} {
+		assert.Equal(t, r.want, ipmath.Covers(p(r.outer), p(r.inner)), "%s covers %s", r.outer, r.inner)
+	}
+	assert.False(t, ipmath.Covers(netip.Prefix{}, p("10.0.0.0/8")))
+}

@@ -803,6 +803,24 @@ func (l *Lab) Exec(ctx context.Context, i int, argv ...string) ([]byte, error) {
 // Ping sends one ICMP echo from node i's pod address to addr and reports
 // whether a reply came back within a second.
 func (l *Lab) Ping(ctx context.Context, from int, to netip.Addr) error {
+	return l.ping(ctx, from, to)
+}
+
+// PingDF is Ping with one packet of size bytes, IP header included, and
+// Don't Fragment set (ping -M do): it fails where any hop's MTU, the
+// sender's own route first, is below size.
+func (l *Lab) PingDF(ctx context.Context, from int, to netip.Addr, size int) error {
+	hdr := 28 // IPv4 + ICMP
+	if to.Is6() {
+		hdr = 48
+	}
+	if size <= hdr {
+		return fmt.Errorf("netlab: ping size %d: at most the headers", size)
+	}
+	return l.ping(ctx, from, to, "-M", "do", "-s", strconv.Itoa(size-hdr))
+}
+
+func (l *Lab) ping(ctx context.Context, from int, to netip.Addr, extra ...string) error {
 	n, err := l.node(from)
 	if err != nil {
 		return err
@@ -814,12 +832,35 @@ func (l *Lab) Ping(ctx context.Context, from int, to netip.Addr) error {
 	if !src.IsValid() {
 		return fmt.Errorf("netlab: node %d has no pod address yet", from)
 	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.ns,
-		"ping", "-n", "-q", "-c", "1", "-W", "1", "-I", src.String(), to.String()).CombinedOutput()
+	argv := append([]string{"netns", "exec", n.ns,
+		"ping", "-n", "-q", "-c", "1", "-W", "1", "-I", src.String()}, extra...)
+	out, err := exec.CommandContext(ctx, "ip", append(argv, to.String())...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("netlab: ping %s -> %s from node %d: %w: %s", src, to, from, err, lastLine(out))
+		return fmt.Errorf("netlab: ping %s %s -> %s from node %d: %w: %s", strings.Join(extra, " "), src, to, from, err, lastLine(out))
 	}
 	return nil
+}
+
+// SubnetMTU returns FLANNEL_MTU from node i's subnet.env.
+func (l *Lab) SubnetMTU(i int) (int, error) {
+	n, err := l.node(i)
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(n.subnetFile)
+	if err != nil {
+		return 0, fmt.Errorf("netlab: node %d: %w", i, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "FLANNEL_MTU="); ok {
+			mtu, err := strconv.Atoi(strings.Trim(v, `"'`))
+			if err != nil {
+				return 0, fmt.Errorf("netlab: node %d: FLANNEL_MTU %q: %w", i, v, err)
+			}
+			return mtu, nil
+		}
+	}
+	return 0, fmt.Errorf("netlab: node %d: no FLANNEL_MTU in %s", i, n.subnetFile)
 }
 
 // Route is one entry of a node's main routing table.
