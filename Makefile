@@ -18,7 +18,7 @@ FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./runner/shell:FuzzPureArgv
 
-.PHONY: all build deps lint unit fuzz integration integration-kube test demo bench clean
+.PHONY: all build deps lint unit fuzz soak integration integration-kube test demo bench clean
 
 all: build
 
@@ -76,6 +76,12 @@ fuzz:
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# soak runs the engine core's deterministic simulation (runner/sim_test.go)
+# for SOAK_TIME instead of make test's 5000 schedules, and prints the count.
+SOAK_TIME ?= 10m
+soak:
+	$(GO) test -count=1 -timeout 0 -run '^TestSimulation$$' ./runner -sim.duration $(SOAK_TIME) -v | grep -E '^(simulation|---|ok|FAIL)|seed'
 
 test: deps lint unit fuzz integration integration-kube
 

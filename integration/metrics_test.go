@@ -147,14 +147,17 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// Start-up: alive, not ready until PostStartupCommand is done and the
-	// first snapshot applied.
-	require.NoError(t, lab.StartNode(ctx, 1, args(1)...))
+	// first snapshot applied. StartNode returns once subnet.env is
+	// written, after PostStartupCommand: it waits beside the probes.
+	started := make(chan error, 1)
+	go func() { started <- lab.StartNode(ctx, 1, args(1)...) }()
 	eventually(t, ctx, "node 1 /healthz", probe(1, "/healthz", 200))
 	require.NoError(t, probe(1, "/readyz", 503)(), "ready before PostStartupCommand is done")
 	_, body, err := get(1, "/readyz")
 	require.NoError(t, err)
 	assert.Contains(t, body, "PostStartupCommand")
 	require.NoError(t, os.WriteFile(filepath.Join(lab.StateDir(1), "go"), nil, 0o600))
+	require.NoError(t, <-started)
 	eventually(t, ctx, "node 1 /readyz", probe(1, "/readyz", 200))
 	eventually(t, ctx, "PostStartup counted", is(1, "flexhook_hook_runs_total", map[string]string{"hook": "PostStartupCommand"}, 1))
 	eventually(t, ctx, "a store acquire", reaches(1, "flexhook_store_operations_total", map[string]string{"store": "file", "op": "acquire", "result": "ok"}, 1))

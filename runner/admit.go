@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
 	"time"
 
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -21,66 +23,101 @@ func (e *Engine) policy(own leases.Lease) leases.Policy {
 	}
 }
 
-// refusal is a refused lease as the loop remembers it.
+// refusal is a refused lease as admission remembers it.
 type refusal struct {
 	leases.Refusal
 	since time.Time
 }
 
-// admit runs lease admission (leases.Policy.Admit) over a store snapshot
-// and returns the remote leases the hooks may see, by subnet. Leases that
-// won an overlap before keep winning. Each refused lease is warned about
-// once per reason (again only when its reason changes) and counted by
-// reason; the current refusals go to status.json.
-func (l *loop) admit(snap []leases.Lease) map[netip.Prefix]leases.Lease {
-	incumbent := maps.Clone(l.applied)
-	maps.Copy(incumbent, l.desired)
-	a := l.e.policy(l.own).Admit(snap, incumbent)
+// admission runs lease admission (leases.Policy.Admit) over each store
+// snapshot and remembers the refusals: each refused lease is warned
+// about once per reason (again only when its reason changes) and counted
+// by reason; the current ones go to status.json.
+type admission struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	refused map[string]refusal // by store key
+	total   map[leases.Reason]int
+	known   int // remote entries of the last snapshot
+}
 
-	now := time.Now()
-	refused := make(map[string]refusal, len(a.Refused))
-	for _, r := range a.Refused {
+func newAdmission(log *slog.Logger, m *metrics.Metrics) *admission {
+	return &admission{log: log, metrics: m, refused: map[string]refusal{}, total: map[leases.Reason]int{}}
+}
+
+// admit returns the remote leases of snap the hooks may see, by subnet.
+// Leases in incumbent that won an overlap before keep winning. changed
+// says whether the refusals changed.
+func (a *admission) admit(p leases.Policy, snap []leases.Lease, incumbent map[netip.Prefix]leases.Lease, now time.Time) (
+	admitted map[netip.Prefix]leases.Lease, changed bool) {
+	a.known = 0
+	for _, x := range snap {
+		if x.Attrs.PublicIP != p.Own.Attrs.PublicIP || x.Subnet != p.Own.Subnet {
+			a.known++
+		}
+	}
+	res := p.Admit(snap, incumbent)
+	refused := make(map[string]refusal, len(res.Refused))
+	for _, r := range res.Refused {
 		key := r.Lease.StoreKey()
-		prev, seen := l.refused[key]
+		prev, seen := a.refused[key]
 		if seen && prev.Reason == r.Reason {
 			prev.Refusal = r
 			refused[key] = prev
 			continue
 		}
-		l.refusedTotal[r.Reason]++
-		l.o.metrics.Refusal(r.Reason)
-		l.log.Warn("lease refused", "key", r.Key(), "reason", string(r.Reason), "detail", r.Detail)
+		a.total[r.Reason]++
+		a.metrics.Refusal(r.Reason)
+		a.log.Warn("lease refused", "key", r.Key(), "reason", string(r.Reason), "detail", r.Detail)
 		refused[key] = refusal{Refusal: r, since: now}
 	}
-	for key, prev := range l.refused {
+	for key, prev := range a.refused {
 		if _, still := refused[key]; !still {
-			l.log.Debug("lease no longer refused", "key", prev.Key(), "reason", string(prev.Reason))
+			a.log.Debug("lease no longer refused", "key", prev.Key(), "reason", string(prev.Reason))
 		}
 	}
-	if !maps.EqualFunc(refused, l.refused, func(x, y refusal) bool { return x.Reason == y.Reason && x.Detail == y.Detail }) {
-		l.dirty = true
-	}
-	l.refused = refused
+	changed = !maps.EqualFunc(refused, a.refused, func(x, y refusal) bool { return x.Reason == y.Reason && x.Detail == y.Detail })
+	a.refused = refused
 
-	out := make(map[netip.Prefix]leases.Lease, len(a.Admitted))
-	for _, x := range a.Admitted {
-		out[x.Subnet] = x
+	admitted = make(map[netip.Prefix]leases.Lease, len(res.Admitted))
+	for _, x := range res.Admitted {
+		admitted[x.Subnet] = x
+	}
+	return admitted, changed
+}
+
+// byReason counts the current refusals by reason.
+func (a *admission) byReason() map[leases.Reason]int {
+	out := map[leases.Reason]int{}
+	for _, r := range a.refused {
+		out[r.Reason]++
 	}
 	return out
 }
 
-// refusedStatus lists the current refusals for status.json, by key.
-func (l *loop) refusedStatus() []Refused {
-	keys := slices.Sorted(maps.Keys(l.refused))
+// status fills status.json's refusal fields.
+func (a *admission) status(st *Status) {
+	keys := slices.Sorted(maps.Keys(a.refused))
 	if len(keys) > maxStatusRefused {
 		keys = keys[:maxStatusRefused]
 	}
-	out := make([]Refused, 0, len(keys))
+	st.Refused = make([]Refused, 0, len(keys))
 	for _, k := range keys {
-		r := l.refused[k]
-		out = append(out, Refused{Key: r.Key(), Reason: string(r.Reason), Detail: r.Detail, Since: r.since.UTC()})
+		r := a.refused[k]
+		st.Refused = append(st.Refused, Refused{Key: r.Key(), Reason: string(r.Reason), Detail: r.Detail, Since: r.since.UTC()})
 	}
-	return out
+	if len(a.refused) > 0 {
+		st.RefusedNow = map[string]int{}
+		for r, n := range a.byReason() {
+			st.RefusedNow[string(r)] = n
+		}
+	}
+	if len(a.total) > 0 {
+		st.RefusedTotal = map[string]int{}
+		for r, n := range a.total {
+			st.RefusedTotal[string(r)] = n
+		}
+	}
 }
 
 // maxStatusRefused bounds the refusals status.json lists one by one (the

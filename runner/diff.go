@@ -23,39 +23,51 @@ func sameLease(a, b leases.Lease) bool {
 		a.Attrs.BackendData == b.Attrs.BackendData
 }
 
-// plan returns the hooks that turn the applied lease of one subnet (if
-// any) into the desired one (if any), in the order they must run: a
-// changed lease is removed before its new version is added.
-func plan(desired leases.Lease, wanted bool, applied leases.Lease, done bool) []op {
-	switch {
-	case wanted && done && sameLease(desired, applied):
-		return nil
-	case wanted && done:
-		return []op{{hooks.SubnetRemove, applied}, {hooks.SubnetAdd, desired}}
-	case wanted:
-		return []op{{hooks.SubnetAdd, desired}}
-	case done:
-		return []op{{hooks.SubnetRemove, applied}}
+// reconcile is the pure reconciler. From the desired remote leases (the
+// admitted store snapshot), the versions the journal says may be in the
+// kernel, the versions added (and not removed) since the start, and the
+// subnets due for a resync, it returns what to run: a Remove for every
+// journal version that is not the desired one of its subnet, and an Add
+// for every desired lease not added since the start (the kernel, not the
+// journal, is the truth: at a start everything is added again) or due for
+// a resync. All Removes come before all Adds; each list is in subnet
+// order.
+func reconcile(desired map[netip.Prefix]leases.Lease, journaled map[netip.Prefix][]leases.Lease,
+	applied map[netip.Prefix]leases.Lease, resync map[netip.Prefix]bool) (removes, adds []op) {
+	for _, s := range sortedSubnets(journaled) {
+		d, wanted := desired[s]
+		for _, v := range journaled[s] {
+			if wanted && sameLease(d, v) {
+				continue
+			}
+			removes = append(removes, op{hooks.SubnetRemove, v})
+		}
 	}
-	return nil
+	for _, s := range sortedSubnets(desired) {
+		d := desired[s]
+		if a, ok := applied[s]; ok && sameLease(a, d) && !resync[s] {
+			continue
+		}
+		adds = append(adds, op{hooks.SubnetAdd, d})
+	}
+	return removes, adds
 }
 
-// diff compares the desired remote leases with the applied ones and
-// returns, per subnet that is out of date, the hooks to run in order.
-func diff(desired, applied map[netip.Prefix]leases.Lease) map[netip.Prefix][]op {
-	out := make(map[netip.Prefix][]op)
-	for s, d := range desired {
-		a, done := applied[s]
-		if ops := plan(d, true, a, done); len(ops) > 0 {
-			out[s] = ops
+// heldBack reports whether Add a must wait for one of the pending
+// Removes: one of its own subnet (a subnet's old versions go first), or
+// one of a version that shares its identity, the same PublicIP or the
+// same non-empty BackendData (a node, or its key, that moved to another
+// subnet: the old Remove, run later, would undo the new Add, as `wg set
+// KEY remove` does).
+func heldBack(a op, pending []op) bool {
+	for _, r := range pending {
+		l := r.lease
+		if l.Subnet == a.lease.Subnet || l.Attrs.PublicIP == a.lease.Attrs.PublicIP ||
+			l.Attrs.BackendData != "" && l.Attrs.BackendData == a.lease.Attrs.BackendData {
+			return true
 		}
 	}
-	for s, a := range applied {
-		if _, wanted := desired[s]; !wanted {
-			out[s] = plan(leases.Lease{}, false, a, true)
-		}
-	}
-	return out
+	return false
 }
 
 // sortedSubnets returns the keys of m in address order, so that hooks run

@@ -3,13 +3,10 @@ package runner
 import (
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/leases"
@@ -37,11 +34,11 @@ func leaseMap(ss ...string) map[netip.Prefix]leases.Lease {
 	return m
 }
 
-// render prints a diff as "add 10.50.2.0/24 192.0.2.2 a; ..." in subnet order.
-func render(d map[netip.Prefix][]op) string {
+// render prints ops as "add 10.50.2.0/24 192.0.2.2 a; ...".
+func render(ops ...[]op) string {
 	var out []string
-	for _, s := range sortedSubnets(d) {
-		for _, o := range d[s] {
+	for _, list := range ops {
+		for _, o := range list {
 			verb := map[bool]string{true: "add", false: "rm"}[o.kind.String() == "SubnetAddCommand"]
 			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", verb, o.lease.Subnet, o.lease.Attrs.PublicIP, o.lease.Attrs.BackendData)))
 		}
@@ -49,42 +46,81 @@ func render(d map[netip.Prefix][]op) string {
 	return strings.Join(out, "; ")
 }
 
-func TestDiff(t *testing.T) {
+func versions(ss ...string) map[netip.Prefix][]leases.Lease {
+	m := map[netip.Prefix][]leases.Lease{}
+	for _, s := range ss {
+		l := lease(s)
+		m[l.Subnet] = append(m[l.Subnet], l)
+	}
+	return m
+}
+
+func TestReconcile(t *testing.T) {
 	const a, a2, b = "10.50.2.0/24 192.0.2.2 x", "10.50.2.0/24 192.0.2.9 x", "10.50.3.0/24 192.0.2.3 y"
 	for _, tc := range []struct {
-		name             string
-		desired, applied []string
-		want             string
+		name                      string
+		desired, journal, applied []string
+		want                      string
 	}{
-		{"nothing", nil, nil, ""},
-		{"new", []string{a}, nil, "add 10.50.2.0/24 192.0.2.2 x"},
-		{"gone", nil, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x"},
-		{"same", []string{a, b}, []string{a, b}, ""},
-		{"ip changed", []string{a2}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.2.0/24 192.0.2.9 x"},
-		{"data changed", []string{"10.50.2.0/24 192.0.2.2 z"}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.2.0/24 192.0.2.2 z"},
-		{"mixed", []string{b}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.3.0/24 192.0.2.3 y"},
+		{"nothing", nil, nil, nil, ""},
+		{"new", []string{a}, nil, nil, "add 10.50.2.0/24 192.0.2.2 x"},
+		{"gone", nil, []string{a}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x"},
+		{"same", []string{a, b}, []string{a, b}, []string{a, b}, ""},
+		{"at a start, everything is added again", []string{a, b}, []string{a, b}, nil,
+			"add 10.50.2.0/24 192.0.2.2 x; add 10.50.3.0/24 192.0.2.3 y"},
+		{"ip changed", []string{a2}, []string{a}, []string{a}, "rm 10.50.2.0/24 192.0.2.2 x; add 10.50.2.0/24 192.0.2.9 x"},
+		{"data changed", []string{"10.50.2.0/24 192.0.2.2 z"}, []string{a}, []string{a},
+			"rm 10.50.2.0/24 192.0.2.2 x; add 10.50.2.0/24 192.0.2.2 z"},
+		{"every version removed", nil, []string{a, a2}, nil, "rm 10.50.2.0/24 192.0.2.2 x; rm 10.50.2.0/24 192.0.2.9 x"},
+		{"old versions removed, the desired one kept", []string{a2}, []string{a, a2}, []string{a2}, "rm 10.50.2.0/24 192.0.2.2 x"},
+		{"removes before adds across subnets", []string{"10.50.3.0/24 192.0.2.9 key"}, []string{"10.50.9.0/24 192.0.2.9 key"}, nil,
+			"rm 10.50.9.0/24 192.0.2.9 key; add 10.50.3.0/24 192.0.2.9 key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, render(diff(leaseMap(tc.desired...), leaseMap(tc.applied...))))
+			rm, add := reconcile(leaseMap(tc.desired...), versions(tc.journal...), leaseMap(tc.applied...), nil)
+			assert.Equal(t, tc.want, render(rm, add))
 		})
 	}
 }
 
-func TestDiffIgnoresExpiration(t *testing.T) {
+func TestReconcileResyncAndExpiration(t *testing.T) {
 	d := leaseMap("10.50.2.0/24 192.0.2.2 x")
 	s := netip.MustParsePrefix("10.50.2.0/24")
 	l := d[s]
 	l.Expiration = l.Expiration.Add(1)
-	assert.Empty(t, diff(map[netip.Prefix]leases.Lease{s: l}, d))
+	rm, add := reconcile(map[netip.Prefix]leases.Lease{s: l}, versions("10.50.2.0/24 192.0.2.2 x"), d, nil)
+	assert.Empty(t, render(rm, add), "the expiration is not what hooks see")
+	rm, add = reconcile(d, versions("10.50.2.0/24 192.0.2.2 x"), d, map[netip.Prefix]bool{s: true})
+	assert.Equal(t, "add 10.50.2.0/24 192.0.2.2 x", render(rm, add))
 }
 
-func TestDiffIPv6Changed(t *testing.T) {
+func TestReconcileIPv6Changed(t *testing.T) {
 	old := leaseMap("10.50.2.0/24 192.0.2.2 x")
 	s := netip.MustParsePrefix("10.50.2.0/24")
 	l := old[s]
 	l.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:2::/64")
 	l.Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::2")
-	assert.Len(t, diff(map[netip.Prefix]leases.Lease{s: l}, old)[s], 2)
+	rm, add := reconcile(map[netip.Prefix]leases.Lease{s: l}, map[netip.Prefix][]leases.Lease{s: {old[s]}}, old, nil)
+	assert.Len(t, rm, 1)
+	assert.Len(t, add, 1)
+}
+
+func TestHeldBack(t *testing.T) {
+	add := op{hooks.SubnetAdd, lease("10.50.3.0/24 192.0.2.9 key")}
+	for _, tc := range []struct {
+		pending string
+		want    bool
+	}{
+		{"10.50.3.0/24 192.0.2.7 other", true}, // its own subnet's old version
+		{"10.50.9.0/24 192.0.2.9 other", true}, // the same node elsewhere
+		{"10.50.9.0/24 192.0.2.7 key", true},   // the same key elsewhere
+		{"10.50.9.0/24 192.0.2.7 other", false},
+		{"10.50.9.0/24 192.0.2.7", false},
+	} {
+		assert.Equal(t, tc.want, heldBack(add, []op{{hooks.SubnetRemove, lease(tc.pending)}}), tc.pending)
+	}
+	noData := op{hooks.SubnetAdd, lease("10.50.3.0/24 192.0.2.9")}
+	assert.False(t, heldBack(noData, []op{{hooks.SubnetRemove, lease("10.50.9.0/24 192.0.2.7")}}), "empty data is no identity")
 }
 
 func TestFirstHost(t *testing.T) {
@@ -113,64 +149,4 @@ func TestSubnetEnv(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, string(subnetEnv(tc.cfg, tc.own, tc.mtu)))
 	}
-}
-
-func TestJournalRoundTrip(t *testing.T) {
-	m := leaseMap("10.50.2.0/24 192.0.2.2 x", "10.50.3.0/24 192.0.2.3")
-	l := m[netip.MustParsePrefix("10.50.3.0/24")]
-	l.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:3::/64")
-	l.Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::3")
-	m[l.Subnet] = l
-	data, err := encodeJournal(m)
-	assert.NoError(t, err)
-	got, err := decodeJournal(data)
-	assert.NoError(t, err)
-	assert.Equal(t, m, got)
-
-	_, err = decodeJournal([]byte(`{"Version":9,"Applied":[]}`))
-	assert.ErrorContains(t, err, "unsupported version 9")
-}
-
-// The journal's log: its leases join applied.json's for subnets it does
-// not hold, a torn last line is a crash while appending, a rewrite of the
-// journal empties it.
-func TestJournalLog(t *testing.T) {
-	dir := t.TempDir()
-	base := leaseMap("10.50.2.0/24 192.0.2.2 old")
-	require.NoError(t, saveJournal(dir, base))
-	require.NoError(t, appendJournalLog(dir, mapValues(leaseMap("10.50.2.0/24 192.0.2.2 new", "10.50.3.0/24 192.0.2.3 x"))))
-	require.NoError(t, appendJournalLog(dir, mapValues(leaseMap("10.50.4.0/24 192.0.2.4 y"))))
-	f, err := os.OpenFile(filepath.Join(dir, JournalLogFile), os.O_WRONLY|os.O_APPEND, 0)
-	require.NoError(t, err)
-	_, err = f.WriteString(`{"Subnet":"10.50.5.0/24","Publ`) // torn
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-
-	got, err := loadJournal(dir)
-	require.NoError(t, err)
-	assert.Equal(t, leaseMap("10.50.2.0/24 192.0.2.2 old", "10.50.3.0/24 192.0.2.3 x", "10.50.4.0/24 192.0.2.4 y"), got,
-		"applied.json's lease wins for its subnet: its data is what a Remove needs")
-	fi, err := os.Stat(filepath.Join(dir, JournalLogFile))
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
-
-	require.NoError(t, saveJournal(dir, got))
-	fi, err = os.Stat(filepath.Join(dir, JournalLogFile))
-	require.NoError(t, err)
-	assert.Zero(t, fi.Size(), "the rewrite holds the log's leases; the log is emptied")
-	again, err := loadJournal(dir)
-	require.NoError(t, err)
-	assert.Equal(t, got, again)
-
-	require.NoError(t, os.WriteFile(filepath.Join(dir, JournalLogFile), []byte("not json\n{}\n"), 0o600))
-	_, err = loadJournal(dir)
-	assert.ErrorContains(t, err, "line 1")
-}
-
-func mapValues(m map[netip.Prefix]leases.Lease) []leases.Lease {
-	out := make([]leases.Lease, 0, len(m))
-	for _, l := range sortedSubnets(m) {
-		out = append(out, m[l])
-	}
-	return out
 }

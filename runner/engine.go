@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -153,15 +152,15 @@ func (e *Engine) setOwn(l leases.Lease) {
 // wrapping leases.ErrLeaseGone, after running ShutdownCommand, when the
 // own lease was deleted by someone else.
 func (e *Engine) Run(ctx context.Context) error {
-	var applied map[netip.Prefix]leases.Lease
-	if e.o.readOnly {
-		applied = map[netip.Prefix]leases.Lease{}
-	} else {
-		// Loaded first so that a broken journal stops us before any hook runs.
-		var err error
-		if applied, err = loadJournal(e.o.stateDir); err != nil {
-			return err
-		}
+	// The journal first: what it must repair is repaired (and reported)
+	// before any hook runs; a state dir it cannot read stops the start.
+	var fsys journalFS = nullFS{}
+	if !e.o.readOnly {
+		fsys = osFS{dir: e.o.stateDir}
+	}
+	j, err := openJournal(fsys, e.log, time.Now)
+	if err != nil {
+		return err
 	}
 
 	// Whatever stops the start-up once PreStartupCommand has run (or was
@@ -226,33 +225,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancel()
 	}
 
-	return e.newLoop(applied).run(ctx)
-}
-
-// newLoop returns the watch loop for the journal's applied set.
-func (e *Engine) newLoop(applied map[netip.Prefix]leases.Lease) *loop {
-	return &loop{
-		e:     e,
-		store: e.store,
-		log:   e.log,
-		o: loopOptions{
-			readOnly: e.o.readOnly, stateDir: e.o.stateDir, renewMargin: e.o.renewMargin,
-			storeTimeout: e.o.storeTimeout, resyncInterval: e.o.resyncInterval, backoff: e.backoff(),
-			parallel: e.o.parallel, metrics: e.o.metrics,
-		},
-		reapply:      len(applied) > 0,
-		attempted:    map[netip.Prefix]leases.Lease{},
-		applied:      applied,
-		desired:      map[netip.Prefix]leases.Lease{},
-		failing:      map[netip.Prefix]*failure{},
-		refused:      map[string]refusal{},
-		refusedTotal: map[leases.Reason]int{},
-		retry:        stoppedTimer(),
-		flush:        stoppedTimer(),
-		compact:      stoppedTimer(),
-		renew:        stoppedTimer(),
-		dirty:        true,
-	}
+	return e.newLoop(j).run(ctx)
 }
 
 // preStartup runs PreStartupCommand and returns the node's BackendData.
@@ -339,10 +312,4 @@ func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
 // the store.
 func (e *Engine) backoff() retry.Backoff {
 	return retry.Backoff{Initial: e.o.retryInitial, Max: e.o.retryMax}
-}
-
-func stoppedTimer() *time.Timer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
 }

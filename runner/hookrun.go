@@ -48,7 +48,9 @@ func (h *hookRunner) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, 
 		subnet = l.Subnet.String()
 	}
 	start := time.Now()
+	h.metrics.LoopTurned(start) // a hook starting is progress (/healthz)
 	res, err := h.exec.Run(ctx, shell.Request{Hook: hook, Env: k.Env(h.vars(l)), Stdin: stdin, Subnet: subnet})
+	h.metrics.LoopTurned(time.Now())
 	if ctx.Err() == nil { // an interrupted hook is no run to count
 		h.metrics.HookRan(k, time.Since(start), err)
 	}

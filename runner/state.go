@@ -3,7 +3,6 @@ package runner
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -67,158 +66,6 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	return nil
 }
 
-// journalVersion is the format version of applied.json.
-const journalVersion = 1
-
-// journalLease is one applied remote lease as stored in applied.json.
-type journalLease struct {
-	Subnet      netip.Prefix
-	IPv6Subnet  netip.Prefix `json:",omitzero"`
-	PublicIP    netip.Addr
-	PublicIPv6  netip.Addr `json:",omitzero"`
-	BackendType string
-	BackendData string `json:",omitempty"`
-}
-
-// journal is the content of applied.json: the remote leases whose
-// SubnetAddCommand succeeded and that have not been removed since.
-type journal struct {
-	Version int
-	Applied []journalLease
-}
-
-func encodeJournal(applied map[netip.Prefix]leases.Lease) ([]byte, error) {
-	j := journal{Version: journalVersion, Applied: []journalLease{}}
-	for _, s := range sortedSubnets(applied) {
-		j.Applied = append(j.Applied, journalEntry(applied[s]))
-	}
-	b, err := json.MarshalIndent(j, "", "  ")
-	return append(b, '\n'), err
-}
-
-func decodeJournal(data []byte) (map[netip.Prefix]leases.Lease, error) {
-	var j journal
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
-		return nil, err
-	}
-	if j.Version != journalVersion {
-		return nil, fmt.Errorf("unsupported version %d", j.Version)
-	}
-	m := make(map[netip.Prefix]leases.Lease, len(j.Applied))
-	for i, a := range j.Applied {
-		if !a.Subnet.IsValid() {
-			return nil, fmt.Errorf("entry Applied[%d]: missing Subnet", i)
-		}
-		m[a.Subnet] = a.lease()
-	}
-	return m, nil
-}
-
-// loadJournal reads the applied set from dir: applied.json, then the
-// leases of applied.log for subnets it does not hold (a lease whose Add
-// began after the last rewrite). Missing files are empty. A torn last log
-// line (a crash while appending) is ignored.
-func loadJournal(dir string) (map[netip.Prefix]leases.Lease, error) {
-	path := filepath.Join(dir, JournalFile)
-	data, err := os.ReadFile(path)
-	m := map[netip.Prefix]leases.Lease{}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("journal: %w", err)
-	default:
-		if m, err = decodeJournal(data); err != nil {
-			return nil, fmt.Errorf("journal %s: %w", path, err)
-		}
-	}
-	logPath := filepath.Join(dir, JournalLogFile)
-	data, err = os.ReadFile(logPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	lines := bytes.Split(data, []byte{'\n'})
-	for i, line := range lines {
-		if len(line) == 0 {
-			continue
-		}
-		l, err := decodeJournalLine(line)
-		if err != nil {
-			if i == len(lines)-1 { // no newline after it: torn by a crash
-				break
-			}
-			return nil, fmt.Errorf("journal log %s: line %d: %w", logPath, i+1, err)
-		}
-		if _, ok := m[l.Subnet]; !ok {
-			m[l.Subnet] = l
-		}
-	}
-	return m, nil
-}
-
-func journalEntry(l leases.Lease) journalLease {
-	return journalLease{
-		Subnet:      l.Subnet,
-		IPv6Subnet:  l.IPv6Subnet,
-		PublicIP:    l.Attrs.PublicIP,
-		PublicIPv6:  l.Attrs.PublicIPv6,
-		BackendType: l.Attrs.BackendType,
-		BackendData: l.Attrs.BackendData,
-	}
-}
-
-func decodeJournalLine(line []byte) (leases.Lease, error) {
-	var a journalLease
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
-		return leases.Lease{}, err
-	}
-	if !a.Subnet.IsValid() {
-		return leases.Lease{}, errors.New("missing Subnet")
-	}
-	return a.lease(), nil
-}
-
-func (a journalLease) lease() leases.Lease {
-	return leases.Lease{Subnet: a.Subnet, IPv6Subnet: a.IPv6Subnet, Attrs: leases.Attrs{
-		PublicIP: a.PublicIP, PublicIPv6: a.PublicIPv6, BackendType: a.BackendType, BackendData: a.BackendData}}
-}
-
-// appendJournalLog appends ls to applied.log and syncs it, creating it
-// (and syncing the directory) the first time.
-func appendJournalLog(dir string, ls []leases.Lease) error {
-	var b bytes.Buffer
-	for _, l := range ls {
-		line, err := json.Marshal(journalEntry(l))
-		if err != nil {
-			return fmt.Errorf("journal log: %w", err)
-		}
-		b.Write(line)
-		b.WriteByte('\n')
-	}
-	path := filepath.Join(dir, JournalLogFile)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("journal log: %w", err)
-	}
-	_, werr := f.Write(b.Bytes())
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("journal log: %w", err)
-	}
-	if errors.Is(statErr, fs.ErrNotExist) { // a new file is durable once its directory is
-		return syncDir(dir)
-	}
-	return nil
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -227,23 +74,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync dir: %w", err)
-	}
-	return nil
-}
-
-// saveJournal rewrites applied.json with the applied set, then empties
-// applied.log, whose leases the set now holds (a crash in between only
-// replays them again, which loadJournal's union makes harmless).
-func saveJournal(dir string, applied map[netip.Prefix]leases.Lease) error {
-	data, err := encodeJournal(applied)
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if err := writeFileAtomic(filepath.Join(dir, JournalFile), data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Truncate(filepath.Join(dir, JournalLogFile), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("journal log: %w", err)
 	}
 	return nil
 }
@@ -261,6 +91,10 @@ type Status struct {
 	// 10.50.2.0/24", "underlay eth0" or "default".
 	MTU       int    `json:",omitzero"`
 	MTUSource string `json:",omitempty"`
+	// Journal says what is wrong with the journal: what loading it had
+	// to repair, or why intent cannot be recorded now (then no hook
+	// runs). Empty when all is well.
+	Journal string `json:",omitempty"`
 	// LastSync is when every admitted remote lease was last applied
 	// (zero before the first time).
 	LastSync time.Time `json:",omitzero"`

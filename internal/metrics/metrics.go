@@ -60,6 +60,7 @@ type health struct {
 	started      atomic.Bool  // PostStartupCommand succeeded
 	synced       atomic.Bool  // the first store snapshot was reconciled
 	failingSince atomic.Int64 // unix nanos since the oldest failing subnet fails; 0 none
+	journalBad   atomic.Bool  // intent cannot be recorded: no Add runs
 }
 
 // New returns the collectors, registered on a registry of their own with
@@ -204,7 +205,17 @@ func (m *Metrics) Started() {
 	}
 }
 
-// LoopTurned records a turn of the watch loop.
+// JournalFailing records whether the journal refuses intent (then no
+// Add runs and /readyz says so).
+func (m *Metrics) JournalFailing(bad bool) {
+	if m != nil {
+		m.health.journalBad.Store(bad)
+	}
+}
+
+// LoopTurned records progress of the engine: a turn of the watch loop, or
+// a hook starting or ending (a batch of hooks, each inside its timeout,
+// is progress however long it takes).
 func (m *Metrics) LoopTurned(t time.Time) {
 	if m != nil {
 		m.health.loopTurn.Store(t.UnixNano())
@@ -244,15 +255,17 @@ func (m *Metrics) StoreOp(store, op string, err error) {
 }
 
 // Healthy reports whether the process is alive: before the watch loop
-// runs (start-up), always; then while the loop has turned within the
-// loop bound.
+// runs (start-up), always; then while the engine made progress (a loop
+// turn, a hook started or ended) within the loop bound, so a long batch
+// of hooks, each inside its timeout, is healthy, and a loop stuck past
+// every timeout (a hook that could not be killed, a deadlock) is not.
 func (m *Metrics) Healthy(now time.Time) (bool, string) {
 	t := m.health.loopTurn.Load()
 	if t == 0 {
 		return true, "starting"
 	}
 	if since := now.Sub(time.Unix(0, t)); since > m.health.loopBound {
-		return false, fmt.Sprintf("the watch loop has not turned for %s (bound %s)", since.Round(time.Second), m.health.loopBound)
+		return false, fmt.Sprintf("the engine has made no progress (no loop turn, no hook started or ended) for %s (bound %s)", since.Round(time.Second), m.health.loopBound)
 	}
 	return true, "ok"
 }
@@ -266,6 +279,8 @@ func (m *Metrics) Ready(now time.Time) (bool, string) {
 		return false, "PostStartupCommand has not succeeded yet"
 	case !m.health.synced.Load():
 		return false, "the first snapshot of the lease store is not applied yet"
+	case m.health.journalBad.Load():
+		return false, "the journal cannot record intent (state dir full or read-only?): no SubnetAddCommand runs"
 	}
 	if f := m.health.failingSince.Load(); f != 0 {
 		if since := now.Sub(time.Unix(0, f)); since > m.health.failingBound {

@@ -58,11 +58,21 @@ func TestProbes(t *testing.T) {
 	code, _ = get(t, srv, "/readyz")
 	assert.Equal(t, 200, code)
 
+	// A journal that refuses intent makes the node unready, until it
+	// takes it again.
+	m.JournalFailing(true)
+	code, body = get(t, srv, "/readyz")
+	assert.Equal(t, 503, code)
+	assert.Contains(t, body, "journal cannot record intent")
+	m.JournalFailing(false)
+	code, _ = get(t, srv, "/readyz")
+	assert.Equal(t, 200, code)
+
 	// A loop that stopped turning is unhealthy.
 	m.LoopTurned(time.Now().Add(-2 * time.Minute))
 	code, body = get(t, srv, "/healthz")
 	assert.Equal(t, 503, code)
-	assert.Contains(t, body, "has not turned")
+	assert.Contains(t, body, "no progress")
 }
 
 func TestExposition(t *testing.T) {

@@ -1,0 +1,319 @@
+package runner
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
+	"github.com/flexhook/flexhook/internal/retry"
+	"github.com/flexhook/flexhook/leases"
+)
+
+// hookFunc runs SubnetAddCommand or SubnetRemoveCommand for one lease
+// version (its BackendData on stdin).
+type hookFunc func(ctx context.Context, k hooks.Kind, l leases.Lease) error
+
+// core is the engine's synchronous heart, with no goroutine or timer of
+// its own, so that the simulation test can drive it step by step and
+// crash it anywhere: it takes store snapshots (through admission) and
+// runs batches of hooks (step) that bring the kernel to the desired
+// state, keeping the journal's rule (intent before effect) and the retry
+// queue. The loop feeds it events and timers.
+type core struct {
+	run      hookFunc
+	journal  *journal
+	queue    *retryQueue
+	adm      *admission
+	desired  map[netip.Prefix]leases.Lease // admitted remote leases of the last snapshot
+	applied  map[netip.Prefix]leases.Lease // versions added since the start, not removed since
+	resync   map[netip.Prefix]bool         // applied leases whose Add runs again
+	parallel int
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	// intent is the state of recording intent: its last error (nil: fine)
+	// and when to try again.
+	intent   intentState
+	synced   bool // a snapshot came
+	changed  bool // what status.json shows changed (take with takeChanged)
+	interval retry.Backoff
+}
+
+type intentState struct {
+	err      error
+	attempts int
+	next     time.Time
+}
+
+func newCore(run hookFunc, j *journal, b retry.Backoff, parallel int, log *slog.Logger, m *metrics.Metrics) *core {
+	return &core{
+		run: run, journal: j, queue: newRetryQueue(b), adm: newAdmission(log, m),
+		desired: map[netip.Prefix]leases.Lease{}, applied: map[netip.Prefix]leases.Lease{},
+		resync: map[netip.Prefix]bool{}, parallel: max(parallel, 1), log: log, metrics: m, interval: b,
+	}
+}
+
+// snapshot takes a full store snapshot, admitted under p, as the desired
+// state. A subnet whose lease came, went or changed is retried at once.
+func (c *core) snapshot(p leases.Policy, snap []leases.Lease, now time.Time) {
+	incumbent := maps.Clone(c.applied)
+	maps.Copy(incumbent, c.desired)
+	desired, changed := c.adm.admit(p, snap, incumbent, now)
+	for s, d := range desired {
+		if old, ok := c.desired[s]; !ok || !sameLease(old, d) {
+			c.queue.forget(s)
+		}
+	}
+	for s := range c.desired {
+		if _, ok := desired[s]; !ok {
+			c.queue.forget(s)
+		}
+	}
+	c.desired, c.synced = desired, true
+	c.changed = c.changed || changed
+}
+
+// resyncAll marks every applied lease for another Add.
+func (c *core) resyncAll() {
+	for s := range c.applied {
+		c.resync[s] = true
+	}
+}
+
+// stepResult sums up one step.
+type stepResult struct {
+	hooks, failed int
+	subnets       int       // subnets that ran hooks
+	retryAt       time.Time // the earliest retry still pending (zero: none)
+}
+
+// step runs one batch: every due Remove (of any subnet) first, then every
+// due Add that no pending Remove holds back, once its version is in the
+// journal. Each subnet's Removes run in order in one worker, up to
+// parallel subnets at once; the Adds likewise. It stops early, recording
+// nothing more, when ctx is done.
+func (c *core) step(ctx context.Context, now time.Time) stepResult {
+	var res stepResult
+	if !c.synced { // without a snapshot, everything would look gone
+		return res
+	}
+	for s := range c.resync {
+		if a, ok := c.applied[s]; !ok || !sameLease(a, c.desired[s]) {
+			delete(c.resync, s)
+		}
+	}
+	removes, _ := reconcile(c.desired, c.journal.versions(), c.applied, c.resync)
+	var units [][]op
+	for _, r := range removes {
+		if !c.queue.due(r.lease.Subnet, now) {
+			continue
+		}
+		if n := len(units); n > 0 && units[n-1][0].lease.Subnet == r.lease.Subnet {
+			units[n-1] = append(units[n-1], r)
+			continue
+		}
+		units = append(units, []op{r})
+	}
+	c.runUnits(ctx, units, now, &res)
+	if ctx.Err() != nil {
+		return res
+	}
+
+	pending, adds := reconcile(c.desired, c.journal.versions(), c.applied, c.resync)
+	units = units[:0]
+	var ready []leases.Lease
+	for _, a := range adds {
+		if !c.queue.due(a.lease.Subnet, now) || heldBack(a, pending) {
+			continue
+		}
+		units = append(units, []op{a})
+		ready = append(ready, a.lease)
+	}
+	if len(adds) == 0 && c.intent.err != nil { // nothing waits for intent any more
+		c.intent = intentState{}
+		c.changed = true
+		c.metrics.JournalFailing(false)
+	}
+	if len(ready) > 0 && !c.recordIntent(ready, now) {
+		units = nil
+	}
+	c.runUnits(ctx, units, now, &res)
+	res.retryAt = c.queue.next()
+	if c.intent.err != nil && (res.retryAt.IsZero() || c.intent.next.Before(res.retryAt)) {
+		res.retryAt = c.intent.next
+	}
+	return res
+}
+
+// recordIntent puts the versions about to be added into the journal. If
+// that fails no Add runs: it is tried again after a backoff, and status
+// says why.
+func (c *core) recordIntent(ls []leases.Lease, now time.Time) bool {
+	err := c.journal.intend(ls)
+	if err == nil {
+		if c.intent.err != nil {
+			c.log.Info("journal: intent recorded again; Adds run")
+			c.intent = intentState{}
+			c.changed = true
+			c.metrics.JournalFailing(false)
+		}
+		return true
+	}
+	c.intent.attempts++
+	c.intent.err = err
+	d := c.interval.Delay(c.intent.attempts)
+	c.intent.next = now.Add(d)
+	c.changed = true
+	c.metrics.JournalFailing(true)
+	c.log.Error("journal: cannot record intent, so no Add runs", "error", err, "adds", len(ls), "retry_in", d)
+	return false
+}
+
+// outcome is what running one unit of ops did: the first done ops
+// succeeded; err, if set, is the failure of ops[done].
+type outcome struct {
+	ops  []op
+	done int
+	err  error
+}
+
+// runUnits runs units (each a subnet's ops, in order, stopping at the
+// first failure) with up to parallel at once; only the calling goroutine
+// records outcomes.
+func (c *core) runUnits(ctx context.Context, units [][]op, now time.Time, res *stepResult) {
+	if len(units) == 0 {
+		return
+	}
+	retried := make([]bool, len(units)) // read here: workers must not touch the queue
+	for i, u := range units {
+		retried[i] = c.queue.retrying(u[0].lease.Subnet)
+	}
+	runOne := func(i int) outcome {
+		u := units[i]
+		o := outcome{ops: u}
+		if retried[i] {
+			c.metrics.HookRetried(u[0].kind)
+		}
+		for _, x := range u {
+			if err := c.run(ctx, x.kind, x.lease); err != nil {
+				o.err = err
+				return o
+			}
+			o.done++
+		}
+		return o
+	}
+	res.subnets += len(units)
+	n := min(c.parallel, len(units))
+	if n <= 1 {
+		for i := range units {
+			if ctx.Err() != nil {
+				return
+			}
+			c.record(ctx, runOne(i), now, res)
+		}
+		return
+	}
+	work := make(chan int)
+	results := make(chan outcome)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for i := range work {
+				results <- runOne(i)
+			}
+		})
+	}
+	go func() {
+		defer close(work)
+		for i := range units {
+			if ctx.Err() != nil {
+				return
+			}
+			work <- i
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+	for o := range results {
+		c.record(ctx, o, now, res)
+	}
+}
+
+// record takes a unit's outcome into the state: journal, applied,
+// resync and the retry queue.
+func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepResult) {
+	s := o.ops[0].lease.Subnet
+	res.hooks += o.done
+	for _, x := range o.ops[:o.done] {
+		c.log.Debug("hook applied", "hook", x.kind.String(), "subnet", s, "public_ip", x.lease.Attrs.PublicIP)
+		if x.kind == hooks.SubnetRemove {
+			if err := c.journal.forget(x.lease); err != nil {
+				c.log.Error("journal: a Remove will run again after a restart", "subnet", s, "error", err)
+			}
+			if a, ok := c.applied[s]; ok && sameLease(a, x.lease) {
+				delete(c.applied, s)
+			}
+		} else {
+			c.applied[s] = x.lease
+			delete(c.resync, s)
+		}
+		c.changed = true
+	}
+	switch {
+	case o.err != nil && ctx.Err() != nil:
+		// interrupted by shutdown, not a hook failure
+	case o.err != nil:
+		res.hooks++
+		res.failed++
+		k := o.ops[o.done].kind
+		// A failed Remove may have got half-way: its version is no longer
+		// known to be in the kernel, and is added again if it comes back.
+		if a, ok := c.applied[s]; ok && sameLease(a, o.ops[o.done].lease) {
+			delete(c.applied, s)
+		}
+		f := c.queue.fail(s, k, o.err, now)
+		c.changed = true
+		c.log.Error("hook failed; will retry", "hook", k.String(), "subnet", s,
+			"attempt", f.attempts, "retry_in", f.next.Sub(now), "error", o.err)
+	default:
+		if c.queue.forget(s) {
+			c.changed = true
+			c.log.Info("subnet recovered", "subnet", s)
+		}
+	}
+}
+
+// inSync reports whether every admitted lease is applied and nothing is
+// left to remove, fail or retry.
+func (c *core) inSync() bool {
+	if !c.synced || c.queue.len() > 0 || c.intent.err != nil {
+		return false
+	}
+	removes, adds := reconcile(c.desired, c.journal.versions(), c.applied, nil)
+	return len(removes) == 0 && len(adds) == 0
+}
+
+// takeChanged reports whether what status.json shows changed since the
+// last call.
+func (c *core) takeChanged() bool {
+	ch := c.changed
+	c.changed = false
+	return ch
+}
+
+// journalProblem is what status.json's Journal says.
+func (c *core) journalProblem() string {
+	switch {
+	case c.intent.err != nil:
+		return "cannot record intent, so no Add runs: " + c.intent.err.Error()
+	default:
+		return c.journal.problem
+	}
+}

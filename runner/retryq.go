@@ -1,0 +1,98 @@
+package runner
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/retry"
+)
+
+// failure is the retry state of one subnet whose hook failed.
+type failure struct {
+	hook     hooks.Kind
+	err      error
+	attempts int
+	since    time.Time
+	next     time.Time
+}
+
+// retryQueue is the per-subnet retry state: a subnet whose hook failed
+// waits for its backoff before any of its hooks runs again, without
+// holding up the others (client-go's workqueue, per key).
+type retryQueue struct {
+	backoff retry.Backoff
+	failing map[netip.Prefix]*failure
+}
+
+func newRetryQueue(b retry.Backoff) *retryQueue {
+	return &retryQueue{backoff: b, failing: map[netip.Prefix]*failure{}}
+}
+
+// due reports whether subnet s may run its hooks at now.
+func (q *retryQueue) due(s netip.Prefix, now time.Time) bool {
+	f := q.failing[s]
+	return f == nil || !now.Before(f.next)
+}
+
+// retrying reports whether s has failed and waits or waited for a retry.
+func (q *retryQueue) retrying(s netip.Prefix) bool { return q.failing[s] != nil }
+
+// fail records a failure of hook k for s and returns its state.
+func (q *retryQueue) fail(s netip.Prefix, k hooks.Kind, err error, now time.Time) *failure {
+	f := q.failing[s]
+	if f == nil {
+		f = &failure{since: now}
+		q.failing[s] = f
+	}
+	f.attempts++
+	f.hook, f.err = k, err
+	f.next = now.Add(q.backoff.Delay(f.attempts))
+	return f
+}
+
+// forget drops s's retry state (its hooks succeeded, or it has nothing
+// left to do, or its lease changed and is retried at once). It reports
+// whether s was failing.
+func (q *retryQueue) forget(s netip.Prefix) bool {
+	_, ok := q.failing[s]
+	delete(q.failing, s)
+	return ok
+}
+
+// next returns the earliest pending retry (zero: none).
+func (q *retryQueue) next() time.Time {
+	var first time.Time
+	for _, f := range q.failing {
+		if first.IsZero() || f.next.Before(first) {
+			first = f.next
+		}
+	}
+	return first
+}
+
+// oldest returns since when the longest-failing subnet fails (zero: none).
+func (q *retryQueue) oldest() time.Time {
+	var first time.Time
+	for _, f := range q.failing {
+		if first.IsZero() || f.since.Before(first) {
+			first = f.since
+		}
+	}
+	return first
+}
+
+func (q *retryQueue) len() int { return len(q.failing) }
+
+// status lists the failing subnets for status.json, in subnet order.
+func (q *retryQueue) status() []Failure {
+	out := []Failure{}
+	for _, s := range sortedSubnets(q.failing) {
+		f := q.failing[s]
+		out = append(out, Failure{
+			Subnet: s, Hook: f.hook.String(), Error: f.err.Error(),
+			Attempts: f.attempts, Since: f.since.UTC(), NextRetry: f.next.UTC(),
+		})
+	}
+	return out
+}
