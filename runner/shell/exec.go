@@ -109,18 +109,19 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 }
 
 // outFile returns what a child writes w through: w itself when it is a
-// file (a pipe of a pipeline, a redirection), else a memOut, and the func
-// that copies the memOut into w once the child is done (a no-op for a
-// file). Without memfd (old kernels) w is returned, and os/exec pipes it.
+// file (a pipe of a pipeline, a redirection), else a pipeOut, and the
+// func that finishes copying it into w once the child is done (a no-op
+// for a file). If no pipe can be made, w is returned and os/exec pipes
+// it.
 func (st *runState) outFile(w io.Writer) (io.Writer, func()) {
 	if _, ok := w.(*os.File); ok || w == nil {
 		return w, func() {}
 	}
-	m, err := newMemOut(st.s.maxOutput)
+	p, err := newPipeOut(w)
 	if err != nil {
-		return w, func() {} // os/exec pipes it
+		return w, func() {}
 	}
-	return m.f, func() { _ = m.copyTo(w) }
+	return p.w, p.finish
 }
 
 // lookPath finds name in the hook's PATH (or relative to its dir), with

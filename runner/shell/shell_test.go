@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -333,4 +334,27 @@ func TestUnsupportedBuiltinsMatchInterpreter(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, hooks.UnsupportedBuiltins, got)
+}
+
+// A child's stdout and stderr take every way a program opens them again:
+// /dev/stdout and /proc/self/fd/1, truncating or appending (a sealed
+// memfd refused all of these with EPERM), and orphans that keep them
+// open do not hold the hook up.
+func TestChildReopensItsOutput(t *testing.T) {
+	for _, tool := range []string{"bash", "dd"} { // Debian's essential packages
+		_, err := exec.LookPath(tool)
+		require.NoError(t, err)
+	}
+	f := newFixture(t)
+	res, err := f.sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.PreStartup,
+		`bash -c 'echo one > /dev/stdout; echo two >> /dev/stdout; echo three > /proc/self/fd/1; echo err > /dev/stderr; echo err2 >> /proc/self/fd/2'; `+
+			`printf four | dd of=/dev/stdout status=none`)})
+	require.NoError(t, err)
+	assert.Equal(t, "one\ntwo\nthree\nfour", res.Stdout)
+	assert.Equal(t, "err\nerr2\n", res.Stderr)
+
+	res, err = f.sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.PreStartup,
+		`bash -c '(sleep 2 > /dev/stdout &) ; echo started'`)})
+	require.NoError(t, err, "an orphan holding stdout does not fail the hook")
+	assert.Equal(t, "started\n", res.Stdout)
 }
