@@ -5,11 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -22,15 +20,14 @@ import (
 // reload.
 const reloadDebounce = 200 * time.Millisecond
 
-// watchConfig reloads the running config on SIGHUP and, for --config,
+// watchConfig reloads the running config on each signal from hup (SIGHUP,
+// taken by the caller) and, for --config,
 // whenever its file changes (fsnotify on its directory, so editors that
 // replace the file by a rename are seen). A file that does not load or
 // validate is refused with its error and the running config kept; so is a
 // change of the network (a restart is needed). It returns when ctx is
 // done; the returned func waits for that.
-func watchConfig(ctx context.Context, eng *runner.Engine, path string, reload func() (*hooks.Config, error), log *slog.Logger) (wait func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func watchConfig(ctx context.Context, eng *runner.Engine, path string, hup <-chan os.Signal, reload func() (*hooks.Config, error), log *slog.Logger) (wait func()) {
 	var events <-chan fsnotify.Event
 	var w *fsnotify.Watcher
 	if path != "" {
@@ -65,7 +62,6 @@ func watchConfig(ctx context.Context, eng *runner.Engine, path string, reload fu
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer signal.Stop(hup)
 		if w != nil {
 			defer w.Close()
 		}

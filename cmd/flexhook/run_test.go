@@ -308,3 +308,40 @@ func TestRunReloadsConfig(t *testing.T) {
 	assert.Contains(t, logs, "a restart is needed")
 	assert.Contains(t, logs, `why=SIGHUP`)
 }
+
+// SIGHUP while the store is still unreachable neither kills the daemon
+// (SIGHUP's default action; it exited 129, logging nothing) nor is lost:
+// it waits for the engine. SIGTERM in that phase exits cleanly.
+func TestSignalsBeforeTheStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	var stderr testutil.SyncBuffer
+	cmd := exec.Command(bin, "run", "--preset", "host-gw", "--etcd-endpoints", "http://127.0.0.1:1",
+		"--state-dir", t.TempDir(), "--public-ip", "192.0.2.1", "--subnet-file", filepath.Join(t.TempDir(), "subnet.env"))
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	retries := func() int { return strings.Count(stderr.String(), "etcd not reachable; retrying") }
+	require.Eventually(t, func() bool { return retries() >= 1 }, 30*time.Second, 10*time.Millisecond, stderr.String())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	n := retries()
+	// The daemon is alive after the signal: it goes on retrying.
+	require.Eventually(t, func() bool { return retries() > n }, 30*time.Second, 10*time.Millisecond, stderr.String())
+	select {
+	case err := <-done:
+		t.Fatalf("SIGHUP ended the daemon: %v\n%s", err, stderr.String())
+	default:
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		require.NoError(t, err, "SIGTERM before the store answers exits 0:\n%s", stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("SIGTERM did not stop the daemon")
+	}
+	assert.Contains(t, stderr.String(), "stopped before the store was reachable")
+}

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
@@ -27,6 +29,14 @@ const runSynopsis = "flexhook run [--config FILE | --preset NAME] [--store DIR |
 // cmdRun is the daemon: it runs until ctx is cancelled (SIGTERM/SIGINT),
 // then the engine runs ShutdownCommand and returns.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// SIGHUP is taken before anything can block (the store may be
+	// unreachable for long): one that comes before the engine runs waits
+	// here and is applied as a reload once it does, and none ends the
+	// process (its default action) until run returns, ShutdownCommand
+	// included. SIGTERM and SIGINT are main's, from the first instruction.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var f runFlags
 	if err := parseFlags("run", &f, runSynopsis, args, stdout); err != nil {
 		return err
@@ -91,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "underlay_mtu", node.mtu,
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
-	stopReload := reloadSource(ctx, f, eng, store, log)
+	stopReload := reloadSource(ctx, f, eng, store, hup, log)
 	err = eng.Run(ctx)
 	stopReload()
 	if err != nil {
@@ -105,14 +115,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // returned function is called (which waits for the watcher): the file, the
 // preset, kube-flannel's net-conf.json or the store's config, each read
 // and checked as at the start.
-func reloadSource(ctx context.Context, f runFlags, eng *runner.Engine, store leases.Store, log *slog.Logger) func() {
+func reloadSource(ctx context.Context, f runFlags, eng *runner.Engine, store leases.Store, hup <-chan os.Signal, log *slog.Logger) func() {
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := f.Config
 	fromNetConf := f.KubeSubnetMgr && f.Config == "" && f.Preset == ""
 	if fromNetConf {
 		watched = f.NetConfigPath
 	}
-	wait := watchConfig(wctx, eng, watched, func() (*hooks.Config, error) {
+	wait := watchConfig(wctx, eng, watched, hup, func() (*hooks.Config, error) {
 		var c *hooks.Config
 		var err error
 		switch {
