@@ -3,41 +3,58 @@
 //
 //  1. PreStartupCommand; its trimmed stdout becomes the node's BackendData.
 //  2. The node's lease is acquired from a leases.Store (the lease carrying
-//     the node's PublicIP is taken back) and flannel's subnet.env written.
-//  3. PostStartupCommand with the node's own SUBNET.
-//  4. The store is watched. Each snapshot is diffed against the set of
-//     remote leases already applied (level-triggered): a new lease runs
-//     SubnetAddCommand, a vanished one SubnetRemoveCommand with the old
-//     lease's values, a changed one (PublicIP, BackendData or IPv6 fields)
-//     SubnetRemoveCommand for the old and then SubnetAddCommand for the new.
-//     Every snapshot first goes through lease admission (leases.Policy):
-//     the node's own lease is left out, and a lease that breaks a rule
-//     (a key that is not canonical, a subnet outside Network, an odd
-//     PublicIP, BackendData of the wrong shape, ...) reaches no hook; it is
-//     warned about once and listed in status.json.
-//     A failed hook is retried with exponential backoff per subnet without
-//     holding up other subnets, and shows in <state-dir>/status.json.
-//  5. The lease is renewed before it expires. If someone else deletes it,
-//     the engine runs ShutdownCommand and Run fails with an error wrapping
+//     the node's PublicIP is taken back).
+//  3. PostStartupCommand with the node's own SUBNET; then flannel's
+//     subnet.env, whose FLANNEL_MTU is the path's (subnetenv.go).
+//  4. The store is watched, and the remote leases are kept applied
+//     (below) until Run's context is done: then the watch stops and
+//     ShutdownCommand runs. If someone else deletes the own lease, the
+//     engine runs ShutdownCommand and Run fails with an error wrapping
 //     leases.ErrLeaseGone, as flanneld exits.
-//  6. When Run's context is done, the watch stops and ShutdownCommand runs.
 //
-// The kernel, not the journal, is the truth: at every start every current
-// lease is added again (Adds converge through the shell's replace-existing;
-// a reboot or a rebuilt device loses what earlier Adds did). The journal,
-// <state-dir>/applied.json, holds the leases whose Add ran or began, and
-// only tells which vanished while the daemon was down, so that they get
-// their SubnetRemoveCommand (Removes converge too: deleting what is absent
-// is success). A lease joins it through its write-ahead log,
-// <state-dir>/applied.log, synced before its Add runs; the journal is
-// rewritten (the log folded in) every 30s while it changes and when the
-// loop stops, and kept across a clean stop. A lease removed or changed while its Add keeps failing gets
-// its Remove with the data of the failed Add. ShutdownCommand runs whenever
-// PreStartupCommand ran, whatever stops the start-up.
+// ShutdownCommand runs whenever PreStartupCommand ran, whatever stops the
+// start-up.
 //
-// Hooks run through an Executor, normally a *shell.Shell: one at a time,
-// or those of up to Parallel subnets at once, each subnet's in order.
-// Remote lease data reaches them only as environment variables and stdin.
-// Simulate runs the same lifecycle for given leases without a store, for
-// `flexhook dry-run`.
+// # Parts
+//
+// The watch phase is a few parts with one job each, none pointing back at
+// the Engine; the loop (loop.go) wires them to events and timers:
+//
+//   - admission (admit.go): each store snapshot through lease admission
+//     (leases.Policy); refused leases are remembered, warned about once,
+//     counted and listed in status.json.
+//   - reconcile (diff.go): the pure reconciler. Admitted leases + the
+//     journal's versions + the versions added since the start → every
+//     Remove (a journal version that is not its subnet's desired one),
+//     then every Add (a desired lease not added since the start: the
+//     kernel, not the journal, is the truth, so a start adds everything
+//     again; Adds converge through the shell's replace-existing).
+//   - the journal (journal.go, journalfs.go): every version of a remote
+//     lease that may be in the kernel, with its own data. Intent before
+//     effect: a version is in it, synced, before any hook may add it, and
+//     leaves only after its Remove succeeded. A torn tail is cut off on
+//     load; a corrupt file is moved aside and reported.
+//   - the retry queue (retryq.go): per-subnet exponential backoff; a
+//     failing subnet does not hold up the others.
+//   - the core (core.go): the synchronous heart, with no goroutine or
+//     timer of its own: step runs one batch, every due Remove (of any
+//     subnet) before any Add, up to Parallel subnets at a time within each
+//     phase; an Add waits while a Remove of its subnet or of a version with
+//     its PublicIP or BackendData is pending, and runs only once its
+//     intent is recorded. The simulation test drives it directly.
+//   - the renewer (renewer.go): renews the own lease in a goroutine of its
+//     own, bounded by the store timeout, so hooks go on while the store is
+//     slow.
+//   - the status writer (statuswriter.go): status.json, written by its own
+//     goroutine so the loop never waits on the disk.
+//
+// Data flow: store.Watch → snapshot → admission → core.desired;
+// core.step → reconcile → journal.intend → hooks → journal.forget / the
+// retry queue; the loop → status writer, subnet.env, metrics, compaction
+// of the journal (every 30 s while it changes, and on stop).
+//
+// Hooks run through an Executor, normally a *shell.Shell. Remote lease
+// data reaches them only as environment variables and stdin. Simulate
+// runs the same lifecycle for given leases without a store, for `flexhook
+// dry-run`.
 package runner

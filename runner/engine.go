@@ -218,7 +218,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.o.metrics.Started()
 	if fn := e.o.onStarted; fn != nil {
-		sctx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+		sctx, cancel := context.WithTimeout(ctx, e.o.timing.storeTimeout)
 		if err := fn(sctx, own); err != nil {
 			e.log.Error("after PostStartupCommand", "error", err)
 		}
@@ -251,7 +251,7 @@ func (e *Engine) preStartup(ctx context.Context) (string, error) {
 func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
 	var l leases.Lease
 	err := retry.Do(ctx, e.backoff(), func(ctx context.Context) error {
-		actx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+		actx, cancel := context.WithTimeout(ctx, e.o.timing.storeTimeout)
 		defer cancel()
 		var err error
 		l, err = e.store.Acquire(actx, e.cfg.Range, attrs)
@@ -269,7 +269,7 @@ func (e *Engine) acquire(ctx context.Context, attrs leases.Attrs) (leases.Lease,
 // lookup is acquire for ReadOnly: the lease carrying our PublicIP, or a
 // hypothetical free one. Nothing is written.
 func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, error) {
-	lctx, cancel := context.WithTimeout(ctx, e.o.storeTimeout)
+	lctx, cancel := context.WithTimeout(ctx, e.o.timing.storeTimeout)
 	defer cancel()
 	if fn := e.o.peek; fn != nil {
 		l, err := fn(lctx, e.cfg.Range, attrs)
@@ -302,7 +302,7 @@ func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, 
 // journal is kept: a restart adds every lease still in the store again and
 // removes those gone.
 func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.timing.shutdownTimeout)
 	defer cancel()
 	_, err := e.runHook(sctx, hooks.Shutdown, own, "")
 	return err
@@ -311,5 +311,5 @@ func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
 // backoff is the engine's retry backoff (Retry) for hooks, renewals and
 // the store.
 func (e *Engine) backoff() retry.Backoff {
-	return retry.Backoff{Initial: e.o.retryInitial, Max: e.o.retryMax}
+	return retry.Backoff{Initial: e.o.timing.retryInitial, Max: e.o.timing.retryMax}
 }

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -78,77 +76,6 @@ type journalLine struct {
 	Op string `json:",omitempty"`
 	journalLease
 }
-
-// journalFS is the journal's view of the state dir. osFS is the real one;
-// the simulation test has one that forgets unsynced writes at a crash.
-type journalFS interface {
-	ReadFile(name string) ([]byte, error)
-	// Append appends data to name (created with mode 0600), and syncs it
-	// (and, for a new file, its directory) when sync is set.
-	Append(name string, data []byte, sync bool) error
-	// WriteAtomic replaces name with data (mode 0600): the old or the
-	// new content survives a crash, never a mix.
-	WriteAtomic(name string, data []byte) error
-	Truncate(name string, size int64) error
-	Rename(from, to string) error
-}
-
-// osFS is a journalFS on a directory.
-type osFS struct{ dir string }
-
-func (o osFS) path(name string) string { return filepath.Join(o.dir, name) }
-
-func (o osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.path(name)) }
-
-func (o osFS) Append(name string, data []byte, sync bool) error {
-	path := o.path(name)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	var serr error
-	if sync {
-		serr = f.Sync()
-	}
-	if err := errors.Join(werr, serr, f.Close()); err != nil {
-		return err
-	}
-	if sync && errors.Is(statErr, fs.ErrNotExist) { // a new file is durable once its directory is
-		return syncDir(o.dir)
-	}
-	return nil
-}
-
-func (o osFS) WriteAtomic(name string, data []byte) error {
-	return writeFileAtomic(o.path(name), data, 0o600)
-}
-
-func (o osFS) Truncate(name string, size int64) error {
-	err := os.Truncate(o.path(name), size)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
-func (o osFS) Rename(from, to string) error {
-	if err := os.Rename(o.path(from), o.path(to)); err != nil {
-		return err
-	}
-	return syncDir(o.dir)
-}
-
-// nullFS is the journal's FS in a dry-run: it holds nothing and writes
-// nothing.
-type nullFS struct{}
-
-func (nullFS) ReadFile(string) ([]byte, error)   { return nil, fs.ErrNotExist }
-func (nullFS) Append(string, []byte, bool) error { return nil }
-func (nullFS) WriteAtomic(string, []byte) error  { return nil }
-func (nullFS) Truncate(string, int64) error      { return nil }
-func (nullFS) Rename(string, string) error       { return nil }
 
 // journal is the set of lease versions that may be in the kernel, kept
 // on a journalFS. Only the engine's goroutine uses it.

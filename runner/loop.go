@@ -77,9 +77,9 @@ func (e *Engine) newLoop(j *journal) *loop {
 		e:    e,
 		core: newCore(run, j, b, e.o.parallel, e.log, e.o.metrics),
 		log:  e.log,
-		o: loopOptions{readOnly: e.o.readOnly, stateDir: e.o.stateDir, resyncInterval: e.o.resyncInterval,
+		o: loopOptions{readOnly: e.o.readOnly, stateDir: e.o.stateDir, resyncInterval: e.o.timing.resyncInterval,
 			backoff: b, metrics: e.o.metrics},
-		renew: newRenewer(e.store, e.o.storeTimeout, e.o.renewMargin, b, e.log, e.o.metrics),
+		renew: newRenewer(e.store, e.o.timing.storeTimeout, e.o.timing.renewMargin, b, e.log, e.o.metrics),
 		t:     loopTimers{retry: stoppedTimer(), flush: stoppedTimer(), compact: stoppedTimer(), compacted: time.Now()},
 		dirty: true,
 	}

@@ -21,6 +21,15 @@ const (
 	DefaultStoreTimeout    = 15 * time.Second
 )
 
+// timing holds the engine's durations.
+type timing struct {
+	retryInitial, retryMax time.Duration // the backoff of hooks, renewals and the store
+	renewMargin            time.Duration
+	shutdownTimeout        time.Duration
+	storeTimeout           time.Duration
+	resyncInterval         time.Duration
+}
+
 type options struct {
 	publicIP, publicIPv6 netip.Addr
 	stateDir             string
@@ -29,13 +38,8 @@ type options struct {
 	mtu                  mtuOptions
 	readOnly             bool
 	backendData          string
-	retryInitial         time.Duration
-	retryMax             time.Duration
-	renewMargin          time.Duration
-	shutdownTimeout      time.Duration
+	timing               timing
 	shape                *leases.Shape
-	storeTimeout         time.Duration
-	resyncInterval       time.Duration
 	parallel             int
 	metrics              *metrics.Metrics
 	onStarted            func(context.Context, leases.Lease) error
@@ -44,12 +48,14 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		retryInitial:    DefaultRetryInitial,
-		retryMax:        DefaultRetryMax,
-		renewMargin:     leases.DefaultRenewMargin,
-		shutdownTimeout: DefaultShutdownTimeout,
-		storeTimeout:    DefaultStoreTimeout,
-		parallel:        1,
+		timing: timing{
+			retryInitial:    DefaultRetryInitial,
+			retryMax:        DefaultRetryMax,
+			renewMargin:     leases.DefaultRenewMargin,
+			shutdownTimeout: DefaultShutdownTimeout,
+			storeTimeout:    DefaultStoreTimeout,
+		},
+		parallel: 1,
 	}
 }
 
@@ -136,7 +142,7 @@ func Retry(initial, max time.Duration) Option {
 		if initial <= 0 || max < initial {
 			return fmt.Errorf("retry %v..%v: need 0 < initial <= max", initial, max)
 		}
-		o.retryInitial, o.retryMax = initial, max
+		o.timing.retryInitial, o.timing.retryMax = initial, max
 		return nil
 	}
 }
@@ -148,7 +154,7 @@ func RenewMargin(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("renew margin %v: must be positive", d)
 		}
-		o.renewMargin = d
+		o.timing.renewMargin = d
 		return nil
 	}
 }
@@ -160,7 +166,7 @@ func ShutdownTimeout(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("shutdown timeout %v: must be positive", d)
 		}
-		o.shutdownTimeout = d
+		o.timing.shutdownTimeout = d
 		return nil
 	}
 }
@@ -183,7 +189,7 @@ func StoreTimeout(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("store timeout %v: must be positive", d)
 		}
-		o.storeTimeout = d
+		o.timing.storeTimeout = d
 		return nil
 	}
 }
@@ -197,7 +203,7 @@ func ResyncInterval(d time.Duration) Option {
 		if d < 0 {
 			return fmt.Errorf("resync interval %v: must not be negative", d)
 		}
-		o.resyncInterval = d
+		o.timing.resyncInterval = d
 		return nil
 	}
 }

@@ -79,7 +79,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 		}
 		// After the grace, Wait kills the direct child and stops waiting for
 		// orphans that hold its output pipes.
-		cmd.WaitDelay = st.s.killGrace
+		cmd.WaitDelay = st.s.limits.killGrace
 		return cmd
 	}
 	var cmd *exec.Cmd
@@ -102,7 +102,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	pgid := cmd.Process.Pid
 	err = cmd.Wait()
 	if t := cancelled.Load(); t != 0 {
-		st.killGroup(pgid, time.Unix(0, t).Add(st.s.killGrace))
+		st.killGroup(pgid, time.Unix(0, t).Add(st.s.limits.killGrace))
 	}
 
 	return exitStatus(ctx, args[0], err, cancelled.Load() != 0)

@@ -103,7 +103,7 @@ func Timeout(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("timeout: %v is not positive", d)
 		}
-		s.timeout = d
+		s.limits.timeout = d
 		return nil
 	}
 }
@@ -116,7 +116,7 @@ func KillGrace(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("kill grace: %v is not positive", d)
 		}
-		s.killGrace = d
+		s.limits.killGrace = d
 		return nil
 	}
 }
@@ -128,7 +128,7 @@ func MaxOutput(n int) Option {
 		if n <= 0 {
 			return fmt.Errorf("max output: %d is not positive", n)
 		}
-		s.maxOutput = n
+		s.limits.maxOutput = n
 		return nil
 	}
 }

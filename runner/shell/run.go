@@ -50,15 +50,13 @@ func (e *HookError) Unwrap() error { return e.Err }
 // Shell runs hooks. It is safe for concurrent use; every Run builds its own
 // interpreter.
 type Shell struct {
-	dir       string
-	environ   []string // base environment, contract variables already removed
-	dryRun    bool
-	timeout   time.Duration
-	killGrace time.Duration
-	maxOutput int
-	tracer    Tracer
-	log       *slog.Logger
-	wgMode    WireguardMode
+	dir     string
+	environ []string // base environment, contract variables already removed
+	dryRun  bool
+	limits  limits
+	tracer  Tracer
+	log     *slog.Logger
+	wgMode  WireguardMode
 
 	replaceExisting bool
 	inprocTools     bool
@@ -72,9 +70,21 @@ type Shell struct {
 	base expand.Environ
 	// devNull is the stdin of hooks given none (opened once, shared: a
 	// read never changes it).
-	devNullOnce sync.Once
-	devNull     *os.File
-	devNullErr  error
+	devNull lazyFile
+}
+
+// limits bound a hook's run: its timeout, how long its process group
+// gets after SIGTERM before SIGKILL, and its stdout (and kept stderr).
+type limits struct {
+	timeout, killGrace time.Duration
+	maxOutput          int
+}
+
+// lazyFile is a file opened on first use.
+type lazyFile struct {
+	once sync.Once
+	f    *os.File
+	err  error
 }
 
 // New returns a Shell. Dir is required unless DryRun(true) is given; a
@@ -82,10 +92,8 @@ type Shell struct {
 // working directory.
 func New(opts ...Option) (*Shell, error) {
 	s := &Shell{
-		timeout:   DefaultTimeout,
-		killGrace: DefaultKillGrace,
-		maxOutput: DefaultMaxOutput,
-		log:       slog.Default(),
+		limits: limits{timeout: DefaultTimeout, killGrace: DefaultKillGrace, maxOutput: DefaultMaxOutput},
+		log:    slog.Default(),
 
 		replaceExisting: true,
 		inprocTools:     true,
@@ -139,9 +147,9 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		bt.Begin(kind, req.Subnet)
 	}
 
-	stdout := &capWriter{max: s.maxOutput}
+	stdout := &capWriter{max: s.limits.maxOutput}
 	stderr := &lineLogger{
-		kept: capWriter{max: s.maxOutput},
+		kept: capWriter{max: s.limits.maxOutput},
 		log:  s.log.With("hook", kind.String(), "subnet", req.Subnet),
 	}
 	stdin, stopStdin, err := s.feedStdin(req.Stdin)
@@ -170,7 +178,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		return Result{}, hookErr(-1, fmt.Errorf("interpreter: %w", err))
 	}
 
-	hctx, cancel := context.WithTimeout(ctx, s.timeout)
+	hctx, cancel := context.WithTimeout(ctx, s.limits.timeout)
 	runErr := r.Run(hctx, req.Hook.File)
 	waitErr := r.Run(hctx, waitAll)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
@@ -186,10 +194,10 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 	case failed && ctx.Err() != nil:
 		return res, hookErr(-1, fmt.Errorf("cancelled: %w", ctx.Err()))
 	case failed && timedOut:
-		return res, hookErr(-1, fmt.Errorf("%w after %v", ErrTimeout, s.timeout))
+		return res, hookErr(-1, fmt.Errorf("%w after %v", ErrTimeout, s.limits.timeout))
 	case stdout.overflow(): // also when a child failed writing past the bound
 		errors.As(runErr, &status)
-		return res, hookErr(int(status), fmt.Errorf("stdout over %d bytes: %w", s.maxOutput, ErrOutputTooLarge))
+		return res, hookErr(int(status), fmt.Errorf("stdout over %d bytes: %w", s.limits.maxOutput, ErrOutputTooLarge))
 	case errors.As(runErr, &status):
 		return res, hookErr(int(status), runErr)
 	case runErr != nil:
@@ -209,8 +217,8 @@ const maxPipedStdin = 16 << 10
 // reads never wait, and neither end costs an epoll registration.
 func (s *Shell) feedStdin(data string) (*os.File, func(), error) {
 	if data == "" {
-		s.devNullOnce.Do(func() { s.devNull, s.devNullErr = os.Open(os.DevNull) })
-		return s.devNull, func() {}, s.devNullErr
+		s.devNull.once.Do(func() { s.devNull.f, s.devNull.err = os.Open(os.DevNull) })
+		return s.devNull.f, func() {}, s.devNull.err
 	}
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
