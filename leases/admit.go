@@ -34,13 +34,16 @@ const (
 	ReasonDataShape      Reason = "backend_data_shape"
 	ReasonOverlapsOwn    Reason = "overlaps_own_subnet"
 	ReasonOverlaps       Reason = "overlaps_lease" // another admitted lease holds (part of) the subnet
+	// ReasonDuplicateData: the BackendData names a node (a VTEP MAC, a
+	// WireGuard key) that this node or another admitted lease already is.
+	ReasonDuplicateData Reason = "duplicate_backend_data"
 )
 
 // Reasons lists every Reason, in Admit's order.
 var Reasons = []Reason{
 	ReasonBadKey, ReasonBadValue, ReasonBackendType, ReasonOutsideNetwork, ReasonIPv6Subnet,
 	ReasonPublicIP, ReasonPublicIPv6, ReasonOwnPublicIP, ReasonBackendData, ReasonDataShape,
-	ReasonOverlapsOwn, ReasonOverlaps,
+	ReasonOverlapsOwn, ReasonOverlaps, ReasonDuplicateData,
 }
 
 // Refusal is one lease Admit refused, with why.
@@ -153,8 +156,52 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 	if !slices.IsSortedFunc(a.Admitted, Compare) {
 		slices.SortFunc(a.Admitted, Compare)
 	}
+	a.Admitted = p.uniqueIdentities(a.Admitted, incumbent, &a.Refused)
 	slices.SortFunc(a.Refused, func(x, y Refusal) int { return cmp.Compare(x.Lease.StoreKey(), y.Lease.StoreKey()) })
 	return a
+}
+
+// uniqueIdentities refuses, where the shape says BackendData names a
+// node, every lease whose data is this node's own or that of another
+// admitted lease: one that was admitted before with that data keeps it
+// (an incumbent), else the first in subnet order. Otherwise a second lease repeating
+// a peer's VTEP MAC or key would take that peer's fdb entry or
+// allowed-ips over. admitted is sorted by Compare and stays so.
+func (p Policy) uniqueIdentities(admitted []Lease, incumbent map[netip.Prefix]Lease, refused *[]Refusal) []Lease {
+	if p.Shape == nil || p.Shape.identity == nil {
+		return admitted
+	}
+	owner := map[string]Lease{}
+	// Incumbents first: the lease that had the identity keeps it.
+	for _, l := range admitted {
+		id := p.Shape.Identity(l.Attrs.BackendData)
+		if x, in := incumbent[l.Subnet]; id != "" && in && sameSubnets(x, l) && p.Shape.Identity(x.Attrs.BackendData) == id {
+			if _, taken := owner[id]; !taken {
+				owner[id] = l
+			}
+		}
+	}
+	own := p.Shape.Identity(p.Own.Attrs.BackendData)
+	out := admitted[:0:0]
+	for _, l := range admitted {
+		id := p.Shape.Identity(l.Attrs.BackendData)
+		switch w, taken := owner[id]; {
+		case id == "":
+		case id == own:
+			*refused = append(*refused, Refusal{Lease: l, Reason: ReasonDuplicateData,
+				Detail: fmt.Sprintf("BackendData %s is this node's own (%s)", quoteData(l.Attrs.BackendData, 60), p.Shape.Name)})
+			continue
+		case taken && !sameSubnets(w, l):
+			*refused = append(*refused, Refusal{Lease: l, Reason: ReasonDuplicateData,
+				Detail: fmt.Sprintf("BackendData %s is already the admitted lease %s's (%s names one node)",
+					quoteData(l.Attrs.BackendData, 60), DisplayKey(w), p.Shape.Name)})
+			continue
+		default:
+			owner[id] = l
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // Compare orders leases by IPv4 subnet (address, then length), IPv6

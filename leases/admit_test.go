@@ -243,6 +243,62 @@ func TestAdmitOverlapsAndOwn(t *testing.T) {
 	assert.Equal(t, r1, r2)
 }
 
+// Where the shape says BackendData names a node, a second lease with a
+// peer's MAC or key (any case) is refused, whichever order the store
+// lists them in; the lease admitted before keeps it; this node's own is
+// nobody else's; shapes that name no node let equal data through.
+func TestAdmitDuplicateIdentity(t *testing.T) {
+	const key = "mCXTsTRyjQKX3fD1K5RZ3VKBhbQt1n0cDSKSyfXhLHk="
+	keys := func(a leases.Admission) (adm, ref []string) {
+		for _, l := range a.Admitted {
+			adm = append(adm, l.Key)
+		}
+		for _, r := range a.Refused {
+			ref = append(ref, r.Lease.Key+" "+string(r.Reason))
+		}
+		return adm, ref
+	}
+	p := admitPolicy(leases.ShapeMAC)
+	victim := decoded("10.50.2.0-24", val("192.0.2.2", "b2:d1:fc:40:8d:2f"))
+	hijack := decoded("10.50.9.0-24", val("192.0.2.66", "B2:D1:FC:40:8D:2F"))
+	other := decoded("10.50.4.0-24", val("192.0.2.4", goodMAC))
+	for _, snap := range [][]leases.Lease{{victim, hijack, other}, {other, hijack, victim}} {
+		adm, ref := keys(p.Admit(snap, nil))
+		assert.Equal(t, []string{"10.50.2.0-24", "10.50.4.0-24"}, adm)
+		assert.Equal(t, []string{"10.50.9.0-24 duplicate_backend_data"}, ref)
+	}
+	// The lease admitted first keeps the identity, though its subnet
+	// sorts later.
+	adm, ref := keys(p.Admit([]leases.Lease{victim, hijack}, map[netip.Prefix]leases.Lease{hijack.Subnet: hijack}))
+	assert.Equal(t, []string{"10.50.9.0-24"}, adm)
+	assert.Equal(t, []string{"10.50.2.0-24 duplicate_backend_data"}, ref)
+	a := p.Admit([]leases.Lease{victim, hijack}, nil)
+	require.Len(t, a.Refused, 1)
+	assert.Contains(t, a.Refused[0].Detail, "already the admitted lease 10.50.2.0-24's")
+
+	// This node's own data.
+	p.Own.Attrs.BackendData = goodMAC
+	adm, ref = keys(p.Admit([]leases.Lease{victim, other}, nil))
+	assert.Equal(t, []string{"10.50.2.0-24"}, adm)
+	assert.Equal(t, []string{"10.50.4.0-24 duplicate_backend_data"}, ref)
+
+	// WireGuard keys likewise.
+	w := admitPolicy(leases.ShapeWireguardKey)
+	adm, ref = keys(w.Admit([]leases.Lease{decoded("10.50.2.0-24", val("192.0.2.2", key)), decoded("10.50.3.0-24", val("192.0.2.3", key))}, nil))
+	assert.Equal(t, []string{"10.50.2.0-24"}, adm)
+	assert.Equal(t, []string{"10.50.3.0-24 duplicate_backend_data"}, ref)
+
+	// No shape, or one that names no node: equal data is no conflict.
+	for _, shape := range []*leases.Shape{nil, leases.ShapeEmpty} {
+		d := ""
+		if shape == nil {
+			d = "same"
+		}
+		adm, _ = keys(admitPolicy(shape).Admit([]leases.Lease{decoded("10.50.2.0-24", val("192.0.2.2", d)), decoded("10.50.3.0-24", val("192.0.2.3", d))}, nil))
+		assert.Len(t, adm, 2)
+	}
+}
+
 func TestAdmitDuplicateKeysDoNotFlap(t *testing.T) {
 	p := admitPolicy(nil)
 	snap := []leases.Lease{decoded("10.50.3.0-024", val("192.0.2.9", "evil")), decoded("10.50.3.0-24", val("192.0.2.3", "good"))}

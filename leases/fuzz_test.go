@@ -2,6 +2,7 @@ package leases_test
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,6 +81,21 @@ func FuzzDecodeAdmit(f *testing.F) {
 		again := leases.Decode(key, b)
 		if again.Invalid != "" || again.Attrs != got.Attrs {
 			t.Fatalf("re-encoding changed the lease: %+v vs %+v", again, got)
+		}
+		// Beside a peer admitted before, whose VTEP MAC it may repeat: no
+		// two admitted leases name one node, and the peer keeps its place.
+		peer := leases.Decode("10.50.200.0-24", []byte(`{"PublicIP":"192.0.2.200","BackendType":"extension","BackendData":"82:87:fe:a4:a9:55"}`))
+		two := p.Admit([]leases.Lease{got, peer}, map[netip.Prefix]leases.Lease{peer.Subnet: peer})
+		if !slices.ContainsFunc(two.Admitted, func(l leases.Lease) bool { return l.Subnet == peer.Subnet }) {
+			t.Fatalf("the incumbent peer lost its place to %q", key)
+		}
+		seen := map[string]bool{}
+		for _, l := range two.Admitted {
+			id := strings.ToLower(l.Attrs.BackendData)
+			if seen[id] {
+				t.Fatalf("two admitted leases with BackendData %q", id)
+			}
+			seen[id] = true
 		}
 	})
 }

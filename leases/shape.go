@@ -16,6 +16,19 @@ type Shape struct {
 	Name    string
 	pattern *regexp.Regexp // whole-string match
 	check   func(string) error
+	// identity, when set, says the data names one node (a VTEP MAC, a
+	// WireGuard key) and returns its canonical form: two leases with the
+	// same identity cannot both be admitted.
+	identity func(string) string
+}
+
+// Identity returns the node identity data of this shape names, or "" when
+// the shape names none (or s is nil).
+func (s *Shape) Identity(data string) string {
+	if s == nil || s.identity == nil || data == "" {
+		return ""
+	}
+	return s.identity(data)
 }
 
 // Check reports why data does not have the shape.
@@ -50,7 +63,8 @@ var (
 				return fmt.Errorf("BackendData %s is the all-zero MAC address", s)
 			}
 			return nil
-		}}
+		},
+		identity: strings.ToLower}
 	// ShapeWireguardKey is a base64 (standard, padded) 32-byte key.
 	ShapeWireguardKey = &Shape{Name: "a base64 32-byte WireGuard key",
 		pattern: regexp.MustCompile(`^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$`),
@@ -59,7 +73,8 @@ var (
 				return fmt.Errorf("BackendData %s is not a base64 32-byte key", quoteData(s, 60))
 			}
 			return nil
-		}}
+		},
+		identity: func(s string) string { return s }}
 	// ShapeEmpty is no BackendData at all (host-gw has no PreStartup).
 	ShapeEmpty = &Shape{Name: "empty", pattern: regexp.MustCompile(`^$`)}
 )
