@@ -37,13 +37,16 @@ const (
 	// ReasonDuplicateData: the BackendData names a node (a VTEP MAC, a
 	// WireGuard key) that this node or another admitted lease already is.
 	ReasonDuplicateData Reason = "duplicate_backend_data"
+	// ReasonOverlapsNode: the subnet overlaps a network of this node's
+	// own addresses (its underlay), which the node had before flexhook.
+	ReasonOverlapsNode Reason = "overlaps_node_network"
 )
 
 // Reasons lists every Reason, in Admit's order.
 var Reasons = []Reason{
 	ReasonBadKey, ReasonBadValue, ReasonBackendType, ReasonOutsideNetwork, ReasonIPv6Subnet,
 	ReasonPublicIP, ReasonPublicIPv6, ReasonOwnPublicIP, ReasonBackendData, ReasonDataShape,
-	ReasonOverlapsOwn, ReasonOverlaps, ReasonDuplicateData,
+	ReasonOverlapsOwn, ReasonOverlapsNode, ReasonOverlaps, ReasonDuplicateData,
 }
 
 // Refusal is one lease Admit refused, with why.
@@ -109,6 +112,14 @@ type Policy struct {
 	// PublicIP and PublicIPv6 are this node's addresses; a remote lease
 	// carrying one of them is a stale lease of this node.
 	PublicIP, PublicIPv6 netip.Addr
+	// NodeAddrs are the addresses the node had before flexhook (its
+	// underlay, its other interfaces), with their prefix lengths: a remote
+	// lease may neither carry one as its PublicIP nor take a subnet that
+	// overlaps one of their networks (a host-gw route for it would
+	// replace the node's connected route). Those inside the own subnets
+	// (the CNI bridge, an overlay device) do not count, nor networks wider
+	// than Network (an underlay chosen to hold the overlay).
+	NodeAddrs []netip.Prefix
 	// Shape, when set, is the form BackendData must have.
 	Shape *Shape
 }
@@ -362,6 +373,11 @@ func (p Policy) Check(l Lease) (Reason, string) {
 		p.PublicIPv6.IsValid() && l.Attrs.PublicIPv6 == p.PublicIPv6 {
 		return ReasonOwnPublicIP, "carries this node's public IP: a stale lease of this node"
 	}
+	for _, a := range p.NodeAddrs {
+		if a.Addr() == l.Attrs.PublicIP || l.Attrs.PublicIPv6.IsValid() && a.Addr() == l.Attrs.PublicIPv6 {
+			return ReasonOwnPublicIP, fmt.Sprintf("its public IP %s is an address of this node", a.Addr())
+		}
+	}
 	if err := CheckBackendData(l.Attrs.BackendData); err != nil {
 		return ReasonBackendData, err.Error()
 	}
@@ -373,6 +389,24 @@ func (p Policy) Check(l Lease) (Reason, string) {
 	if o := p.Own; o.Subnet.IsValid() {
 		if o.Subnet.Overlaps(l.Subnet) || o.IPv6Subnet.IsValid() && l.IPv6Subnet.IsValid() && o.IPv6Subnet.Overlaps(l.IPv6Subnet) {
 			return ReasonOverlapsOwn, "overlaps this node's subnet " + SubnetKey(o.Subnet, o.IPv6Subnet)
+		}
+	}
+	for _, a := range p.NodeAddrs {
+		n := a.Masked()
+		if p.Own.Subnet.IsValid() && p.Own.Subnet.Contains(a.Addr()) || p.Own.IPv6Subnet.IsValid() && p.Own.IPv6Subnet.Contains(a.Addr()) {
+			continue
+		}
+		// A node network wider than the overlay's (an underlay 10.0.0.0/8
+		// around Network 10.244.0.0/16) was chosen to hold it: the lease
+		// routes are more specific and replace nothing.
+		if w := p.Range.Network; a.Addr().Is4() && w.IsValid() && n.Bits() < w.Bits() {
+			continue
+		}
+		if w := p.Range.IPv6Network; a.Addr().Is6() && w.IsValid() && n.Bits() < w.Bits() {
+			continue
+		}
+		if n.Overlaps(l.Subnet) || l.IPv6Subnet.IsValid() && n.Overlaps(l.IPv6Subnet) {
+			return ReasonOverlapsNode, fmt.Sprintf("overlaps %s, the network of this node's address %s", n, a.Addr())
 		}
 	}
 	return "", ""

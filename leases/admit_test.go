@@ -299,6 +299,35 @@ func TestAdmitDuplicateIdentity(t *testing.T) {
 	}
 }
 
+// The node's own addresses: a lease may not take a subnet overlapping the
+// node's underlay network (host-gw would replace its connected route),
+// nor carry one of its addresses as PublicIP.
+func TestAdmitNodeAddrs(t *testing.T) {
+	p := admitPolicy(nil)
+	p.NodeAddrs = []netip.Prefix{
+		netip.MustParsePrefix("10.50.200.1/24"), // an underlay inside Network
+		netip.MustParsePrefix("192.0.2.1/24"),
+		netip.MustParsePrefix("198.51.100.7/24"), // a second interface
+		netip.MustParsePrefix("10.50.1.1/24"),    // the CNI bridge: the own subnet
+		netip.MustParsePrefix("10.0.0.5/8"),      // wider than Network: chosen to hold it
+	}
+	for _, r := range []struct {
+		key, ip string
+		want    leases.Reason
+	}{
+		{"10.50.200.0-24", "192.0.2.7", leases.ReasonOverlapsNode},
+		{"10.50.201.0-24", "192.0.2.7", ""},
+		{"10.50.3.0-24", "198.51.100.7", leases.ReasonOwnPublicIP},
+		{"10.50.3.0-24", "198.51.100.8", ""},
+	} {
+		got, detail := p.Check(decoded(r.key, val(r.ip, "")))
+		assert.Equal(t, r.want, got, "%s %s: %s", r.key, r.ip, detail)
+	}
+	got, detail := p.Check(decoded("10.50.200.0-24", val("192.0.2.7", "")))
+	assert.Equal(t, leases.ReasonOverlapsNode, got)
+	assert.Equal(t, "overlaps 10.50.200.0/24, the network of this node's address 10.50.200.1", detail)
+}
+
 func TestAdmitDuplicateKeysDoNotFlap(t *testing.T) {
 	p := admitPolicy(nil)
 	snap := []leases.Lease{decoded("10.50.3.0-024", val("192.0.2.9", "evil")), decoded("10.50.3.0-24", val("192.0.2.3", "good"))}

@@ -20,6 +20,7 @@ func (e *Engine) policy(own leases.Lease) leases.Policy {
 		PublicIP:   e.o.publicIP,
 		PublicIPv6: e.o.publicIPv6,
 		Shape:      e.o.shape,
+		NodeAddrs:  e.o.nodeAddrs,
 	}
 }
 

@@ -40,6 +40,7 @@ type options struct {
 	backendData          string
 	timing               timing
 	shape                *leases.Shape
+	nodeAddrs            []netip.Prefix
 	parallel             int
 	metrics              *metrics.Metrics
 	onStarted            func(context.Context, leases.Lease) error
@@ -177,6 +178,17 @@ func ShutdownTimeout(d time.Duration) Option {
 func DataShape(s *leases.Shape) Option {
 	return func(o *options) error {
 		o.shape = s
+		return nil
+	}
+}
+
+// NodeAddrs gives lease admission the addresses the node has before any
+// hook runs (its underlay, its other interfaces): a remote lease may not
+// carry one as its PublicIP, nor take a subnet overlapping their networks
+// (see leases.Policy.NodeAddrs).
+func NodeAddrs(addrs []netip.Prefix) Option {
+	return func(o *options) error {
+		o.nodeAddrs = addrs
 		return nil
 	}
 }

@@ -104,3 +104,31 @@ func ifaceWithAddr(ip netip.Addr) string {
 	}
 	return ""
 }
+
+// nodeAddrs returns the addresses of this network namespace's interfaces
+// with their prefix lengths, loopback and link-local left out: what lease
+// admission protects (runner.NodeAddrs). Read before any hook runs.
+func nodeAddrs() ([]netip.Prefix, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list this node's addresses: %w", err)
+	}
+	var out []netip.Prefix
+	for _, a := range as {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		ones, _ := n.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip, ones))
+	}
+	return out, nil
+}

@@ -264,6 +264,11 @@ func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) (
 	if !f.DryRun {
 		opts = append(opts, runner.ProbeMTU(pathmtu.Probe))
 	}
+	if addrs, err := nodeAddrs(); err != nil {
+		log.Warn("lease admission goes without this node's addresses", "error", err)
+	} else {
+		opts = append(opts, runner.NodeAddrs(addrs))
+	}
 	if shape != nil {
 		opts = append(opts, runner.DataShape(shape))
 		log.Info("remote BackendData must be "+shape.Name, "from", shapeFrom)
