@@ -86,7 +86,7 @@ func TestLeasesEtcdListAndRemove(t *testing.T) {
 	})
 	c := srv.Client(t)
 	putFlanneldLease(t, c, "10.50.77.0-24",
-		`{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"extension","BackendData":"b2:d1:fc:40:8d:2f"}`)
+		`{"PublicIP":"192.0.2.20","PublicIPv6":null,"BackendType":"extension","BackendData":"b2:d1:fc:40:8d:2f"}`)
 
 	code, out, errOut := cli(t, "leases", "list", "--etcd-endpoints", ep)
 	require.Equal(t, 0, code, errOut)
@@ -95,7 +95,7 @@ func TestLeasesEtcdListAndRemove(t *testing.T) {
 	assert.Regexp(t, `^SUBNET\s+PUBLIC IP\s+BACKEND DATA\s+TTL$`, lines[0])
 	assert.Regexp(t, leaseRow(subnets["192.0.2.1"], "192.0.2.1", "82:87:fe:a4:a9:55"), out)
 	assert.Regexp(t, leaseRow(subnets["192.0.2.3"], "192.0.2.3", "-"), out)
-	assert.Regexp(t, leaseRow("10.50.77.0/24", "192.0.2.2", "b2:d1:fc:40:8d:2f"), out, "the flanneld-written lease")
+	assert.Regexp(t, leaseRow("10.50.77.0/24", "192.0.2.20", "b2:d1:fc:40:8d:2f"), out, "the flanneld-written lease")
 
 	// The endpoints from the environment, another prefix: nothing there.
 	t.Setenv("FLEXHOOK_ETCD_ENDPOINTS", ep)
@@ -164,13 +164,13 @@ func TestRunDryRunEtcdConfig(t *testing.T) {
 	_, err = c.Put(etcdCtx(t), leases.DefaultPrefix+"/config", string(conf))
 	require.NoError(t, err)
 	putFlanneldLease(t, c, "10.50.9.0-24",
-		`{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"extension","BackendData":"b2:d1:fc:40:8d:2f"}`)
+		`{"PublicIP":"192.0.2.20","PublicIPv6":null,"BackendType":"extension","BackendData":"b2:d1:fc:40:8d:2f"}`)
 	rev := etcdRevision(t, c)
 	cwd := t.TempDir()
 	t.Chdir(cwd)
 	stateDir := filepath.Join(t.TempDir(), "state")
 
-	out, errOut := runDryRunUntil(t, "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n",
+	out, errOut := runDryRunUntil(t, "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.20\n",
 		"--etcd-endpoints", srv.Endpoints[0],
 		"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
 		"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55")

@@ -459,7 +459,7 @@ func TestRunDefaults(t *testing.T) {
 func TestDryRunRefusesPeersAsTheDaemonWould(t *testing.T) {
 	t.Chdir(t.TempDir())
 	code, out, errOut := cli(t, "dry-run", "--preset", "wireguard", "--subnet", "10.50.1.0/24",
-		"--public-ip", "192.0.2.1", "--backend-data", peerKey,
+		"--public-ip", "192.0.2.1", "--backend-data", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 		"--peer", "10.50.2.0/24,192.0.2.2,"+peerKey+" allowed-ips 0.0.0.0/0",
 		"--peer", "0.0.0.0/0,192.0.2.3,"+peerKey,
 		"--peer", "10.50.4.0/24,127.0.0.1,"+peerKey,

@@ -122,14 +122,14 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 	store := filepath.Join(dir, "leases")
 
 	a := startDaemon(t, bin, cfg, store, "192.0.2.1")
-	b := startDaemon(t, bin, cfg, store, "192.0.2.2")
+	b := startDaemon(t, bin, cfg, store, "192.0.2.20")
 	subA, subB := ownSubnet(t, a), ownSubnet(t, b)
 	assert.NotEqual(t, subA, subB, "two nodes got the same subnet")
 	assert.Contains(t, a.events(), "post "+subA+" 192.0.2.1\n")
-	assert.Contains(t, b.events(), "post "+subB+" 192.0.2.2\n")
+	assert.Contains(t, b.events(), "post "+subB+" 192.0.2.20\n")
 
 	// Each sees the other's Add, with its BackendData on stdin.
-	addOfB := "add " + subB + " 192.0.2.2 data-192.0.2.2\n"
+	addOfB := "add " + subB + " 192.0.2.20 data-192.0.2.20\n"
 	addOfA := "add " + subA + " 192.0.2.1 data-192.0.2.1\n"
 	require.Eventually(t, func() bool { return strings.Contains(a.events(), addOfB) },
 		30*time.Second, 50*time.Millisecond, "node A never ran SubnetAdd for B")
@@ -176,17 +176,17 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 // the leases it finds, and writes nothing: no lease, no state, no file.
 func TestRunDryRunWritesNothing(t *testing.T) {
 	store := t.TempDir()
-	subnets := seedStore(t, store, map[string]string{"192.0.2.2": "b2:d1:fc:40:8d:2f"})
+	subnets := seedStore(t, store, map[string]string{"192.0.2.20": "b2:d1:fc:40:8d:2f"})
 	before := snapshotDir(t, store)
 	cwd := t.TempDir()
 	t.Chdir(cwd)
 	stateDir := filepath.Join(t.TempDir(), "state")
 
-	out, _ := runDryRunUntil(t, "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.2\n",
+	out, _ := runDryRunUntil(t, "+ bridge fdb add b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.20\n",
 		"--preset", "vxlan", "--store", store,
 		"--state-dir", stateDir, "--subnet-file", filepath.Join(stateDir, "subnet.env"),
 		"--public-ip", "192.0.2.1", "--backend-data", "82:87:fe:a4:a9:55")
-	assert.Contains(t, out, "+ ip route add "+subnets["192.0.2.2"]+" nexthop via ")
+	assert.Contains(t, out, "+ ip route add "+subnets["192.0.2.20"]+" nexthop via ")
 	assert.Contains(t, out, "# ShutdownCommand")
 	assert.Equal(t, before, snapshotDir(t, store), "the store changed")
 	assert.NoDirExists(t, stateDir)
@@ -253,8 +253,8 @@ func TestRunReloadsConfig(t *testing.T) {
 		require.Eventually(t, func() bool { return strings.Contains(d.events(), want) },
 			30*time.Second, 50*time.Millisecond, "no %q in events:\n%s", want, d.events())
 	}
-	s2 := peer("192.0.2.2")
-	waitEvents("add " + s2 + " 192.0.2.2 d-192.0.2.2\n")
+	s2 := peer("192.0.2.20")
+	waitEvents("add " + s2 + " 192.0.2.20 d-192.0.2.20\n")
 
 	// Adds a peer at a time until one is added with the given verb; the
 	// ones before may still see the old config (fsnotify and the loop

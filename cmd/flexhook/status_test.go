@@ -40,7 +40,7 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg, []byte(failingAddConfig), 0o600))
 	store := filepath.Join(dir, "leases")
 	a := startDaemon(t, bin, cfg, store, "192.0.2.1")
-	b := startDaemon(t, bin, cfg, store, "192.0.2.2")
+	b := startDaemon(t, bin, cfg, store, "192.0.2.20")
 	subA, subB := ownSubnet(t, a), ownSubnet(t, b)
 
 	status := func(extra ...string) (string, int) {
