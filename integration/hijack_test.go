@@ -1,0 +1,183 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/runner"
+)
+
+// writeLease puts a lease into the lab's file store as another node (or an
+// attacker with write access to the store) would.
+func writeLease(t *testing.T, lab *netlab.Lab, subnet, ip, data string) {
+	t.Helper()
+	l := leases.Lease{Subnet: netip.MustParsePrefix(subnet), Attrs: leases.Attrs{
+		PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data}}
+	b, err := leases.MarshalAttrs(l.Attrs)
+	require.NoError(t, err)
+	dir := filepath.Join(lab.StoreDir(), "subnets")
+	tmp := filepath.Join(dir, ".tmp-hijack")
+	require.NoError(t, os.WriteFile(tmp, b, 0o600))
+	exp := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(tmp, exp, exp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, leases.SubnetKey(l.Subnet, netip.Prefix{}))))
+}
+
+// refusedAs waits until node i's status lists key as refused for reason.
+func refusedAs(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, key string, reason leases.Reason) {
+	t.Helper()
+	eventually(t, ctx, fmt.Sprintf("node %d refuses %s as %s", i, key, reason), func() error {
+		st, err := runner.ReadStatus(lab.StateDir(i))
+		if err != nil {
+			return err
+		}
+		for _, r := range st.Refused {
+			if r.Key == key {
+				if r.Reason != string(reason) {
+					return fmt.Errorf("refused as %s: %s", r.Reason, r.Detail)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("not refused; refused: %v", st.Refused)
+	})
+}
+
+// Admitted leases cannot steer a node: a second lease repeating node 2's
+// VTEP MAC (or WireGuard key) is refused as duplicate_backend_data, node
+// 1's fdb entry (or peer) for node 2 stays where it was and the pods keep
+// reaching each other. (Before, the duplicate's Add, through
+// replace-existing, moved node 2's fdb entry to the newcomer's address.)
+func TestHijackDuplicateIdentity(t *testing.T) {
+	for _, c := range []struct {
+		preset string
+		tools  []string
+		id     func(ctx context.Context, lab *netlab.Lab, i int) (string, error)
+		holds  func(ctx context.Context, lab *netlab.Lab, id string) (string, error) // what node 1 has for id
+		want   func(lab *netlab.Lab) string
+	}{
+		{"vxlan", []string{"bridge", "arp"},
+			func(ctx context.Context, lab *netlab.Lab, i int) (string, error) {
+				return linkAddress(ctx, lab, i, "flannel-vxlan")
+			},
+			func(ctx context.Context, lab *netlab.Lab, mac string) (string, error) {
+				out, err := lab.Exec(ctx, 1, "bridge", "fdb", "show", "dev", "flannel-vxlan")
+				for _, line := range strings.Split(string(out), "\n") {
+					if strings.HasPrefix(line, mac+" ") && strings.Contains(line, " dst ") {
+						return strings.Fields(strings.SplitN(line, " dst ", 2)[1])[0], err
+					}
+				}
+				return "", err
+			},
+			func(lab *netlab.Lab) string { return lab.Underlay(2).String() }},
+		{"wireguard", []string{"wg", "wireguard-go"}, wgPublicKey,
+			func(ctx context.Context, lab *netlab.Lab, key string) (string, error) {
+				out, err := lab.Exec(ctx, 1, "wg", "show", "flannel-wg", "allowed-ips")
+				for _, line := range strings.Split(string(out), "\n") {
+					if f := strings.Fields(line); len(f) >= 2 && f[0] == key {
+						return strings.Join(f[1:], " "), err
+					}
+				}
+				return "", err
+			},
+			func(lab *netlab.Lab) string { return lab.Subnet(2).String() }},
+	} {
+		t.Run(c.preset, func(t *testing.T) {
+			bin := requireLab(t, c.tools...)
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			lab := newLab(t, ctx, bin, 2)
+			for i := 1; i <= 2; i++ {
+				require.NoError(t, lab.StartNode(ctx, i, "--preset", c.preset))
+			}
+			requireMesh(t, ctx, lab, "before", []int{1, 2})
+			id, err := c.id(ctx, lab, 2)
+			require.NoError(t, err)
+			require.NotEmpty(t, id)
+			eventually(t, ctx, "node 1 holds node 2's identity", func() error {
+				got, err := c.holds(ctx, lab, id)
+				if err == nil && got != c.want(lab) {
+					err = fmt.Errorf("node 1 has %q for %s, want %q", got, id, c.want(lab))
+				}
+				return err
+			})
+
+			hijack := "10.50.250.0/24"
+			if lab.Subnet(1).String() == hijack || lab.Subnet(2).String() == hijack {
+				hijack = "10.50.251.0/24"
+			}
+			dup := id // a key as it is; a MAC in capitals, which names the same VTEP
+			if c.preset == "vxlan" {
+				dup = strings.ToUpper(id)
+			}
+			writeLease(t, lab, hijack, "192.0.2.66", dup)
+			refusedAs(t, ctx, lab, 1, leases.SubnetKey(netip.MustParsePrefix(hijack), netip.Prefix{}), leases.ReasonDuplicateData)
+			got, err := c.holds(ctx, lab, id)
+			require.NoError(t, err)
+			require.Equal(t, c.want(lab), got, "node 2's %s on node 1 moved", id)
+			requireMesh(t, ctx, lab, "after the hijack attempt", []int{1, 2})
+			for i := 1; i <= 2; i++ {
+				require.NoError(t, lab.StopNode(ctx, i))
+			}
+		})
+	}
+}
+
+// A lease for the node's own underlay network (host-gw, with the underlay
+// inside Network) is refused as overlaps_node_network: the node's
+// connected route stays. (Before, its Add replaced the connected route
+// with one via the attacker, and its Remove took the route away for good.)
+func TestHijackConnectedRoute(t *testing.T) {
+	bin := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := newLab(t, ctx, bin, 2)
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	// Network holds the lab's underlay 192.0.2.0/24; the nodes' own
+	// subnets come from elsewhere in it.
+	require.NoError(t, os.WriteFile(cfg, []byte(`{
+  "Network": "192.0.0.0/16", "SubnetMin": "192.0.10.0", "SubnetMax": "192.0.20.0",
+  "Backend": {"Type": "extension",
+    "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"}}`), 0o600))
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.StartNode(ctx, i, "--config", cfg))
+	}
+	requireMesh(t, ctx, lab, "before", []int{1, 2})
+	connected := func() error {
+		rs, err := lab.Routes(ctx, 1)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.Dst == "192.0.2.0/24" {
+				if r.Gateway != "" || r.Dev != "eth0" {
+					return fmt.Errorf("192.0.2.0/24 goes via %q dev %s", r.Gateway, r.Dev)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no route to 192.0.2.0/24")
+	}
+	require.NoError(t, connected())
+	writeLease(t, lab, "192.0.2.0/24", "192.0.2.7", "")
+	refusedAs(t, ctx, lab, 1, "192.0.2.0-24", leases.ReasonOverlapsNode)
+	require.NoError(t, connected(), "the connected route is the node's")
+	requireMesh(t, ctx, lab, "after the hijack attempt", []int{1, 2})
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.StopNode(ctx, i))
+	}
+}
