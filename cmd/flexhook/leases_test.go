@@ -219,6 +219,8 @@ func TestStatusShowsMTU(t *testing.T) {
 			"mtu        1450 (path: dev flannel-vxlan, address 10.50.1.0/32)\n"},
 		{runner.Status{MTU: 1300, MTUSource: "--mtu"}, "mtu        1300 (--mtu)\n"},
 		{runner.Status{}, ""}, // a status.json from before: no line
+		{runner.Status{MTU: 1500, MTUSource: "default", Journal: "cut a torn tail of 31 bytes off applied.log"},
+			"mtu        1500 (default)\njournal    cut a torn tail of 31 bytes off applied.log\n"},
 	} {
 		var b strings.Builder
 		r.st.UpdatedAt = now

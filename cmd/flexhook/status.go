@@ -66,6 +66,9 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
 	if st.MTU > 0 {
 		fmt.Fprintf(w, "mtu        %d (%s)\n", st.MTU, st.MTUSource)
 	}
+	if st.Journal != "" {
+		fmt.Fprintf(w, "journal    %s\n", st.Journal)
+	}
 	fmt.Fprintf(w, "updated    %s (%s ago)\n", st.UpdatedAt.Format(time.RFC3339), now.Sub(st.UpdatedAt).Round(time.Second))
 	fmt.Fprintf(w, "applied    %d: %s\n", len(applied), strings.Join(applied, " "))
 	if st.LastSync.IsZero() {
