@@ -50,6 +50,7 @@ func TestLabVerify(t *testing.T) {
 		{"shutdown-forgets-device", []string{"--config", filepath.Join(testdata, "shutdown-forgets-device.json")}, 4, "+ link: fx-vxlan kind=vxlan"},
 		{"add-not-idempotent", []string{"--config", filepath.Join(testdata, "add-not-idempotent.json")}, 3, "File exists"},
 		{"dryrun-differs", []string{"--config", filepath.Join(testdata, "dryrun-differs.json")}, 8, "dev fx-missing"},
+		{"mtu-too-big", []string{"--config", filepath.Join(testdata, "mtu-too-big.json")}, 9, "FLANNEL_MTU 1500"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -58,7 +59,7 @@ func TestLabVerify(t *testing.T) {
 			out, err := exec.CommandContext(ctx, bin, append(append([]string{"lab", "verify"}, tc.source...), "--json")...).Output()
 			var card verifyCard
 			require.NoError(t, json.Unmarshal(out, &card), "%s", out)
-			require.Len(t, card.Checks, 8, "%s", out)
+			require.Len(t, card.Checks, 9, "%s", out)
 			assert.Equal(t, tc.fail == 0, card.OK)
 			assert.Equal(t, tc.fail == 0, err == nil, "exit status 0 only when every check passes: %v", err)
 			for _, c := range card.Checks {

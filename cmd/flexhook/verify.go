@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,6 +110,7 @@ func (v *verifier) run() {
 	if !v.connectivity(2, "connectivity: ICMP and TCP between every pair of pod addresses") {
 		return
 	}
+	v.mtu()
 	v.idempotence()
 	v.gracefulStop(n, base[n])
 	v.removal(n, before)
@@ -196,6 +198,35 @@ func (v *verifier) connectivity(num int, name string) bool {
 		return len(missing) == 0
 	})
 	return v.add(num, name, missing)
+}
+
+// verifyChecks is the number of checks on the card.
+const verifyChecks = 9
+
+// mtu checks that each node's FLANNEL_MTU is what its pods' packets can
+// be: a Don't-Fragment ping of exactly FLANNEL_MTU bytes (as the flannel
+// CNI plugin sizes a pod's interface) from every pod address to every
+// other. Where it fails, full-size packets meet a smaller hop, and TCP
+// hangs wherever ICMP "fragmentation needed" is filtered.
+func (v *verifier) mtu() {
+	n := v.f.Nodes
+	var problems []string
+	for i := 1; i <= n; i++ {
+		mtu, err := v.lab.SubnetMTU(i)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		for j := 1; j <= n; j++ {
+			if i == j || !v.lab.Running(i) || !v.lab.Running(j) {
+				continue
+			}
+			if err := v.lab.PingDF(v.ctx, i, v.lab.PodAddr(j), mtu); err != nil {
+				problems = append(problems, fmt.Sprintf("node %d -> node %d: FLANNEL_MTU %d: %v", i, j, mtu, err))
+			}
+		}
+	}
+	v.add(9, "mtu: a Don't-Fragment packet of FLANNEL_MTU bytes from every pod address to every other", problems)
 }
 
 // idempotence watches every node run each applied lease's SubnetAdd
@@ -449,6 +480,7 @@ func (v *verifier) hookErrorsSince(i, offset int) []string {
 // report prints the card (or JSON) and returns an exit-1 error unless
 // every check passed.
 func (v *verifier) report(w io.Writer) error {
+	slices.SortStableFunc(v.results, func(a, b checkResult) int { return a.N - b.N })
 	failed := 0
 	for _, r := range v.results {
 		if !r.OK {
@@ -473,8 +505,9 @@ func (v *verifier) report(w io.Writer) error {
 			}
 		}
 	}
-	if failed > 0 || len(v.results) < 8 {
-		return &exitError{code: exitFailure, err: fmt.Errorf("lab verify: %d of %d checks failed", failed+8-len(v.results), 8)}
+	if failed > 0 || len(v.results) < verifyChecks {
+		return &exitError{code: exitFailure, err: fmt.Errorf("lab verify: %d of %d checks failed",
+			failed+verifyChecks-len(v.results), verifyChecks)}
 	}
 	return nil
 }
