@@ -92,7 +92,7 @@ type stepResult struct {
 }
 
 // step runs one batch: every due Remove (of any subnet) first, then every
-// due Add that no pending Remove holds back, once its version is in the
+// due Add whose subnet has no Remove pending, once its version is in the
 // journal. Each subnet's Removes run in order in one worker, up to
 // parallel subnets at once; the Adds likewise. It stops early, recording
 // nothing more, when ctx is done.
@@ -259,6 +259,14 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 			}
 			if a, ok := c.applied[s]; ok && sameLease(a, x.lease) {
 				delete(c.applied, s)
+			}
+			// A Remove that ran after an Add of the same node elsewhere (a
+			// key that moved, whose old Remove kept failing) may have undone
+			// it: that Add runs again.
+			for t, a := range c.applied {
+				if sameNode(a, x.lease) {
+					delete(c.applied, t)
+				}
 			}
 		} else {
 			c.applied[s] = x.lease

@@ -54,20 +54,23 @@ func reconcile(desired map[netip.Prefix]leases.Lease, journaled map[netip.Prefix
 }
 
 // heldBack reports whether Add a must wait for one of the pending
-// Removes: one of its own subnet (a subnet's old versions go first), or
-// one of a version that shares its identity, the same PublicIP or the
-// same non-empty BackendData (a node, or its key, that moved to another
-// subnet: the old Remove, run later, would undo the new Add, as `wg set
-// KEY remove` does).
+// Removes: one of its own subnet (a subnet's old versions go first).
 func heldBack(a op, pending []op) bool {
 	for _, r := range pending {
-		l := r.lease
-		if l.Subnet == a.lease.Subnet || l.Attrs.PublicIP == a.lease.Attrs.PublicIP ||
-			l.Attrs.BackendData != "" && l.Attrs.BackendData == a.lease.Attrs.BackendData {
+		if r.lease.Subnet == a.lease.Subnet {
 			return true
 		}
 	}
 	return false
+}
+
+// sameNode reports whether two versions of different subnets are one
+// node's: the same PublicIP, or the same non-empty BackendData (a key, a
+// VTEP MAC). A Remove of one can undo the other's Add (`wg set ... peer
+// KEY remove`).
+func sameNode(a, b leases.Lease) bool {
+	return a.Subnet != b.Subnet && (a.Attrs.PublicIP == b.Attrs.PublicIP ||
+		a.Attrs.BackendData != "" && a.Attrs.BackendData == b.Attrs.BackendData)
 }
 
 // sortedSubnets returns the keys of m in address order, so that hooks run

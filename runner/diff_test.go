@@ -107,20 +107,24 @@ func TestReconcileIPv6Changed(t *testing.T) {
 
 func TestHeldBack(t *testing.T) {
 	add := op{hooks.SubnetAdd, lease("10.50.3.0/24 192.0.2.9 key")}
+	assert.True(t, heldBack(add, []op{{hooks.SubnetRemove, lease("10.50.3.0/24 192.0.2.7 other")}}), "its own subnet's old version")
+	assert.False(t, heldBack(add, []op{{hooks.SubnetRemove, lease("10.50.9.0/24 192.0.2.9 key")}}), "another subnet's")
+}
+
+func TestSameNode(t *testing.T) {
+	l := lease("10.50.3.0/24 192.0.2.9 key")
 	for _, tc := range []struct {
-		pending string
-		want    bool
+		other string
+		want  bool
 	}{
-		{"10.50.3.0/24 192.0.2.7 other", true}, // its own subnet's old version
 		{"10.50.9.0/24 192.0.2.9 other", true}, // the same node elsewhere
 		{"10.50.9.0/24 192.0.2.7 key", true},   // the same key elsewhere
 		{"10.50.9.0/24 192.0.2.7 other", false},
-		{"10.50.9.0/24 192.0.2.7", false},
+		{"10.50.3.0/24 192.0.2.9 key", false}, // the same subnet: per-subnet order handles it
 	} {
-		assert.Equal(t, tc.want, heldBack(add, []op{{hooks.SubnetRemove, lease(tc.pending)}}), tc.pending)
+		assert.Equal(t, tc.want, sameNode(l, lease(tc.other)), tc.other)
 	}
-	noData := op{hooks.SubnetAdd, lease("10.50.3.0/24 192.0.2.9")}
-	assert.False(t, heldBack(noData, []op{{hooks.SubnetRemove, lease("10.50.9.0/24 192.0.2.7")}}), "empty data is no identity")
+	assert.False(t, sameNode(lease("10.50.3.0/24 192.0.2.9"), lease("10.50.4.0/24 192.0.2.8")), "empty data is no identity")
 }
 
 func TestFirstHost(t *testing.T) {

@@ -39,9 +39,11 @@
 //   - the core (core.go): the synchronous heart, with no goroutine or
 //     timer of its own: step runs one batch, every due Remove (of any
 //     subnet) before any Add, up to Parallel subnets at a time within each
-//     phase; an Add waits while a Remove of its subnet or of a version with
-//     its PublicIP or BackendData is pending, and runs only once its
-//     intent is recorded. The simulation test drives it directly.
+//     phase; an Add waits while a Remove of its subnet is pending, and
+//     runs only once its intent is recorded; a Remove that succeeds makes
+//     the applied leases of the same node (PublicIP or BackendData) run
+//     their Add again, since it may have undone them. The simulation test
+//     drives it directly.
 //   - the renewer (renewer.go): renews the own lease in a goroutine of its
 //     own, bounded by the store timeout, so hooks go on while the store is
 //     slow.
