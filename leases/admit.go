@@ -40,13 +40,17 @@ const (
 	// ReasonOverlapsNode: the subnet overlaps a network of this node's
 	// own addresses (its underlay), which the node had before flexhook.
 	ReasonOverlapsNode Reason = "overlaps_node_network"
+	// ReasonDuplicateClaim: another claimant of the same subnet is older
+	// (Kubernetes: two Nodes with one podCIDR; the Node created first,
+	// then the lower name, keeps it).
+	ReasonDuplicateClaim Reason = "duplicate_claim"
 )
 
 // Reasons lists every Reason, in Admit's order.
 var Reasons = []Reason{
 	ReasonBadKey, ReasonBadValue, ReasonBackendType, ReasonOutsideNetwork, ReasonIPv6Subnet,
 	ReasonPublicIP, ReasonPublicIPv6, ReasonOwnPublicIP, ReasonBackendData, ReasonDataShape,
-	ReasonOverlapsOwn, ReasonOverlapsNode, ReasonOverlaps, ReasonDuplicateData,
+	ReasonOverlapsOwn, ReasonOverlapsNode, ReasonOverlaps, ReasonDuplicateData, ReasonDuplicateClaim,
 }
 
 // Refusal is one lease Admit refused, with why.

@@ -37,6 +37,7 @@ func (s *Store) leasesOf(objs []any) []leases.Lease {
 	own := s.own
 	s.mu.Unlock()
 	out := make([]leases.Lease, 0, len(objs))
+	var nodes []*corev1.Node // of out, index by index
 	for _, o := range objs {
 		n, ok := o.(*corev1.Node)
 		if !ok {
@@ -57,9 +58,62 @@ func (s *Store) leasesOf(objs []any) []leases.Lease {
 			}
 		}
 		out = append(out, l)
+		nodes = append(nodes, n)
 	}
+	refuseYoungerClaims(out, nodes, s.cfg.NodeName)
 	slices.SortFunc(out, leases.Compare)
 	return out
+}
+
+// refuseYoungerClaims decides between Nodes that claim one subnet (a
+// podCIDR assigned twice: by hand, an IPAM bug, anyone who may create
+// Nodes) the same way on every node: the Node created first keeps it,
+// then the lower name; this node's own Node always does (lease admission
+// refuses the other as overlapping the own subnet). The others are
+// refused as duplicate_claim under the key node/NAME, so that a newcomer
+// never displaces an applied lease and the winner does not depend on the
+// order a list returns.
+func refuseYoungerClaims(ls []leases.Lease, nodes []*corev1.Node, self string) {
+	older := func(i, j int) bool { // node i's claim beats node j's
+		switch a, b := nodes[i], nodes[j]; {
+		case a.Name == self:
+			return true
+		case b.Name == self:
+			return false
+		case !a.CreationTimestamp.Equal(&b.CreationTimestamp):
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		default:
+			return a.Name < b.Name
+		}
+	}
+	winner := map[netip.Prefix]int{}
+	claim := func(p netip.Prefix, i int) {
+		if !p.IsValid() {
+			return
+		}
+		if w, ok := winner[p]; !ok || older(i, w) {
+			winner[p] = i
+		}
+	}
+	for i, l := range ls {
+		if l.Invalid == "" {
+			claim(l.Subnet, i)
+			claim(l.IPv6Subnet, i)
+		}
+	}
+	for i := range ls {
+		l := &ls[i]
+		if l.Invalid != "" {
+			continue
+		}
+		for _, p := range []netip.Prefix{l.Subnet, l.IPv6Subnet} {
+			if w, ok := winner[p]; p.IsValid() && ok && w != i {
+				l.Key, l.Invalid = "node/"+nodes[i].Name, leases.ReasonDuplicateClaim
+				l.Problem = fmt.Sprintf("node %q claims %s, which node %q, created earlier, holds", nodes[i].Name, p, nodes[w].Name)
+				break
+			}
+		}
+	}
 }
 
 // listNodes lists every Node from the API server (a consistent read).

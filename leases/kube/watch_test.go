@@ -113,3 +113,50 @@ func TestWatchKeepsChangingNodesFromStarvingIt(t *testing.T) {
 	}
 	t.Fatalf("no snapshot while the node kept changing (%d changes)", changes)
 }
+
+// Two Nodes claiming one podCIDR are decided the same way whatever order
+// the list has: the Node created first keeps it, then the lower name;
+// this node's own Node always; the others are refused as duplicate_claim
+// under node/NAME. (Before, both reached admission with one key, and
+// which one won changed from run to run.)
+func TestDuplicatePodCIDRs(t *testing.T) {
+	a, err := NewAnnotations("flannel.alpha.coreos.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	node := func(name, cidr, ip string, age time.Duration) *corev1.Node {
+		return &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0.Add(-age)), Annotations: map[string]string{
+				p + "kube-subnet-manager": "true", p + "backend-type": "extension", p + "public-ip": ip,
+			}},
+			Spec: corev1.NodeSpec{PodCIDRs: []string{cidr}},
+		}
+	}
+	victim := node("node-2", "10.50.2.0/24", "192.0.2.2", time.Hour)
+	newcomer := node("evil", "10.50.2.0/24", "192.0.2.77", time.Minute)
+	twinA := node("twin-a", "10.50.3.0/24", "192.0.2.3", time.Hour)
+	twinB := node("twin-b", "10.50.3.0/24", "192.0.2.33", time.Hour)
+	self := node("self", "10.50.4.0/24", "192.0.2.4", time.Minute)
+	older := node("older", "10.50.4.0/24", "192.0.2.44", time.Hour)
+	all := []*corev1.Node{victim, newcomer, twinA, twinB, self, older}
+	for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}, {1, 3, 5, 0, 2, 4}} {
+		st := &Store{ann: a, cfg: Config{NodeName: "self"}}
+		objs := make([]any, 0, len(all))
+		for _, i := range order {
+			objs = append(objs, all[i])
+		}
+		got := map[string]string{}
+		for _, l := range st.leasesOf(objs) {
+			got[l.Key] = string(l.Invalid) + " " + l.Attrs.PublicIP.String()
+		}
+		want := map[string]string{
+			"10.50.2.0-24": " 192.0.2.2", "node/evil": "duplicate_claim 192.0.2.77",
+			"10.50.3.0-24": " 192.0.2.3", "node/twin-b": "duplicate_claim 192.0.2.33",
+			"10.50.4.0-24": " 192.0.2.4", "node/older": "duplicate_claim 192.0.2.44",
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("order %v:\n got %v\nwant %v", order, got, want)
+		}
+	}
+}
