@@ -17,6 +17,7 @@ import (
 
 	"github.com/flexhook/flexhook/internal/netlab"
 	"github.com/flexhook/flexhook/presets"
+	"github.com/flexhook/flexhook/runner"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -150,12 +151,29 @@ func runLab(t *testing.T, ctx context.Context, s *kubeSuite, spec labSpec) {
 	cfg := spec.config
 
 	name := func(i int) string { return fmt.Sprintf("%s-%d", spec.prefix, i) }
+	var created time.Time
 	for i := 1; i <= 3; i++ {
 		cidrs := []string{fmt.Sprintf("10.50.%d.0/24", 100+i)}
 		if spec.ipv6 {
 			cidrs = append(cidrs, fmt.Sprintf("fd50:0:0:%x::/64", 0x10+i))
 		}
-		s.a.newNode(t, ctx, name(i), cidrs, kubelet(nil))
+		created = s.a.newNode(t, ctx, name(i), cidrs, kubelet(nil)).CreationTimestamp.Time
+	}
+	// Hostile Nodes that claim the lab nodes' podCIDRs (manual
+	// assignment, an IPAM bug, anyone who may create Nodes): one before
+	// the agents start, one after. creationTimestamp has a resolution of
+	// a second: the scenario needs them younger than the lab's Nodes.
+	hostile := func(nodeName, cidr, ip string) {
+		s.a.newNode(t, ctx, nodeName, []string{cidr}, kubelet(map[string]string{
+			"flannel.alpha.coreos.com/kube-subnet-manager": "true",
+			"flannel.alpha.coreos.com/backend-type":        "extension",
+			"flannel.alpha.coreos.com/backend-data":        `"02:00:00:00:00:77"`,
+			"flannel.alpha.coreos.com/public-ip":           ip,
+		}))
+	}
+	if !spec.ipv6 {
+		time.Sleep(time.Until(created.Add(1100 * time.Millisecond))) // the scenario: a younger Node
+		hostile("dup-early", "10.50.102.0/24", "192.0.2.77")
 	}
 	for i := 1; i <= 3; i++ {
 		err := lab.StartNode(ctx, i, "--kube-subnet-mgr", "--kubeconfig-file", kc, "--node-name", name(i),
@@ -194,6 +212,38 @@ func runLab(t *testing.T, ctx context.Context, s *kubeSuite, spec labSpec) {
 			}
 			return nil
 		})
+	}
+
+	if !spec.ipv6 {
+		hostile("dup-late", "10.50.101.0/24", "192.0.2.78")
+		for i := 1; i <= 3; i++ {
+			eventually(t, ctx, 30*time.Second, fmt.Sprintf("node %d refuses both hostile Nodes", i), func() error {
+				st, err := runner.ReadStatus(lab.StateDir(i))
+				if err != nil {
+					return err
+				}
+				got := map[string]string{}
+				for _, r := range st.Refused {
+					got[r.Key] = r.Reason
+				}
+				if got["node/dup-early"] != "duplicate_claim" || got["node/dup-late"] != "duplicate_claim" {
+					return fmt.Errorf("refused %v", got)
+				}
+				return nil
+			})
+			for j := 1; j <= 3; j++ {
+				if i != j {
+					if err := lab.Ping(ctx, i, lab.PodAddr(j)); err != nil {
+						t.Errorf("with hostile Nodes: %v", err)
+					}
+				}
+			}
+		}
+		for _, n := range []string{"dup-early", "dup-late"} {
+			if err := s.a.cs.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 
 	// An operator's view: flexhook leases list in kube mode, no node name.
