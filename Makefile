@@ -18,7 +18,7 @@ FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./runner/shell:FuzzPureArgv
 
-.PHONY: all build deps lint unit fuzz soak integration integration-kube test demo bench clean
+.PHONY: all build deps lint unit cover fuzz soak integration integration-kube test demo bench clean
 
 all: build
 
@@ -76,6 +76,12 @@ fuzz:
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# cover prints each package's statement coverage of the unit tests (as
+# root the in-package root-only tests count too).
+cover:
+	@$(GO) test -count=1 -cover -tags integration $$($(GO) list ./... | grep -v /integration$$) | \
+		awk '/coverage:/ { for (i = 1; i <= NF; i++) { if ($$i ~ /^github.com/) p = $$i; if ($$i == "coverage:") c = $$(i+1) }; print p, c }' | column -t
 
 # soak runs the engine core's deterministic simulation (runner/sim_test.go)
 # for SOAK_TIME instead of make test's 5000 schedules, and prints the count.

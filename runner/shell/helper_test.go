@@ -24,6 +24,12 @@ import (
 // running tests (the re-exec pattern): see helperMain.
 const helperEnv = "FLEXHOOK_SHELL_TEST_HELPER"
 
+// coverDir is GOCOVERDIR for a re-executed helper given a bare
+// environment: a coverage build (go test -cover) otherwise prints
+// "warning: GOCOVERDIR not set" into the stderr a test compares. The
+// helper's own coverage is not wanted: a scratch dir takes it.
+func coverDir(t testing.TB) string { return "GOCOVERDIR=" + t.TempDir() }
+
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(helperMain(os.Args))

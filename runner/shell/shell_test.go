@@ -215,7 +215,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 			pidfile := filepath.Join(t.TempDir(), "pid")
 			res, err := f.sh.Run(t.Context(), shell.Request{
 				Hook: parse(t, hooks.SubnetAdd, `echo started; "$HELPER" fork "$PIDFILE" $MODE; echo never`),
-				Env:  []string{helperEnv + "=1", "HELPER=" + helperBin(t), "PIDFILE=" + pidfile, "MODE=" + tt.mode},
+				Env:  []string{helperEnv + "=1", "HELPER=" + helperBin(t), "PIDFILE=" + pidfile, "MODE=" + tt.mode, coverDir(t)},
 			})
 			require.ErrorIs(t, err, shell.ErrTimeout)
 			var he *shell.HookError
@@ -241,7 +241,7 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	go func() {
 		_, err := f.sh.Run(ctx, shell.Request{
 			Hook: parse(t, hooks.Shutdown, `"$HELPER" fork "$PIDFILE"`),
-			Env:  []string{helperEnv + "=1", "HELPER=" + helperBin(t), "PIDFILE=" + pidfile},
+			Env:  []string{helperEnv + "=1", "HELPER=" + helperBin(t), "PIDFILE=" + pidfile, coverDir(t)},
 		})
 		done <- err
 	}()

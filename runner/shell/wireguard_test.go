@@ -101,7 +101,7 @@ func TestWireguardModes(t *testing.T) {
 			bin := helperPath(t)
 			record := filepath.Join(t.TempDir(), "calls")
 			f := newFixture(t, shell.Wireguard(tt.mode), shell.Environ([]string{
-				"PATH=" + bin, helperEnv + "=1", "RECORD=" + record,
+				"PATH=" + bin, helperEnv + "=1", "RECORD=" + record, coverDir(t),
 			}))
 			// Only `ip link add` gets FAKE_IP_STDERR; `ip link set` succeeds.
 			res, err := f.sh.Run(t.Context(), shell.Request{
