@@ -62,3 +62,16 @@ func TestNewWithoutHandleReexec(t *testing.T) {
 	_, err := New(context.Background(), t)
 	require.ErrorIs(t, err, ErrNoReexec)
 }
+
+// The state-dir snapshot keeps dot-files (a hidden leftover is a
+// leftover) but not flexhook's own atomic-write temporaries.
+func TestFlexhookTemp(t *testing.T) {
+	for name, want := range map[string]bool{
+		".status.json.tmp123": true, ".applied.json.tmp9": true,
+		".privatekey": false, ".wg-key": false, "status.json": false, ".status.json": false,
+	} {
+		if got := flexhookTemp(name); got != want {
+			t.Errorf("flexhookTemp(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

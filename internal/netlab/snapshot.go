@@ -183,14 +183,25 @@ func (l *Lab) snapRest(ctx context.Context, i int, n *node, s Snapshot) error {
 		return err
 	}
 	for _, e := range ents {
-		if !slices.Contains(flexhookFiles, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
-			s.add("file", e.Name())
+		if !slices.Contains(flexhookFiles, e.Name()) && !flexhookTemp(e.Name()) {
+			s.add("file", e.Name()) // dot-files too: a hidden leftover is a leftover
 		}
 	}
 	return nil
 }
 
 func (s Snapshot) add(kind, line string) { s[kind] = append(s[kind], line) }
+
+// flexhookTemp reports whether name is one of flexhook's own atomic-write
+// temporaries (".status.json.tmp123"), which come and go with its files.
+func flexhookTemp(name string) bool {
+	for _, f := range flexhookFiles {
+		if strings.HasPrefix(name, "."+f+".tmp") {
+			return true
+		}
+	}
+	return false
+}
 
 // WithoutLab drops what the lab itself adds to a node at start (the pod
 // bridge cni0 with its address and routes), so that a node's snapshot
