@@ -143,8 +143,13 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 	}
 	c.runUnits(ctx, units, now, &res)
 	res.retryAt = c.queue.next()
-	if c.intent.err != nil && (res.retryAt.IsZero() || c.intent.next.Before(res.retryAt)) {
-		res.retryAt = c.intent.next
+	if c.intent.err != nil {
+		// The Adds held back by the journal are due by the queue, but
+		// wait for the intent's own backoff: no turn may come sooner.
+		res.retryAt = c.queue.nextAfter(now)
+		if res.retryAt.IsZero() || c.intent.next.Before(res.retryAt) {
+			res.retryAt = c.intent.next
+		}
 	}
 	return res
 }
@@ -260,14 +265,7 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 			if a, ok := c.applied[s]; ok && sameLease(a, x.lease) {
 				delete(c.applied, s)
 			}
-			// A Remove that ran after an Add of the same node elsewhere (a
-			// key that moved, whose old Remove kept failing) may have undone
-			// it: that Add runs again.
-			for t, a := range c.applied {
-				if sameNode(a, x.lease) {
-					delete(c.applied, t)
-				}
-			}
+			c.unapplySameNode(x.lease)
 		} else {
 			c.applied[s] = x.lease
 			delete(c.resync, s)
@@ -282,9 +280,13 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 		res.failed++
 		k := o.ops[o.done].kind
 		// A failed Remove may have got half-way: its version is no longer
-		// known to be in the kernel, and is added again if it comes back.
+		// known to be in the kernel, and is added again if it comes back;
+		// the same node's other leases may have lost something too.
 		if a, ok := c.applied[s]; ok && sameLease(a, o.ops[o.done].lease) {
 			delete(c.applied, s)
+		}
+		if k == hooks.SubnetRemove {
+			c.unapplySameNode(o.ops[o.done].lease)
 		}
 		f := c.queue.fail(s, k, o.err, now)
 		c.changed = true
@@ -294,6 +296,18 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 		if c.queue.forget(s) {
 			c.changed = true
 			c.log.Info("subnet recovered", "subnet", s)
+		}
+	}
+}
+
+// unapplySameNode makes the applied leases of r's node in other subnets
+// run their Add again: a Remove of r that ran (or began) after their Add,
+// say of a key that moved while its old Remove kept failing, may have
+// undone it (`wg set ... peer KEY remove`).
+func (c *core) unapplySameNode(r leases.Lease) {
+	for t, a := range c.applied {
+		if sameNode(a, r) {
+			delete(c.applied, t)
 		}
 	}
 }

@@ -156,7 +156,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// before any hook runs; a state dir it cannot read stops the start.
 	var fsys journalFS = nullFS{}
 	if !e.o.readOnly {
-		fsys = osFS{dir: e.o.stateDir}
+		fsys = &osFS{dir: e.o.stateDir}
 	}
 	j, err := openJournal(fsys, e.log, time.Now)
 	if err != nil {

@@ -106,7 +106,7 @@ func openJournal(fsys journalFS, log *slog.Logger, now func() time.Time) (*journ
 		return nil, fmt.Errorf("journal: %w", err)
 	default:
 		if err := j.decodeFile(data); err != nil {
-			problems = append(problems, j.moveAside(JournalFile, err))
+			problems = append(problems, j.moveAside(JournalFile, data, err))
 		}
 	}
 	data, err = fsys.ReadFile(JournalLogFile)
@@ -198,7 +198,7 @@ func (j *journal) replay(data []byte) []string {
 		off = next
 	}
 	switch {
-	case len(bad) == 0 && good == len(data):
+	case len(bad) == 0 && len(bytes.TrimSpace(data[good:])) == 0: // nothing, or blank lines, after the last good line
 	case badAfter == 0: // only the tail: a crash while appending, or a zeroed block
 		msg := fmt.Sprintf("cut a torn tail of %d bytes off %s (a crash while appending; the Adds it announced never ran)",
 			len(data)-good, JournalLogFile)
@@ -209,20 +209,23 @@ func (j *journal) replay(data []byte) []string {
 		problems = append(problems, msg)
 	default:
 		err := fmt.Errorf("line %d does not parse, with good lines after it", bad[0])
-		problems = append(problems, j.moveAside(JournalLogFile, err))
+		problems = append(problems, j.moveAside(JournalLogFile, data, err))
 	}
 	return problems
 }
 
-// moveAside renames a corrupt journal file out of the way and says so.
-// Whatever parsed of it is kept; what did not is lost: leases it alone
-// knew get no Remove, which is reported, never invented.
-func (j *journal) moveAside(name string, cause error) string {
+// moveAside keeps a copy of a corrupt journal file beside it and says so.
+// The file itself stays until the rewrite that follows loading replaces
+// it (applied.json) or empties it (applied.log): if that rewrite fails
+// (a full disk), the next start finds and recovers the same again, so
+// what parsed of it is never only in memory. What did not parse is lost:
+// leases it alone knew get no Remove, which is reported, never invented.
+func (j *journal) moveAside(name string, data []byte, cause error) string {
 	to := fmt.Sprintf("%s.corrupt-%d", name, j.now().Unix())
-	msg := fmt.Sprintf("%s is corrupt (%v): moved to %s; the node converges from the store, and a lease only it "+
+	msg := fmt.Sprintf("%s is corrupt (%v): kept as %s; the node converges from the store, and a lease only it "+
 		"knew to be applied gets no Remove", name, cause, to)
-	if err := j.fs.Rename(name, to); err != nil {
-		msg += fmt.Sprintf(" (the move failed: %v)", err)
+	if err := j.fs.WriteAtomic(to, data); err != nil {
+		msg += fmt.Sprintf(" (the copy failed: %v)", err)
 	}
 	j.log.Error("journal: " + msg)
 	return msg

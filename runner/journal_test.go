@@ -18,7 +18,7 @@ import (
 func openTestJournal(t *testing.T, dir string) (*journal, string) {
 	t.Helper()
 	var logs testutil.SyncBuffer
-	j, err := openJournal(osFS{dir: dir}, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return time.Unix(1700000000, 0) })
+	j, err := openJournal(&osFS{dir: dir}, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return time.Unix(1700000000, 0) })
 	require.NoError(t, err)
 	return j, logs.String()
 }
@@ -100,7 +100,9 @@ func TestJournalCorrupt(t *testing.T) {
 	assert.Empty(t, journalStrings(j))
 	assert.Contains(t, j.problem, "unsupported version 9")
 	assert.FileExists(t, filepath.Join(dir, JournalFile+".corrupt-1700000000"))
-	assert.FileExists(t, filepath.Join(dir, JournalFile), "a clean journal is written in its place")
+	b, err := os.ReadFile(filepath.Join(dir, JournalFile))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"Version": 2`, "a clean journal is written in its place")
 }
 
 // Files written by version 1 (applied.json's Applied, log lines without
@@ -122,7 +124,7 @@ func TestJournalIntentFails(t *testing.T) {
 		// root writes through 0500; make the path unusable instead
 		dir := t.TempDir()
 		j, _ := openTestJournal(t, dir)
-		j.fs = osFS{dir: filepath.Join(dir, "missing")}
+		j.fs = &osFS{dir: filepath.Join(dir, "missing")}
 		assert.Error(t, j.intend([]leases.Lease{lease("10.50.2.0/24 192.0.2.2 x")}))
 		assert.Zero(t, j.len())
 		return

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,54 +19,68 @@ type journalFS interface {
 	// new content survives a crash, never a mix.
 	WriteAtomic(name string, data []byte) error
 	Truncate(name string, size int64) error
-	Rename(from, to string) error
 }
 
 // osFS is a journalFS on a directory.
-type osFS struct{ dir string }
+type osFS struct {
+	dir string
+	// dirUnsynced: a file was created by an unsynced append; the next
+	// synced append syncs the directory too, so the file's entry is
+	// durable with its content.
+	dirUnsynced bool
+}
 
-func (o osFS) path(name string) string { return filepath.Join(o.dir, name) }
+func (o *osFS) path(name string) string { return filepath.Join(o.dir, name) }
 
-func (o osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.path(name)) }
+func (o *osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.path(name)) }
 
-func (o osFS) Append(name string, data []byte, sync bool) error {
+// Append appends data; a write that fails part-way (ENOSPC) is cut back
+// off, so that the next append starts a clean line.
+func (o *osFS) Append(name string, data []byte, sync bool) error {
 	path := o.path(name)
 	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(data)
+	if errors.Is(statErr, fs.ErrNotExist) {
+		o.dirUnsynced = true
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if _, werr := f.Write(data); werr != nil {
+		terr := f.Truncate(size)
+		return errors.Join(werr, terr, f.Close())
+	}
 	var serr error
 	if sync {
 		serr = f.Sync()
 	}
-	if err := errors.Join(werr, serr, f.Close()); err != nil {
+	if err := errors.Join(serr, f.Close()); err != nil {
 		return err
 	}
-	if sync && errors.Is(statErr, fs.ErrNotExist) { // a new file is durable once its directory is
-		return syncDir(o.dir)
+	if sync && o.dirUnsynced { // a new file is durable once its directory is
+		if err := syncDir(o.dir); err != nil {
+			return err
+		}
+		o.dirUnsynced = false
 	}
 	return nil
 }
 
-func (o osFS) WriteAtomic(name string, data []byte) error {
+func (o *osFS) WriteAtomic(name string, data []byte) error {
 	return writeFileAtomic(o.path(name), data, 0o600)
 }
 
-func (o osFS) Truncate(name string, size int64) error {
+func (o *osFS) Truncate(name string, size int64) error {
 	err := os.Truncate(o.path(name), size)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
-}
-
-func (o osFS) Rename(from, to string) error {
-	if err := os.Rename(o.path(from), o.path(to)); err != nil {
-		return err
-	}
-	return syncDir(o.dir)
 }
 
 // nullFS is the journal's FS in a dry-run: it holds nothing and writes
@@ -76,4 +91,3 @@ func (nullFS) ReadFile(string) ([]byte, error)   { return nil, fs.ErrNotExist }
 func (nullFS) Append(string, []byte, bool) error { return nil }
 func (nullFS) WriteAtomic(string, []byte) error  { return nil }
 func (nullFS) Truncate(string, int64) error      { return nil }
-func (nullFS) Rename(string, string) error       { return nil }

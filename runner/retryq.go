@@ -71,6 +71,18 @@ func (q *retryQueue) next() time.Time {
 	return first
 }
 
+// nextAfter returns the earliest pending retry later than now (zero:
+// none).
+func (q *retryQueue) nextAfter(now time.Time) time.Time {
+	var first time.Time
+	for _, f := range q.failing {
+		if f.next.After(now) && (first.IsZero() || f.next.Before(first)) {
+			first = f.next
+		}
+	}
+	return first
+}
+
 // oldest returns since when the longest-failing subnet fails (zero: none).
 func (q *retryQueue) oldest() time.Time {
 	var first time.Time

@@ -259,13 +259,6 @@ func (m *memFS) Truncate(name string, size int64) error {
 	return nil
 }
 
-func (m *memFS) Rename(from, to string) error {
-	m.visible[to], m.durable[to] = m.visible[from], m.durable[from]
-	delete(m.visible, from)
-	delete(m.durable, from)
-	return nil
-}
-
 // crash keeps what is durable plus, of what is not, a prefix (keep is
 // the fraction).
 func (m *memFS) crash(keep float64) {

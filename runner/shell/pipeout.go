@@ -10,10 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// orphanGrace is how long a command's output is still read after the
+// orphanGrace is how long a command's output is still copied after the
 // command exited, while some process it left behind (a daemon started
-// with &) keeps the pipe open. What such an orphan writes later goes
-// nowhere: no one reads the pipe again.
+// with &) keeps the pipe open. What such an orphan writes later is read
+// and dropped (a goroutine drains the pipe until the orphan closes it),
+// so it never gets SIGPIPE.
 const orphanGrace = 20 * time.Millisecond
 
 // drainAfter is how long a command may run before a goroutine starts
@@ -42,6 +43,7 @@ type pipeOut struct {
 	timer *time.Timer
 	done  chan struct{} // closed when the drainer ends
 	stop  atomic.Int64  // unix nanos after which the drainer stops; 0: not yet
+	eof   bool          // the drainer saw every writer close the pipe
 
 	mu       sync.Mutex
 	draining bool // a drainer runs
@@ -67,21 +69,29 @@ func newPipeOut(dst io.Writer) (*pipeOut, error) {
 	return p, nil
 }
 
-// readAvailable copies what the pipe holds now; eof reports that every
-// writer has closed it.
-func (p *pipeOut) readAvailable(buf []byte) (eof bool) {
-	for {
-		n, err := unix.Read(p.rfd, buf)
+// readChunk is how much one readSome copies at most before it lets its
+// caller look at the clock: an orphan that writes without end (yes &)
+// must not keep a hook from ending.
+const readChunk = 256 << 10
+
+// readSome copies what the pipe holds now, at most readChunk bytes; eof
+// reports that every writer closed it (or the pipe failed: nothing more
+// will come), empty that it holds nothing now.
+func (p *pipeOut) readSome(buf []byte) (eof, empty bool) {
+	for n := 0; n < readChunk; {
+		k, err := unix.Read(p.rfd, buf)
 		switch {
-		case n > 0:
-			_, _ = p.dst.Write(buf[:n])
+		case k > 0:
+			_, _ = p.dst.Write(buf[:k])
+			n += k
 		case err == unix.EINTR:
-		case n == 0 && err == nil:
-			return true
-		default: // EAGAIN: empty for now
-			return false
+		case err == unix.EAGAIN:
+			return false, true
+		default:
+			return true, false // EOF (k == 0), or an error: stop reading
 		}
 	}
+	return false, false
 }
 
 // drain copies the pipe into dst as data comes, for a command that runs
@@ -99,7 +109,8 @@ func (p *pipeOut) drain() {
 		bp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bp)
 		for {
-			if p.readAvailable(*bp) {
+			if eof, _ := p.readSome(*bp); eof {
+				p.eof = true
 				return
 			}
 			if s := p.stop.Load(); s != 0 && time.Now().UnixNano() >= s {
@@ -112,10 +123,11 @@ func (p *pipeOut) drain() {
 }
 
 // finish is called once the child has exited: it closes the parent's
-// write end, copies what is left and closes the read end. Without a
-// drainer it reads what the pipe holds now, without waiting; with one,
-// it lets it read until EOF, or for orphanGrace if an orphan holds the
-// pipe.
+// write end and copies what is left. Without a drainer it reads what the
+// pipe holds now, without waiting; with one, it lets it read until EOF,
+// or for orphanGrace if an orphan holds the pipe. Then, if an orphan
+// still holds it, a goroutine reads and drops what it writes until it
+// closes it (through the runtime's poller: no thread is held).
 func (p *pipeOut) finish() {
 	p.w.Close()
 	p.mu.Lock()
@@ -123,13 +135,30 @@ func (p *pipeOut) finish() {
 	p.finished = true
 	draining := p.draining
 	p.mu.Unlock()
+	eof := false
 	if draining {
 		p.stop.Store(time.Now().Add(orphanGrace).UnixNano())
 		<-p.done
+		eof = p.eof
 	} else {
+		// All the child wrote is in the pipe (up to pipeSize): read it
+		// whole, or until the grace is up if an orphan keeps writing.
 		bp := copyBufs.Get().(*[]byte)
-		p.readAvailable(*bp)
+		for deadline := time.Now().Add(orphanGrace); ; {
+			var empty bool
+			if eof, empty = p.readSome(*bp); eof || empty || time.Now().After(deadline) {
+				break
+			}
+		}
 		copyBufs.Put(bp)
 	}
-	unix.Close(p.rfd)
+	if eof {
+		unix.Close(p.rfd)
+		return
+	}
+	orphans := os.NewFile(uintptr(p.rfd), "flexhook-orphan-out") // non-blocking: pollable
+	go func() {
+		_, _ = io.Copy(io.Discard, orphans)
+		orphans.Close()
+	}()
 }

@@ -354,7 +354,12 @@ func TestChildReopensItsOutput(t *testing.T) {
 	assert.Equal(t, "err\nerr2\n", res.Stderr)
 
 	res, err = f.sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.PreStartup,
-		`bash -c '(sleep 2 > /dev/stdout &) ; echo started'`)})
+		`bash -c '(sleep 0.2; echo late; echo $? > rc) & echo started'`)})
 	require.NoError(t, err, "an orphan holding stdout does not fail the hook")
 	assert.Equal(t, "started\n", res.Stdout)
+	// What the orphan writes later is read and dropped: it gets no SIGPIPE.
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(f.dir, "rc"))
+		return err == nil && string(b) == "0\n"
+	}, 10*time.Second, 10*time.Millisecond, "the orphan's late write failed")
 }
