@@ -22,8 +22,13 @@ FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./runner/shell:FuzzPu
 
 all: build
 
+# VERSION is stamped into the binary (flexhook version); Go stamps the
+# commit itself. The binary is static (no cgo), so it runs in any image.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/flexhook
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/flexhook
 
 # deps installs the Debian packages (as root) and the Go modules.
 deps:

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -43,8 +44,10 @@ const (
 	exitUsage   = 2 // usage or config error
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
+// version and commit are set at build time with -ldflags "-X
+// main.version=... -X main.commit=..." (make build); without them Go's
+// own build info is read.
+var version, commit = "", ""
 
 func main() {
 	netlab.HandleReexec() // `flexhook lab` runs itself in the namespaces it makes
@@ -119,7 +122,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "lab":
 		return cmdLab(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "flexhook %s\n", versionString())
+		fmt.Fprintf(stdout, "flexhook %s (commit %s, %s)\n", versionString(), commitString(), runtime.Version())
 		return nil
 	case "help", "-h", "--help", "-help":
 		io.WriteString(stdout, usageText)
@@ -136,6 +139,39 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// commitString is the commit make build stamped, else the VCS revision
+// Go stamped into the binary (12 hex digits, "-dirty" when the tree had
+// changes), or "unknown" (go test, a build outside a checkout, or with
+// -buildvcs=false).
+func commitString() string {
+	if commit != "" {
+		return commit
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "unknown"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
 }
 
 // errHelp is returned after -h printed a command's usage: exit 0.

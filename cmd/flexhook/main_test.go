@@ -248,7 +248,7 @@ func TestHelp(t *testing.T) {
 
 	code, out, _ = cli(t, "version")
 	assert.Equal(t, 0, code)
-	assert.Regexp(t, `^flexhook \S+\n$`, out)
+	assert.Regexp(t, `^flexhook \S+ \(commit \S+, go1\.\S+\)\n$`, out)
 }
 
 func TestEnvEquivalents(t *testing.T) {
