@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/flexhook/flexhook/internal/ipmath"
 )
 
 // defaultRouteIface returns the interface of the IPv4 default route with
@@ -64,16 +66,12 @@ func ifaceAddrs(name string) (mtu int, v4, v6 netip.Addr, err error) {
 		return 0, v4, v6, fmt.Errorf("interface %s: addresses: %w", name, err)
 	}
 	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
+		ipn, _ := a.(*net.IPNet)
+		p, ok := ipmath.FromIPNet(ipn)
 		if !ok {
 			continue
 		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		switch {
+		switch ip := p.Addr(); {
 		case ip.Is4() && !v4.IsValid():
 			v4 = ip
 		case ip.Is6() && ip.IsGlobalUnicast() && !v6.IsValid():
@@ -95,10 +93,9 @@ func ifaceWithAddr(ip netip.Addr) string {
 			continue
 		}
 		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				if got, ok := netip.AddrFromSlice(ipn.IP); ok && got.Unmap() == ip {
-					return ifi.Name
-				}
+			ipn, _ := a.(*net.IPNet)
+			if p, ok := ipmath.FromIPNet(ipn); ok && p.Addr() == ip {
+				return ifi.Name
 			}
 		}
 	}
@@ -115,20 +112,12 @@ func nodeAddrs() ([]netip.Prefix, error) {
 	}
 	var out []netip.Prefix
 	for _, a := range as {
-		n, ok := a.(*net.IPNet)
-		if !ok {
+		n, _ := a.(*net.IPNet)
+		p, ok := ipmath.FromIPNet(n)
+		if !ok || p.Addr().IsLoopback() || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
-		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() {
-			continue
-		}
-		ones, _ := n.Mask.Size()
-		out = append(out, netip.PrefixFrom(ip, ones))
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ package ipmath
 
 import (
 	"math/bits"
+	"net"
 	"net/netip"
 )
 
@@ -121,4 +122,25 @@ func LastSubnet(network netip.Prefix, subnetLen int) netip.Addr {
 func Covers(outer, inner netip.Prefix) bool {
 	return outer.IsValid() && inner.IsValid() && inner.Bits() >= outer.Bits() &&
 		outer.Masked().Contains(inner.Addr())
+}
+
+// FromIPNet returns n as a prefix (an IPv4-mapped address as IPv4, the
+// address's host bits kept); ok is false for nil or a malformed n.
+func FromIPNet(n *net.IPNet) (p netip.Prefix, ok bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	ones, bits := n.Mask.Size()
+	if bits == 128 && a.Is4() {
+		ones -= 96
+	}
+	if ones < 0 || bits == 0 {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, ones), true
 }

@@ -2,6 +2,7 @@ package ipmath_test
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -88,4 +89,34 @@ func TestCovers(t *testing.T) {
 		assert.Equal(t, r.want, ipmath.Covers(p(r.outer), p(r.inner)), "%s covers %s", r.outer, r.inner)
 	}
 	assert.False(t, ipmath.Covers(netip.Prefix{}, p("10.0.0.0/8")))
+}
+
+func TestFromIPNet(t *testing.T) {
+	parse := func(s string) *net.IPNet {
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.IP = ip // keep the host bits, as an interface address has them
+		return n
+	}
+	for _, r := range []struct{ in, want string }{
+		{"10.50.200.1/24", "10.50.200.1/24"},
+		{"fd00::2/64", "fd00::2/64"},
+		{"192.0.2.2/32", "192.0.2.2/32"},
+	} {
+		got, ok := ipmath.FromIPNet(parse(r.in))
+		assert.True(t, ok, r.in)
+		assert.Equal(t, r.want, got.String(), r.in)
+	}
+	// An IPv4 address in 16-byte form with a 128-bit mask, as some
+	// sources hand it.
+	mapped := &net.IPNet{IP: net.ParseIP("192.0.2.2"), Mask: net.CIDRMask(120, 128)}
+	got, ok := ipmath.FromIPNet(mapped)
+	assert.True(t, ok)
+	assert.Equal(t, "192.0.2.2/24", got.String())
+	_, ok = ipmath.FromIPNet(nil)
+	assert.False(t, ok)
+	_, ok = ipmath.FromIPNet(&net.IPNet{IP: net.IP{1, 2, 3}, Mask: net.CIDRMask(8, 32)})
+	assert.False(t, ok)
 }

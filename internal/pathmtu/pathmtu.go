@@ -16,7 +16,6 @@ package pathmtu
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -109,7 +108,7 @@ func Read(q Query) (State, error) {
 			if r.Type != unix.RTN_UNICAST || r.Dst == nil {
 				continue
 			}
-			dst, ok := prefix(r.Dst)
+			dst, ok := ipmath.FromIPNet(r.Dst)
 			if !ok {
 				continue
 			}
@@ -127,7 +126,7 @@ func Read(q Query) (State, error) {
 			return st, fmt.Errorf("path mtu: list addresses: %w", err)
 		}
 		for _, a := range as {
-			if p, ok := prefix(a.IPNet); ok {
+			if p, ok := ipmath.FromIPNet(a.IPNet); ok {
 				st.Addrs = append(st.Addrs, Addr{Prefix: p, Dev: a.LinkIndex})
 			}
 		}
@@ -149,18 +148,6 @@ func families(q Query) []int {
 		fams = append(fams, netlink.FAMILY_V6)
 	}
 	return fams
-}
-
-func prefix(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
 // Select picks the lowest MTU on the overlay's path in st (see the
