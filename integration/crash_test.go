@@ -55,16 +55,7 @@ func TestKillDuringBurst(t *testing.T) {
 		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 50, byte(100 + i), 0}), 24)
 	}
 	write := func(i int, ip byte) {
-		l := leases.Lease{Subnet: subnet(i), Attrs: leases.Attrs{
-			PublicIP: netip.AddrFrom4([4]byte{192, 0, 2, ip}), BackendType: leases.BackendType}}
-		b, err := leases.MarshalAttrs(l.Attrs)
-		require.NoError(t, err)
-		p := filepath.Join(dir, leases.SubnetKey(l.Subnet, netip.Prefix{}))
-		tmp := filepath.Join(dir, ".tmp-burst")
-		require.NoError(t, os.WriteFile(tmp, b, 0o600))
-		exp := time.Now().Add(time.Hour)
-		require.NoError(t, os.Chtimes(tmp, exp, exp))
-		require.NoError(t, os.Rename(tmp, p))
+		writeLease(t, lab, subnet(i).String(), netip.AddrFrom4([4]byte{192, 0, 2, ip}).String(), "")
 	}
 	remove := func(i int) {
 		require.NoError(t, os.Remove(filepath.Join(dir, leases.SubnetKey(subnet(i), netip.Prefix{}))))

@@ -19,22 +19,6 @@ import (
 	"github.com/flexhook/flexhook/runner"
 )
 
-// writeLease puts a lease into the lab's file store as another node (or an
-// attacker with write access to the store) would.
-func writeLease(t *testing.T, lab *netlab.Lab, subnet, ip, data string) {
-	t.Helper()
-	l := leases.Lease{Subnet: netip.MustParsePrefix(subnet), Attrs: leases.Attrs{
-		PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data}}
-	b, err := leases.MarshalAttrs(l.Attrs)
-	require.NoError(t, err)
-	dir := filepath.Join(lab.StoreDir(), "subnets")
-	tmp := filepath.Join(dir, ".tmp-hijack")
-	require.NoError(t, os.WriteFile(tmp, b, 0o600))
-	exp := time.Now().Add(time.Hour)
-	require.NoError(t, os.Chtimes(tmp, exp, exp))
-	require.NoError(t, os.Rename(tmp, filepath.Join(dir, leases.SubnetKey(l.Subnet, netip.Prefix{}))))
-}
-
 // refusedAs waits until node i's status lists key as refused for reason.
 func refusedAs(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, key string, reason leases.Reason) {
 	t.Helper()

@@ -9,6 +9,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/leases"
 )
 
 // flexhookBin is the binary under test; empty when it could not be had
@@ -114,4 +118,20 @@ func requireLab(t *testing.T, tools ...string) string {
 		}
 	}
 	return flexhookBin
+}
+
+// writeLease puts a lease into the lab's file store as another node (or an
+// attacker with write access to the store) would.
+func writeLease(t *testing.T, lab *netlab.Lab, subnet, ip, data string) {
+	t.Helper()
+	l := leases.Lease{Subnet: netip.MustParsePrefix(subnet), Attrs: leases.Attrs{
+		PublicIP: netip.MustParseAddr(ip), BackendType: leases.BackendType, BackendData: data}}
+	b, err := leases.MarshalAttrs(l.Attrs)
+	require.NoError(t, err)
+	dir := filepath.Join(lab.StoreDir(), "subnets")
+	tmp := filepath.Join(dir, ".tmp-lease")
+	require.NoError(t, os.WriteFile(tmp, b, 0o600))
+	exp := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(tmp, exp, exp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, leases.SubnetKey(l.Subnet, netip.Prefix{}))))
 }

@@ -196,6 +196,17 @@ func TestPolicyShape(t *testing.T) {
 	assert.Equal(t, leases.ReasonBackendData, r, "the generic data rules come first")
 }
 
+// keys lists an admission's admitted keys and its refusals as "KEY reason".
+func keys(a leases.Admission) (adm, ref []string) {
+	for _, l := range a.Admitted {
+		adm = append(adm, l.Key)
+	}
+	for _, r := range a.Refused {
+		ref = append(ref, r.Lease.Key+" "+string(r.Reason))
+	}
+	return adm, ref
+}
+
 func TestAdmitOverlapsAndOwn(t *testing.T) {
 	p := admitPolicy(nil)
 	p.Range.IPv6Network = netip.MustParsePrefix("fd50::/56")
@@ -210,15 +221,6 @@ func TestAdmitOverlapsAndOwn(t *testing.T) {
 		decoded("10.50.2.0-24&fd50:0:0:9::-64", v("192.0.2.3")), // same IPv4 subnet, later key
 		decoded("10.50.3.0-24&fd50:0:0:2::-64", v("192.0.2.4")), // IPv6 subnet taken
 		decoded("10.50.4.0-24&fd50:0:0:4::-64", v("192.0.2.5")),
-	}
-	keys := func(a leases.Admission) (adm, ref []string) {
-		for _, l := range a.Admitted {
-			adm = append(adm, l.Key)
-		}
-		for _, r := range a.Refused {
-			ref = append(ref, r.Lease.Key+" "+string(r.Reason))
-		}
-		return adm, ref
 	}
 	adm, ref := keys(p.Admit(snap, nil))
 	assert.Equal(t, []string{"10.50.2.0-24&fd50:0:0:2::-64", "10.50.4.0-24&fd50:0:0:4::-64"}, adm)
@@ -249,15 +251,6 @@ func TestAdmitOverlapsAndOwn(t *testing.T) {
 // nobody else's; shapes that name no node let equal data through.
 func TestAdmitDuplicateIdentity(t *testing.T) {
 	const key = "mCXTsTRyjQKX3fD1K5RZ3VKBhbQt1n0cDSKSyfXhLHk="
-	keys := func(a leases.Admission) (adm, ref []string) {
-		for _, l := range a.Admitted {
-			adm = append(adm, l.Key)
-		}
-		for _, r := range a.Refused {
-			ref = append(ref, r.Lease.Key+" "+string(r.Reason))
-		}
-		return adm, ref
-	}
 	p := admitPolicy(leases.ShapeMAC)
 	victim := decoded("10.50.2.0-24", val("192.0.2.2", "b2:d1:fc:40:8d:2f"))
 	hijack := decoded("10.50.9.0-24", val("192.0.2.66", "B2:D1:FC:40:8D:2F"))

@@ -61,15 +61,7 @@ func (q *retryQueue) forget(s netip.Prefix) bool {
 }
 
 // next returns the earliest pending retry (zero: none).
-func (q *retryQueue) next() time.Time {
-	var first time.Time
-	for _, f := range q.failing {
-		if first.IsZero() || f.next.Before(first) {
-			first = f.next
-		}
-	}
-	return first
-}
+func (q *retryQueue) next() time.Time { return q.nextAfter(time.Time{}) }
 
 // nextAfter returns the earliest pending retry later than now (zero:
 // none).
