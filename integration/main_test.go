@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -92,29 +93,18 @@ func ownNamespaces() []string {
 	return left
 }
 
-// skipOrFail skips with a clear message, or fails when CI=true (where
-// every prerequisite must be present).
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: a skip is a failure)")
-	}
-	t.Skip(msg)
-}
-
 // requireLab checks root, the binary and the tools, and returns the binary.
 func requireLab(t *testing.T, tools ...string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: network namespaces (run `sudo make integration`)")
+		testutil.SkipOrFail(t, "needs root: network namespaces (run `sudo make integration`)")
 	}
 	if setupErr != nil {
 		t.Fatalf("no flexhook binary: %v", setupErr)
 	}
 	for _, tool := range append([]string{"ip", "ping"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "needs %s (Debian: apt-get install --no-install-recommends iproute2 iputils-ping net-tools wireguard-tools wireguard-go)", tool)
+			testutil.SkipOrFail(t, "needs %s (Debian: apt-get install --no-install-recommends iproute2 iputils-ping net-tools wireguard-tools wireguard-go)", tool)
 		}
 	}
 	return flexhookBin

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/presets"
 	"github.com/flexhook/flexhook/runner"
 	corev1 "k8s.io/api/core/v1"
@@ -107,13 +108,13 @@ func runLab(t *testing.T, ctx context.Context, s *kubeSuite, spec labSpec) {
 	bin := os.Getenv("FLEXHOOK_BIN")
 	switch {
 	case os.Geteuid() != 0:
-		skipOrFail(t, "the netns lab needs root")
+		testutil.SkipOrFail(t, "the netns lab needs root")
 	case bin == "":
-		skipOrFail(t, "FLEXHOOK_BIN is not set (make integration-kube sets it)")
+		testutil.SkipOrFail(t, "FLEXHOOK_BIN is not set (make integration-kube sets it)")
 	}
 	for _, tool := range []string{"ip", "ping", "bridge", "arp"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "%s: %v", tool, err)
+			testutil.SkipOrFail(t, "%s: %v", tool, err)
 		}
 	}
 	// The other tests' Nodes go: the lab's cluster is its three nodes.

@@ -40,15 +40,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// skipOrFail skips, or fails under CI=true, where a skip hides a gap.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // apiServer is a running kube-apiserver with RBAC on.
 type apiServer struct {
 	admin *rest.Config         // system:masters, over loopback

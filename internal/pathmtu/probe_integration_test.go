@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/internal/pathmtu"
+	"github.com/flexhook/flexhook/internal/testutil"
 )
 
 const innerEnv = "FLEXHOOK_PATHMTU_INNER"
@@ -25,26 +26,7 @@ func TestProbeKernel(t *testing.T) {
 		probeInner(t)
 		return
 	}
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root: a network namespace"
-	} else if _, err := exec.LookPath("unshare"); err != nil {
-		why = "needs unshare"
-	}
-	if why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(why)
-		}
-		t.Skip(why)
-	}
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	cmd := exec.CommandContext(t.Context(), "unshare", "--net", exe, "-test.run=^TestProbeKernel$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), innerEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("inner test:\n%s", out)
-	require.NoError(t, err)
-	require.Contains(t, string(out), "--- PASS: TestProbeKernel")
+	testutil.RunInner(t, "TestProbeKernel", innerEnv, []string{"--net"}, "ip")
 }
 
 func probeInner(t *testing.T) {

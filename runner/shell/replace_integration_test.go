@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/presets"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -30,11 +31,11 @@ func TestReplaceExistingNetns(t *testing.T) {
 		return
 	}
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: network namespaces")
+		testutil.SkipOrFail(t, "needs root: network namespaces")
 	}
 	for _, bin := range []string{"ip", "bridge", "arp"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			skipOrFail(t, "needs "+bin+" (apt-get install iproute2 net-tools)")
+			testutil.SkipOrFail(t, "needs %s (apt-get install iproute2 net-tools)", bin)
 		}
 	}
 	ns := fmt.Sprintf("flexhook-repl-%d", os.Getpid())

@@ -20,14 +20,6 @@ import (
 
 const wgInnerEnv = "FLEXHOOK_SHELL_WG_INNER"
 
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
-}
-
 // TestWireguardGoUserspace creates a wireguard link with the real
 // wireguard-go, through the middleware, in a throwaway network and mount
 // namespace (tmpfs on /run, so /run/wireguard sockets stay private), and
