@@ -144,3 +144,8 @@ func FromIPNet(n *net.IPNet) (p netip.Prefix, ok bool) {
 	}
 	return netip.PrefixFrom(a, ones), true
 }
+
+// ToIPNet is p as a *net.IPNet (the form netlink takes).
+func ToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
