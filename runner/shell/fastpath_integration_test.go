@@ -80,6 +80,25 @@ var paritySteps = []struct {
 	{"bridge fdb del b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.4", true},
 	{"bridge fdb del b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.4", false}, // not there
 	{"arp -s 10.50.5.0 b2:d1:fc:40:8d:2f dev nosuchdev", false},
+	// Where the fast path read words unlike iproute2 (issue 19): numbers
+	// in base 0, nexthop and loopback scopes, arp on a non-Ethernet
+	// device, a device named like a keyword prefix, abbreviations.
+	{"ip link add vx8 type vxlan id 010 dstport 8472", true}, // VNI 8
+	{"ip link add vx9 type vxlan id 9 dstport 08472", false}, // no number
+	{"ip link set mtu 01400 dev vx8", true},                  // 768
+	{"ip link set mtu 0x578 dev vx8", true},                  // 1400
+	{"ip route add 10.60.8.0/24 nexthop dev veth0", true},    // scope global
+	{"ip addr add 127.1.0.1/32 dev veth0", true},             // scope host
+	{"ip addr del 127.1.0.1/32 dev veth0", true},
+	{"arp -s 10.50.6.0 b2:d1:fc:40:8d:2f dev lo", false}, // SIOCSARP: EINVAL
+	{"ip link set br up", false},                         // br is broadcast
+	{"ip r a 10.60.9.0/24 via 172.16.1.1", true},
+	{"ip ro add 10.60.10.0/24 via 172.16.1.1 metric 0x10 table 100", true},
+	{"ip route del 10.60.10.0/24 via 172.16.1.1 metric 16 table 100", true},
+	{"ip n a 10.50.7.0 l 02:00:00:00:00:07 dev flannel-vxlan", true},
+	{"ip addr add dev veth0 10.99.1.1", true},
+	{"ip -6 route add fd00:3::/64 via fd00::2 metric 256", true},
+	{"ip link del vx8", true},
 	{"ip link set dev flannel-vxlan down", true},
 	{"ip link set nosuchdev up", false},
 	{"ip link del flannel-vxlan", true},

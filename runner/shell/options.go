@@ -184,12 +184,27 @@ func Wireguard(mode WireguardMode) Option {
 // first object that exists, and the peer stays unreachable. The recipes
 // are run unchanged, so the executor makes add behave as upstream
 // flannel's own vxlan backend does: it sets routes with RouteReplace and
-// ARP and FDB entries with NeighSet (replace semantics). See [ReplaceArgv]
-// for the commands matched. Dry-run never runs either command. With false,
+// ARP and FDB entries with NeighSet (replace semantics). The commands are
+// those internal/netcmd reads (iproute2's abbreviations included); what it
+// does not read is never replaced. With [Owners], only an object of the
+// hook's own lease, or of nobody flexhook knows that was not there when
+// it started, is replaced. Dry-run never runs either command. With false,
 // every add runs as written.
 func ReplaceExisting(on bool) Option {
 	return func(s *Shell) error {
 		s.replaceExisting = on
+		return nil
+	}
+}
+
+// Owners has the hooks' commands that internal/netcmd reads checked
+// against o before they run and reported to it after (see
+// [Ownership]): a lease's hook never changes or replaces what another
+// lease, the node's own hooks, or the node before flexhook made. Nil (the
+// default) checks nothing.
+func Owners(o Ownership) Option {
+	return func(s *Shell) error {
+		s.owners = o
 		return nil
 	}
 }

@@ -104,8 +104,10 @@ bridge fdb del 02:00:00:00:00:aa dev vx0 self`
 				return
 			}
 			require.NoError(t, err)
-			for _, obj := range []string{"ip route", "ip neigh", "ip addr", "bridge fdb"} {
-				assert.Contains(t, f.log.String(), `msg="`+obj+` del: object already absent; counted as removed"`)
+			assert.Equal(t, 4, strings.Count(f.log.String(), `msg="del: object already absent; counted as removed"`))
+			for _, obj := range []string{"route 10.99.2.0/24", "neigh 10.99.1.2 dev va", "addr 10.99.1.1/32 dev va",
+				"fdb 02:00:00:00:00:aa dev vx0"} {
+				assert.Contains(t, f.log.String(), `object="`+obj+`"`)
 			}
 			require.Error(t, run(hooks.SubnetRemove, `ip route del 10.99.2.0/24 dev nodev`), "a missing device is no convergence")
 		})
@@ -168,7 +170,7 @@ func replaceVxlanRecipe(t *testing.T) {
 			assert.Contains(t, fdb, mac2+" dst "+peerIP)
 			replaced := strings.Replace(route, " add ", " replace ", 1)
 			assert.Contains(t, f.trace.String(), "+ "+route+"\n# exit status 2\n+ "+replaced+"\n+ arp -s 10.50.2.0 "+mac2)
-			assert.Contains(t, f.log.String(), `msg="ip route add: object exists; running replace"`)
+			assert.Contains(t, f.log.String(), `msg="add: object exists; running replace" object="route 10.50.2.0/24"`)
 		})
 	}
 }
@@ -227,8 +229,9 @@ bridge fdb add 02:00:00:00:00:aa dev vx0 self dst $DST`
 			// ip fails with 2, bridge with 255: each add of the second run failed.
 			assert.Equal(t, 4, strings.Count(f.trace.String(), "# exit status "))
 			assert.Equal(t, 4, strings.Count(f.trace.String(), " replace "))
-			for _, obj := range []string{"ip route", "ip neigh", "ip addr", "bridge fdb"} {
-				assert.Contains(t, f.log.String(), `msg="`+obj+` add: object exists; running replace"`)
+			for _, obj := range []string{"route 10.99.2.0/24", "neigh 10.99.1.2 dev va", "addr 10.99.1.1/32 dev va",
+				"fdb 02:00:00:00:00:aa dev vx0"} {
+				assert.Contains(t, f.log.String(), `msg="add: object exists; running replace" object="`+obj+`"`)
 			}
 		})
 	}

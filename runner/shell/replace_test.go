@@ -13,58 +13,6 @@ import (
 	"github.com/flexhook/flexhook/runner/shell"
 )
 
-func TestReplaceArgv(t *testing.T) {
-	tests := []struct {
-		argv   string
-		want   string // "" for no match
-		object string
-	}{
-		{"ip route add 10.50.2.0/24 via 10.50.2.0 dev x onlink", "ip route replace 10.50.2.0/24 via 10.50.2.0 dev x onlink", "ip route"},
-		{"ip r a 10.0.0.0/8 dev x", "ip r replace 10.0.0.0/8 dev x", "ip route"},
-		{"ip ro add default dev x", "ip ro replace default dev x", "ip route"},
-		{"ip -4 route add 10.0.0.0/8 dev x", "ip -4 route replace 10.0.0.0/8 dev x", "ip route"},
-		{"ip -6 r add fd00::/64 dev x", "ip -6 r replace fd00::/64 dev x", "ip route"},
-		{"/usr/sbin/ip route add 10.0.0.0/8 dev x", "/usr/sbin/ip route replace 10.0.0.0/8 dev x", "ip route"},
-		{"ip neigh add 10.0.0.1 lladdr 02:00:00:00:00:01 dev x", "ip neigh replace 10.0.0.1 lladdr 02:00:00:00:00:01 dev x", "ip neigh"},
-		{"ip neighbor add 10.0.0.1 dev x", "ip neighbor replace 10.0.0.1 dev x", "ip neigh"},
-		{"ip neighbour add 10.0.0.1 dev x", "ip neighbour replace 10.0.0.1 dev x", "ip neigh"},
-		{"ip n a 10.0.0.1 dev x", "ip n replace 10.0.0.1 dev x", "ip neigh"},
-		{"ip addr add 10.0.0.1/32 dev x", "ip addr replace 10.0.0.1/32 dev x", "ip addr"},
-		{"ip address add 10.0.0.1/32 dev x", "ip address replace 10.0.0.1/32 dev x", "ip addr"},
-		{"ip a a 10.0.0.1/32 dev x", "ip a replace 10.0.0.1/32 dev x", "ip addr"},
-		{"bridge fdb add 02:00:00:00:00:01 dev x self dst 192.0.2.1", "bridge fdb replace 02:00:00:00:00:01 dev x self dst 192.0.2.1", "bridge fdb"},
-		{"bridge f a 02:00:00:00:00:01 dev x", "bridge f replace 02:00:00:00:00:01 dev x", "bridge fdb"},
-		{"ip route del 10.0.0.0/8 dev x", "", ""},
-		{"ip route replace 10.0.0.0/8 dev x", "", ""},
-		{"ip route append 10.0.0.0/8 dev x", "", ""},
-		{"ip link add x type vxlan id 1", "", ""},
-		{"ip rule add from all", "", ""},
-		{"ip addrlabel add prefix ::/0 label 1", "", ""},
-		{"ip netns add x", "", ""},
-		{"ip -batch routes.txt", "", ""},
-		{"ip -b routes.txt", "", ""},
-		{"ip -n ns route add 10.0.0.0/8 dev x", "", ""},
-		{"ip -force route add 10.0.0.0/8 dev x", "", ""},
-		{"ip route", "", ""},
-		{"ip -4 route", "", ""},
-		{"bridge fdb del 02:00:00:00:00:01 dev x", "", ""},
-		{"bridge link add x", "", ""},
-		{"arp -s 10.0.0.1 02:00:00:00:00:01", "", ""},
-		{"ipx route add 10.0.0.0/8 dev x", "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.argv, func(t *testing.T) {
-			argv := strings.Fields(tt.argv)
-			orig := strings.Join(argv, " ")
-			got, object, ok := shell.ReplaceArgv(argv)
-			assert.Equal(t, tt.want != "", ok)
-			assert.Equal(t, tt.want, strings.Join(got, " "))
-			assert.Equal(t, tt.object, object)
-			assert.Equal(t, orig, strings.Join(argv, " "), "the input argv is not modified")
-		})
-	}
-}
-
 // fakeIPRoute2 is an ip and bridge stand-in: it records its argv and, when
 // its verb is add and $ADD_STDERR is set, prints it and exits 2.
 const fakeIPRoute2 = `#!/bin/sh
@@ -99,11 +47,11 @@ func TestReplaceExistingMiddleware(t *testing.T) {
 		logged string // the object of the logged replace; "" for none
 	}{
 		{"route exists", route + " && echo next", exists, nil,
-			[]string{route, replace}, 0, "", "ip route"},
+			[]string{route, replace}, 0, "", "route 10.50.2.0/24"},
 		{"addr assigned", addr, assigned, nil,
-			[]string{addr, "ip addr replace 10.50.1.0/32 dev x"}, 0, "", "ip addr"},
+			[]string{addr, "ip addr replace 10.50.1.0/32 dev x"}, 0, "", "addr 10.50.1.0/32 dev x"},
 		{"fdb exists", fdb, exists, nil,
-			[]string{fdb, "bridge fdb replace 02:00:00:00:00:01 dev x self dst 192.0.2.2"}, 0, "", "bridge fdb"},
+			[]string{fdb, "bridge fdb replace 02:00:00:00:00:01 dev x self dst 192.0.2.2"}, 0, "", "fdb 02:00:00:00:00:01 dev x"},
 		{"add succeeds", route, "", nil, []string{route}, 0, "", ""},
 		{"other error", route, other, nil, []string{route}, 2, other + "\n", ""},
 		{"not an add", link, exists, nil, []string{link}, 2, exists + "\n", ""},
@@ -141,48 +89,19 @@ func TestReplaceExistingMiddleware(t *testing.T) {
 				assert.Equal(t, strings.Join(tt.calls, "\n")+"\n", string(calls))
 			}
 			assert.Equal(t, tt.stderr, res.Stderr, "a handled add hides its stderr")
-			logged := strings.Count(f.log.String(), " add: object exists; running replace")
+			logged := strings.Count(f.log.String(), `msg="add: object exists; running replace"`)
 			if tt.logged == "" {
 				assert.Zero(t, logged, "log: %s", f.log.String())
 				assert.Contains(t, f.trace.String(), "+ "+strings.Fields(tt.src)[0]+" ")
 				assert.NotContains(t, f.trace.String(), " replace ")
 			} else {
 				assert.Equal(t, 1, logged, "log: %s", f.log.String())
-				assert.Contains(t, f.log.String(), `msg="`+tt.logged+` add: object exists; running replace"`)
+				assert.Contains(t, f.log.String(), `object="`+tt.logged+`"`)
 				assert.Contains(t, f.log.String(), "subnet=10.50.2.0/24")
 				assert.Contains(t, f.log.String(), "hook=SubnetAddCommand")
 				want := "+ " + tt.calls[0] + "\n# exit status 2\n+ " + tt.calls[1] + "\n"
 				assert.Contains(t, f.trace.String(), want, "trace: the failed add, then the replace")
 			}
-		})
-	}
-}
-
-func TestDeleteArgv(t *testing.T) {
-	tests := []struct {
-		argv   string
-		object string // "" for no match
-	}{
-		{"ip route del 10.50.2.0/24 via 192.0.2.2", "ip route"},
-		{"ip r d 10.50.2.0/24", "ip route"},
-		{"ip -4 route delete 10.50.2.0/24", "ip route"},
-		{"ip neigh del 10.50.2.0 dev x", "ip neigh"},
-		{"ip n del 10.50.2.0 dev x", "ip neigh"},
-		{"ip addr del 10.50.1.0/32 dev x", "ip addr"},
-		{"/usr/sbin/ip a del 10.50.1.0/32 dev x", "ip addr"},
-		{"bridge fdb del 02:00:00:00:00:01 dev x dst 192.0.2.2", "bridge fdb"},
-		{"ip link del x", ""},
-		{"ip route add 10.50.2.0/24 dev x", ""},
-		{"ip route flush 10.50.2.0/24", ""},
-		{"ip -n ns route del 10.50.2.0/24", ""},
-		{"wg set x peer K remove", ""},
-		{"ip route", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.argv, func(t *testing.T) {
-			object, ok := shell.DeleteArgv(strings.Fields(tt.argv))
-			assert.Equal(t, tt.object != "", ok)
-			assert.Equal(t, tt.object, object)
 		})
 	}
 }

@@ -59,6 +59,7 @@ type Shell struct {
 	wgMode  WireguardMode
 
 	replaceExisting bool
+	owners          Ownership
 	inprocTools     bool
 	fastPath        bool
 	netlink         netlinkHandle // the fast path's socket
@@ -165,7 +166,7 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		interp.StdIO(stdin, stdout, stderr),
 		interp.OpenHandler(st.open),
 		interp.ExecHandlers(
-			st.replaceExisting, // outside trace: a failed add and its replace are two events
+			st.ownedObjects, // outside trace: a failed add and its replace are two events
 			st.trace,
 			st.dryRunMW,
 			st.wireguard,

@@ -2,10 +2,11 @@ package shell
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 
 	"mvdan.cc/sh/v3/interp"
+
+	"github.com/flexhook/flexhook/internal/netcmd"
 )
 
 // wireguard is the wireguard-userspace middleware: it replaces or backs up
@@ -50,33 +51,22 @@ func kernelLacksWireguard(stderr string) bool {
 }
 
 // WireguardLinkName returns NAME if argv is `ip link add [dev|name] NAME
-// type wireguard`, with ip's prefix abbreviations of link and add (ip l a
-// NAME type wireguard). Anything else, including global ip options and link
-// options such as mtu, does not match and runs unchanged. NAME must be a
-// valid interface name that cannot be mistaken for an option.
+// type wireguard` as internal/netcmd reads it (ip's abbreviations of link
+// and add: ip l a NAME type wireguard). Anything else, including global
+// ip options and link options such as mtu, does not match and runs
+// unchanged. NAME must be a valid interface name that cannot be mistaken
+// for an option of wireguard-go.
 func WireguardLinkName(argv []string) (string, bool) {
-	if len(argv) < 6 || filepath.Base(argv[0]) != "ip" ||
-		!abbrev(argv[1], "link") || !abbrev(argv[2], "add") {
+	c, err := netcmd.Parse(argv)
+	if err != nil || c.Verb != netcmd.Add || len(c.Objects) != 1 || c.Objects[0].Kind() != "link" ||
+		argv[len(argv)-1] != "wireguard" {
 		return "", false
 	}
-	rest := argv[3:]
-	if rest[0] == "dev" || rest[0] == "name" {
-		rest = rest[1:]
-	}
-	if len(rest) != 3 || rest[1] != "type" || rest[2] != "wireguard" {
-		return "", false
-	}
-	name := rest[0]
+	name := strings.TrimPrefix(string(c.Objects[0]), "link ")
 	if !validIfName(name) {
 		return "", false
 	}
 	return name, true
-}
-
-// abbrev reports whether word is a non-empty prefix of full, as ip's
-// matches() accepts.
-func abbrev(word, full string) bool {
-	return word != "" && strings.HasPrefix(full, word)
 }
 
 // validIfName follows the kernel's dev_valid_name: 1 to 15 bytes, not "."
