@@ -165,3 +165,73 @@ func TestHijackConnectedRoute(t *testing.T) {
 		require.NoError(t, lab.StopNode(ctx, i))
 	}
 }
+
+// A lease for a subnet the node already routes (a static route the
+// operator set before flexhook started, inside Network) is admitted, but
+// its Add may not replace that route: the lease shows as conflicting
+// (preexisting) in status.json, the route stays as it was, and when the
+// lease goes its Remove leaves the route alone. (Before, replace-existing
+// replaced the route with one via the lease's PublicIP, and the Remove
+// deleted it for good.)
+func TestHijackStaticRoute(t *testing.T) {
+	bin := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := newLab(t, ctx, bin, 2)
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{
+  "Network": "192.0.0.0/16", "SubnetMin": "192.0.10.0", "SubnetMax": "192.0.20.0",
+  "Backend": {"Type": "extension",
+    "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"}}`), 0o600))
+	_, err := lab.Exec(ctx, 1, "ip", "route", "add", "192.0.30.0/24", "via", "192.0.2.99", "dev", "eth0")
+	require.NoError(t, err)
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.StartNode(ctx, i, "--config", cfg))
+	}
+	requireMesh(t, ctx, lab, "before", []int{1, 2})
+	static := func() error {
+		out, err := lab.Exec(ctx, 1, "ip", "route", "show", "192.0.30.0/24")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(out), "via 192.0.2.99 dev eth0") {
+			return fmt.Errorf("192.0.30.0/24 is now %q", out)
+		}
+		return nil
+	}
+	writeLease(t, lab, "192.0.30.0/24", "192.0.2.7", "")
+	eventually(t, ctx, "node 1 shows 192.0.30.0/24 as conflicting", func() error {
+		st, err := runner.ReadStatus(lab.StateDir(1))
+		if err != nil {
+			return err
+		}
+		for _, f := range st.Failing {
+			if f.Subnet.String() == "192.0.30.0/24" {
+				if f.Conflict != "preexisting" || !strings.Contains(f.Error, "route 192.0.30.0/24 was on this node before flexhook started") {
+					return fmt.Errorf("failing, but as %q: %s", f.Conflict, f.Error)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("not failing: %+v", st.Failing)
+	})
+	require.NoError(t, static(), "the operator's route is the node's")
+	requireMesh(t, ctx, lab, "during the conflict", []int{1, 2})
+
+	require.NoError(t, os.Remove(filepath.Join(lab.StoreDir(), "subnets", "192.0.30.0-24")))
+	eventually(t, ctx, "node 1 forgets 192.0.30.0/24", func() error {
+		st, err := runner.ReadStatus(lab.StateDir(1))
+		if err != nil {
+			return err
+		}
+		if len(st.Failing) > 0 {
+			return fmt.Errorf("still failing: %+v", st.Failing)
+		}
+		return nil
+	})
+	require.NoError(t, static(), "the lease's Remove leaves the node's route alone")
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.StopNode(ctx, i))
+	}
+}

@@ -41,6 +41,7 @@ type core struct {
 	synced   bool // a snapshot came
 	changed  bool // what status.json shows changed (take with takeChanged)
 	interval retry.Backoff
+	owners   interface{ Release(owner string) } // nil: no ownership table
 }
 
 type intentState struct {
@@ -262,6 +263,9 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 			if err := c.journal.forget(x.lease); err != nil {
 				c.log.Error("journal: a Remove will run again after a restart", "subnet", s, "error", err)
 			}
+			if c.owners != nil && !c.journal.hasSubnet(s) {
+				c.owners.Release(s.String())
+			}
 			if a, ok := c.applied[s]; ok && sameLease(a, x.lease) {
 				delete(c.applied, s)
 			}
@@ -290,6 +294,11 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 		}
 		f := c.queue.fail(s, k, o.err, now)
 		c.changed = true
+		if f.conflict != "" {
+			c.log.Error("hook stopped: its lease conflicts with what another owns; will retry", "hook", k.String(),
+				"subnet", s, "conflict", f.conflict, "attempt", f.attempts, "retry_in", f.next.Sub(now), "error", o.err)
+			return
+		}
 		c.log.Error("hook failed; will retry", "hook", k.String(), "subnet", s,
 			"attempt", f.attempts, "retry_in", f.next.Sub(now), "error", o.err)
 	default:

@@ -279,6 +279,16 @@ func compareJournalLease(a, b journalLease) int {
 // len is the number of versions in the journal.
 func (j *journal) len() int { return len(j.set) }
 
+// hasSubnet reports whether some version of subnet s is in the journal.
+func (j *journal) hasSubnet(s netip.Prefix) bool {
+	for a := range j.set {
+		if a.Subnet == s {
+			return true
+		}
+	}
+	return false
+}
+
 // intend records the versions in ls that the journal lacks, in one synced
 // append, before their Adds run. On error nothing is recorded and no Add
 // may run.

@@ -73,9 +73,13 @@ func (e *Engine) newLoop(j *journal) *loop {
 		return err
 	}
 	b := e.backoff()
+	c := newCore(run, j, b, e.o.parallel, e.log, e.o.metrics)
+	if e.o.owners != nil {
+		c.owners = e.o.owners
+	}
 	return &loop{
 		e:    e,
-		core: newCore(run, j, b, e.o.parallel, e.log, e.o.metrics),
+		core: c,
 		log:  e.log,
 		o: loopOptions{readOnly: e.o.readOnly, stateDir: e.o.stateDir, resyncInterval: e.o.timing.resyncInterval,
 			backoff: b, metrics: e.o.metrics},
@@ -282,6 +286,7 @@ func (l *loop) observe() {
 	}
 	l.o.metrics.Leases(metrics.LeaseCounts{Known: c.adm.known, Admitted: len(c.desired), Applied: len(c.applied),
 		Refused: len(c.adm.refused), Failing: c.queue.len()}, c.adm.byReason(), c.queue.oldest())
+	l.o.metrics.Conflicts(c.queue.conflicts())
 }
 
 // scheduleFlush arms the status timer when the status changed, and the

@@ -45,6 +45,7 @@ type options struct {
 	metrics              *metrics.Metrics
 	onStarted            func(context.Context, leases.Lease) error
 	peek                 func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)
+	owners               *Owners
 }
 
 func defaultOptions() options {
@@ -62,6 +63,17 @@ func defaultOptions() options {
 
 // Option configures an Engine; see New.
 type Option func(*options) error
+
+// Ownership gives the engine the ownership table its hooks' shell
+// checks (shell.Owners): the objects of a lease whose last version was
+// removed are released, and a hook stopped by a *shell.ConflictError
+// shows as conflicting in status.json and /metrics.
+func Ownership(o *Owners) Option {
+	return func(opts *options) error {
+		opts.owners = o
+		return nil
+	}
+}
 
 // PublicIP sets the IPv4 address other nodes reach this node on (required).
 func PublicIP(ip netip.Addr) Option {

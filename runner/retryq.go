@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/retry"
+	"github.com/flexhook/flexhook/runner/shell"
 )
 
 // failure is the retry state of one subnet whose hook failed.
@@ -15,6 +17,7 @@ type failure struct {
 	attempts int
 	since    time.Time
 	next     time.Time
+	conflict string // the shell.ConflictError reason, when that stopped the hook
 }
 
 // retryQueue is the per-subnet retry state: a subnet whose hook failed
@@ -47,6 +50,10 @@ func (q *retryQueue) fail(s netip.Prefix, k hooks.Kind, err error, now time.Time
 	}
 	f.attempts++
 	f.hook, f.err = k, err
+	f.conflict = ""
+	if ce := (*shell.ConflictError)(nil); errors.As(err, &ce) {
+		f.conflict = ce.Reason
+	}
 	f.next = now.Add(q.backoff.Delay(f.attempts))
 	return f
 }
@@ -88,6 +95,17 @@ func (q *retryQueue) oldest() time.Time {
 
 func (q *retryQueue) len() int { return len(q.failing) }
 
+// conflicts counts the failing subnets stopped by a conflict, by reason.
+func (q *retryQueue) conflicts() map[string]int {
+	out := map[string]int{}
+	for _, f := range q.failing {
+		if f.conflict != "" {
+			out[f.conflict]++
+		}
+	}
+	return out
+}
+
 // status lists the failing subnets for status.json, in subnet order.
 func (q *retryQueue) status() []Failure {
 	out := []Failure{}
@@ -95,7 +113,7 @@ func (q *retryQueue) status() []Failure {
 		f := q.failing[s]
 		out = append(out, Failure{
 			Subnet: s, Hook: f.hook.String(), Error: f.err.Error(),
-			Attempts: f.attempts, Since: f.since.UTC(), NextRetry: f.next.UTC(),
+			Attempts: f.attempts, Since: f.since.UTC(), NextRetry: f.next.UTC(), Conflict: f.conflict,
 		})
 	}
 	return out

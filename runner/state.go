@@ -123,6 +123,10 @@ type Failure struct {
 	Attempts  int    // failed attempts so far
 	Since     time.Time
 	NextRetry time.Time
+	// Conflict is set when the hook was stopped before changing a kernel
+	// object that is not its lease's: other_lease, node_object or
+	// preexisting (Error names the object and its owner).
+	Conflict string `json:",omitempty"`
 }
 
 func saveStatus(dir string, st Status) error {

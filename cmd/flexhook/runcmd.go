@@ -145,13 +145,29 @@ func reloadSource(ctx context.Context, f runFlags, eng *runner.Engine, store lea
 // the store's calls counted.
 func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *metrics.Metrics,
 	wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*runner.Engine, error) {
-	exec, err := newRunShell(f, wgMode, log, stdout, shell.OnCommand(m.CommandRan))
+	extra := []shell.Option{shell.OnCommand(m.CommandRan)}
+	var owners *runner.Owners
+	if !f.DryRun {
+		// The ownership table takes what the node has now, before any hook.
+		if err := os.MkdirAll(f.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+		var err error
+		if owners, err = runner.OpenOwners(f.StateDir, log); err != nil {
+			return nil, err
+		}
+		extra = append(extra, shell.Owners(owners))
+	}
+	exec, err := newRunShell(f, wgMode, log, stdout, extra...)
 	if err != nil {
 		return nil, err
 	}
 	rOpts, err := engineOptions(f, node, cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	if owners != nil {
+		rOpts = append(rOpts, runner.Ownership(owners))
 	}
 	if ks, ok := store.(*kube.Store); ok {
 		switch {

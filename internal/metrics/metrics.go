@@ -44,6 +44,7 @@ type Metrics struct {
 	leases       *prometheus.GaugeVec
 	refused      *prometheus.GaugeVec
 	refusals     *prometheus.CounterVec
+	conflicts    *prometheus.GaugeVec
 	storeOps     *prometheus.CounterVec
 	lastSync     prometheus.Gauge
 	renewals     *prometheus.CounterVec
@@ -90,6 +91,8 @@ func New(loopBound time.Duration, version string) *Metrics {
 		Help: "Remote leases lease admission refuses now, by reason."}, []string{"reason"})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_leases_refused_total",
 		Help: "Refusals since the start (a lease counts again when its reason changes), by reason."}, []string{"reason"})
+	m.conflicts = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_leases_conflicting",
+		Help: "Remote leases whose hooks are stopped because a kernel object they would change is not theirs, by reason (other_lease, node_object, preexisting)."}, []string{"reason"})
 	m.storeOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_store_operations_total",
 		Help: "Lease store calls, by store, operation and result (ok, error)."}, []string{"store", "op", "result"})
 	m.lastSync = prometheus.NewGauge(prometheus.GaugeOpts{Name: "flexhook_last_sync_timestamp_seconds",
@@ -102,7 +105,7 @@ func New(loopBound time.Duration, version string) *Metrics {
 		Help: "Always 1; the labels say which flexhook runs."}, []string{"version", "goversion"})
 	build.WithLabelValues(cmp.Or(version, moduleVersion()), runtime.Version()).Set(1)
 	m.reg.MustRegister(m.hookRuns, m.hookFailures, m.hookDuration, m.hookRetries, m.commands, m.leases,
-		m.refused, m.refusals, m.storeOps, m.lastSync, m.renewals, m.leaseExpiry, build,
+		m.refused, m.refusals, m.conflicts, m.storeOps, m.lastSync, m.renewals, m.leaseExpiry, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range hooks.Kinds { // every hook shows, at 0, from the start
 		for _, v := range []*prometheus.CounterVec{m.hookRuns, m.hookFailures, m.hookRetries, m.commands} {
@@ -175,6 +178,16 @@ func (m *Metrics) Leases(c LeaseCounts, refusedBy map[leases.Reason]int, oldestF
 		since = oldestFailure.UnixNano()
 	}
 	m.health.failingSince.Store(since)
+}
+
+// Conflicts sets the conflicting leases by reason.
+func (m *Metrics) Conflicts(by map[string]int) {
+	if m == nil {
+		return
+	}
+	for _, r := range []string{"other_lease", "node_object", "preexisting"} {
+		m.conflicts.WithLabelValues(r).Set(float64(by[r]))
+	}
 }
 
 // Refusal records a new refusal.
