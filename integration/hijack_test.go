@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -218,6 +219,9 @@ func TestHijackStaticRoute(t *testing.T) {
 	})
 	require.NoError(t, static(), "the operator's route is the node's")
 	requireMesh(t, ctx, lab, "during the conflict", []int{1, 2})
+	out, err := exec.CommandContext(ctx, bin, "status", "--state-dir", lab.StateDir(1)).CombinedOutput()
+	require.Error(t, err, "status exits 1 while a lease conflicts: %s", out)
+	require.Contains(t, string(out), "192.0.30.0/24 SubnetAddCommand conflict=preexisting:")
 
 	require.NoError(t, os.Remove(filepath.Join(lab.StoreDir(), "subnets", "192.0.30.0-24")))
 	eventually(t, ctx, "node 1 forgets 192.0.30.0/24", func() error {

@@ -83,8 +83,12 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time) error {
 	}
 	fmt.Fprintf(w, "failing    %d\n", len(st.Failing))
 	for _, fl := range st.Failing {
-		fmt.Fprintf(w, "  %s %s: %d attempts since %s, next in %s: %s\n",
-			fl.Subnet, fl.Hook, fl.Attempts, fl.Since.Format(time.RFC3339),
+		conflict := ""
+		if fl.Conflict != "" {
+			conflict = " conflict=" + fl.Conflict
+		}
+		fmt.Fprintf(w, "  %s %s%s: %d attempts since %s, next in %s: %s\n",
+			fl.Subnet, fl.Hook, conflict, fl.Attempts, fl.Since.Format(time.RFC3339),
 			max(fl.NextRetry.Sub(now), 0).Round(time.Second), fl.Error)
 	}
 	return errFailing

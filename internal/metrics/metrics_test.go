@@ -81,6 +81,7 @@ func TestExposition(t *testing.T) {
 	m.HookRan(hooks.SubnetAdd, time.Millisecond, errors.New("exit status 1"))
 	m.CommandRan(hooks.SubnetAdd)
 	m.StoreOp("etcd", "list", errors.New("unavailable"))
+	m.Conflicts(map[string]int{"preexisting": 2})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	code, body := get(t, srv, "/metrics")
@@ -95,6 +96,9 @@ func TestExposition(t *testing.T) {
 					if c := mm.GetCounter(); c != nil {
 						return c.GetValue()
 					}
+					if g := mm.GetGauge(); g != nil {
+						return g.GetValue()
+					}
 					return float64(mm.GetHistogram().GetSampleCount())
 				}
 			}
@@ -107,6 +111,8 @@ func TestExposition(t *testing.T) {
 	assert.Equal(t, 2.0, val("flexhook_hook_duration_seconds", "hook", "SubnetAddCommand"))
 	assert.Equal(t, 1.0, val("flexhook_commands_total", "hook", "SubnetAddCommand"))
 	assert.Equal(t, 1.0, val("flexhook_store_operations_total", "result", "error"))
+	assert.Equal(t, 2.0, val("flexhook_leases_conflicting", "reason", "preexisting"))
+	assert.Equal(t, 0.0, val("flexhook_leases_conflicting", "reason", "other_lease"), "every reason shows")
 	require.Contains(t, fams, "flexhook_build_info")
 	labels := map[string]string{}
 	for _, lp := range fams["flexhook_build_info"].GetMetric()[0].GetLabel() {

@@ -17,9 +17,11 @@ package etcdtest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -239,17 +241,28 @@ func (s *Server) start() error {
 	return nil
 }
 
-// freePorts asks the kernel for n distinct free TCP ports on host.
+// freePorts finds n distinct free TCP ports on host below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range starts at 32768): a port
+// from that range, freed for etcd to bind, can be taken in the meantime
+// as the source port of any outgoing connection of the parallel tests,
+// and so can the ports of a stopped server before its Restart.
 func freePorts(t testing.TB, host string, n int) []int {
 	t.Helper()
 	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	for try := 0; len(ports) < n; try++ {
+		if try == 1000 {
+			t.Fatalf("etcdtest: no free port on %s below 32768", host)
+		}
+		p := 20000 + rand.IntN(12000)
+		if slices.Contains(ports, p) {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
-			t.Fatalf("etcdtest: free port on %s: %v", host, err)
+			continue
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports
 }
