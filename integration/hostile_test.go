@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +191,28 @@ func hostileStore(canary string, forEtcd, shaped bool) []hostileLease {
 		ip, data := fmt.Sprintf("192.0.2.%d", 100+i), mac(0xa00000+i)
 		out = append(out, hostileLease{key: s, value: val(ip, data), data: data, ip: ip})
 		add(fmt.Sprintf("10.200.%d.0-0024", i), val("192.0.2.66", mac(0xb00000+i)), leases.ReasonBadKey)
+		if shaped {
+			// A later lease repeating a valid one's VTEP MAC (in other
+			// case): its fdb entry would move the valid peer's.
+			add(fmt.Sprintf("10.202.%d.0-24", i), val("192.0.2.77", strings.ToUpper(data)), leases.ReasonDuplicateData)
+		}
+	}
+	// PublicIPs that are this node's own addresses (not its public IP).
+	for i, a := range ownAddrs() {
+		add(fmt.Sprintf("10.203.%d.0-24", i), val(a, mac(0xc00000+i)), leases.ReasonOwnPublicIP)
+	}
+	return out
+}
+
+// ownAddrs lists this host's global unicast IPv4 addresses other than the
+// hostile test's --public-ip (at most 4).
+func ownAddrs() []string {
+	var out []string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() && n.IP.String() != "192.0.2.1" && len(out) < 4 {
+			out = append(out, n.IP.String())
+		}
 	}
 	return out
 }

@@ -67,7 +67,7 @@ func TestNewWithoutHandleReexec(t *testing.T) {
 // leftover) but not flexhook's own atomic-write temporaries.
 func TestFlexhookTemp(t *testing.T) {
 	for name, want := range map[string]bool{
-		".status.json.tmp123": true, ".applied.json.tmp9": true,
+		".status.json.tmp123": true, ".applied.json.tmp9": true, ".owners.json.tmp1": true,
 		".privatekey": false, ".wg-key": false, "status.json": false, ".status.json": false,
 	} {
 		if got := flexhookTemp(name); got != want {

@@ -18,7 +18,7 @@ import (
 type Snapshot map[string][]string
 
 // flexhookFiles are the state-dir files flexhook itself keeps.
-var flexhookFiles = []string{"applied.json", "applied.log", "status.json"}
+var flexhookFiles = []string{"applied.json", "applied.log", "status.json", "owners.json", "owners.log"}
 
 // Snapshot takes node i's snapshot.
 func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
