@@ -6,44 +6,7 @@ import (
 	"io"
 
 	"github.com/flexhook/flexhook/hooks"
-	"github.com/flexhook/flexhook/presets"
 )
-
-// loadSource loads the config named by --config or --preset and returns it
-// with a name for messages (the file path or the preset name). Neither
-// given returns (nil, "", nil): the caller decides whether that is allowed.
-func loadSource(src SourceFlags) (*hooks.Config, string, error) {
-	switch {
-	case src.Config != "" && src.Preset != "":
-		return nil, "", usageErrorf("--config and --preset are exclusive")
-	case src.Config != "":
-		cfg, err := hooks.Load(src.Config)
-		if err != nil {
-			return nil, "", configError(err)
-		}
-		return cfg, src.Config, nil
-	case src.Preset != "":
-		raw, err := presets.Get(src.Preset)
-		if err != nil {
-			return nil, "", usageErrorf("%v", err)
-		}
-		cfg, err := hooks.Parse(raw)
-		if err != nil {
-			return nil, "", configError(fmt.Errorf("preset %s: %w", src.Preset, err))
-		}
-		return cfg, src.Preset, nil
-	}
-	return nil, "", nil
-}
-
-// requireSource is loadSource where one of --config and --preset is needed.
-func requireSource(src SourceFlags) (*hooks.Config, string, error) {
-	cfg, name, err := loadSource(src)
-	if err == nil && cfg == nil {
-		err = usageErrorf("one of --config FILE or --preset NAME is required")
-	}
-	return cfg, name, err
-}
 
 const checkSynopsis = "flexhook check (--config FILE | --preset NAME)"
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/retry"
+	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/kube"
 	"k8s.io/klog/v2"
 )
@@ -81,20 +82,10 @@ func nodeName(ctx context.Context, cs kube.API, log *slog.Logger) (string, error
 	return name, err
 }
 
-// kubeConfig loads net-conf.json from --net-config-path, kube-flannel's
-// ConfigMap, for run and leases in kube mode without --config/--preset.
-func kubeConfig(s StoreFlags) (*hooks.Config, string, error) {
-	cfg, err := hooks.Load(s.NetConfigPath)
-	if err != nil {
-		return nil, "", configError(err)
-	}
-	return cfg, s.NetConfigPath, nil
-}
-
 // kubeNode applies this node's node-public-ip and node-public-ipv6
 // annotations, which flanneld takes over --public-ip and --public-ipv6:
 // with either, the node is resolved again; otherwise n stands.
-func kubeNode(ctx context.Context, st *kube.Store, f runFlags, n node, log *slog.Logger) (node, error) {
+func kubeNode(ctx context.Context, st leases.NodeAnnouncer, f runFlags, n node, log *slog.Logger) (node, error) {
 	nctx, cancel := context.WithTimeout(ctx, f.StoreTimeout)
 	defer cancel()
 	v4, v6, err := st.NodePublicIP(nctx)

@@ -91,18 +91,17 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // is one (Network, SubnetLen, the preset's BackendData shape); without a
 // config only the rules that need none. There is no own lease.
 func listPolicy(ctx context.Context, f leasesFlags, store leases.Store) (leases.Policy, error) {
-	cfg, _, err := loadSource(f.SourceFlags)
+	src, err := sourceOf(f.SourceFlags, f.StoreFlags)
 	if err != nil {
 		return leases.Policy{}, err
 	}
-	if cfg == nil && f.KubeSubnetMgr {
-		if cfg, _, err = kubeConfig(f.StoreFlags); err != nil {
-			cfg = nil // no readable net-conf.json: check without one
-		}
-	} else if cfg == nil {
-		if cfg, _, err = storeConfig(ctx, store, f.StoreFlags); err != nil {
-			cfg = nil // no config in the store (or not readable): check without one
-		}
+	src.bind(store)
+	cfg, _, err := src.Load(ctx)
+	switch {
+	case err != nil && src.given():
+		return leases.Policy{}, err
+	case err != nil:
+		cfg = nil // no readable net-conf.json or store config: check without one
 	}
 	var p leases.Policy
 	if cfg != nil {

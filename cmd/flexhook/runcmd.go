@@ -3,15 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +16,6 @@ import (
 	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/internal/pathmtu"
 	"github.com/flexhook/flexhook/leases"
-	"github.com/flexhook/flexhook/leases/kube"
 	"github.com/flexhook/flexhook/runner"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -49,10 +45,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	// A config given by file or preset (or kube-flannel's net-conf.json)
 	// is checked before anything else.
-	cfg, cfgName, err := loadSource(f.SourceFlags)
-	if err == nil && cfg == nil && f.KubeSubnetMgr {
-		cfg, cfgName, err = kubeConfig(f.StoreFlags)
+	src, err := sourceOf(f.SourceFlags, f.StoreFlags)
+	if err != nil {
+		return err
 	}
+	cfg, cfgName, err := src.Load(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,15 +75,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer store.Close()
-	if ks, ok := store.(*kube.Store); ok {
-		if node, err = kubeNode(ctx, ks, f, node, log); err != nil {
+	if na, ok := leases.As[leases.NodeAnnouncer](store); ok {
+		if node, err = kubeNode(ctx, na, f, node, log); err != nil {
 			return err
 		}
 	}
+	src.bind(store)
 	if cfg == nil {
 		// Neither --config nor --preset: the store's own copy, flannel's
 		// <prefix>/config in etcd or <dir>/config in the file store.
-		if cfg, cfgName, err = storeConfig(ctx, store, f.StoreFlags); err != nil {
+		if cfg, cfgName, err = src.Load(ctx); err != nil {
 			return err
 		}
 	}
@@ -101,44 +99,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "underlay_mtu", node.mtu,
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
-	stopReload := reloadSource(ctx, f, eng, store, hup, log)
+	wctx, stopWatch := context.WithCancel(ctx)
+	waitWatch := src.Watch(wctx, eng, hup, log)
 	err = eng.Run(ctx)
-	stopReload()
+	stopWatch()
+	waitWatch()
 	if err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// reloadSource watches the config's source for the engine until the
-// returned function is called (which waits for the watcher): the file, the
-// preset, kube-flannel's net-conf.json or the store's config, each read
-// and checked as at the start.
-func reloadSource(ctx context.Context, f runFlags, eng *runner.Engine, store leases.Store, hup <-chan os.Signal, log *slog.Logger) func() {
-	wctx, stopWatch := context.WithCancel(ctx)
-	watched := f.Config
-	fromNetConf := f.KubeSubnetMgr && f.Config == "" && f.Preset == ""
-	if fromNetConf {
-		watched = f.NetConfigPath
-	}
-	wait := watchConfig(wctx, eng, watched, hup, func() (*hooks.Config, error) {
-		var c *hooks.Config
-		var err error
-		switch {
-		case fromNetConf:
-			c, _, err = kubeConfig(f.StoreFlags)
-		case f.Config == "" && f.Preset == "":
-			c, _, err = storeConfig(ctx, store, f.StoreFlags)
-		default:
-			c, _, err = loadSource(f.SourceFlags)
-		}
-		return c, err
-	}, log)
-	return func() {
-		stopWatch()
-		wait()
-	}
 }
 
 // newEngine makes the hooks' shell and the engine, both recording into m,
@@ -169,15 +139,13 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	if owners != nil {
 		rOpts = append(rOpts, runner.Ownership(owners))
 	}
-	if ks, ok := store.(*kube.Store); ok {
-		switch {
-		case f.DryRun:
-			rOpts = append(rOpts, runner.Peek(ks.Peek))
-		case f.SetNodeNetworkUnavailable:
-			rOpts = append(rOpts, runner.OnStarted(func(ctx context.Context, _ leases.Lease) error {
-				return ks.SetNetworkAvailable(ctx)
-			}))
-		}
+	if p, ok := leases.As[leases.Peeker](store); ok && f.DryRun {
+		rOpts = append(rOpts, runner.Peek(p.Peek))
+	}
+	if na, ok := leases.As[leases.NodeAnnouncer](store); ok && !f.DryRun && f.SetNodeNetworkUnavailable {
+		rOpts = append(rOpts, runner.OnStarted(func(ctx context.Context, _ leases.Lease) error {
+			return na.SetNetworkAvailable(ctx)
+		}))
 	}
 	return runner.New(cfg, m.Store(store, f.storeKind()), exec, append(rOpts, runner.Metrics(m))...)
 }
@@ -290,32 +258,6 @@ func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) (
 		log.Info("remote BackendData must be "+shape.Name, "from", shapeFrom)
 	}
 	return opts, nil
-}
-
-// storeConfig reads the config a store holds for the network.
-func storeConfig(ctx context.Context, store leases.Store, s StoreFlags) (*hooks.Config, string, error) {
-	cs, ok := store.(interface {
-		Config(context.Context) ([]byte, error)
-	})
-	name := filepath.Join(s.Store, "config")
-	if s.useEtcd() {
-		name = strings.TrimSuffix(s.EtcdPrefix, "/") + "/config"
-	}
-	if !ok {
-		return nil, "", usageErrorf("run: one of --config FILE or --preset NAME is required")
-	}
-	raw, err := cs.Config(ctx)
-	if errors.Is(err, leases.ErrNotFound) {
-		return nil, "", usageErrorf("run: no --config or --preset given and the store has no config (%s)", name)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("read config %s: %w", name, err)
-	}
-	cfg, err := hooks.Parse(raw)
-	if err != nil {
-		return nil, "", configError(fmt.Errorf("%s: %w", name, err))
-	}
-	return cfg, name, nil
 }
 
 func storeName(s StoreFlags) string {

@@ -58,3 +58,6 @@ func (s *store) Remove(ctx context.Context, subnet netip.Prefix) error {
 }
 
 func (s *store) Close() error { return s.s.Close() }
+
+// Unwrap returns the counted store (leases.As looks through it).
+func (s *store) Unwrap() leases.Store { return s.s }

@@ -57,7 +57,10 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
-var _ leases.Store = (*Store)(nil)
+var (
+	_ leases.Store       = (*Store)(nil)
+	_ leases.ConfigStore = (*Store)(nil)
+)
 
 // Store is a leases.Store backed by etcd v3. It is safe for concurrent use.
 type Store struct {

@@ -60,7 +60,10 @@ const tempPrefix = ".tmp-"
 // writer is removed.
 const staleTemp = 10 * time.Minute
 
-var _ leases.Store = (*Store)(nil)
+var (
+	_ leases.Store       = (*Store)(nil)
+	_ leases.ConfigStore = (*Store)(nil)
+)
 
 // Store is a lease store in a directory. It is safe for concurrent use by
 // several goroutines and several processes.

@@ -103,7 +103,11 @@ type Store struct {
 	own     leases.Attrs               // the attrs last acquired, re-asserted by Renew
 }
 
-var _ leases.Store = (*Store)(nil)
+var (
+	_ leases.Store         = (*Store)(nil)
+	_ leases.Peeker        = (*Store)(nil)
+	_ leases.NodeAnnouncer = (*Store)(nil)
+)
 
 // New returns a store for cfg. It does not contact the API server: the
 // first call does, and the first Watch starts the node informer, which
