@@ -17,10 +17,10 @@ func (e *Engine) policy(own leases.Lease) leases.Policy {
 	return leases.Policy{
 		Range:      e.cfg.Range,
 		Own:        own,
-		PublicIP:   e.o.publicIP,
-		PublicIPv6: e.o.publicIPv6,
+		PublicIP:   e.o.node.publicIP,
+		PublicIPv6: e.o.node.publicIPv6,
 		Shape:      e.o.shape,
-		NodeAddrs:  e.o.nodeAddrs,
+		NodeAddrs:  e.o.node.nodeAddrs,
 	}
 }
 

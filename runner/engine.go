@@ -60,7 +60,7 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 			return nil, fmt.Errorf("runner: %w", err)
 		}
 	}
-	if !o.publicIP.IsValid() {
+	if !o.node.publicIP.IsValid() {
 		return nil, errors.New("runner: public IP is required")
 	}
 	if !o.readOnly {
@@ -167,7 +167,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// interrupted: it may have made its device half-way), ShutdownCommand
 	// runs, so nothing it set up is left behind.
 	preRan := !e.cfg.Backend.Hook(hooks.PreStartup).Empty()
-	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.publicIP, PublicIPv6: e.o.publicIPv6}}
+	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.node.publicIP, PublicIPv6: e.o.node.publicIPv6}}
 	startFailed := func(what string, err error) error {
 		stopped := ctx.Err() != nil
 		if stopped {
@@ -187,8 +187,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		return startFailed("during PreStartupCommand", err)
 	}
 	attrs := leases.Attrs{
-		PublicIP:    e.o.publicIP,
-		PublicIPv6:  e.o.publicIPv6,
+		PublicIP:    e.o.node.publicIP,
+		PublicIPv6:  e.o.node.publicIPv6,
 		BackendType: leases.BackendType,
 		BackendData: data,
 	}
@@ -230,7 +230,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // preStartup runs PreStartupCommand and returns the node's BackendData.
 func (e *Engine) preStartup(ctx context.Context) (string, error) {
-	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.publicIP, PublicIPv6: e.o.publicIPv6}}
+	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.node.publicIP, PublicIPv6: e.o.node.publicIPv6}}
 	res, err := e.runHook(ctx, hooks.PreStartup, self, "")
 	if err != nil && e.o.readOnly && e.o.backendData != "" && ctx.Err() == nil {
 		// A simulated PreStartup may read state it did not create (see
@@ -283,7 +283,7 @@ func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, 
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("list leases: %w", err)
 	}
-	if l, ok := leases.FindByPublicIP(ls, e.o.publicIP); ok {
+	if l, ok := leases.FindByPublicIP(ls, e.o.node.publicIP); ok {
 		l.Attrs = attrs
 		e.log.Info(fmt.Sprintf("dry-run: would take back %s", l.Subnet), "subnet", l.Subnet)
 		return l, nil

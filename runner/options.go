@@ -31,21 +31,27 @@ type timing struct {
 }
 
 type options struct {
+	node        nodeOptions
+	stateDir    string
+	logger      *slog.Logger
+	subnetFile  string
+	mtu         mtuOptions
+	readOnly    bool
+	backendData string
+	timing      timing
+	shape       *leases.Shape
+	parallel    int
+	metrics     *metrics.Metrics
+	onStarted   func(context.Context, leases.Lease) error
+	peek        func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)
+	owners      *Owners
+}
+
+// nodeOptions say who this node is to the others: its public addresses,
+// and the networks of its interfaces' addresses at start.
+type nodeOptions struct {
 	publicIP, publicIPv6 netip.Addr
-	stateDir             string
-	logger               *slog.Logger
-	subnetFile           string
-	mtu                  mtuOptions
-	readOnly             bool
-	backendData          string
-	timing               timing
-	shape                *leases.Shape
 	nodeAddrs            []netip.Prefix
-	parallel             int
-	metrics              *metrics.Metrics
-	onStarted            func(context.Context, leases.Lease) error
-	peek                 func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)
-	owners               *Owners
 }
 
 func defaultOptions() options {
@@ -81,7 +87,7 @@ func PublicIP(ip netip.Addr) Option {
 		if !ip.Is4() {
 			return fmt.Errorf("public IP %v: not an IPv4 address", ip)
 		}
-		o.publicIP = ip
+		o.node.publicIP = ip
 		return nil
 	}
 }
@@ -92,7 +98,7 @@ func PublicIPv6(ip netip.Addr) Option {
 		if !ip.Is6() || ip.Is4In6() {
 			return fmt.Errorf("public IPv6 %v: not an IPv6 address", ip)
 		}
-		o.publicIPv6 = ip
+		o.node.publicIPv6 = ip
 		return nil
 	}
 }
@@ -200,7 +206,7 @@ func DataShape(s *leases.Shape) Option {
 // (see leases.Policy.NodeAddrs).
 func NodeAddrs(addrs []netip.Prefix) Option {
 	return func(o *options) error {
-		o.nodeAddrs = addrs
+		o.node.nodeAddrs = addrs
 		return nil
 	}
 }

@@ -37,19 +37,30 @@ type SourceFlags struct {
 	Preset string `flag:"preset" envconfig:"PRESET" arg:"NAME" usage:"embedded preset to run (see flexhook presets)"`
 }
 
-// StoreFlags select and reach the lease store.
+// StoreFlags select and reach the lease store: the file store's, etcd's
+// (EtcdFlags) or Kubernetes' (KubeFlags).
 type StoreFlags struct {
-	Store         string        `flag:"store" envconfig:"STORE" default:"/var/lib/flexhook/leases" arg:"DIR" usage:"file lease store directory, shared by the nodes of one machine (unused with --etcd-endpoints)"`
-	StoreResync   time.Duration `flag:"store-resync" envconfig:"STORE_RESYNC" hidden:"true" usage:"file store re-list interval (tests)"`
-	LeaseTTL      time.Duration `flag:"lease-ttl" envconfig:"LEASE_TTL" hidden:"true" usage:"lease TTL instead of flannel's 24h (tests)"`
-	EtcdEndpoints string        `flag:"etcd-endpoints" envconfig:"ETCD_ENDPOINTS" arg:"URLS" usage:"comma-separated etcd endpoints; use etcd instead of the file store"`
-	EtcdPrefix    string        `flag:"etcd-prefix" envconfig:"ETCD_PREFIX" default:"/coreos.com/network" arg:"PREFIX" usage:"etcd key prefix (flannel's)"`
-	EtcdCAFile    string        `flag:"etcd-cafile" envconfig:"ETCD_CAFILE" arg:"FILE" usage:"etcd TLS CA certificate"`
-	EtcdCertFile  string        `flag:"etcd-certfile" envconfig:"ETCD_CERTFILE" arg:"FILE" usage:"etcd TLS client certificate"`
-	EtcdKeyFile   string        `flag:"etcd-keyfile" envconfig:"ETCD_KEYFILE" arg:"FILE" usage:"etcd TLS client key"`
-	EtcdUsername  string        `flag:"etcd-username" envconfig:"ETCD_USERNAME" arg:"NAME" usage:"etcd user name"`
-	EtcdPassword  secret        `flag:"etcd-password" envconfig:"ETCD_PASSWORD" arg:"PASSWORD" usage:"etcd password (prefer the environment variable)"`
-	// flanneld's kube subnet manager flags, same names and defaults.
+	Store       string        `flag:"store" envconfig:"STORE" default:"/var/lib/flexhook/leases" arg:"DIR" usage:"file lease store directory, shared by the nodes of one machine (unused with --etcd-endpoints)"`
+	StoreResync time.Duration `flag:"store-resync" envconfig:"STORE_RESYNC" hidden:"true" usage:"file store re-list interval (tests)"`
+	LeaseTTL    time.Duration `flag:"lease-ttl" envconfig:"LEASE_TTL" hidden:"true" usage:"lease TTL instead of flannel's 24h (tests)"`
+	EtcdFlags
+	KubeFlags
+}
+
+// EtcdFlags reach etcd.
+type EtcdFlags struct {
+	EtcdEndpoints string `flag:"etcd-endpoints" envconfig:"ETCD_ENDPOINTS" arg:"URLS" usage:"comma-separated etcd endpoints; use etcd instead of the file store"`
+	EtcdPrefix    string `flag:"etcd-prefix" envconfig:"ETCD_PREFIX" default:"/coreos.com/network" arg:"PREFIX" usage:"etcd key prefix (flannel's)"`
+	EtcdCAFile    string `flag:"etcd-cafile" envconfig:"ETCD_CAFILE" arg:"FILE" usage:"etcd TLS CA certificate"`
+	EtcdCertFile  string `flag:"etcd-certfile" envconfig:"ETCD_CERTFILE" arg:"FILE" usage:"etcd TLS client certificate"`
+	EtcdKeyFile   string `flag:"etcd-keyfile" envconfig:"ETCD_KEYFILE" arg:"FILE" usage:"etcd TLS client key"`
+	EtcdUsername  string `flag:"etcd-username" envconfig:"ETCD_USERNAME" arg:"NAME" usage:"etcd user name"`
+	EtcdPassword  secret `flag:"etcd-password" envconfig:"ETCD_PASSWORD" arg:"PASSWORD" usage:"etcd password (prefer the environment variable)"`
+}
+
+// KubeFlags are flanneld's kube subnet manager flags, same names and
+// defaults.
+type KubeFlags struct {
 	KubeSubnetMgr        bool   `flag:"kube-subnet-mgr" envconfig:"KUBE_SUBNET_MGR" usage:"use Kubernetes: the subnet is this node's spec.podCIDRs and leases are node annotations (flanneld's kube subnet manager)"`
 	KubeAPIURL           string `flag:"kube-api-url" envconfig:"KUBE_API_URL" arg:"URL" usage:"Kubernetes API server URL (default: the kubeconfig's, or in-cluster)"`
 	KubeconfigFile       string `flag:"kubeconfig-file" envconfig:"KUBECONFIG_FILE" arg:"FILE" usage:"kubeconfig file (default: the pod's service account, in-cluster)"`
@@ -69,28 +80,44 @@ type runFlags struct {
 	SourceFlags
 	StoreFlags
 	StateDirFlags
-	PublicIP                  string          `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"IPv4 address other nodes reach this node on (default: first IPv4 of --iface)"`
-	PublicIPv6                string          `flag:"public-ipv6" envconfig:"PUBLIC_IPV6" arg:"IP" usage:"IPv6 address other nodes reach this node on (default with EnableIPv6: first global IPv6 of --iface)"`
-	Iface                     string          `flag:"iface" envconfig:"IFACE" arg:"NAME" usage:"interface for the public IP and the MTU (default: the interface of the IPv4 default route)"`
-	MTU                       int             `flag:"mtu" envconfig:"MTU" default:"0" arg:"N" usage:"FLANNEL_MTU in subnet.env; wins over the config's Backend.MTU (default: the lowest MTU on the path to other nodes, read from the kernel's routes into Network after PostStartupCommand and each batch of hooks; the underlay's while there is none)"`
-	SubnetFile                string          `flag:"subnet-file" envconfig:"SUBNET_FILE" default:"/run/flannel/subnet.env" arg:"PATH" usage:"flannel subnet.env written after the lease is acquired"`
-	Trace                     bool            `flag:"trace" envconfig:"TRACE" usage:"log every command a hook runs"`
+	NodeFlags
+	HookFlags
+	MetricsFlags
 	DryRun                    bool            `flag:"dry-run" envconfig:"DRY_RUN" usage:"read the store, write no lease, print commands instead of changing the system"`
 	BackendData               string          `flag:"backend-data" envconfig:"BACKEND_DATA" arg:"DATA" usage:"with --dry-run: simulated PreStartupCommand output"`
-	HookTimeout               time.Duration   `flag:"hook-timeout" envconfig:"HOOK_TIMEOUT" default:"2m" arg:"DURATION" usage:"kill a hook and its process group after this long"`
-	WireguardUserspace        string          `flag:"wireguard-userspace" envconfig:"WIREGUARD_USERSPACE" default:"auto" arg:"MODE" usage:"start wireguard-go when the kernel lacks wireguard: auto, always or never"`
-	ReplaceExisting           bool            `flag:"replace-existing" envconfig:"REPLACE_EXISTING" default:"true" usage:"when ip route/neigh/addr add or bridge fdb add fails because the entry exists, run it again as replace (so retries and changed leases converge); --replace-existing=false to turn off"`
-	ResyncInterval            time.Duration   `flag:"resync-interval" envconfig:"RESYNC_INTERVAL" default:"0s" arg:"DURATION" usage:"run SubnetAddCommand again for every applied lease this often, repairing state changed behind flexhook's back (0: off)"`
-	FastPath                  bool            `flag:"fast-path" envconfig:"FAST_PATH" usage:"do the presets' ip route/addr/link/neigh, bridge fdb and arp -s commands through rtnetlink inside flexhook instead of running the binaries; other forms and every failure run the real binary, so errors read as the real tool's"`
-	InprocessTools            bool            `flag:"inprocess-tools" envconfig:"INPROCESS_TOOLS" default:"true" usage:"run cut, cat, tr, head and tail inside flexhook instead of forking them, for the forms they reproduce exactly (anything else runs the real binary); --inprocess-tools=false to turn off"`
-	MetricsAddr               string          `flag:"metrics-addr" envconfig:"METRICS_ADDR" arg:"HOST:PORT" usage:"serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (default: off)"`
-	HealthzIP                 string          `flag:"healthz-ip" envconfig:"HEALTHZ_IP" default:"0.0.0.0" arg:"IP" usage:"flanneld's name for the --metrics-addr host, used with --healthz-port"`
-	HealthzPort               int             `flag:"healthz-port" envconfig:"HEALTHZ_PORT" default:"0" arg:"PORT" usage:"flanneld's name for the --metrics-addr port (0: off)"`
-	Parallel                  int             `flag:"parallel" envconfig:"PARALLEL" default:"1" arg:"N" usage:"run the hooks of up to N subnets at once (1: flannel's serial order; safe when hooks touch only their own subnet's routes, neighbours and fdb entries, as the presets do); each subnet's hooks keep their order, and --dry-run runs serially"`
 	StoreTimeout              time.Duration   `flag:"store-timeout" envconfig:"STORE_TIMEOUT" default:"15s" arg:"DURATION" usage:"deadline of each lease store call (acquire, renew, list); a slow or partitioned store is retried, never waited on"`
 	BackendDataPattern        string          `flag:"backend-data-pattern" envconfig:"BACKEND_DATA_PATTERN" arg:"REGEX" usage:"refuse remote leases whose BackendData does not match REGEX as a whole (default: the preset's shape: a MAC for vxlan, a WireGuard key for wireguard, empty for host-gw)"`
 	SetNodeNetworkUnavailable bool            `flag:"set-node-network-unavailable" envconfig:"SET_NODE_NETWORK_UNAVAILABLE" default:"true" usage:"with --kube-subnet-mgr: set the Node's NetworkUnavailable condition to False once PostStartupCommand succeeded (flanneld's)"`
 	RenewMargin               minutesDuration `flag:"subnet-lease-renew-margin" envconfig:"SUBNET_LEASE_RENEW_MARGIN" default:"60" arg:"MINUTES" usage:"renew the lease this long before it expires (minutes, or a duration such as 90m)"`
+}
+
+// NodeFlags say how other nodes reach this one, and what it writes for
+// its pods (subnet.env).
+type NodeFlags struct {
+	PublicIP   string `flag:"public-ip" envconfig:"PUBLIC_IP" arg:"IP" usage:"IPv4 address other nodes reach this node on (default: first IPv4 of --iface)"`
+	PublicIPv6 string `flag:"public-ipv6" envconfig:"PUBLIC_IPV6" arg:"IP" usage:"IPv6 address other nodes reach this node on (default with EnableIPv6: first global IPv6 of --iface)"`
+	Iface      string `flag:"iface" envconfig:"IFACE" arg:"NAME" usage:"interface for the public IP and the MTU (default: the interface of the IPv4 default route)"`
+	MTU        int    `flag:"mtu" envconfig:"MTU" default:"0" arg:"N" usage:"FLANNEL_MTU in subnet.env; wins over the config's Backend.MTU (default: the lowest MTU on the path to other nodes, read from the kernel's routes into Network after PostStartupCommand and each batch of hooks; the underlay's while there is none)"`
+	SubnetFile string `flag:"subnet-file" envconfig:"SUBNET_FILE" default:"/run/flannel/subnet.env" arg:"PATH" usage:"flannel subnet.env written after the lease is acquired"`
+}
+
+// HookFlags shape how hooks run.
+type HookFlags struct {
+	Trace              bool          `flag:"trace" envconfig:"TRACE" usage:"log every command a hook runs"`
+	HookTimeout        time.Duration `flag:"hook-timeout" envconfig:"HOOK_TIMEOUT" default:"2m" arg:"DURATION" usage:"kill a hook and its process group after this long"`
+	WireguardUserspace string        `flag:"wireguard-userspace" envconfig:"WIREGUARD_USERSPACE" default:"auto" arg:"MODE" usage:"start wireguard-go when the kernel lacks wireguard: auto, always or never"`
+	ReplaceExisting    bool          `flag:"replace-existing" envconfig:"REPLACE_EXISTING" default:"true" usage:"when ip route/neigh/addr add or bridge fdb add fails because the entry exists, run it again as replace (so retries and changed leases converge); --replace-existing=false to turn off"`
+	FastPath           bool          `flag:"fast-path" envconfig:"FAST_PATH" usage:"do the presets' ip route/addr/link/neigh, bridge fdb and arp -s commands through rtnetlink inside flexhook instead of running the binaries; other forms and every failure run the real binary, so errors read as the real tool's"`
+	InprocessTools     bool          `flag:"inprocess-tools" envconfig:"INPROCESS_TOOLS" default:"true" usage:"run cut, cat, tr, head and tail inside flexhook instead of forking them, for the forms they reproduce exactly (anything else runs the real binary); --inprocess-tools=false to turn off"`
+	Parallel           int           `flag:"parallel" envconfig:"PARALLEL" default:"1" arg:"N" usage:"run the hooks of up to N subnets at once (1: flannel's serial order; safe when hooks touch only their own subnet's routes, neighbours and fdb entries, as the presets do); each subnet's hooks keep their order, and --dry-run runs serially"`
+	ResyncInterval     time.Duration `flag:"resync-interval" envconfig:"RESYNC_INTERVAL" default:"0s" arg:"DURATION" usage:"run SubnetAddCommand again for every applied lease this often, repairing state changed behind flexhook's back (0: off)"`
+}
+
+// MetricsFlags say where /metrics, /healthz and /readyz are served.
+type MetricsFlags struct {
+	MetricsAddr string `flag:"metrics-addr" envconfig:"METRICS_ADDR" arg:"HOST:PORT" usage:"serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (default: off)"`
+	HealthzIP   string `flag:"healthz-ip" envconfig:"HEALTHZ_IP" default:"0.0.0.0" arg:"IP" usage:"flanneld's name for the --metrics-addr host, used with --healthz-port"`
+	HealthzPort int    `flag:"healthz-port" envconfig:"HEALTHZ_PORT" default:"0" arg:"PORT" usage:"flanneld's name for the --metrics-addr port (0: off)"`
 }
 
 type checkFlags struct {

@@ -19,7 +19,7 @@ func TestMetricsAddr(t *testing.T) {
 		{"[::1]:9180", "192.0.2.1", 8471, "[::1]:9180"},    // --metrics-addr wins
 		{"", "fd00::1", 8471, "[fd00::1]:8471"},
 	} {
-		f := runFlags{MetricsAddr: r.addr, HealthzIP: r.ip, HealthzPort: r.port}
+		f := runFlags{MetricsFlags: MetricsFlags{MetricsAddr: r.addr, HealthzIP: r.ip, HealthzPort: r.port}}
 		assert.Equal(t, r.want, metricsAddr(f), "%+v", r)
 	}
 }

@@ -36,7 +36,7 @@ func (l *Lab) Close() error {
 	var errs []error
 	for _, n := range nodes {
 		l.mu.Lock()
-		cmd, running, done := n.cmd, n.running(), n.done
+		cmd, running, done := n.agent.cmd, n.running(), n.agent.done
 		l.mu.Unlock()
 		if running {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

@@ -131,13 +131,19 @@ type node struct {
 	subnetFile string
 	logPath    string
 
+	agent agent
+	pod   netip.Prefix // subnet's .1 with the subnet's length
+	mac   string       // eth0's MAC, kept across RebootNode as a NIC's is
+}
+
+// agent is a node's flexhook process: its arguments, the running command
+// (nil when stopped), closed done when it exited, with waitErr.
+type agent struct {
 	args    []string
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
 	logFile *os.File
-	pod     netip.Prefix // subnet's .1 with the subnet's length
-	mac     string       // eth0's MAC, kept across RebootNode as a NIC's is
 }
 
 // New creates the hub and the initial nodes. On error everything created
@@ -385,7 +391,7 @@ func (l *Lab) RebootNode(ctx context.Context, i int) error {
 	}
 	l.log.Logf("netlab: node %d rebooted: namespace %s made anew", i, n.ns)
 	l.mu.Lock()
-	args := n.args
+	args := n.agent.args
 	l.mu.Unlock()
 	return l.StartNode(ctx, i, args...)
 }
@@ -458,11 +464,11 @@ func (l *Lab) Running(i int) bool {
 }
 
 func (n *node) running() bool {
-	if n.done == nil {
+	if n.agent.done == nil {
 		return false
 	}
 	select {
-	case <-n.done:
+	case <-n.agent.done:
 		return false
 	default:
 		return true
@@ -486,7 +492,7 @@ func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
 		l.mu.Unlock()
 		return fmt.Errorf("netlab: node %d already running", i)
 	}
-	n.args = append([]string(nil), args...)
+	n.agent.args = append([]string(nil), args...)
 	l.mu.Unlock()
 
 	if err := os.Remove(n.subnetFile); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -519,12 +525,12 @@ func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
 	}
 	done := make(chan struct{})
 	l.mu.Lock()
-	n.cmd, n.done, n.logFile, n.waitErr = cmd, done, logFile, nil
+	n.agent.cmd, n.agent.done, n.agent.logFile, n.agent.waitErr = cmd, done, logFile, nil
 	l.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
 		l.mu.Lock()
-		n.waitErr = err
+		n.agent.waitErr = err
 		l.mu.Unlock()
 		logFile.Close()
 		close(done)
@@ -565,7 +571,7 @@ func (l *Lab) waitSubnet(ctx context.Context, n *node, done <-chan struct{}) (ne
 		select {
 		case <-done:
 			l.mu.Lock()
-			err := n.waitErr
+			err := n.agent.waitErr
 			l.mu.Unlock()
 			return netip.Prefix{}, fmt.Errorf("netlab: node %d: flexhook exited before writing %s (%w); log:\n%s",
 				n.index, n.subnetFile, err, tail(n.logPath, 40))
@@ -632,7 +638,7 @@ func (l *Lab) RestartNode(ctx context.Context, i int) error {
 		return err
 	}
 	l.mu.Lock()
-	args := n.args
+	args := n.agent.args
 	l.mu.Unlock()
 	return l.StartNode(ctx, i, args...)
 }
@@ -645,7 +651,7 @@ func (l *Lab) stop(ctx context.Context, i int, sig syscall.Signal) error {
 		return err
 	}
 	l.mu.Lock()
-	cmd, done := n.cmd, n.done
+	cmd, done := n.agent.cmd, n.agent.done
 	running := n.running()
 	l.mu.Unlock()
 	if !running {
@@ -666,7 +672,7 @@ func (l *Lab) stop(ctx context.Context, i int, sig syscall.Signal) error {
 		return fmt.Errorf("netlab: node %d ignored %v for %v; log:\n%s", i, sig, stopTimeout, tail(n.logPath, 40))
 	}
 	l.mu.Lock()
-	err = n.waitErr
+	err = n.agent.waitErr
 	l.mu.Unlock()
 	l.log.Logf("netlab: node %d stopped (%v): %v", i, sig, exitText(err))
 	if err != nil {
@@ -683,7 +689,7 @@ func (l *Lab) ExitCode(ctx context.Context, i int) (int, error) {
 		return 0, err
 	}
 	l.mu.Lock()
-	done := n.done
+	done := n.agent.done
 	l.mu.Unlock()
 	if done == nil {
 		return 0, fmt.Errorf("netlab: node %d never started", i)
@@ -694,7 +700,7 @@ func (l *Lab) ExitCode(ctx context.Context, i int) (int, error) {
 		return 0, fmt.Errorf("netlab: node %d still running: %w", i, ctx.Err())
 	}
 	l.mu.Lock()
-	werr := n.waitErr
+	werr := n.agent.waitErr
 	l.mu.Unlock()
 	var ee *exec.ExitError
 	switch {
@@ -741,7 +747,7 @@ func (l *Lab) Exec(ctx context.Context, i int, argv ...string) ([]byte, error) {
 	l.mu.Lock()
 	pid := 0
 	if n.running() {
-		pid = n.cmd.Process.Pid
+		pid = n.agent.cmd.Process.Pid
 	}
 	l.mu.Unlock()
 	var cmd *exec.Cmd

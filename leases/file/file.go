@@ -80,9 +80,16 @@ type Store struct {
 	warnMu sync.Mutex
 	warned map[string]string // file name → last warning, to warn once
 
-	// The store's clock: the wall clock as it was at New, moved on by the
-	// monotonic clock, so that a step of the wall clock (NTP, an operator)
-	// neither expires every lease at once nor keeps one forever.
+	clock storeClock
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// storeClock is the store's clock: the wall clock as it was at New,
+// moved on by the monotonic clock, so that a step of the wall clock (NTP,
+// an operator) neither expires every lease at once nor keeps one forever.
+type storeClock struct {
 	wall   func() time.Time
 	mono   func() time.Duration // time since New
 	start  time.Time
@@ -90,9 +97,6 @@ type Store struct {
 	clkMu  sync.Mutex
 	far    map[string]farSeen // files whose mtime was more than a TTL ahead
 	stepAt time.Duration      // the wall-clock offset last reported
-
-	closeOnce sync.Once
-	done      chan struct{}
 }
 
 // farSeen is a lease file whose mtime lies more than a TTL in the future:
@@ -154,7 +158,7 @@ func WithClock(wall func() time.Time, mono func() time.Duration) Option {
 		if wall == nil || mono == nil {
 			return errors.New("clock: nil function")
 		}
-		s.wall, s.mono = wall, mono
+		s.clock.wall, s.clock.mono = wall, mono
 		return nil
 	}
 }
@@ -166,7 +170,7 @@ func WithExpiryGrace(d time.Duration) Option {
 		if d < 0 {
 			return fmt.Errorf("expiry grace %s: must not be negative", d)
 		}
-		s.grace = d
+		s.clock.grace = d
 		return nil
 	}
 }
@@ -193,18 +197,16 @@ func New(dir string, opts ...Option) (*Store, error) {
 		log:     slog.Default(),
 		warned:  map[string]string{},
 		done:    make(chan struct{}),
-		wall:    time.Now,
-		grace:   DefaultExpiryGrace,
-		far:     map[string]farSeen{},
+		clock:   storeClock{wall: time.Now, grace: DefaultExpiryGrace, far: map[string]farSeen{}},
 	}
 	began := time.Now()
-	s.mono = func() time.Duration { return time.Since(began) } // monotonic
+	s.clock.mono = func() time.Duration { return time.Since(began) } // monotonic
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, fmt.Errorf("file store: %w", err)
 		}
 	}
-	s.start = s.wall().Add(-s.mono())
+	s.clock.start = s.clock.wall().Add(-s.clock.mono())
 	if err := s.mkdirs(); err != nil {
 		return nil, err
 	}
@@ -379,7 +381,7 @@ func (s *Store) pickNew(r leases.Range, es []entry, id netip.Addr, now time.Time
 		case e.live(now) && !mine:
 			live = append(live, e.lease)
 			continue
-		case !mine && e.lease.Expiration.Add(s.grace).After(now):
+		case !mine && e.lease.Expiration.Add(s.clock.grace).After(now):
 			recent = append(recent, e.lease)
 			recentEntries = append(recentEntries, e)
 			continue
@@ -490,14 +492,14 @@ func (s *Store) removeEntry(e entry, now time.Time, mine bool) error {
 // since. It notes (once per change) when the wall clock has stepped away
 // from it.
 func (s *Store) now() time.Time {
-	now := s.start.Add(s.mono())
-	off := s.wall().Sub(now).Round(time.Second)
-	s.clkMu.Lock()
-	report := (off > time.Minute || off < -time.Minute) && (off-s.stepAt > time.Minute || s.stepAt-off > time.Minute)
+	now := s.clock.start.Add(s.clock.mono())
+	off := s.clock.wall().Sub(now).Round(time.Second)
+	s.clock.clkMu.Lock()
+	report := (off > time.Minute || off < -time.Minute) && (off-s.clock.stepAt > time.Minute || s.clock.stepAt-off > time.Minute)
 	if report {
-		s.stepAt = off
+		s.clock.stepAt = off
 	}
-	s.clkMu.Unlock()
+	s.clock.clkMu.Unlock()
 	if report {
 		s.log.Warn("the wall clock stepped; lease expirations keep to the clock as it ran since the start",
 			"offset", off.String())
@@ -509,16 +511,16 @@ func (s *Store) now() time.Time {
 // more than a TTL ahead (a writer's clock far off, or a hostile file),
 // then a TTL after the store first saw that mtime.
 func (s *Store) expiration(name string, mtime, now time.Time) time.Time {
-	s.clkMu.Lock()
-	defer s.clkMu.Unlock()
+	s.clock.clkMu.Lock()
+	defer s.clock.clkMu.Unlock()
 	if !mtime.After(now.Add(s.ttl + time.Minute)) {
-		delete(s.far, name)
+		delete(s.clock.far, name)
 		return mtime
 	}
-	f, ok := s.far[name]
+	f, ok := s.clock.far[name]
 	if !ok || !f.mtime.Equal(mtime) {
 		f = farSeen{mtime: mtime, first: now}
-		s.far[name] = f
+		s.clock.far[name] = f
 	}
 	return f.first.Add(s.ttl)
 }

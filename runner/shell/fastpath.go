@@ -46,7 +46,7 @@ func (n *netlinkHandle) do(op func(*netlink.Handle) error) error {
 
 // fastPath is the fast-path middleware.
 func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-	if !st.s.fastPath || st.s.dryRun {
+	if !st.s.mw.fastPath || st.s.dryRun {
 		return next
 	}
 	return func(ctx context.Context, args []string) error {

@@ -192,7 +192,7 @@ func Wireguard(mode WireguardMode) Option {
 // every add runs as written.
 func ReplaceExisting(on bool) Option {
 	return func(s *Shell) error {
-		s.replaceExisting = on
+		s.mw.replaceExisting = on
 		return nil
 	}
 }
@@ -204,7 +204,7 @@ func ReplaceExisting(on bool) Option {
 // default) checks nothing.
 func Owners(o Ownership) Option {
 	return func(s *Shell) error {
-		s.owners = o
+		s.mw.owners = o
 		return nil
 	}
 }
@@ -214,7 +214,7 @@ func Owners(o Ownership) Option {
 // trace shows them as any command. Anything else runs the real binary.
 func InprocessTools(on bool) Option {
 	return func(s *Shell) error {
-		s.inprocTools = on
+		s.mw.inprocTools = on
 		return nil
 	}
 }
@@ -225,7 +225,7 @@ func InprocessTools(on bool) Option {
 // and exit as the real tool's. Never in dry-run.
 func FastPath(on bool) Option {
 	return func(s *Shell) error {
-		s.fastPath = on
+		s.mw.fastPath = on
 		return nil
 	}
 }

@@ -74,7 +74,7 @@ func (st *runState) owner() string {
 // done (the lease never had it). Then replace-existing (see
 // [ReplaceExisting]) runs the command; its outcome goes back to the table.
 func (st *runState) ownedObjects(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-	if st.s.dryRun || st.s.owners == nil && !st.s.replaceExisting {
+	if st.s.dryRun || st.s.mw.owners == nil && !st.s.mw.replaceExisting {
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
@@ -93,9 +93,9 @@ func (st *runState) ownedObjects(next interp.ExecHandlerFunc) interp.ExecHandler
 			return err
 		}
 		err = st.replaceOrConverge(ctx, next, args, c, owner)
-		if st.s.owners != nil {
+		if st.s.mw.owners != nil {
 			for _, o := range c.Objects {
-				st.s.owners.Done(owner, o, c.Verb, err == nil)
+				st.s.mw.owners.Done(owner, o, c.Verb, err == nil)
 			}
 		}
 		return err
@@ -104,13 +104,13 @@ func (st *runState) ownedObjects(next interp.ExecHandlerFunc) interp.ExecHandler
 
 // claim asks the table for each of c's objects.
 func (st *runState) claim(owner string, c *netcmd.Cmd, v netcmd.Verb) error {
-	if st.s.owners == nil {
+	if st.s.mw.owners == nil {
 		return nil
 	}
 	for i, o := range c.Objects {
-		if err := st.s.owners.Claim(owner, o, v); err != nil {
+		if err := st.s.mw.owners.Claim(owner, o, v); err != nil {
 			for _, done := range c.Objects[:i] {
-				st.s.owners.Done(owner, done, v, false)
+				st.s.mw.owners.Done(owner, done, v, false)
 			}
 			return err
 		}

@@ -27,7 +27,7 @@ const replaceHold = 64 << 10
 // own status and duration, and dry-run and wireguard see each as they
 // would any command.
 func (st *runState) replaceOrConverge(ctx context.Context, next interp.ExecHandlerFunc, args []string, c *netcmd.Cmd, owner string) error {
-	if !st.s.replaceExisting {
+	if !st.s.mw.replaceExisting {
 		return next(ctx, args)
 	}
 	if c.Verb == netcmd.Del && converges(c) {

@@ -58,13 +58,10 @@ type Shell struct {
 	log     *slog.Logger
 	wgMode  WireguardMode
 
-	replaceExisting bool
-	owners          Ownership
-	inprocTools     bool
-	fastPath        bool
-	netlink         netlinkHandle // the fast path's socket
-	resolve         resolveCache  // system tools by name
-	onCommand       func(hooks.Kind)
+	mw        middlewares
+	netlink   netlinkHandle // the fast path's socket
+	resolve   resolveCache  // system tools by name
+	onCommand func(hooks.Kind)
 
 	// base is environ as the interpreter sees it, built once; each run
 	// lays its contract variables over it.
@@ -72,6 +69,15 @@ type Shell struct {
 	// devNull is the stdin of hooks given none (opened once, shared: a
 	// read never changes it).
 	devNull lazyFile
+}
+
+// middlewares are the optional middlewares' settings (see the options
+// of the same names).
+type middlewares struct {
+	replaceExisting bool
+	owners          Ownership
+	inprocTools     bool
+	fastPath        bool
 }
 
 // limits bound a hook's run: its timeout, how long its process group
@@ -96,8 +102,7 @@ func New(opts ...Option) (*Shell, error) {
 		limits: limits{timeout: DefaultTimeout, killGrace: DefaultKillGrace, maxOutput: DefaultMaxOutput},
 		log:    slog.Default(),
 
-		replaceExisting: true,
-		inprocTools:     true,
+		mw: middlewares{replaceExisting: true, inprocTools: true},
 	}
 	for _, opt := range opts {
 		if err := opt(s); err != nil {

@@ -683,7 +683,7 @@ func (t *trTable) run(in func(int) io.Reader, out io.Writer) int {
 // command that inprocessTool recognises, whose name resolves to the
 // system's binary of that name, runs in the daemon.
 func (st *runState) inprocess(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-	if !st.s.inprocTools {
+	if !st.s.mw.inprocTools {
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
