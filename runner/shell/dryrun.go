@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"mvdan.cc/sh/v3/interp"
+
+	"github.com/flexhook/flexhook/internal/puretools"
 )
 
 // dryRunMW is the one place where dry-run decides what runs: pure text
@@ -18,7 +20,7 @@ func (st *runState) dryRunMW(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 	}
 	return func(ctx context.Context, args []string) error {
 		hc := interp.HandlerCtx(ctx)
-		if argv, ok := PureArgv(args, func(name string) string {
+		if argv, ok := puretools.PureArgv(args, func(name string) string {
 			p, err := interp.LookPathDir(hc.Dir, hc.Env, name)
 			if err != nil {
 				return ""
@@ -27,7 +29,6 @@ func (st *runState) dryRunMW(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		}); ok {
 			return next(ctx, argv)
 		}
-		markSkipped(ctx)
 		switch {
 		case filepath.Base(args[0]) == "tee" && hc.Stdin != nil:
 			// tee shows its input without writing the files.
@@ -39,7 +40,7 @@ func (st *runState) dryRunMW(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 			// endless writer cannot hold the hook.
 			_, _ = io.CopyN(io.Discard, hc.Stdin, maxDrain)
 		}
-		return nil
+		return errSkipped
 	}
 }
 

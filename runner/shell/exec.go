@@ -19,12 +19,29 @@ import (
 	"github.com/flexhook/flexhook/internal/retry"
 )
 
-// stderrKey carries an io.Writer that replaces the interpreter's stderr for
-// one command, so a middleware (wireguard Auto) can capture it.
-type stderrKey struct{}
+// callState is the per-command state the middlewares pass down the chain,
+// beside the interpreter's HandlerContext: one typed value, never changed
+// once made; a middleware that changes it passes a new one.
+type callState struct {
+	// stderr replaces the interpreter's stderr for the command, so a
+	// middleware can hold it back (replace-existing) or capture it
+	// (wireguard Auto); nil: the interpreter's.
+	stderr io.Writer
+}
 
+type callKey struct{}
+
+// callOf returns the command's state (zero when no middleware set one).
+func callOf(ctx context.Context) callState {
+	c, _ := ctx.Value(callKey{}).(callState)
+	return c
+}
+
+// withStderr passes the command down with its stderr going to w.
 func withStderr(ctx context.Context, w io.Writer) context.Context {
-	return context.WithValue(ctx, stderrKey{}, w)
+	c := callOf(ctx)
+	c.stderr = w
+	return context.WithValue(ctx, callKey{}, c)
 }
 
 // groupPoll is how often a cancelled command's process group is checked
@@ -44,7 +61,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 
 	hc := interp.HandlerCtx(ctx)
 	stderr := hc.Stderr
-	if w, ok := ctx.Value(stderrKey{}).(io.Writer); ok {
+	if w := callOf(ctx).stderr; w != nil {
 		stderr = w
 	}
 	path, err := lookPath(hc, stderr, args[0])

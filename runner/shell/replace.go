@@ -119,7 +119,7 @@ func objectExists(stderr string) bool {
 // stderrOf is where a command's stderr goes: a writer a middleware put in
 // ctx, else the interpreter's (which honours the command's redirections).
 func stderrOf(ctx context.Context) io.Writer {
-	if w, ok := ctx.Value(stderrKey{}).(io.Writer); ok {
+	if w := callOf(ctx).stderr; w != nil {
 		return w
 	}
 	return interp.HandlerCtx(ctx).Stderr

@@ -18,34 +18,33 @@ import (
 	"github.com/flexhook/flexhook/hooks"
 )
 
-// skipKey carries a *bool through which the dry-run middleware tells the
-// trace middleware that a command was not run.
-type skipKey struct{}
-
-func markSkipped(ctx context.Context) {
-	if p, ok := ctx.Value(skipKey{}).(*bool); ok {
-		*p = true
-	}
-}
+// errSkipped is what the dry-run middleware returns for a command it did
+// not run; trace, right outside it, records the skip and returns success.
+var errSkipped = errors.New("skipped by dry-run")
 
 // trace is the outermost exec middleware: one event per external command.
 func (st *runState) trace(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
 	if st.s.tracer == nil {
-		if st.s.onCommand == nil {
+		if st.s.onCommand == nil && !st.s.dryRun {
 			return next
 		}
 		return func(ctx context.Context, args []string) error {
-			st.s.onCommand(st.hook)
-			return next(ctx, args)
+			if st.s.onCommand != nil {
+				st.s.onCommand(st.hook)
+			}
+			return skippedIsDone(next(ctx, args))
 		}
 	}
 	return func(ctx context.Context, args []string) error {
 		if st.s.onCommand != nil {
 			st.s.onCommand(st.hook)
 		}
-		var skipped bool
 		start := time.Now()
-		err := next(context.WithValue(ctx, skipKey{}, &skipped), args)
+		err := next(ctx, args)
+		skipped := errors.Is(err, errSkipped)
+		if skipped {
+			err = nil
+		}
 		ev := TraceEvent{
 			Hook:     st.hook,
 			Subnet:   st.subnet,
@@ -57,6 +56,14 @@ func (st *runState) trace(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
 		st.s.tracer.Trace(ev)
 		return err
 	}
+}
+
+// skippedIsDone turns a dry-run skip into success where nothing traces.
+func skippedIsDone(err error) error {
+	if errors.Is(err, errSkipped) {
+		return nil
+	}
+	return err
 }
 
 // traceRedirect records an output redirection to a file.

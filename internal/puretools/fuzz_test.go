@@ -1,4 +1,4 @@
-package shell_test
+package puretools_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flexhook/flexhook/runner/shell"
+	"github.com/flexhook/flexhook/internal/puretools"
 )
 
 // fuzzTools are the names dry-run may treat as pure tools.
@@ -47,7 +47,7 @@ func FuzzPureArgv(f *testing.F) {
 	root := os.Geteuid() == 0
 	f.Fuzz(func(t *testing.T, tool uint8, args string) {
 		argv := append([]string{fuzzTools[int(tool)%len(fuzzTools)]}, strings.Fields(args)...)
-		run, ok := shell.PureArgv(argv, look)
+		run, ok := puretools.PureArgv(argv, look)
 		if !ok || !root {
 			return
 		}
