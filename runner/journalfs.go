@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/flexhook/flexhook/internal/atomicfile"
 )
 
 // journalFS is the journal's view of the state dir. osFS is the real one;
@@ -63,7 +65,7 @@ func (o *osFS) Append(name string, data []byte, sync bool) error {
 		return err
 	}
 	if sync && o.dirUnsynced { // a new file is durable once its directory is
-		if err := syncDir(o.dir); err != nil {
+		if err := atomicfile.SyncDir(o.dir); err != nil {
 			return err
 		}
 		o.dirUnsynced = false
@@ -72,7 +74,7 @@ func (o *osFS) Append(name string, data []byte, sync bool) error {
 }
 
 func (o *osFS) WriteAtomic(name string, data []byte) error {
-	return writeFileAtomic(o.path(name), data, 0o600)
+	return atomicfile.Write(o.path(name), data, 0o600)
 }
 
 func (o *osFS) Truncate(name string, size int64) error {

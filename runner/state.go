@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/leases"
+
+	"github.com/flexhook/flexhook/internal/atomicfile"
 )
 
 // Names of the files the engine keeps in the state dir.
@@ -23,60 +24,6 @@ const (
 	JournalLogFile = "applied.log"
 	StatusFile     = "status.json"
 )
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, an fsync, a rename and an fsync of the directory, so readers
-// never see a partial file and a crash keeps the old or the new one.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// The rename is durable only once the directory is synced.
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	return nil
-}
 
 // Status is the content of status.json, rewritten whenever the applied or
 // failing set changes.
@@ -134,7 +81,7 @@ func saveStatus(dir string, st Status) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, StatusFile), append(b, '\n'), 0o600)
+	return atomicfile.Write(filepath.Join(dir, StatusFile), append(b, '\n'), 0o600)
 }
 
 // ReadStatus reads the status.json the engine keeps in stateDir.
@@ -178,5 +125,5 @@ func writeSubnetFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("subnet file: %w", err)
 	}
-	return writeFileAtomic(path, data, 0o644)
+	return atomicfile.Write(path, data, 0o644)
 }
