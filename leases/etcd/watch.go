@@ -1,0 +1,164 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/flexhook/flexhook/internal/retry"
+	"github.com/flexhook/flexhook/leases"
+)
+
+// Watch sends every lease (sorted by subnet, Expiration zero) on out:
+// once at the start and after every watch response. When the watch is
+// compacted or breaks, or etcd is unreachable, it logs, backs off (up to
+// 5s), lists again and sends that snapshot. It returns nil when ctx is
+// done and an error only when the store was closed.
+func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
+	return s.watch(ctx, out, nil)
+}
+
+// watchState is what Watch knows: the leases by key at revision rev.
+type watchState struct {
+	rev   int64
+	cache map[string]leases.Lease
+}
+
+func (st *watchState) snapshot() []leases.Lease {
+	ls := make([]leases.Lease, 0, len(st.cache))
+	for _, l := range st.cache {
+		ls = append(ls, l)
+	}
+	slices.SortFunc(ls, leases.Compare)
+	return ls
+}
+
+// watch runs Watch; a non-nil st (tests) resumes from that state without
+// listing first.
+func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
+	err := retry.Do(ctx, retry.Backoff{Initial: minBackoff, Max: maxBackoff}, func(ctx context.Context) error {
+		if st == nil {
+			lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
+			es, rev, err := s.list(lctx)
+			cancel()
+			if err != nil {
+				if s.cli.Ctx().Err() != nil && ctx.Err() == nil {
+					return retry.Permanent(errStoreClosed)
+				}
+				return &watchError{"etcd: cannot list leases, retrying", err}
+			}
+			st = &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
+			for _, e := range es {
+				st.cache[e.key] = e.lease
+			}
+			if !send(ctx, out, st.snapshot()) {
+				return retry.Permanent(nil)
+			}
+		}
+		healthy, err := s.follow(ctx, out, st)
+		st = nil
+		switch {
+		case ctx.Err() != nil:
+			return retry.Permanent(nil)
+		case s.cli.Ctx().Err() != nil:
+			return retry.Permanent(errStoreClosed)
+		}
+		if err == nil {
+			err = errWatchClosed
+		}
+		err = &watchError{"etcd: lease watch interrupted, listing again", err}
+		if healthy {
+			return retry.Progress(err)
+		}
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		var we *watchError
+		if errors.As(err, &we) {
+			s.log.Warn(we.msg, "error", we.err, "retry_in", wait)
+		}
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// errStoreClosed ends Watch when the client was closed under it.
+var errStoreClosed = errors.New("etcd: watch: store closed")
+
+// watchError is a failed list or watch that Watch retries; msg is what it
+// logs.
+type watchError struct {
+	msg string
+	err error
+}
+
+func (e *watchError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *watchError) Unwrap() error { return e.err }
+
+// errWatchClosed reports a watch channel closed without an error.
+var errWatchClosed = errors.New("watch channel closed")
+
+// follow watches from st.rev+1, applies each response to st and sends a
+// snapshot after it. It returns when the watch ends (never with a nil
+// error unless ctx is done) and whether it got any good response.
+func (s *Store) follow(ctx context.Context, out chan<- []leases.Lease, st *watchState) (healthy bool, err error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.cli.Watch(wctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithRev(st.rev+1), clientv3.WithPrevKV())
+	for {
+		var (
+			resp clientv3.WatchResponse
+			ok   bool
+		)
+		select {
+		case <-ctx.Done():
+			return healthy, nil
+		case resp, ok = <-wch:
+		}
+		if !ok {
+			return healthy, errWatchClosed
+		}
+		if err := resp.Err(); err != nil {
+			if resp.CompactRevision != 0 {
+				return healthy, fmt.Errorf("watch from revision %d: compacted up to %d: %w", st.rev+1, resp.CompactRevision, err)
+			}
+			return healthy, fmt.Errorf("watch from revision %d: %w", st.rev+1, err)
+		}
+		healthy = true
+		if resp.IsProgressNotify() || len(resp.Events) == 0 {
+			continue
+		}
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			switch ev.Type {
+			case mvccpb.DELETE:
+				delete(st.cache, key)
+			case mvccpb.PUT:
+				st.cache[key] = leases.Decode(strings.TrimPrefix(key, s.subnetsDir), ev.Kv.Value)
+			}
+		}
+		// The last event's revision, not the header's: a batch may stop
+		// short of the header revision while catching up.
+		st.rev = max(st.rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
+		if !send(ctx, out, st.snapshot()) {
+			return healthy, nil
+		}
+	}
+}
+
+// send delivers ls on out unless ctx ends first.
+func send(ctx context.Context, out chan<- []leases.Lease, ls []leases.Lease) bool {
+	select {
+	case out <- ls:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
