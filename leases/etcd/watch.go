@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -39,52 +40,82 @@ func (st *watchState) snapshot() []leases.Lease {
 	return ls
 }
 
-// watch runs Watch; a non-nil st (tests) resumes from that state without
-// listing first.
+// watch runs Watch: the shared leases.Pipe over a feed of list + watch
+// from the listed revision; a non-nil st (tests) resumes from that state
+// without listing first.
 func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
-	err := retry.Do(ctx, retry.Backoff{Initial: minBackoff, Max: maxBackoff}, func(ctx context.Context) error {
-		if st == nil {
-			lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
-			es, rev, err := s.list(lctx)
-			cancel()
-			if err != nil {
-				if s.cli.Ctx().Err() != nil && ctx.Err() == nil {
-					return retry.Permanent(errStoreClosed)
-				}
-				return &watchError{"etcd: cannot list leases, retrying", err}
+	p := leases.Pipe{
+		Backoff: retry.Backoff{Initial: minBackoff, Max: maxBackoff},
+		OnRetry: func(err error, wait time.Duration) {
+			var we *watchError
+			if errors.As(err, &we) {
+				s.log.Warn(we.msg, "error", we.err, "retry_in", wait)
 			}
-			st = &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
-			for _, e := range es {
-				st.cache[e.key] = e.lease
+		},
+	}
+	return p.Run(ctx, out, &feed{s: s, st: st, resume: st != nil})
+}
+
+// feed is the etcd store's list/notify half of Watch: a list, then a
+// watch from the listed revision, applied to st.
+type feed struct {
+	s      *Store
+	mu     sync.Mutex
+	st     *watchState // the view; kept after a break until a new list replaces it
+	resume bool        // follow st without listing first (once)
+}
+
+// Snapshot is what the feed knows now.
+func (f *feed) Snapshot() []leases.Lease {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st == nil {
+		return []leases.Lease{} // never asked before the first list
+	}
+	return f.st.snapshot()
+}
+
+// Follow lists (unless resuming), then follows the watch. A broken list
+// or watch is an error Pipe retries after a backoff (restarted when the
+// watch had worked); a closed client ends Watch.
+func (f *feed) Follow(ctx context.Context, changed func()) error {
+	s := f.s
+	f.mu.Lock()
+	resume := f.resume
+	f.resume = false // a Follow after a break lists anew
+	f.mu.Unlock()
+	if !resume {
+		lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
+		es, rev, err := s.list(lctx)
+		cancel()
+		if err != nil {
+			if s.cli.Ctx().Err() != nil && ctx.Err() == nil {
+				return retry.Permanent(errStoreClosed)
 			}
-			if !send(ctx, out, st.snapshot()) {
-				return retry.Permanent(nil)
-			}
+			return &watchError{"etcd: cannot list leases, retrying", err}
 		}
-		healthy, err := s.follow(ctx, out, st)
-		st = nil
-		switch {
-		case ctx.Err() != nil:
-			return retry.Permanent(nil)
-		case s.cli.Ctx().Err() != nil:
-			return retry.Permanent(errStoreClosed)
+		st := &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
+		for _, e := range es {
+			st.cache[e.key] = e.lease
 		}
-		if err == nil {
-			err = errWatchClosed
-		}
-		err = &watchError{"etcd: lease watch interrupted, listing again", err}
-		if healthy {
-			return retry.Progress(err)
-		}
-		return err
-	}, func(_ int, err error, wait time.Duration) {
-		var we *watchError
-		if errors.As(err, &we) {
-			s.log.Warn(we.msg, "error", we.err, "retry_in", wait)
-		}
-	})
-	if ctx.Err() != nil {
+		f.mu.Lock()
+		f.st = st
+		f.mu.Unlock()
+		changed()
+	}
+	healthy, err := f.follow(ctx, changed)
+	switch {
+	case ctx.Err() != nil:
 		return nil
+	case s.cli.Ctx().Err() != nil:
+		return retry.Permanent(errStoreClosed)
+	}
+	if err == nil {
+		err = errWatchClosed
+	}
+	err = &watchError{"etcd: lease watch interrupted, listing again", err}
+	if healthy {
+		return retry.Progress(err)
 	}
 	return err
 }
@@ -105,13 +136,17 @@ func (e *watchError) Unwrap() error { return e.err }
 // errWatchClosed reports a watch channel closed without an error.
 var errWatchClosed = errors.New("watch channel closed")
 
-// follow watches from st.rev+1, applies each response to st and sends a
+// follow watches from rev+1, applies each response to st and sends a
 // snapshot after it. It returns when the watch ends (never with a nil
 // error unless ctx is done) and whether it got any good response.
-func (s *Store) follow(ctx context.Context, out chan<- []leases.Lease, st *watchState) (healthy bool, err error) {
+func (f *feed) follow(ctx context.Context, changed func()) (healthy bool, err error) {
+	s := f.s
+	f.mu.Lock()
+	rev := f.st.rev
+	f.mu.Unlock()
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := s.cli.Watch(wctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithRev(st.rev+1), clientv3.WithPrevKV())
+	wch := s.cli.Watch(wctx, s.subnetsDir, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 	for {
 		var (
 			resp clientv3.WatchResponse
@@ -127,14 +162,16 @@ func (s *Store) follow(ctx context.Context, out chan<- []leases.Lease, st *watch
 		}
 		if err := resp.Err(); err != nil {
 			if resp.CompactRevision != 0 {
-				return healthy, fmt.Errorf("watch from revision %d: compacted up to %d: %w", st.rev+1, resp.CompactRevision, err)
+				return healthy, fmt.Errorf("watch from revision %d: compacted up to %d: %w", rev+1, resp.CompactRevision, err)
 			}
-			return healthy, fmt.Errorf("watch from revision %d: %w", st.rev+1, err)
+			return healthy, fmt.Errorf("watch from revision %d: %w", rev+1, err)
 		}
 		healthy = true
 		if resp.IsProgressNotify() || len(resp.Events) == 0 {
 			continue
 		}
+		f.mu.Lock()
+		st := f.st
 		for _, ev := range resp.Events {
 			key := string(ev.Kv.Key)
 			switch ev.Type {
@@ -147,18 +184,8 @@ func (s *Store) follow(ctx context.Context, out chan<- []leases.Lease, st *watch
 		// The last event's revision, not the header's: a batch may stop
 		// short of the header revision while catching up.
 		st.rev = max(st.rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
-		if !send(ctx, out, st.snapshot()) {
-			return healthy, nil
-		}
-	}
-}
-
-// send delivers ls on out unless ctx ends first.
-func send(ctx context.Context, out chan<- []leases.Lease, ls []leases.Lease) bool {
-	select {
-	case out <- ls:
-		return true
-	case <-ctx.Done():
-		return false
+		rev = st.rev
+		f.mu.Unlock()
+		changed()
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 )
 
@@ -25,12 +27,13 @@ const (
 )
 
 // Watch sends the unexpired leases on out: once at the start, then each
-// time the set of (subnet, attrs) differs from the last one sent. It keeps
-// the directory's leases in memory: an fsnotify event in subnets/ re-reads
-// the one file it names, events are batched (settleQuiet, settleMax), the
-// whole directory is listed again every resync period and after a dropped
-// event, and the set is sent again when a lease expires. It returns nil
-// when ctx is done and ErrClosed when the store is closed.
+// time the set of (subnet, attrs) differs from the last one sent: the
+// shared leases.Pipe over a feed that keeps the directory's leases in
+// memory. An fsnotify event in subnets/ re-reads the one file it names,
+// events are batched (settleQuiet, settleMax), the whole directory is
+// listed again every resync period and after a dropped event, and the set
+// is sent again when a lease expires. It returns nil when ctx is done and
+// ErrClosed when the store is closed.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	if err := s.check(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -38,12 +41,32 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		}
 		return err
 	}
+	p := leases.Pipe{Quiet: settleQuiet, Max: settleMax, Backoff: retry.Backoff{Initial: settleMax, Max: s.resync}}
+	return p.Run(ctx, out, &watcher{s: s})
+}
+
+// watcher is the file store's list/notify half of Watch: the directory's
+// leases, kept by file name.
+type watcher struct {
+	s        *Store
+	fs       *fsnotify.Watcher
+	watching bool // subnets/ is being watched (it may be re-created)
+	expiry   *time.Timer
+
+	mu    sync.Mutex
+	cache map[string]item // by file name
+}
+
+// Follow lists the directory, then takes its events until ctx is done or
+// the store is closed.
+func (w *watcher) Follow(ctx context.Context, changed func()) error {
+	s := w.s
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", s.subnets, err)
+		return retry.Permanent(fmt.Errorf("watch %s: %w", s.subnets, err))
 	}
 	defer fw.Close()
-	w := &watcher{s: s, fs: fw, out: out, watching: fw.Add(s.subnets) == nil}
+	w.fs, w.watching = fw, fw.Add(s.subnets) == nil
 	if !w.watching {
 		s.log.Warn("cannot watch lease directory, relying on periodic re-list", "dir", s.subnets)
 	}
@@ -51,94 +74,67 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	w.expiry.Stop()
 	defer w.expiry.Stop()
 	if err := w.rescan(ctx); err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, ErrClosed):
+			return retry.Permanent(err)
 		}
-		return fmt.Errorf("watch: %w", err)
+		return retry.Permanent(fmt.Errorf("watch: %w", err))
 	}
-	w.last = nil
-	if !w.sendChanged(ctx, true) {
-		return s.watchEnd(ctx)
-	}
-
-	return w.loop(ctx)
+	changed()
+	return w.loop(ctx, changed)
 }
 
-// loop takes events, batches them and sends changed sets until Watch
-// ends.
-func (w *watcher) loop(ctx context.Context) error {
+// loop takes events into the cache and tells Pipe, until Watch ends.
+func (w *watcher) loop(ctx context.Context, changed func()) error {
 	s, fw := w.s, w.fs
 	resync := time.NewTicker(s.resync)
 	defer resync.Stop()
-	quiet := time.NewTimer(time.Hour)
-	quiet.Stop()
-	defer quiet.Stop()
-	var burst <-chan time.Time // settleMax after the first event of a burst
 	for {
-		send, full := false, false
+		full := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.done:
-			return ErrClosed
+			return retry.Permanent(ErrClosed)
 		case ev, ok := <-fw.Events:
 			if !ok {
-				return errors.New("watch: fsnotify watcher stopped")
+				return retry.Permanent(errors.New("watch: fsnotify watcher stopped"))
 			}
 			if !w.event(ev) {
 				full = true
 				break
 			}
-			quiet.Reset(settleQuiet)
-			if burst == nil {
-				burst = time.After(settleMax)
-			}
+			changed()
 		case err, ok := <-fw.Errors:
 			if !ok {
-				return errors.New("watch: fsnotify watcher stopped")
+				return retry.Permanent(errors.New("watch: fsnotify watcher stopped"))
 			}
 			if !errors.Is(err, fsnotify.ErrEventOverflow) {
 				s.log.Warn("lease directory watch error, re-listing", "error", err)
 			}
 			full = true
-		case <-quiet.C:
-			send = true
-		case <-burst:
-			send = true
 		case <-resync.C:
 			full = true
 		case <-w.expiry.C:
-			send = true
+			w.armExpiry()
+			changed()
 		}
 		if full {
 			if err := w.rescan(ctx); err != nil {
-				if ctx.Err() != nil || errors.Is(err, ErrClosed) {
-					return s.watchEnd(ctx)
+				switch {
+				case ctx.Err() != nil:
+					return nil
+				case errors.Is(err, ErrClosed):
+					return retry.Permanent(err)
 				}
 				s.log.Warn("re-listing leases failed, will retry", "error", err)
 				continue
 			}
-			send = true
-		}
-		if send {
-			quiet.Stop()
-			burst = nil
-			if !w.sendChanged(ctx, false) {
-				return s.watchEnd(ctx)
-			}
+			changed()
 		}
 	}
-}
-
-// watcher is the state of one Watch call.
-type watcher struct {
-	s        *Store
-	fs       *fsnotify.Watcher
-	watching bool // subnets/ is being watched (it may be re-created)
-	out      chan<- []leases.Lease
-	cache    map[string]item // by file name
-	last     []leases.Lease  // what was sent last
-	expiry   *time.Timer     // fires at the next lease expiration
 }
 
 // rescan reads the whole directory into the cache.
@@ -165,7 +161,10 @@ func (w *watcher) rescan(ctx context.Context) error {
 		}
 	}
 	w.s.warnOnce(bad)
+	w.mu.Lock()
 	w.cache = cache
+	w.mu.Unlock()
+	w.armExpiry()
 	return nil
 }
 
@@ -184,93 +183,53 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 		return true // temporary files
 	}
 	it, ok := w.s.scanName(name, w.s.now())
-	if !ok {
+	w.mu.Lock()
+	if ok {
+		w.cache[name] = it
+	} else {
 		delete(w.cache, name)
-		w.s.warnName(name, "")
-		return true
 	}
-	w.cache[name] = it
+	w.mu.Unlock()
 	w.s.warnName(name, it.why)
+	w.armExpiry()
 	return true
 }
 
-// snapshot is the cache as List would list it now.
-func (w *watcher) snapshot() []leases.Lease {
+// Snapshot is the cache as List would list it now.
+func (w *watcher) Snapshot() []leases.Lease {
 	now := w.s.now()
+	w.mu.Lock()
 	ls := make([]leases.Lease, 0, len(w.cache))
 	for _, it := range w.cache {
 		if l, ok := it.listed(now); ok {
 			ls = append(ls, l)
 		}
 	}
+	w.mu.Unlock()
 	slices.SortFunc(ls, leases.Compare)
 	return ls
-}
-
-// sendChanged sends the snapshot when it differs from the last one sent
-// (or always, the first time), and arms the expiry timer. It returns
-// false when Watch must end (ctx done, store closed).
-func (w *watcher) sendChanged(ctx context.Context, first bool) bool {
-	ls := w.snapshot()
-	w.s.armExpiry(w.expiry, ls)
-	if !first && sameSet(w.last, ls) {
-		return true
-	}
-	if !w.s.send(ctx, w.out, ls) {
-		return false
-	}
-	w.last = ls
-	return true
-}
-
-func (s *Store) watchEnd(ctx context.Context) error {
-	select {
-	case <-s.done:
-		if ctx.Err() == nil {
-			return ErrClosed
-		}
-	default:
-	}
-	return nil
-}
-
-// send delivers ls unless ctx is done or the store closed first.
-func (s *Store) send(ctx context.Context, out chan<- []leases.Lease, ls []leases.Lease) bool {
-	select {
-	case out <- ls:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-s.done:
-		return false
-	}
 }
 
 // maxExpiryWait bounds the expiry timer; later expirations (a far-future
 // mtime, what is not a regular file) are left to the periodic re-list.
 const maxExpiryWait = 7 * 24 * time.Hour
 
-// armExpiry sets t to fire just after the earliest expiration in ls.
-func (s *Store) armExpiry(t *time.Timer, ls []leases.Lease) {
-	t.Stop()
-	var next time.Time
-	now := s.now()
+// armExpiry sets the expiry timer to fire just after the earliest
+// expiration among the cached leases.
+func (w *watcher) armExpiry() {
+	w.expiry.Stop()
+	now := w.s.now()
 	horizon := now.Add(maxExpiryWait)
-	for _, l := range ls {
-		if !l.Expiration.IsZero() && l.Expiration.Before(horizon) && (next.IsZero() || l.Expiration.Before(next)) {
+	var next time.Time
+	w.mu.Lock()
+	for _, it := range w.cache {
+		if l, ok := it.listed(now); ok && !l.Expiration.IsZero() && l.Expiration.Before(horizon) &&
+			(next.IsZero() || l.Expiration.Before(next)) {
 			next = l.Expiration
 		}
 	}
+	w.mu.Unlock()
 	if !next.IsZero() {
-		t.Reset(next.Sub(now) + time.Millisecond)
+		w.expiry.Reset(next.Sub(now) + time.Millisecond)
 	}
-}
-
-// sameSet compares two sorted lease lists by subnet and attrs, ignoring
-// expirations (a renewal is not a change).
-func sameSet(a, b []leases.Lease) bool {
-	return slices.EqualFunc(a, b, func(x, y leases.Lease) bool {
-		return x.Key == y.Key && x.Subnet == y.Subnet && x.IPv6Subnet == y.IPv6Subnet && x.Attrs == y.Attrs &&
-			x.Invalid == y.Invalid && x.Problem == y.Problem
-	})
 }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"time"
 
+	"github.com/flexhook/flexhook/internal/retry"
 	"github.com/flexhook/flexhook/leases"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -141,9 +141,20 @@ func (s *Store) List(ctx context.Context) ([]leases.Lease, error) {
 
 // Watch sends the full set of leases once the informer has synced, then
 // again after node changes that change it (waiting the quiet time for
-// more changes first, at most the max wait), until ctx is done. The informer retries a lost
-// API server by itself, so Watch does not fail.
+// more changes first, at most the max wait), until ctx is done: the
+// shared leases.Pipe over the informer (feed). The informer retries a
+// lost API server by itself, so Watch does not fail.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
+	return leases.Pipe{Quiet: s.o.quiet, Max: s.o.maxWait}.Run(ctx, out, feed{s})
+}
+
+// feed is the kube store's list/notify half of Watch: the node informer.
+type feed struct{ s *Store }
+
+// Follow starts the informer, waits until it has listed every node once,
+// then tells Pipe of every node change that touches leases.
+func (f feed) Follow(ctx context.Context, changed func()) error {
+	s := f.s
 	notify := make(chan struct{}, 1)
 	s.mu.Lock()
 	s.watches[notify] = struct{}{}
@@ -158,54 +169,21 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		return retry.Permanent(err)
 	}
-	var last []leases.Lease
-	send := func() bool {
-		snap := s.snapshot()
-		if last != nil && slices.EqualFunc(snap, last, sameLease) {
-			return true
-		}
-		select {
-		case out <- snap:
-			last = snap
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	if !send() {
-		return nil
-	}
-	quiet := time.NewTimer(time.Hour)
-	quiet.Stop()
-	defer quiet.Stop()
-	var first time.Time // of the changes not yet sent
+	changed()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-notify:
-			// Wait for quiet, but never longer than maxWait after the
-			// first change: nodes that keep changing must not hold back
-			// a snapshot for good.
-			if first.IsZero() {
-				first = time.Now()
-			}
-			quiet.Reset(max(0, min(s.o.quiet, s.o.maxWait-time.Since(first))))
-		case <-quiet.C:
-			first = time.Time{}
-			if !send() {
-				return nil
-			}
+			changed()
 		}
 	}
 }
 
-func sameLease(a, b leases.Lease) bool {
-	return a.Key == b.Key && a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet && a.Attrs == b.Attrs &&
-		a.Invalid == b.Invalid && a.Problem == b.Problem
-}
+// Snapshot is the informer's nodes as leases.
+func (f feed) Snapshot() []leases.Lease { return f.s.snapshot() }
 
 // Remove takes the lease for subnet off the node that holds it: the
 // annotations a kube subnet manager writes are deleted (the operator's
