@@ -107,8 +107,8 @@ BENCH_ROUNDS ?= 3
 BENCH_ONLY ?= host-gw,vxlan,latency,rss
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log
-	@echo; echo "side-by-side ratios:"; $(GO) run ./internal/benchreport < .bench.log
-	$(GO) build -o bin/convbench ./internal/convbench
+	@echo; echo "side-by-side ratios:"; $(GO) run ./tools/benchreport < .bench.log
+	$(GO) build -o bin/convbench ./tools/convbench
 	bin/convbench -flexhook $(BIN) -n $(BENCH_N) -rounds $(BENCH_ROUNDS) -only $(BENCH_ONLY) | tee .convbench.log
 
 clean:

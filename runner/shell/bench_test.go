@@ -13,7 +13,7 @@ import (
 )
 
 // Each family has a "baseline" sub-benchmark, a plain os/exec of the true
-// binary, so `make bench` (internal/benchreport) prints the interpreter's
+// binary, so `make bench` (tools/benchreport) prints the interpreter's
 // cost as a ratio from the same run. `true` is named by absolute path in
 // hooks because a bare `true` is an interpreter builtin.
 
