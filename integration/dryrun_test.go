@@ -64,7 +64,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(1), netlab.WithFlexhook(bin))
+	lab, err := netlab.New(ctx, t, netlab.Nodes(1), netlab.Flexhook(bin))
 	require.NoError(t, err)
 	ns := lab.Netns(1)
 	for _, tt := range tests {

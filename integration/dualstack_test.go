@@ -29,7 +29,7 @@ func TestDualStack(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lab := newLab(t, ctx, bin, 3, netlab.WithIPv6())
+	lab := newLab(t, ctx, bin, 3, netlab.IPv6())
 	cfg, err := filepath.Abs(dualStackConfig)
 	require.NoError(t, err)
 	for i := 1; i <= 3; i++ {

@@ -215,7 +215,7 @@ func newLab(t *testing.T, ctx context.Context, bin string, nodes int, opts ...ne
 			require.Empty(t, lab.Leftovers(), "lab left things behind")
 		}
 	})
-	lab, err := netlab.New(ctx, t, append([]netlab.Option{netlab.WithNodes(nodes), netlab.WithFlexhook(bin)}, opts...)...)
+	lab, err := netlab.New(ctx, t, append([]netlab.Option{netlab.Nodes(nodes), netlab.Flexhook(bin)}, opts...)...)
 	require.NoError(t, err)
 	return lab
 }

@@ -57,7 +57,7 @@ func TestFlannelMTU(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			lab, err := netlab.New(ctx, t, netlab.WithNodes(2), netlab.WithFlexhook(bin))
+			lab, err := netlab.New(ctx, t, netlab.Nodes(2), netlab.Flexhook(bin))
 			require.NoError(t, err)
 			for i := 1; i <= 2; i++ {
 				require.NoError(t, lab.StartNode(ctx, i, c.args...))

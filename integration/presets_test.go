@@ -154,7 +154,7 @@ func testPreset(t *testing.T, bin string, p preset) {
 			require.Empty(t, lab.Leftovers(), "lab left things behind")
 		}
 	})
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(3), netlab.WithFlexhook(bin))
+	lab, err := netlab.New(ctx, t, netlab.Nodes(3), netlab.Flexhook(bin))
 	require.NoError(t, err)
 	args := []string{"--preset", p.name, "--trace"}
 	args = append(args, resyncArgs(ctx, bin)...)

@@ -23,7 +23,7 @@ func TestWireguardUserspaceModes(t *testing.T) {
 	bin := requireLab(t, "wg", "wireguard-go")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lab, err := netlab.New(ctx, t, netlab.WithNodes(2), netlab.WithFlexhook(bin))
+	lab, err := netlab.New(ctx, t, netlab.Nodes(2), netlab.Flexhook(bin))
 	require.NoError(t, err)
 	// Probe inside the lab, so nothing touches the host's namespace.
 	if out, err := exec.CommandContext(ctx, "ip", "-n", lab.Netns(1), "link", "add", "wgprobe", "type", "wireguard").CombinedOutput(); err == nil {

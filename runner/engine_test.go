@@ -79,7 +79,7 @@ func with(hs map[hooks.Kind]string, k hooks.Kind, src string) map[hooks.Kind]str
 
 func newStore(t *testing.T, dir string, opts ...file.Option) *file.Store {
 	t.Helper()
-	s, err := file.New(dir, append([]file.Option{file.WithResync(100 * time.Millisecond), file.WithLogger(testLogger(t))}, opts...)...)
+	s, err := file.New(dir, append([]file.Option{file.Resync(100 * time.Millisecond), file.Logger(testLogger(t))}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s
@@ -568,7 +568,7 @@ func TestLeaseDeletedBySomeoneElse(t *testing.T) {
 
 func TestLeaseIsRenewed(t *testing.T) {
 	cfg := config(t, recorder)
-	store := newStore(t, t.TempDir(), file.WithTTL(2*time.Second))
+	store := newStore(t, t.TempDir(), file.TTL(2*time.Second))
 	n := start(t, cfg, store, t.TempDir())
 	first := n.lease()
 	require.Eventually(t, func() bool {
@@ -612,7 +612,7 @@ func TestReadOnly(t *testing.T) {
 
 	var tl traceLog
 	cwd := t.TempDir()
-	sh, err := shell.New(shell.Dir(cwd), shell.DryRun(true), shell.WithTracer(&tl), shell.Logger(testLogger(t)))
+	sh, err := shell.New(shell.Dir(cwd), shell.DryRun(true), shell.Trace(&tl), shell.Logger(testLogger(t)))
 	require.NoError(t, err)
 	state := filepath.Join(t.TempDir(), "state")
 	eng, err := runner.New(cfg, store, sh, runner.PublicIP(ownIP), runner.ReadOnly(true),
@@ -834,7 +834,7 @@ func (s *hangingRenew) Renew(ctx context.Context, l leases.Lease) (leases.Lease,
 func TestHangingRenewDoesNotStopHooks(t *testing.T) {
 	cfg := config(t, recorder)
 	dir := t.TempDir()
-	inner := newStore(t, dir, file.WithTTL(2*time.Second))
+	inner := newStore(t, dir, file.TTL(2*time.Second))
 	store := &hangingRenew{Store: inner, started: make(chan struct{})}
 	others := newStore(t, dir) // other nodes' leases live 24h, however slow the machine
 	var logs testutil.SyncBuffer

@@ -33,7 +33,7 @@ func ExampleSimulate() {
 		fmt.Println(err)
 		return
 	}
-	sh, err := shell.New(shell.DryRun(true), shell.WithTracer(shell.NewTextTracer(os.Stdout)))
+	sh, err := shell.New(shell.DryRun(true), shell.Trace(shell.NewTextTracer(os.Stdout)))
 	if err != nil {
 		fmt.Println(err)
 		return

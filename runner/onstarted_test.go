@@ -75,7 +75,7 @@ func TestPeekInDryRun(t *testing.T) {
 		return leases.Lease{Subnet: want, Attrs: a}, nil
 	}
 	var tl traceLog
-	sh, err := shell.New(shell.Dir(t.TempDir()), shell.DryRun(true), shell.WithTracer(&tl), shell.Logger(testLogger(t)))
+	sh, err := shell.New(shell.Dir(t.TempDir()), shell.DryRun(true), shell.Trace(&tl), shell.Logger(testLogger(t)))
 	require.NoError(t, err)
 	eng, err := runner.New(cfg, s, sh, runner.PublicIP(ownIP), runner.ReadOnly(true), runner.StateDir(filepath.Join(t.TempDir(), "state")),
 		runner.Logger(testLogger(t)), runner.Peek(peek))

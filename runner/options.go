@@ -274,7 +274,7 @@ func Metrics(m *metrics.Metrics) Option {
 func OnStarted(fn func(context.Context, leases.Lease) error) Option {
 	return func(o *options) error {
 		if fn == nil {
-			return errors.New("runner.OnStarted: nil function")
+			return errors.New("OnStarted: nil function")
 		}
 		o.onStarted = fn
 		return nil
@@ -288,7 +288,7 @@ func OnStarted(fn func(context.Context, leases.Lease) error) Option {
 func Peek(fn func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)) Option {
 	return func(o *options) error {
 		if fn == nil {
-			return errors.New("runner.Peek: nil function")
+			return errors.New("Peek: nil function")
 		}
 		o.peek = fn
 		return nil

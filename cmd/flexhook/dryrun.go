@@ -61,7 +61,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	exec, err := shell.New(
 		shell.Dir("."),
 		shell.DryRun(true),
-		shell.WithTracer(shell.NewTextTracer(stdout)),
+		shell.Trace(shell.NewTextTracer(stdout)),
 		shell.Logger(log),
 	)
 	if err != nil {

@@ -49,7 +49,7 @@ func putFlanneldLease(t *testing.T, c *clientv3.Client, key, value string) {
 func seedEtcd(t *testing.T, endpoints []string, nodes map[string]string) map[string]string {
 	t.Helper()
 	ctx := etcdCtx(t)
-	st, err := etcd.New(ctx, etcd.Config{Endpoints: endpoints}, etcd.WithLogger(slog.New(slog.DiscardHandler)))
+	st, err := etcd.New(ctx, etcd.Config{Endpoints: endpoints}, etcd.Logger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	defer st.Close()
 	r := leases.Range{

@@ -59,7 +59,7 @@ func openKube(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) 
 	return kube.New(ctx, kube.Config{
 		Client: cs, NodeName: name, Prefix: s.KubeAnnotationPrefix,
 		DualStack: km.dualStack, PreStartup: km.preStartup,
-	}, kube.WithLogger(log))
+	}, kube.Logger(log))
 }
 
 // nodeName finds the node's name from NODE_NAME or the pod, retrying

@@ -61,7 +61,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	lab, err := netlab.New(ctx, labPrinter{w: stderr}, netlab.WithNodes(f.Nodes), netlab.WithFlexhook(self))
+	lab, err := netlab.New(ctx, labPrinter{w: stderr}, netlab.Nodes(f.Nodes), netlab.Flexhook(self))
 	if err != nil {
 		return err
 	}

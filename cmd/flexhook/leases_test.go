@@ -27,7 +27,7 @@ func seedStore(t *testing.T, dir string, nodes map[string]string) map[string]str
 // seedStoreRange is seedStore in another /16 network, of /24 subnets.
 func seedStoreRange(t *testing.T, dir, network string, nodes map[string]string) map[string]string {
 	t.Helper()
-	st, err := file.New(dir, file.WithLogger(slog.New(slog.DiscardHandler)))
+	st, err := file.New(dir, file.Logger(slog.New(slog.DiscardHandler)))
 	require.NoError(t, err)
 	defer st.Close()
 	n := netip.MustParsePrefix(network)

@@ -206,9 +206,9 @@ func newRunShell(f runFlags, wgMode shell.WireguardMode, log *slog.Logger, stdou
 	}
 	switch {
 	case f.DryRun:
-		opts = append(opts, shell.WithTracer(shell.NewTextTracer(stdout)))
+		opts = append(opts, shell.Trace(shell.NewTextTracer(stdout)))
 	case f.Trace:
-		opts = append(opts, shell.WithTracer(shell.NewSlogTracer(log)))
+		opts = append(opts, shell.Trace(shell.NewSlogTracer(log)))
 	}
 	return shell.New(append(opts, extra...)...)
 }

@@ -111,12 +111,12 @@ func openStore(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger)
 		return openEtcd(ctx, s, log)
 	}
 	log.Debug("opening file store", "dir", s.Store)
-	opts := []file.Option{file.WithLogger(log)}
+	opts := []file.Option{file.Logger(log)}
 	if s.StoreResync > 0 {
-		opts = append(opts, file.WithResync(s.StoreResync))
+		opts = append(opts, file.Resync(s.StoreResync))
 	}
 	if s.LeaseTTL > 0 {
-		opts = append(opts, file.WithTTL(s.LeaseTTL))
+		opts = append(opts, file.TTL(s.LeaseTTL))
 	}
 	st, err := file.New(s.Store, opts...)
 	if err != nil {
@@ -128,9 +128,9 @@ func openStore(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger)
 func openEtcd(ctx context.Context, s StoreFlags, log *slog.Logger) (leases.Store, error) {
 	cfg := s.etcdConfig()
 	log.Debug("opening etcd store", "endpoints", cfg.Endpoints, "prefix", cfg.Prefix, "tls", cfg.CAFile != "" || cfg.CertFile != "", "auth", cfg.Username != "")
-	opts := []etcd.Option{etcd.WithLogger(log)}
+	opts := []etcd.Option{etcd.Logger(log)}
 	if s.LeaseTTL > 0 {
-		opts = append(opts, etcd.WithTTL(s.LeaseTTL))
+		opts = append(opts, etcd.TTL(s.LeaseTTL))
 	}
 	st, err := etcd.New(ctx, cfg, opts...)
 	if err != nil { // not a nil *etcd.Store in a non-nil interface

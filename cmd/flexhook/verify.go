@@ -84,7 +84,7 @@ func cmdLabVerify(ctx context.Context, args []string, stdout, _ io.Writer) error
 	if v.bin, err = os.Executable(); err != nil {
 		return err
 	}
-	v.lab, err = netlab.New(ctx, labPrinter{w: io.Discard}, netlab.WithNodes(f.Nodes), netlab.WithFlexhook(v.bin))
+	v.lab, err = netlab.New(ctx, labPrinter{w: io.Discard}, netlab.Nodes(f.Nodes), netlab.Flexhook(v.bin))
 	if err != nil {
 		return err
 	}

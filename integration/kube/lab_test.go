@@ -130,9 +130,9 @@ func runLab(t *testing.T, ctx context.Context, s *kubeSuite, spec labSpec) {
 			t.Errorf("lab left things behind: %v", left)
 		}
 	})
-	opts := []netlab.Option{netlab.WithNodes(3), netlab.WithFlexhook(bin)}
+	opts := []netlab.Option{netlab.Nodes(3), netlab.Flexhook(bin)}
 	if spec.ipv6 {
-		opts = append(opts, netlab.WithIPv6())
+		opts = append(opts, netlab.IPv6())
 	}
 	lab, err := netlab.New(ctx, t, opts...)
 	if err != nil {

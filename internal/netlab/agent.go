@@ -42,7 +42,7 @@ func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
 		return err
 	}
 	if l.flexhook == "" {
-		return errors.New("netlab: no flexhook binary (WithFlexhook)")
+		return errors.New("netlab: no flexhook binary (Flexhook)")
 	}
 	l.mu.Lock()
 	if n.running() {

@@ -17,7 +17,7 @@ func (slogLogger) Logf(format string, args ...any) { slog.Info(fmt.Sprintf(forma
 // first.)
 func Example() {
 	ctx := context.Background()
-	lab, err := netlab.New(ctx, slogLogger{}, netlab.WithNodes(3), netlab.WithFlexhook("bin/flexhook"))
+	lab, err := netlab.New(ctx, slogLogger{}, netlab.Nodes(3), netlab.Flexhook("bin/flexhook"))
 	if err != nil {
 		fmt.Println(err)
 		return

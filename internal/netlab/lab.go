@@ -61,8 +61,8 @@ type config struct {
 	ipv6     bool
 }
 
-// WithNodes sets how many nodes New creates (default 3, at most 200).
-func WithNodes(n int) Option {
+// Nodes sets how many nodes New creates (default 3, at most 200).
+func Nodes(n int) Option {
 	return func(c *config) error {
 		if n < 0 || n > maxNodes {
 			return fmt.Errorf("netlab: nodes %d out of range 0..%d", n, maxNodes)
@@ -72,9 +72,9 @@ func WithNodes(n int) Option {
 	}
 }
 
-// WithFlexhook sets the flexhook binary StartNode runs (required for
+// Flexhook sets the flexhook binary StartNode runs (required for
 // StartNode).
-func WithFlexhook(path string) Option {
+func Flexhook(path string) Option {
 	return func(c *config) error {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -85,16 +85,16 @@ func WithFlexhook(path string) Option {
 	}
 }
 
-// WithIPv6 gives every node an IPv6 underlay address too,
+// IPv6 gives every node an IPv6 underlay address too,
 // fd00:192:0:2::(10+i)/64 on eth0, starts flexhook with --public-ipv6,
 // and puts the first address of the node's IPv6 subnet (subnet.env's
 // FLANNEL_IPV6_SUBNET, for a dual-stack config) on cni0.
-func WithIPv6() Option {
+func IPv6() Option {
 	return func(c *config) error { c.ipv6 = true; return nil }
 }
 
-// WithoutSweep keeps New from deleting leftovers of dead labs.
-func WithoutSweep() Option {
+// NoSweep keeps New from deleting leftovers of dead labs.
+func NoSweep() Option {
 	return func(c *config) error { c.sweep = false; return nil }
 }
 
@@ -116,14 +116,14 @@ type Lab struct {
 	inodes map[uint64]string // netns inode -> name, for Leftovers
 	closed bool
 	wgHeld bool
-	ipv6   bool // WithIPv6
+	ipv6   bool // IPv6
 }
 
 type node struct {
 	index      int
 	ns         string
 	underlay   netip.Addr
-	underlay6  netip.Addr // WithIPv6 only
+	underlay6  netip.Addr // IPv6 only
 	pod6       netip.Prefix
 	dir        string
 	stateDir   string
@@ -418,11 +418,11 @@ func (l *Lab) Netns(i int) string { return l.mustNode(i).ns }
 // Underlay is node i's underlay (public) address, 192.0.2.(10+i).
 func (l *Lab) Underlay(i int) netip.Addr { return l.mustNode(i).underlay }
 
-// Underlay6 is node i's IPv6 underlay address (WithIPv6; invalid
+// Underlay6 is node i's IPv6 underlay address (IPv6; invalid
 // otherwise).
 func (l *Lab) Underlay6(i int) netip.Addr { return l.mustNode(i).underlay6 }
 
-// PodAddr6 is node i's IPv6 pod address on cni0 (WithIPv6 and a
+// PodAddr6 is node i's IPv6 pod address on cni0 (IPv6 and a
 // dual-stack config; invalid otherwise).
 func (l *Lab) PodAddr6(i int) netip.Addr {
 	n := l.mustNode(i)
@@ -457,7 +457,7 @@ func (l *Lab) PodAddr(i int) netip.Addr {
 // `leases list|remove --store DIR`) and returns its combined output.
 func (l *Lab) Flexhook(ctx context.Context, args ...string) ([]byte, error) {
 	if l.flexhook == "" {
-		return nil, errors.New("netlab: no flexhook binary (WithFlexhook)")
+		return nil, errors.New("netlab: no flexhook binary (Flexhook)")
 	}
 	out, err := exec.CommandContext(ctx, l.flexhook, args...).CombinedOutput()
 	if err != nil {

@@ -37,7 +37,7 @@ func TestLabPlumbing(t *testing.T) {
 	needRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lab, err := New(ctx, t, WithNodes(2))
+	lab, err := New(ctx, t, Nodes(2))
 	require.NoError(t, err)
 
 	pods := map[int]netip.Prefix{1: netip.MustParsePrefix("10.50.1.1/24"), 2: netip.MustParsePrefix("10.50.2.1/24")}
@@ -93,7 +93,7 @@ func exec2(ctx context.Context, lab *Lab, i int, mode string, argv ...string) ([
 func TestSweepRemovesDeadLabs(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	lab, err := New(ctx, t, WithNodes(1))
+	lab, err := New(ctx, t, Nodes(1))
 	require.NoError(t, err)
 	stale := Prefix + "999999999-dead00-n1" // no such pid
 	_, err = runIP(ctx, "netns", "add", stale)

@@ -71,13 +71,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			assert.NotContains(t, err.Error(), secret)
 		})
 	}
-	_, err := etcd.New(context.Background(), etcd.Config{Endpoints: ep}, etcd.WithTTL(time.Millisecond))
-	assert.ErrorContains(t, err, "WithTTL")
+	_, err := etcd.New(context.Background(), etcd.Config{Endpoints: ep}, etcd.TTL(time.Millisecond))
+	assert.ErrorContains(t, err, "TTL")
 }
 
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t, etcdtest.WithTLS())
+	srv := etcdtest.Start(t, etcdtest.TLS())
 	good := etcd.Config{
 		Endpoints: srv.Endpoints,
 		CAFile:    srv.TLS.CAFile, CertFile: srv.TLS.ClientCertFile, KeyFile: srv.TLS.ClientKeyFile,
@@ -151,7 +151,7 @@ func TestUsernamePassword(t *testing.T) {
 	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := etcd.Config{Endpoints: srv.Endpoints, Username: "flexhook", Password: secret, DialTimeout: 2 * time.Second}
-	s, err := etcd.New(ctx, cfg, etcd.WithLogger(log))
+	s, err := etcd.New(ctx, cfg, etcd.Logger(log))
 	require.NoError(t, err)
 	defer s.Close()
 	l, err := s.Acquire(ctx, rng(200), attrs("192.0.2.1", ""))
@@ -165,7 +165,7 @@ func TestUsernamePassword(t *testing.T) {
 
 	bad := cfg
 	bad.Password = "wrong"
-	_, err = etcd.New(ctx, bad, etcd.WithLogger(log))
+	_, err = etcd.New(ctx, bad, etcd.Logger(log))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "authentication failed")
 

@@ -85,33 +85,33 @@ type options struct {
 // Option configures New; an option with a bad value makes New fail.
 type Option func(*options) error
 
-// WithTTL sets the lifetime of the etcd lease attached to each subnet key
+// TTL sets the lifetime of the etcd lease attached to each subnet key
 // (default leases.DefaultTTL, 24h, as flanneld). It is rounded up to whole
 // seconds and must be at least one second.
-func WithTTL(d time.Duration) Option {
+func TTL(d time.Duration) Option {
 	return func(o *options) error {
 		if d < time.Second {
-			return fmt.Errorf("WithTTL: %s is shorter than one second", d)
+			return fmt.Errorf("TTL: %s is shorter than one second", d)
 		}
 		o.ttl = d
 		return nil
 	}
 }
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option {
+// Logger sets the logger (nil or not given: slog.Default()).
+func Logger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
-			return errors.New("WithLogger: nil logger")
+			l = slog.Default()
 		}
 		o.log = l
 		return nil
 	}
 }
 
-// WithRand sets the source of random subnet choices (default: randomly
+// Rand sets the source of random subnet choices (default: randomly
 // seeded). Store serializes its use.
-func WithRand(r *rand.Rand) Option {
+func Rand(r *rand.Rand) Option {
 	return func(o *options) error {
 		o.rnd = r
 		return nil

@@ -59,7 +59,7 @@ func testCtx(t *testing.T) context.Context {
 
 func newStore(t *testing.T, srv *etcdtest.Server, opts ...etcd.Option) *etcd.Store {
 	t.Helper()
-	opts = append([]etcd.Option{etcd.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
+	opts = append([]etcd.Option{etcd.Logger(slog.New(slog.DiscardHandler))}, opts...)
 	s, err := etcd.New(testCtx(t), etcd.Config{Endpoints: srv.Endpoints}, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
@@ -257,7 +257,7 @@ func TestRacingStoresGetDistinctSubnets(t *testing.T) {
 	for i := range stores {
 		// The same seed everywhere: every store first tries the same
 		// subnet, so all but one must lose a transaction and retry.
-		stores[i] = newStore(t, srv, etcd.WithRand(rand.New(rand.NewPCG(1, 2))))
+		stores[i] = newStore(t, srv, etcd.Rand(rand.New(rand.NewPCG(1, 2))))
 	}
 	ctx := testCtx(t)
 	got := make([]leases.Lease, n)
@@ -504,7 +504,7 @@ func TestWatchSurvivesEtcdOutage(t *testing.T) {
 	c := srv.Client(t)
 	ctx := testCtx(t)
 	var logs testutil.SyncBuffer
-	s := newStore(t, srv, etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	s := newStore(t, srv, etcd.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	putWithLease(t, c, subnets+"10.50.1.0-24", value("192.0.2.1", "a"), 600)
 	putWithLease(t, c, subnets+"10.50.2.0-24", value("192.0.2.2", "b"), 600)
 
@@ -531,11 +531,11 @@ func TestWatchSurvivesEtcdOutage(t *testing.T) {
 
 func TestWatchSeesChangesMadeWhileCutOff(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t, etcdtest.WithProxy())
+	srv := etcdtest.Start(t, etcdtest.Proxy())
 	c := srv.Client(t) // another node: connected directly, never cut off
 	ctx := testCtx(t)
 	var logs testutil.SyncBuffer
-	s := newStore(t, srv, etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	s := newStore(t, srv, etcd.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	putWithLease(t, c, subnets+"10.50.1.0-24", value("192.0.2.1", "a"), 600)
 	putWithLease(t, c, subnets+"10.50.2.0-24", value("192.0.2.2", "b"), 600)
 
@@ -572,7 +572,7 @@ func TestWatchWaitsForEtcd(t *testing.T) {
 	c := srv.Client(t)
 	var logs testutil.SyncBuffer
 	s, err := etcd.New(testCtx(t), etcd.Config{Endpoints: srv.Endpoints, DialTimeout: time.Second},
-		etcd.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		etcd.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	defer s.Close()
 	putWithLease(t, c, subnets+"10.50.1.0-24", value("192.0.2.1", "a"), 600)
@@ -622,13 +622,13 @@ func TestWithTTL(t *testing.T) {
 		{1500 * time.Millisecond, 2}, // rounded up to whole seconds
 	}
 	for i, tt := range tests {
-		s := newStore(t, srv, etcd.WithTTL(tt.ttl))
+		s := newStore(t, srv, etcd.TTL(tt.ttl))
 		ctx := testCtx(t)
 		l, err := s.Acquire(ctx, rng(200), attrs(fmt.Sprintf("192.0.2.%d", i+1), ""))
 		require.NoError(t, err)
 		_, id, _ := raw(t, c, subnets+leases.SubnetKey(l.Subnet, netip.Prefix{}))
 		ttl, err := c.TimeToLive(ctx, id)
 		require.NoError(t, err)
-		assert.Equal(t, tt.want, ttl.GrantedTTL, "WithTTL(%s)", tt.ttl)
+		assert.Equal(t, tt.want, ttl.GrantedTTL, "TTL(%s)", tt.ttl)
 	}
 }

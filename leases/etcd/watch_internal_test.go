@@ -27,7 +27,7 @@ func TestWatchRecoversFromCompaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var logs testutil.SyncBuffer
-	s, err := New(ctx, Config{Endpoints: srv.Endpoints}, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	s, err := New(ctx, Config{Endpoints: srv.Endpoints}, Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	defer s.Close()
 

@@ -51,7 +51,7 @@ func (c *fakeClock) step(d time.Duration) {
 // store opened with it (a fresh process).
 func (c *fakeClock) forProcess() file.Option {
 	base := c.Mono()
-	return file.WithClock(c.Wall, func() time.Duration { return c.Mono() - base })
+	return file.Clock(c.Wall, func() time.Duration { return c.Mono() - base })
 }
 
 func subnetsOf(t *testing.T, s *file.Store) []string {

@@ -21,7 +21,7 @@ func Example() {
 	defer os.RemoveAll(dir)
 
 	ctx := context.Background()
-	s, err := file.New(dir, file.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := file.New(dir, file.Logger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		fmt.Println(err)
 		return

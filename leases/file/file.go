@@ -91,9 +91,9 @@ const DefaultExpiryGrace = 6 * time.Hour
 // Option configures a Store.
 type Option func(*Store) error
 
-// WithTTL sets how long a lease lives without renewal (default
+// TTL sets how long a lease lives without renewal (default
 // leases.DefaultTTL).
-func WithTTL(d time.Duration) Option {
+func TTL(d time.Duration) Option {
 	return func(s *Store) error {
 		if d <= 0 {
 			return fmt.Errorf("ttl %s: must be positive", d)
@@ -103,9 +103,9 @@ func WithTTL(d time.Duration) Option {
 	}
 }
 
-// WithResync sets how often Watch re-lists the directory to survive
+// Resync sets how often Watch re-lists the directory to survive
 // dropped events and to notice expiry (default DefaultResync).
-func WithResync(d time.Duration) Option {
+func Resync(d time.Duration) Option {
 	return func(s *Store) error {
 		if d <= 0 {
 			return fmt.Errorf("resync %s: must be positive", d)
@@ -115,21 +115,21 @@ func WithResync(d time.Duration) Option {
 	}
 }
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option {
+// Logger sets the logger (nil or not given: slog.Default()).
+func Logger(l *slog.Logger) Option {
 	return func(s *Store) error {
 		if l == nil {
-			return errors.New("logger: must not be nil")
+			l = slog.Default()
 		}
 		s.log = l
 		return nil
 	}
 }
 
-// WithClock sets the store's clocks, for tests: wall is the wall clock
+// Clock sets the store's clocks, for tests: wall is the wall clock
 // (time.Now) and mono the monotonic time since New. Expirations are
 // judged on wall-at-New plus mono, so a step of wall alone changes none.
-func WithClock(wall func() time.Time, mono func() time.Duration) Option {
+func Clock(wall func() time.Time, mono func() time.Duration) Option {
 	return func(s *Store) error {
 		if wall == nil || mono == nil {
 			return errors.New("clock: nil function")
@@ -139,9 +139,9 @@ func WithClock(wall func() time.Time, mono func() time.Duration) Option {
 	}
 }
 
-// WithExpiryGrace sets how long an expired lease keeps its file and its
+// ExpiryGrace sets how long an expired lease keeps its file and its
 // subnet before Acquire deletes it (default DefaultExpiryGrace).
-func WithExpiryGrace(d time.Duration) Option {
+func ExpiryGrace(d time.Duration) Option {
 	return func(s *Store) error {
 		if d < 0 {
 			return fmt.Errorf("expiry grace %s: must not be negative", d)
@@ -151,8 +151,8 @@ func WithExpiryGrace(d time.Duration) Option {
 	}
 }
 
-// WithRand sets the source of random subnet choices, for tests.
-func WithRand(r *rand.Rand) Option {
+// Rand sets the source of random subnet choices, for tests.
+func Rand(r *rand.Rand) Option {
 	return func(s *Store) error {
 		s.rnd = r
 		return nil

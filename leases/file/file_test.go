@@ -49,7 +49,7 @@ func attrs(ip, data string) leases.Attrs {
 func open(t testing.TB, dir string, opts ...file.Option) (*file.Store, *testutil.SyncBuffer) {
 	t.Helper()
 	lb := &testutil.SyncBuffer{}
-	opts = append([]file.Option{file.WithLogger(slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
+	opts = append([]file.Option{file.Logger(slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
 	s, err := file.New(dir, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
@@ -264,7 +264,7 @@ func TestAcquireHonoursContextWhileLocked(t *testing.T) {
 
 func TestRenew(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := open(t, dir, file.WithTTL(time.Hour))
+	s, _ := open(t, dir, file.TTL(time.Hour))
 	ctx := t.Context()
 	l, err := s.Acquire(ctx, rangeOf(9), attrs("192.0.2.1", "old"))
 	require.NoError(t, err)
@@ -292,7 +292,7 @@ func TestRenew(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	s, _ := open(t, t.TempDir(), file.WithTTL(300*time.Millisecond))
+	s, _ := open(t, t.TempDir(), file.TTL(300*time.Millisecond))
 	ctx := t.Context()
 	l, err := s.Acquire(ctx, rangeOf(9), attrs("192.0.2.1", ""))
 	require.NoError(t, err)
@@ -436,11 +436,13 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	for _, o := range []file.Option{file.WithTTL(0), file.WithResync(-1), file.WithLogger(nil)} {
+	for _, o := range []file.Option{file.TTL(0), file.Resync(-1)} {
 		_, err := file.New(t.TempDir(), o)
 		require.Error(t, err)
 	}
-	_, err := file.New("")
+	_, err := file.New(t.TempDir(), file.Logger(nil))
+	require.NoError(t, err, "a nil logger is the default one")
+	_, err = file.New("")
 	require.Error(t, err)
 	p := filepath.Join(t.TempDir(), "f")
 	require.NoError(t, os.WriteFile(p, nil, 0o600))
@@ -460,7 +462,7 @@ func TestClosed(t *testing.T) {
 
 func TestWithRandIsDeterministic(t *testing.T) {
 	pick := func() netip.Prefix {
-		s, _ := open(t, t.TempDir(), file.WithRand(rand.New(rand.NewPCG(3, 4))))
+		s, _ := open(t, t.TempDir(), file.Rand(rand.New(rand.NewPCG(3, 4))))
 		l, err := s.Acquire(t.Context(), rangeOf(255), attrs("192.0.2.1", ""))
 		require.NoError(t, err)
 		return l.Subnet

@@ -51,8 +51,8 @@ func (w *watcher) next(t *testing.T) []leases.Lease {
 
 func TestWatchAddChangeRemove(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := open(t, dir, file.WithResync(time.Hour)) // events only
-	other, _ := open(t, dir)                         // another process's view
+	s, _ := open(t, dir, file.Resync(time.Hour)) // events only
+	other, _ := open(t, dir)                     // another process's view
 	ctx := t.Context()
 	r := rangeOf(9)
 	w := startWatch(t, s)
@@ -91,8 +91,8 @@ func TestWatchAddChangeRemove(t *testing.T) {
 
 func TestWatchNoticesExpiry(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := open(t, dir, file.WithResync(time.Hour)) // no periodic re-list: expiry alone must wake it
-	short, _ := open(t, dir, file.WithTTL(500*time.Millisecond))
+	s, _ := open(t, dir, file.Resync(time.Hour)) // no periodic re-list: expiry alone must wake it
+	short, _ := open(t, dir, file.TTL(500*time.Millisecond))
 	ctx := t.Context()
 	w := startWatch(t, s)
 	assert.Empty(t, w.next(t))
@@ -105,7 +105,7 @@ func TestWatchNoticesExpiry(t *testing.T) {
 
 func TestWatchResyncWithoutEvents(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := open(t, dir, file.WithResync(50*time.Millisecond))
+	s, _ := open(t, dir, file.Resync(50*time.Millisecond))
 	ctx := t.Context()
 	w := startWatch(t, s)
 	assert.Empty(t, w.next(t))
@@ -139,7 +139,7 @@ func TestWatchStopsOnClose(t *testing.T) {
 
 func TestWatchSurvivesWipedDirectory(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := open(t, dir, file.WithResync(50*time.Millisecond))
+	s, _ := open(t, dir, file.Resync(50*time.Millisecond))
 	ctx := t.Context()
 	w := startWatch(t, s)
 	assert.Empty(t, w.next(t))

@@ -62,24 +62,24 @@ type options struct {
 	quiet, maxWait time.Duration
 }
 
-// WithLogger sets the logger (default: slog.Default()).
-func WithLogger(l *slog.Logger) Option {
+// Logger sets the logger (nil or not given: slog.Default()).
+func Logger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
-			return errors.New("kube.WithLogger: nil logger")
+			l = slog.Default()
 		}
 		o.log = l
 		return nil
 	}
 }
 
-// WithQuiet sets how long Watch waits after a node change for more
+// Quiet sets how long Watch waits after a node change for more
 // changes before it sends a snapshot (default 20ms), and how long at most
 // after the first of them (default 250ms).
-func WithQuiet(quiet, maxWait time.Duration) Option {
+func Quiet(quiet, maxWait time.Duration) Option {
 	return func(o *options) error {
 		if quiet < 0 || maxWait < quiet {
-			return fmt.Errorf("kube.WithQuiet(%s, %s): want 0 <= quiet <= maxWait", quiet, maxWait)
+			return fmt.Errorf("Quiet(%s, %s): want 0 <= quiet <= maxWait", quiet, maxWait)
 		}
 		o.quiet, o.maxWait = quiet, maxWait
 		return nil

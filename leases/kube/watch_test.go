@@ -79,7 +79,7 @@ func TestWatchKeepsChangingNodesFromStarvingIt(t *testing.T) {
 	}
 	// A quiet time no writer can keep up with would prove nothing: the
 	// writer below changes the node every millisecond or so.
-	st, err := New(ctx, Config{Client: cs}, WithQuiet(50*time.Millisecond, 200*time.Millisecond))
+	st, err := New(ctx, Config{Client: cs}, Quiet(50*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

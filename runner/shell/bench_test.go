@@ -71,7 +71,7 @@ func BenchmarkRunOneExec(b *testing.B) {
 	})
 	b.Run("shell-traced", func(b *testing.B) {
 		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, truePath(b))},
-			shell.WithTracer(shell.NewTextTracer(io.Discard)))
+			shell.Trace(shell.NewTextTracer(io.Discard)))
 	})
 }
 
@@ -107,6 +107,6 @@ func BenchmarkVxlanAddVsSh(b *testing.B) {
 	})
 	b.Run("flexhook-traced", func(b *testing.B) {
 		benchRun(b, shell.Request{Hook: parse(b, hooks.SubnetAdd, src), Env: env, Stdin: stdin},
-			shell.WithTracer(shell.NewTextTracer(io.Discard)))
+			shell.Trace(shell.NewTextTracer(io.Discard)))
 	})
 }

@@ -114,7 +114,7 @@ func dryRunDangerousInner(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
 	}
 	rec := &recorder{}
-	sh, err := shell.New(shell.Dir(dir), shell.DryRun(true), shell.WithTracer(rec), shell.Timeout(20*time.Second))
+	sh, err := shell.New(shell.Dir(dir), shell.DryRun(true), shell.Trace(rec), shell.Timeout(20*time.Second))
 	require.NoError(t, err)
 	run := func(t *testing.T, src string) (shell.Result, error) {
 		// A hang guard, not a timing assertion: a form that ran for real
@@ -184,7 +184,7 @@ func dryRunDangerousInner(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(odd, "cut"), bin, 0o755))
 	require.NoError(t, os.Symlink(touch, filepath.Join(odd, "head")))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "tr"), bin, 0o755))
-	oddSh, err := shell.New(shell.Dir(dir), shell.DryRun(true), shell.WithTracer(rec),
+	oddSh, err := shell.New(shell.Dir(dir), shell.DryRun(true), shell.Trace(rec),
 		shell.Environ([]string{"PATH=" + odd + ":/usr/bin:/bin"}))
 	require.NoError(t, err)
 	for _, src := range []string{"cut ran-path", odd + "/cut ran-abs", "head ran-link", "./tr ran-dot"} {

@@ -54,7 +54,7 @@ sort -o sorted "$DATA"
 cat "$DATA"
 mkdir made-dir`
 	rec := &recorder{}
-	sh, err := shell.New(shell.Dir(f.dir), shell.DryRun(true), shell.WithTracer(rec))
+	sh, err := shell.New(shell.Dir(f.dir), shell.DryRun(true), shell.Trace(rec))
 	require.NoError(t, err)
 	res, err := sh.Run(t.Context(), shell.Request{Hook: parse(t, hooks.PostStartup, src), Env: []string{"DATA=" + data}})
 	require.NoError(t, err)

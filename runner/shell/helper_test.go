@@ -155,7 +155,7 @@ func newFixture(t testing.TB, opts ...shell.Option) *fixture {
 	base := []shell.Option{
 		shell.Dir(f.dir),
 		shell.Logger(slog.New(slog.NewTextHandler(f.log, nil))),
-		shell.WithTracer(shell.NewTextTracer(f.trace)),
+		shell.Trace(shell.NewTextTracer(f.trace)),
 	}
 	sh, err := shell.New(append(base, opts...)...)
 	require.NoError(t, err)

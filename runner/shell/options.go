@@ -1,7 +1,6 @@
 package shell
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -133,8 +132,8 @@ func MaxOutput(n int) Option {
 	}
 }
 
-// WithTracer sets the tracer that receives one [TraceEvent] per command.
-func WithTracer(t Tracer) Option {
+// Trace sets the tracer that receives one [TraceEvent] per command.
+func Trace(t Tracer) Option {
 	return func(s *Shell) error {
 		s.tracer = t
 		return nil
@@ -142,11 +141,11 @@ func WithTracer(t Tracer) Option {
 }
 
 // Logger sets the logger for hook stderr lines and decisions such as the
-// wireguard-go fallback (default slog.Default()).
+// wireguard-go fallback (nil or not given: slog.Default()).
 func Logger(l *slog.Logger) Option {
 	return func(s *Shell) error {
 		if l == nil {
-			return errors.New("logger: nil")
+			l = slog.Default()
 		}
 		s.log = l
 		return nil

@@ -170,7 +170,7 @@ func (r *recorder) Trace(ev shell.TraceEvent) { r.evs = append(r.evs, ev) }
 
 func TestTraceEventFields(t *testing.T) {
 	rec := &recorder{}
-	sh, err := shell.New(shell.Dir(t.TempDir()), shell.WithTracer(rec))
+	sh, err := shell.New(shell.Dir(t.TempDir()), shell.Trace(rec))
 	require.NoError(t, err)
 	_, err = sh.Run(t.Context(), shell.Request{
 		Hook: parse(t, hooks.SubnetAdd, `grep -q x /dev/null; echo x > f`), Subnet: "10.50.2.0/24",
@@ -296,7 +296,7 @@ func TestSlogTracer(t *testing.T) {
 			return a
 		},
 	}))
-	sh, err := shell.New(shell.DryRun(true), shell.WithTracer(shell.NewSlogTracer(l)))
+	sh, err := shell.New(shell.DryRun(true), shell.Trace(shell.NewSlogTracer(l)))
 	require.NoError(t, err)
 	_, err = sh.Run(t.Context(), shell.Request{
 		Hook:   parse(t, hooks.SubnetAdd, `X=$(echo 10.50.2.0/24 | cut -d/ -f1); ip route add $SUBNET via $X; grep -q z /dev/null`),

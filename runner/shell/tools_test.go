@@ -24,7 +24,7 @@ func TestInprocessMiddleware(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		dir := t.TempDir()
 		var trace bytes.Buffer
-		sh, err := New(Dir(dir), InprocessTools(on), WithTracer(NewTextTracer(&trace)))
+		sh, err := New(Dir(dir), InprocessTools(on), Trace(NewTextTracer(&trace)))
 		require.NoError(t, err)
 		f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(
 			"export SUBNET_IP=`echo $SUBNET | cut -d'/' -f 1`; read D; echo \"$SUBNET_IP $D\" | tr a-z A-Z | tail -n 1"), "")

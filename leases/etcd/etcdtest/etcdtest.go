@@ -3,11 +3,11 @@
 // store and for integration tests.
 //
 // The server listens on free ports of 127.0.0.1 (or the host given with
-// WithHost), keeps its data in a test temporary directory, and can be
+// Host), keeps its data in a test temporary directory, and can be
 // stopped and restarted on the same data and ports to simulate an etcd
-// outage. WithTLS generates a CA, a server certificate and a client
+// outage. TLS generates a CA, a server certificate and a client
 // certificate and makes the server require client certificates.
-// WithProxy puts a TCP proxy in front of Endpoints whose connections
+// Proxy puts a TCP proxy in front of Endpoints whose connections
 // Cut drops (a network partition) while Server.Client, which connects
 // directly, keeps working.
 //
@@ -16,6 +16,7 @@
 package etcdtest
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -39,11 +40,11 @@ const startTimeout = 30 * time.Second
 // Server is a running (or stopped) embedded etcd member.
 type Server struct {
 	// Endpoints are the client URLs, e.g. "http://127.0.0.1:40123"
-	// (through the proxy under WithProxy).
+	// (through the proxy under Proxy).
 	Endpoints []string
 	// DirectEndpoints reach etcd itself, bypassing any proxy.
 	DirectEndpoints []string
-	// TLS holds the generated certificate files; nil without WithTLS.
+	// TLS holds the generated certificate files; nil without TLS.
 	TLS *TLSFiles
 	// Dir is the data directory.
 	Dir string
@@ -64,27 +65,37 @@ type options struct {
 	proxy bool
 }
 
-// Option configures Start.
-type Option func(*options)
+// Option configures Start; one that fails fails the test.
+type Option func(*options) error
 
-// WithHost makes the server listen on host instead of 127.0.0.1 (for
+// Host makes the server listen on host instead of 127.0.0.1 (for
 // example an address inside a network namespace lab).
-func WithHost(host string) Option { return func(o *options) { o.host = host } }
+func Host(host string) Option {
+	return func(o *options) error {
+		if host == "" {
+			return errors.New("etcdtest.Host: empty host")
+		}
+		o.host = host
+		return nil
+	}
+}
 
-// WithTLS serves https with generated certificates and requires client
+// TLS serves https with generated certificates and requires client
 // certificates signed by the generated CA (see Server.TLS).
-func WithTLS() Option { return func(o *options) { o.tls = true } }
+func TLS() Option { return func(o *options) error { o.tls = true; return nil } }
 
-// WithProxy serves Endpoints through a TCP proxy so that Cut and Heal can
+// Proxy serves Endpoints through a TCP proxy so that Cut and Heal can
 // partition the clients using them from etcd.
-func WithProxy() Option { return func(o *options) { o.proxy = true } }
+func Proxy() Option { return func(o *options) error { o.proxy = true; return nil } }
 
 // Start starts a fresh etcd member and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	o := options{host: "127.0.0.1"}
 	for _, opt := range opts {
-		opt(&o)
+		if err := opt(&o); err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
 	}
 	s := &Server{t: t, host: o.host, Dir: filepath.Join(t.TempDir(), "etcd")}
 	if o.tls {
@@ -138,11 +149,11 @@ func (s *Server) Restart() {
 
 // Cut drops every connection made through Endpoints and refuses new ones
 // until Heal; etcd keeps running and DirectEndpoints keep working. It
-// fails the test without WithProxy.
+// fails the test without Proxy.
 func (s *Server) Cut() {
 	s.t.Helper()
 	if s.proxy == nil {
-		s.t.Fatal("etcdtest: Cut needs WithProxy")
+		s.t.Fatal("etcdtest: Cut needs Proxy")
 	}
 	s.proxy.setCut(true)
 }
@@ -151,13 +162,13 @@ func (s *Server) Cut() {
 func (s *Server) Heal() {
 	s.t.Helper()
 	if s.proxy == nil {
-		s.t.Fatal("etcdtest: Heal needs WithProxy")
+		s.t.Fatal("etcdtest: Heal needs Proxy")
 	}
 	s.proxy.setCut(false)
 }
 
 // Client returns a plain client on DirectEndpoints for the test's own
-// reads and writes (with the generated client certificate under WithTLS),
+// reads and writes (with the generated client certificate under TLS),
 // closed when the test ends.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()

@@ -34,7 +34,7 @@ func TestRestartKeepsData(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	srv := etcdtest.Start(t, etcdtest.WithTLS())
+	srv := etcdtest.Start(t, etcdtest.TLS())
 	require.Contains(t, srv.Endpoints[0], "https://")
 	c := srv.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -44,7 +44,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestCutAndHeal(t *testing.T) {
-	srv := etcdtest.Start(t, etcdtest.WithProxy())
+	srv := etcdtest.Start(t, etcdtest.Proxy())
 	require.NotEqual(t, srv.Endpoints, srv.DirectEndpoints)
 	direct := srv.Client(t)
 	viaProxy, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
