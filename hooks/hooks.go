@@ -1,7 +1,10 @@
 // Package hooks parses and validates flannel's net-conf.json for the
 // extension backend: the network fields with flannel's defaults, and the
 // five hook commands, each parsed once into a shell AST at load time. It
-// also defines the environment contract each hook runs with.
+// also defines the environment contract each hook runs with, and lints the
+// hooks (Lint): it follows lease data from stdin through the variables
+// derived from it (taint) and warns where it is expanded unquoted, and
+// fails where it would run as code.
 package hooks
 
 import (

@@ -1,7 +1,11 @@
 // Package leases defines the subnet lease model shared by every store:
 // the Lease and Attrs types, flannel's key and value encoding, the Range a
-// store allocates from, and the Store interface that the file and etcd
-// implementations satisfy.
+// store allocates from, the Store interface that the file, etcd and kube
+// (Node annotations) stores satisfy, the capabilities some of them add
+// (ConfigStore, Peeker, NodeAnnouncer, found with As), and Pipe, the half
+// of Watch they share. Lease admission (Policy.Admit, with BackendData
+// Shapes) decides which remote leases a hook may ever see, the same way
+// for every store.
 //
 // The layout is flannel's own, so that flexhook and flanneld can share one
 // etcd: <prefix>/config holds the net-conf JSON and

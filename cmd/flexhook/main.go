@@ -1,13 +1,14 @@
 // Command flexhook runs flannel's extension backend as a product: it gives
-// the node a subnet lease in a shared store (a directory or etcd), runs the
+// the node a subnet lease in a shared store (a directory, etcd, or
+// Kubernetes Node annotations), runs the
 // net-conf.json hook commands through an embedded POSIX shell, and keeps
 // running them as other nodes' leases come and go.
 //
-//	flexhook run      [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS] ...
+//	flexhook run      [--config FILE | --preset NAME] [--store DIR | --etcd-endpoints URLS | --kube-subnet-mgr] ...
 //	flexhook check    (--config FILE | --preset NAME)
 //	flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]...
 //	flexhook presets  [NAME]
-//	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS]
+//	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS | --kube-subnet-mgr]
 //	flexhook status   [--state-dir DIR] [--json]
 //	flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]
 //	flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]
@@ -17,8 +18,10 @@
 // from FLEXHOOK_ETCD_ENDPOINTS); a flag wins over its variable. Exit codes:
 // 0 ok, 1 runtime failure, 2 usage or config error.
 //
-// This package is wiring only: the logic lives in hooks, presets, runner
-// and leases.
+// This package is flags, the config source (source.go), the store's
+// opening and the node's addresses, wired into the engine; the logic
+// lives in hooks, presets, runner and leases. The lab's commands (lab,
+// lab verify) drive internal/netlab.
 package main
 
 import (

@@ -2,9 +2,11 @@
 // (mvdan.cc/sh/v3/interp) with no /bin/sh anywhere.
 //
 // Behaviour is layered as exec-handler middlewares, outermost first:
-// replace-existing (off in dry-run), trace, dry-run, wireguard-userspace,
-// and flexhook's own final exec last. The
-// final exec starts every external command in its own process group and,
+// ownership and replace-existing (off in dry-run; commands read by
+// internal/netcmd), trace, dry-run, wireguard-userspace, the netlink fast
+// path, the in-process text tools (internal/coreutils), and flexhook's own
+// final exec last; what a middleware passes down for one command is one
+// typed value (callState). The final exec starts every external command in its own process group and,
 // when the hook's deadline passes or its context is cancelled, kills the
 // whole group (SIGTERM, then SIGKILL after the kill grace), so grandchildren
 // do not survive a timeout. A file the kernel refuses to execute (a script
