@@ -14,12 +14,12 @@ const checkSynopsis = "flexhook check (--config FILE | --preset NAME)"
 // without running anything: `ok: NAME` and lint warnings, or the error.
 // A lint error (lease data run as code, a builtin the interpreter lacks)
 // fails the check with exit 2 after the lint lines.
-func cmdCheck(_ context.Context, args []string, stdout, _ io.Writer) error {
+func cmdCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var f checkFlags
 	if err := parseFlags("check", &f, checkSynopsis, args, stdout); err != nil {
 		return err
 	}
-	cfg, name, err := requireSource(f.SourceFlags)
+	cfg, name, err := requireSource(ctx, f.SourceFlags)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags("dry-run", &f, dryRunSynopsis, args, stdout); err != nil {
 		return err
 	}
-	cfg, _, err := requireSource(f.SourceFlags)
+	cfg, _, err := requireSource(ctx, f.SourceFlags)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := checkLabFlags(f); err != nil {
 		return err
 	}
-	if _, _, err := requireSource(f.SourceFlags); err != nil { // a broken config stops here, not on every node
+	if _, _, err := requireSource(ctx, f.SourceFlags); err != nil { // a broken config stops here, not on every node
 		return err
 	}
 	nodeArgs := []string{"--preset", f.Preset, "--trace"}

@@ -54,7 +54,7 @@ func sourceOf(src SourceFlags, s StoreFlags) (*configSource, error) {
 
 // requireSource is the source of a command that needs --config or
 // --preset (check, dry-run), loaded.
-func requireSource(src SourceFlags) (*hooks.Config, string, error) {
+func requireSource(ctx context.Context, src SourceFlags) (*hooks.Config, string, error) {
 	cs, err := sourceOf(src, StoreFlags{})
 	if err != nil {
 		return nil, "", err
@@ -62,7 +62,7 @@ func requireSource(src SourceFlags) (*hooks.Config, string, error) {
 	if cs.kind != fromFile && cs.kind != fromPreset {
 		return nil, "", usageErrorf("one of --config FILE or --preset NAME is required")
 	}
-	return cs.Load(context.Background())
+	return cs.Load(ctx)
 }
 
 // given reports whether the flags named the config (file or preset).

@@ -67,7 +67,7 @@ func cmdLabVerify(ctx context.Context, args []string, stdout, _ io.Writer) error
 	case os.Geteuid() != 0:
 		return usageErrorf("lab verify: needs root: it creates network namespaces, links and mounts")
 	}
-	if _, _, err := requireSource(f.SourceFlags); err != nil {
+	if _, _, err := requireSource(ctx, f.SourceFlags); err != nil {
 		return err
 	}
 	v := &verifier{ctx: ctx, f: f}
