@@ -45,12 +45,14 @@ func TestParallelHooks(t *testing.T) {
 	s := leasestest.New()
 	const n = 12
 	for i := range n {
-		fakePeer(s, fmt.Sprintf("10.50.%d.0/24", 10+i), fmt.Sprintf("192.0.2.%d", 10+i), "a")
+		// Each peer its own data: peers sharing BackendData would count as
+		// one node, whose Remove of one lease makes the others Add again.
+		fakePeer(s, fmt.Sprintf("10.50.%d.0/24", 10+i), fmt.Sprintf("192.0.2.%d", 10+i), fmt.Sprintf("a%d", i))
 	}
 	nd := start(t, cfg, s, t.TempDir(), runner.Parallel(2))
 	nd.lease()
 	for i := range n {
-		nd.waitEvent(fmt.Sprintf("end 10.50.%d.0/24 a", 10+i))
+		nd.waitEvent(fmt.Sprintf("end 10.50.%d.0/24 a%d", 10+i, i))
 	}
 	first := nd.events()
 	assert.Equal(t, 2, maxInFlight(first), "two subnets at once, never more:\n%s", strings.Join(first, "\n"))
@@ -59,10 +61,10 @@ func TestParallelHooks(t *testing.T) {
 
 	// Changed leases: each subnet's Remove runs before its Add.
 	for i := range n {
-		fakePeer(s, fmt.Sprintf("10.50.%d.0/24", 10+i), fmt.Sprintf("192.0.2.%d", 10+i), "b")
+		fakePeer(s, fmt.Sprintf("10.50.%d.0/24", 10+i), fmt.Sprintf("192.0.2.%d", 10+i), fmt.Sprintf("b%d", i))
 	}
 	for i := range n {
-		nd.waitEvent(fmt.Sprintf("end 10.50.%d.0/24 b", 10+i))
+		nd.waitEvent(fmt.Sprintf("end 10.50.%d.0/24 b%d", 10+i, i))
 	}
 	require.NoError(t, nd.stop())
 	evs := nd.events()
@@ -75,7 +77,7 @@ func TestParallelHooks(t *testing.T) {
 				seq = append(seq, e)
 			}
 		}
-		assert.Equal(t, []string{"start " + sn, "remove " + sn, "end " + sn, "start " + sn, "end " + sn + " b"}, seq, sn)
+		assert.Equal(t, []string{"start " + sn, "remove " + sn, "end " + sn, "start " + sn, "end " + sn + fmt.Sprintf(" b%d", i)}, seq, sn)
 	}
 	assert.True(t, strings.HasPrefix(evs[len(evs)-1], "shutdown "), "ShutdownCommand runs alone, last")
 }
