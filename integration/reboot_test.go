@@ -169,7 +169,7 @@ func testReboot(t *testing.T, bin string, p preset) {
 	converged("after node 1 rebooted")
 
 	for i := 1; i <= 2; i++ {
-		require.NoError(t, lab.StopNode(ctx, i))
+		require.NoError(t, lab.LeaveNode(ctx, i))
 		requireShutdownRan(t, ctx, lab, p, i)
 	}
 	require.NoError(t, lab.Close())

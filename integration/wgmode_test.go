@@ -53,7 +53,7 @@ func TestWireguardUserspaceModes(t *testing.T) {
 		out, err := lab.Exec(ctx, 2, "wg", "show", "flannel-wg", "listen-port")
 		require.NoError(t, err)
 		require.Equal(t, "51820", strings.TrimSpace(string(out)))
-		require.NoError(t, lab.StopNode(ctx, 2))
+		require.NoError(t, lab.LeaveNode(ctx, 2))
 		requireShutdownRan(t, ctx, lab, presetNamed(t, "wireguard"), 2)
 	})
 }

@@ -40,6 +40,8 @@ type Engine struct {
 	// in between hooks (newest wins); pendingCfg is the newest not yet in.
 	reload     chan *hooks.Config
 	pendingCfg *hooks.Config
+	// leave carries Leave's request to the loop.
+	leave chan struct{}
 }
 
 // New returns an engine for cfg that keeps its lease in store and runs
@@ -77,7 +79,7 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 	}
 	return &Engine{
 		hookRunner: hookRunner{cfg: cfg, exec: exec, log: log, metrics: o.metrics},
-		store:      store, o: o, reload: make(chan *hooks.Config, 1),
+		store:      store, o: o, reload: make(chan *hooks.Config, 1), leave: make(chan struct{}, 1),
 		env: &subnetFile{path: o.subnetFile, o: o.mtu, log: log},
 	}, nil
 }
@@ -295,6 +297,19 @@ func (e *Engine) lookup(ctx context.Context, attrs leases.Attrs) (leases.Lease, 
 	}
 	e.log.Info(fmt.Sprintf("dry-run: would acquire %s", v4), "subnet", v4, "ipv6_subnet", v6)
 	return leases.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: attrs}, nil
+}
+
+// Leave asks a running engine to leave the cluster: it runs
+// SubnetRemoveCommand for every remote lease it applied,
+// ShutdownCommand, deletes its own lease from the store (so the other
+// nodes remove it too), and Run returns nil. Asked before the loop runs,
+// it is done once it does. Stopping Run's context instead is a restart
+// (see KeepOnStop).
+func (e *Engine) Leave() {
+	select {
+	case e.leave <- struct{}{}:
+	default:
+	}
 }
 
 // shutdown runs ShutdownCommand for the own lease with a fresh context

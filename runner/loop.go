@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/flexhook/flexhook/hooks"
@@ -50,6 +51,7 @@ type loopOptions struct {
 	resyncInterval time.Duration
 	backoff        retry.Backoff
 	metrics        *metrics.Metrics
+	keepOnStop     bool
 }
 
 // statusEvery is the longest status.json goes unwritten.
@@ -82,7 +84,7 @@ func (e *Engine) newLoop(j *journal) *loop {
 		core: c,
 		log:  e.log,
 		o: loopOptions{readOnly: e.o.readOnly, stateDir: e.o.stateDir, resyncInterval: e.o.timing.resyncInterval,
-			backoff: b, metrics: e.o.metrics},
+			backoff: b, metrics: e.o.metrics, keepOnStop: e.o.keepOnStop},
 		renew: newRenewer(e.store, e.o.timing.storeTimeout, e.o.timing.renewMargin, b, e.log, e.o.metrics),
 		t:     loopTimers{retry: stoppedTimer(), flush: stoppedTimer(), compact: stoppedTimer(), compacted: time.Now()},
 		dirty: true,
@@ -126,8 +128,18 @@ func (l *loop) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			stop()
+			if l.o.keepOnStop {
+				l.log.Info("stopped; the backend and the routes stay for the next start (leave to remove them)",
+					"subnet", l.own.Subnet)
+				return nil
+			}
 			l.log.Info("shutting down", "subnet", l.own.Subnet)
 			return e.shutdown(ctx, l.own)
+
+		case <-e.leave:
+			stop()
+			l.log.Info("leaving the cluster", "subnet", l.own.Subnet)
+			return l.leaveCluster(ctx, true)
 
 		case snap := <-snaps:
 			l.snapshot(ctx, newest(snap, snaps))
@@ -244,7 +256,43 @@ func (l *loop) gone(ctx context.Context, cause error) error {
 	s := l.own.Subnet
 	l.log.Error(fmt.Sprintf("lease for %s was deleted by someone else; shutting down", s), "subnet", s, "error", cause)
 	err := fmt.Errorf("lease for %s was deleted by someone else: %w", s, cause)
-	return errors.Join(err, l.e.shutdown(ctx, l.own))
+	return errors.Join(err, l.leaveCluster(ctx, false))
+}
+
+// leaveCluster leaves nothing of the backend behind: SubnetRemoveCommand
+// for every version of a remote lease that may be in the kernel (the
+// journal's), ShutdownCommand, and with deleteOwn the own lease's
+// deletion from the store. It goes on past failures and returns them
+// all; it has the shutdown timeout even when ctx is done.
+func (l *loop) leaveCluster(ctx context.Context, deleteOwn bool) error {
+	e := l.e
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.timing.shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, vs := range l.core.journal.versions() {
+		for _, v := range vs {
+			if _, err := e.runHook(sctx, hooks.SubnetRemove, v, v.Attrs.BackendData+"\n"); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := l.core.journal.forget(v); err != nil {
+				errs = append(errs, err)
+			}
+			if e.o.owners != nil {
+				e.o.owners.Release(v.Subnet.String())
+			}
+		}
+	}
+	if err := l.core.journal.compact(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, e.shutdown(ctx, l.own))
+	if deleteOwn && !l.o.readOnly {
+		if err := e.store.Remove(sctx, l.own.Subnet); err != nil && !errors.Is(err, leases.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("delete own lease %s: %w", l.own.Subnet, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // reconcile runs one batch of the core and takes in what it did.
@@ -355,6 +403,7 @@ func (l *loop) writeStatus() {
 		MTU:       mtu,
 		MTUSource: mtuSource,
 		Journal:   l.core.journalProblem(),
+		Pid:       os.Getpid(),
 	}
 	if !l.lastSync.IsZero() {
 		st.LastSync = l.lastSync.UTC()

@@ -45,6 +45,7 @@ type options struct {
 	onStarted   func(context.Context, leases.Lease) error
 	peek        func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)
 	owners      *Owners
+	keepOnStop  bool
 }
 
 // nodeOptions say who this node is to the others: its public addresses,
@@ -69,6 +70,18 @@ func defaultOptions() options {
 
 // Option configures an Engine; see New.
 type Option func(*options) error
+
+// KeepOnStop makes a stop (Run's context done) a restart: the engine
+// stops without ShutdownCommand and the kernel keeps the backend and the
+// remote leases' routes, so the next start picks them up and pod traffic
+// flows on meanwhile (flanneld's behaviour). Leaving the cluster is Leave,
+// or the own lease's deletion. Off: a stop runs ShutdownCommand.
+func KeepOnStop(on bool) Option {
+	return func(o *options) error {
+		o.keepOnStop = on
+		return nil
+	}
+}
 
 // Ownership gives the engine the ownership table its hooks' shell
 // checks (shell.Owners): the objects of a lease whose last version was

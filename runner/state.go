@@ -42,6 +42,8 @@ type Status struct {
 	// to repair, or why intent cannot be recorded now (then no hook
 	// runs). Empty when all is well.
 	Journal string `json:",omitempty"`
+	// Pid is the daemon's process ID (flexhook leave signals it).
+	Pid int `json:",omitzero"`
 	// LastSync is when every admitted remote lease was last applied
 	// (zero before the first time).
 	LastSync time.Time `json:",omitzero"`

@@ -10,6 +10,7 @@
 //	flexhook presets  [NAME]
 //	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS | --kube-subnet-mgr]
 //	flexhook status   [--state-dir DIR] [--json]
+//	flexhook leave    [--state-dir DIR] [--wait DURATION]
 //	flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]
 //	flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]
 //	flexhook version
@@ -78,6 +79,7 @@ usage:
   flexhook presets  [NAME]
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
   flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing)
+  flexhook leave    [--state-dir DIR]   (leave the cluster: remove every peer, ShutdownCommand, delete the lease)
   flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]   (root: a netns lab)
   flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)
   flexhook version
@@ -122,6 +124,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdLeases(ctx, rest, stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, rest, stdout, stderr)
+	case "leave":
+		return cmdLeave(ctx, rest, stdout, stderr)
 	case "lab":
 		return cmdLab(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":

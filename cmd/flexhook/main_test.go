@@ -304,7 +304,7 @@ func TestEnvEquivalents(t *testing.T) {
 // directory.
 func TestEnvKeysMatchFlagNames(t *testing.T) {
 	exceptions := map[string]string{"labFlags --store": "LAB_STORE"}
-	for _, spec := range []any{runFlags{}, checkFlags{}, dryRunFlags{}, leasesFlags{}, presetsFlags{}, statusFlags{}, labFlags{}, verifyFlags{}} {
+	for _, spec := range []any{runFlags{}, checkFlags{}, dryRunFlags{}, leasesFlags{}, presetsFlags{}, statusFlags{}, leaveFlags{}, labFlags{}, verifyFlags{}} {
 		var walk func(reflect.Type)
 		walk = func(rt reflect.Type) {
 			for i := range rt.NumField() {

@@ -142,7 +142,8 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 	assert.Contains(t, string(env), "FLANNEL_NETWORK=10.60.0.0/16\n")
 	assert.Contains(t, string(env), "FLANNEL_SUBNET="+strings.TrimSuffix(subA, ".0/24")+".1/24\n")
 
-	// SIGTERM A: it runs ShutdownCommand and exits 0.
+	// SIGTERM A: a stop is a restart, so it exits 0 and leaves its
+	// backend and routes as they are (no ShutdownCommand, no Remove).
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case <-a.done:
@@ -150,7 +151,7 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 		t.Fatal("node A did not exit after SIGTERM")
 	}
 	require.NoError(t, a.err, "node A exit status")
-	assert.Contains(t, a.events(), "shutdown "+subA+"\n")
+	assert.NotContains(t, a.events(), "shutdown ")
 
 	// A's lease outlives it (a restart takes it back) until an operator
 	// removes it; then B runs SubnetRemove with A's old BackendData.
@@ -165,10 +166,17 @@ func TestTwoDaemonsShareFileStore(t *testing.T) {
 		30*time.Second, 50*time.Millisecond, "node B never ran SubnetRemove for A")
 	assert.NotContains(t, b.events(), "remove "+subB, "B never removes its own lease")
 
-	require.NoError(t, b.cmd.Process.Signal(syscall.SIGTERM))
+	// B leaves the cluster: flexhook leave signals it; it runs
+	// ShutdownCommand, deletes its lease from the store and exits 0.
+	out, err = exec.Command(bin, "leave", "--state-dir", b.stateDir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "left: pid ")
 	<-b.done
 	require.NoError(t, b.err)
 	assert.Contains(t, b.events(), "shutdown "+subB+"\n")
+	out, err = exec.Command(bin, "leases", "--store", store).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.NotContains(t, string(out), subB, "B's lease left the store with it")
 	assert.False(t, strings.Contains(a.events(), "remove "), "A saw no removal while it ran")
 }
 

@@ -33,6 +33,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGUSR1 asks the node to leave the cluster (flexhook leave); one
+	// that comes before the engine runs is kept for it.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	var f runFlags
 	if err := parseFlags("run", &f, runSynopsis, args, stdout); err != nil {
 		return err
@@ -101,9 +106,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
 	wctx, stopWatch := context.WithCancel(ctx)
 	waitWatch := src.Watch(wctx, eng, hup, log)
+	leaveDone := make(chan struct{})
+	go func() { // ends with wctx
+		defer close(leaveDone)
+		select {
+		case <-usr1:
+			log.Info("leave requested (SIGUSR1)")
+			eng.Leave()
+		case <-wctx.Done():
+		}
+	}()
 	err = eng.Run(ctx)
 	stopWatch()
 	waitWatch()
+	<-leaveDone
 	if err != nil {
 		return err
 	}
@@ -138,6 +154,9 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	}
 	if owners != nil {
 		rOpts = append(rOpts, runner.Ownership(owners))
+	}
+	if !f.DryRun && !f.ShutdownOnStop {
+		rOpts = append(rOpts, runner.KeepOnStop(true))
 	}
 	if p, ok := leases.As[leases.Peeker](store); ok && f.DryRun {
 		rOpts = append(rOpts, runner.Peek(p.Peek))

@@ -174,6 +174,13 @@ func (l *Lab) StopNode(ctx context.Context, i int) error {
 	return l.stop(ctx, i, syscall.SIGTERM)
 }
 
+// LeaveNode makes node i's flexhook leave the cluster (SIGUSR1, what
+// `flexhook leave` sends): it removes every peer, runs ShutdownCommand,
+// deletes its lease and exits; LeaveNode waits for that.
+func (l *Lab) LeaveNode(ctx context.Context, i int) error {
+	return l.stop(ctx, i, syscall.SIGUSR1)
+}
+
 // KillNode kills node i's flexhook with SIGKILL and waits for it.
 func (l *Lab) KillNode(ctx context.Context, i int) error {
 	err := l.stop(ctx, i, syscall.SIGKILL)

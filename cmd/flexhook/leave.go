@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"syscall"
+	"time"
+
+	"github.com/flexhook/flexhook/runner"
+)
+
+type leaveFlags struct {
+	CommonFlags
+	StateDirFlags
+	Wait time.Duration `flag:"wait" envconfig:"WAIT" default:"3m" arg:"DURATION" usage:"how long to wait for the daemon to finish leaving (0: do not wait)"`
+}
+
+const leaveSynopsis = "flexhook leave [--state-dir DIR] [--wait DURATION]"
+
+// cmdLeave makes the node leave the cluster: it sends SIGUSR1 to the
+// daemon whose status.json is in --state-dir, which runs
+// SubnetRemoveCommand for every remote lease it applied, then
+// ShutdownCommand, deletes its own lease from the store and exits; leave
+// waits for that. (A stop, SIGTERM, keeps everything for the next start.)
+func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	var f leaveFlags
+	if err := parseFlags("leave", &f, leaveSynopsis, args, stdout); err != nil {
+		return err
+	}
+	st, err := runner.ReadStatus(f.StateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no status in %s: no flexhook run with this --state-dir", f.StateDir)
+	}
+	if err != nil {
+		return err
+	}
+	if st.Pid <= 0 || syscall.Kill(st.Pid, 0) != nil {
+		return fmt.Errorf("the daemon of %s (pid %d) is not running", f.StateDir, st.Pid)
+	}
+	if err := syscall.Kill(st.Pid, syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("signal pid %d: %w", st.Pid, err)
+	}
+	fmt.Fprintf(stdout, "leave requested from pid %d (subnet %s)\n", st.Pid, st.Subnet)
+	if f.Wait <= 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, f.Wait)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for syscall.Kill(st.Pid, 0) == nil {
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("pid %d still runs after %s: %w", st.Pid, f.Wait, wctx.Err())
+		case <-tick.C:
+		}
+	}
+	fmt.Fprintf(stdout, "left: pid %d exited\n", st.Pid)
+	return nil
+}
