@@ -24,9 +24,13 @@ import (
 // crashConfig routes like host-gw and, once, kills its own daemon with
 // SIGKILL right after a hook did its work for the subnet named in the
 // state dir's file "crash-at": between the hook and the journal write.
-// (cut's parent is the daemon, which runs hooks in-process.)
+// (cut's parent is the daemon, which runs hooks in-process.) Its nodes
+// take their own subnet below 10.50.100.0, where the tests' leases never
+// go: a test lease on the node's own subnet would take its lease away.
 const crashConfig = `{
   "Network": "10.50.0.0/16",
+  "SubnetMin": "10.50.1.0",
+  "SubnetMax": "10.50.90.0",
   "Backend": {
     "Type": "extension",
     "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP && if [ -e crash-at ] && [ \"$(cat crash-at)\" = \"$SUBNET\" ]; then rm crash-at; /usr/bin/kill -9 $(cut -d' ' -f4 /proc/self/stat); fi",
