@@ -1,7 +1,9 @@
 // Package presets holds the documented flannel extension-backend recipes
 // (vxlan, host-gw and wireguard) as flannel net-conf.json files, embedded
 // byte for byte as published, so `flexhook run --preset NAME` runs exactly
-// the configuration the flannel documentation gives.
+// the configuration the flannel documentation gives; and production
+// presets beside them (vxlan-prod) that keep the data path up across
+// restarts and leave nothing behind.
 package presets
 
 import (
@@ -47,12 +49,21 @@ func Get(name string) ([]byte, error) {
 	return nil, fmt.Errorf("%w %q: the presets are %s", ErrUnknown, name, strings.Join(Names(), ", "))
 }
 
+// published are the presets that are flannel's documented recipes, byte
+// for byte; the others are flexhook's own.
+var published = []string{"host-gw", "vxlan", "wireguard"}
+
+// Published returns the names of the presets that are the published
+// recipes, sorted.
+func Published() []string { return slices.Clone(published) }
+
 // dataShapes names the form of each preset's BackendData (see
 // leases.Shapes): what its PreStartupCommand prints and its hooks read.
 var dataShapes = map[string]string{
-	"vxlan":     "mac",           // cat /sys/class/net/flannel-vxlan/address
-	"wireguard": "wireguard-key", // wg pubkey
-	"host-gw":   "empty",         // no PreStartupCommand
+	"vxlan":      "mac", // cat /sys/class/net/flannel-vxlan/address
+	"vxlan-prod": "mac",
+	"wireguard":  "wireguard-key", // wg pubkey
+	"host-gw":    "empty",         // no PreStartupCommand
 }
 
 // DataShape returns the name of the shape the BackendData of preset name

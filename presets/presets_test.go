@@ -26,9 +26,14 @@ func recipes(t *testing.T) string {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"host-gw", "vxlan", "wireguard"}
+	want := []string{"host-gw", "vxlan", "vxlan-prod", "wireguard"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
+	}
+	for _, p := range Published() {
+		if !slices.Contains(Names(), p) {
+			t.Errorf("published %q is no preset", p)
+		}
 	}
 }
 
@@ -42,10 +47,10 @@ func TestPresetsEqualRecipes(t *testing.T) {
 	for _, p := range published {
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".json"))
 	}
-	if !slices.Equal(names, Names()) {
-		t.Errorf("recipes %q, presets %q", names, Names())
+	if !slices.Equal(names, Published()) {
+		t.Errorf("recipes %q, published presets %q", names, Published())
 	}
-	for _, name := range Names() {
+	for _, name := range Published() {
 		got, err := Get(name)
 		if err != nil {
 			t.Fatal(err)
@@ -64,7 +69,7 @@ func TestPresetsEqualRecipes(t *testing.T) {
 // byte for byte, as decoded independently from the published file.
 func TestPresetsParse(t *testing.T) {
 	dir := recipes(t)
-	for _, name := range Names() {
+	for _, name := range Published() {
 		t.Run(name, func(t *testing.T) {
 			data, err := Get(name)
 			if err != nil {
@@ -113,10 +118,31 @@ func TestPresetsParse(t *testing.T) {
 	}
 }
 
+// The production presets parse, and lint finds no error in them (nor a
+// warning: they quote the lease data they read).
+func TestProductionPresetsLint(t *testing.T) {
+	for _, name := range Names() {
+		if slices.Contains(Published(), name) {
+			continue
+		}
+		data, err := Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := hooks.Parse(data)
+		if err != nil {
+			t.Fatalf("preset %s: %v", name, err)
+		}
+		for _, w := range hooks.Lint(cfg) {
+			t.Errorf("preset %s: lint: %s", name, w)
+		}
+	}
+}
+
 // hooks names the presets in its advice for other backend types; the names
 // must be the presets'.
 func TestTypeAdviceNamesPreset(t *testing.T) {
-	for _, name := range Names() {
+	for _, name := range Published() {
 		_, err := hooks.Parse([]byte(`{"Network": "10.50.0.0/16", "Backend": {"Type": "` + name + `"}}`))
 		if err == nil || !strings.Contains(err.Error(), "--preset "+name+" ") {
 			t.Errorf("Type %q: %v does not point to --preset %s", name, err, name)
@@ -131,7 +157,7 @@ func TestGetUnknown(t *testing.T) {
 			t.Errorf("Get(%q) = %v, want ErrUnknown", name, err)
 			continue
 		}
-		if want := "the presets are host-gw, vxlan, wireguard"; !strings.HasSuffix(err.Error(), want) {
+		if want := "the presets are host-gw, vxlan, vxlan-prod, wireguard"; !strings.HasSuffix(err.Error(), want) {
 			t.Errorf("Get(%q) = %v, want it to end in %q", name, err, want)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestPresetsList(t *testing.T) {
 	code, out, errOut := cli(t, "presets")
 	require.Equal(t, 0, code, errOut)
 	golden(t, "presets-list", out)
-	for _, name := range []string{"vxlan", "host-gw", "wireguard"} {
+	for _, name := range presets.Names() {
 		assert.Regexp(t, `(?m)^`+name+`\s+\S`, out, "a line with a description per preset")
 	}
 }
@@ -79,6 +80,9 @@ func TestPresetsShowIsExactJSON(t *testing.T) {
 			if name == "vxlan" {
 				golden(t, "presets-vxlan", out)
 			}
+			if !slices.Contains(presets.Published(), name) {
+				return // flexhook's own preset: no published recipe
+			}
 			// The published recipe, as kept in the repo.
 			recipe, err := os.ReadFile(filepath.Join("..", "..", "presets", "testdata", "published", name+".json"))
 			require.NoError(t, err)
@@ -88,7 +92,7 @@ func TestPresetsShowIsExactJSON(t *testing.T) {
 }
 
 func TestCheckPresets(t *testing.T) {
-	for _, name := range []string{"vxlan", "host-gw", "wireguard"} {
+	for _, name := range presets.Names() {
 		t.Run(name, func(t *testing.T) {
 			code, out, errOut := cli(t, "check", "--preset", name)
 			require.Equal(t, 0, code, errOut)

@@ -118,6 +118,49 @@ func (v *verifier) run() {
 	v.restart()
 	v.reboot()
 	v.dryRunFidelity()
+	v.restartLoss()
+}
+
+// restartLoss restarts each node's agent in turn (SIGTERM, then start
+// again, as a rolling update does) while the next node pings its pod
+// every 10 ms, through the restart and a settling time after it: a
+// restart must lose nothing. The card says how much each one lost.
+func (v *verifier) restartLoss() {
+	const every, settle = 10 * time.Millisecond, 2 * time.Second
+	n := v.f.Nodes
+	var problems []string
+	for i := 1; i <= n; i++ {
+		from := i%n + 1
+		p, err := v.lab.StartPing(v.ctx, from, v.lab.PodAddr(i), every)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		v.pause(settle / 4) // traffic flows before the restart
+		if err := v.lab.RestartNode(v.ctx, i); err != nil {
+			problems = append(problems, err.Error())
+		}
+		v.pause(settle)
+		answered, lost, err := p.Stop()
+		switch {
+		case err != nil:
+			problems = append(problems, err.Error())
+		case lost > 0:
+			problems = append(problems, fmt.Sprintf("node %d restart: %d of %d pings from node %d lost (%v without traffic)",
+				i, lost, lost+answered, from, time.Duration(lost)*every))
+		}
+	}
+	v.add(10, "restart: pings every 10 ms between pods across an agent restart of each node lose nothing", problems)
+}
+
+// pause waits d, or until the verification is cancelled.
+func (v *verifier) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-v.ctx.Done():
+	}
 }
 
 // add records a check; ok when there is no detail.
@@ -202,7 +245,7 @@ func (v *verifier) connectivity(num int, name string) bool {
 }
 
 // verifyChecks is the number of checks on the card.
-const verifyChecks = 9
+const verifyChecks = 10
 
 // mtu checks that each node's FLANNEL_MTU is what its pods' packets can
 // be: a Don't-Fragment ping of exactly FLANNEL_MTU bytes (as the flannel

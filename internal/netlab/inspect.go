@@ -4,6 +4,7 @@ package netlab
 // routes, links and counters, and the processes in its namespace.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // Ping sends one ICMP echo from node i's pod address to addr and reports
@@ -171,4 +175,85 @@ func netnsProcesses(ctx context.Context, ns string) ([]Process, error) {
 		ps = append(ps, Process{Pid: pid, Comm: strings.TrimSpace(string(comm))})
 	}
 	return ps, nil
+}
+
+// PingRun is a ping from a node's pod address every interval, started by
+// StartPing; Stop ends it and says what it lost.
+type PingRun struct {
+	cmd  *exec.Cmd
+	out  syncBuffer
+	done chan error
+}
+
+// StartPing pings to from node from's pod address every interval (ping
+// -O: a packet not answered before the next is sent counts as lost)
+// until Stop.
+func (l *Lab) StartPing(ctx context.Context, from int, to netip.Addr, interval time.Duration) (*PingRun, error) {
+	n, err := l.node(from)
+	if err != nil {
+		return nil, err
+	}
+	src := l.PodAddr(from)
+	if !src.IsValid() {
+		return nil, fmt.Errorf("netlab: node %d has no pod address yet", from)
+	}
+	p := &PingRun{done: make(chan error, 1)}
+	p.cmd = exec.CommandContext(ctx, "ip", "netns", "exec", n.ns, "ping", "-n", "-O",
+		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64), "-I", src.String(), to.String())
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("netlab: ping: %w", err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	return p, nil
+}
+
+// Stop ends the ping (SIGINT) and returns how many packets were
+// answered and how many were lost: reported unanswered when the next one
+// was sent (ping -O) and never answered later (a reply that comes late,
+// on a busy machine, is no loss).
+func (p *PingRun) Stop() (answered, lost int, err error) {
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	<-p.done
+	replied, late := map[string]bool{}, map[string]bool{}
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		_, seq, ok := strings.Cut(line, "icmp_seq=")
+		if !ok {
+			continue
+		}
+		seq, _, _ = strings.Cut(seq, " ")
+		switch {
+		case strings.Contains(line, " bytes from "):
+			replied[seq] = true
+		case strings.HasPrefix(line, "no answer yet for "):
+			late[seq] = true
+		}
+	}
+	for seq := range late {
+		if !replied[seq] {
+			lost++
+		}
+	}
+	if len(replied) == 0 && lost == 0 {
+		return 0, 0, fmt.Errorf("netlab: ping said nothing: %s", lastLine([]byte(p.out.String())))
+	}
+	return len(replied), lost, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
