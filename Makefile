@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/flexhook
 # Debian packages the tests and the demo need (--no-install-recommends).
 DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go gawk mawk procps etcd-server
-PRESET ?= vxlan
+PRESET ?= vxlan-prod
 NODES ?= 3
 INTEGRATION_TIMEOUT ?= 15m
 

@@ -93,7 +93,7 @@ func create(ctx context.Context, cs kubernetes.Interface, obj runtime.Object) (s
 var errUnknownKind = errors.New("a kind the manifest test does not create")
 
 // testManifest applies deploy/kube-flexhook.yml to the server, checks its
-// net-conf.json (the vxlan preset's hooks, passing flexhook check) and
+// net-conf.json (the vxlan-prod preset's hooks, passing flexhook check) and
 // the DaemonSet's wiring, and leaves s.sa acting as its service account.
 func testManifest(t *testing.T, ctx context.Context, s *kubeSuite) {
 	var kinds []string
@@ -117,12 +117,13 @@ func testManifest(t *testing.T, ctx context.Context, s *kubeSuite) {
 		t.Fatalf("manifest kinds %v, want %v", kinds, want)
 	}
 
-	// net-conf.json: the published vxlan recipe's hooks, checked clean.
+	// net-conf.json: the vxlan-prod preset's hooks (a rolling update loses
+	// no traffic), checked clean.
 	netconf := cm.Data["net-conf.json"]
 	if _, err := hooks.Parse([]byte(netconf)); err != nil {
 		t.Errorf("ConfigMap net-conf.json: %v", err)
 	}
-	raw, err := presets.Get("vxlan")
+	raw, err := presets.Get("vxlan-prod")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func testManifest(t *testing.T, ctx context.Context, s *kubeSuite) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got["Backend"], pre["Backend"]) {
-		t.Errorf("ConfigMap net-conf.json's Backend is not the vxlan preset's:\n%v\n%v", got["Backend"], pre["Backend"])
+		t.Errorf("ConfigMap net-conf.json's Backend is not the vxlan-prod preset's:\n%v\n%v", got["Backend"], pre["Backend"])
 	}
 	if bin := os.Getenv("FLEXHOOK_BIN"); bin != "" {
 		path := filepath.Join(t.TempDir(), "net-conf.json")
