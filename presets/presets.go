@@ -2,7 +2,7 @@
 // (vxlan, host-gw and wireguard) as flannel net-conf.json files, embedded
 // byte for byte as published, so `flexhook run --preset NAME` runs exactly
 // the configuration the flannel documentation gives; and production
-// presets beside them (vxlan-prod) that keep the data path up across
+// presets beside them (vxlan-prod, wireguard-prod) that keep the data path up across
 // restarts and leave nothing behind.
 package presets
 
@@ -60,10 +60,11 @@ func Published() []string { return slices.Clone(published) }
 // dataShapes names the form of each preset's BackendData (see
 // leases.Shapes): what its PreStartupCommand prints and its hooks read.
 var dataShapes = map[string]string{
-	"vxlan":      "mac", // cat /sys/class/net/flannel-vxlan/address
-	"vxlan-prod": "mac",
-	"wireguard":  "wireguard-key", // wg pubkey
-	"host-gw":    "empty",         // no PreStartupCommand
+	"vxlan":          "mac", // cat /sys/class/net/flannel-vxlan/address
+	"vxlan-prod":     "mac",
+	"wireguard-prod": "wireguard-key",
+	"wireguard":      "wireguard-key", // wg pubkey
+	"host-gw":        "empty",         // no PreStartupCommand
 }
 
 // DataShape returns the name of the shape the BackendData of preset name

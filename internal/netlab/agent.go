@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -71,8 +72,13 @@ func (l *Lab) StartNode(ctx context.Context, i int, args ...string) error {
 	argv = append(argv, args...)
 	fmt.Fprintf(logFile, "=== netlab: start node %d at %s: flexhook %s\n",
 		i, time.Now().Format(time.RFC3339Nano), strings.Join(argv[5:], " "))
+	wgDir := filepath.Join(n.dir, "wireguard-run") // the node's /run/wireguard, across its agents
+	if err := os.MkdirAll(wgDir, 0o700); err != nil {
+		logFile.Close()
+		return fmt.Errorf("netlab: node %d: %w", i, err)
+	}
 	cmd := exec.Command("ip", argv...)
-	cmd.Env = append(os.Environ(), reexecEnv+"="+modeMountWrap)
+	cmd.Env = append(os.Environ(), reexecEnv+"="+modeMountWrap, wgDirEnv+"="+wgDir)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

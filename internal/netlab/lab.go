@@ -5,7 +5,8 @@
 // and one namespace per node, joined to the hub by a veth pair; node X has
 // underlay address 192.0.2.(10+X), lo up and ip_forward on. Nodes run the
 // real flexhook binary (StartNode) inside their network namespace and a
-// private mount namespace with a tmpfs on /var/run/wireguard, so that
+// private mount namespace with its own /var/run/wireguard (a directory of
+// the node, kept across its agents as a host keeps /run), so that
 // wireguard-go's control sockets do not collide. Once a node has its lease,
 // the lab gives it a "pod" address: the subnet's .1 on a bridge cni0.
 //
@@ -373,6 +374,10 @@ func (l *Lab) RebootNode(ctx context.Context, i int) error {
 	n.mac = f[2]
 	for _, p := range procs {
 		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+	}
+	// A reboot empties /run: the wireguard sockets go.
+	if err := os.RemoveAll(filepath.Join(n.dir, "wireguard-run")); err != nil {
+		return fmt.Errorf("netlab: node %d: %w", i, err)
 	}
 	// The kernel frees a deleted namespace's devices later, in the
 	// background: delete the veth pair first so its hub end is gone too.

@@ -20,12 +20,18 @@ import (
 const reexecEnv = "FHLAB_REEXEC"
 
 const (
-	modeMountWrap = "mount-wrap" // unshare a mount ns, tmpfs on /run/wireguard, exec argv
+	modeMountWrap = "mount-wrap" // unshare a mount ns, the node's dir (or a tmpfs) on /run/wireguard, exec argv
 	modeEnter     = "enter"      // join the mount and net ns of FHLAB_PID, exec argv
 )
 
 // pidEnv names the process whose namespaces modeEnter joins.
 const pidEnv = "FHLAB_PID"
+
+// wgDirEnv names the node's own directory modeMountWrap binds on the
+// wireguard run dir, so that a wireguard-go an agent started keeps its
+// control socket where the node's next agent finds it (as on a host,
+// across restarts); without it, a tmpfs of the agent's own.
+const wgDirEnv = "FHLAB_WGDIR"
 
 var reexecInstalled atomic.Bool
 
@@ -66,6 +72,7 @@ func runReexec(mode string, argv []string) error {
 	}
 	os.Unsetenv(reexecEnv)
 	os.Unsetenv(pidEnv)
+	os.Unsetenv(wgDirEnv)
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return err
@@ -94,6 +101,12 @@ func mountWrap() error {
 		return fmt.Errorf("make / private: %w", err)
 	}
 	dir := wireguardRunDir()
+	if own := os.Getenv(wgDirEnv); own != "" {
+		if err := unix.Mount(own, dir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", own, dir, err)
+		}
+		return nil
+	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700"); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 	}
