@@ -32,8 +32,8 @@ type verifyCard struct {
 // The published vxlan recipe has no SubnetRemoveCommand and the
 // wireguard one keeps its private key in the state dir after it leaves;
 // both rebuild their device (and identity) at every start, so a restart
-// loses traffic (check 10): the verifier says so. vxlan-prod and
-// wireguard-prod pass all.
+// loses traffic (check 10): the verifier says so. The -prod presets pass
+// all.
 func TestLabVerify(t *testing.T) {
 	bin := requireLab(t)
 	testdata, err := filepath.Abs("../cmd/flexhook/testdata/verify")
@@ -46,6 +46,7 @@ func TestLabVerify(t *testing.T) {
 		{"host-gw", []string{"--preset", "host-gw"}, nil},
 		{"vxlan-prod", []string{"--preset", "vxlan-prod"}, nil},
 		{"wireguard-prod", []string{"--preset", "wireguard-prod"}, nil},
+		{"host-gw-prod", []string{"--preset", "host-gw-prod"}, nil},
 		{"vxlan-own-style", []string{"--config", filepath.Join(testdata, "vxlan-own-style.json")}, nil},
 		{"vxlan", []string{"--preset", "vxlan"}, map[int]string{5: "still holds route: ", 10: " pings from node "}},
 		{"wireguard", []string{"--preset", "wireguard"}, map[int]string{4: "+ file: privatekey", 10: " pings from node "}},

@@ -8,7 +8,7 @@ import (
 
 func ExampleNames() {
 	fmt.Println(presets.Names())
-	// Output: [host-gw vxlan vxlan-prod wireguard wireguard-prod]
+	// Output: [host-gw host-gw-prod vxlan vxlan-prod wireguard wireguard-prod]
 }
 
 func ExampleGet() {
@@ -29,5 +29,5 @@ func ExampleGet() {
 	//     "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"
 	//   }
 	// }
-	// unknown preset "udp": the presets are host-gw, vxlan, vxlan-prod, wireguard, wireguard-prod
+	// unknown preset "udp": the presets are host-gw, host-gw-prod, vxlan, vxlan-prod, wireguard, wireguard-prod
 }

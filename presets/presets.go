@@ -2,7 +2,7 @@
 // (vxlan, host-gw and wireguard) as flannel net-conf.json files, embedded
 // byte for byte as published, so `flexhook run --preset NAME` runs exactly
 // the configuration the flannel documentation gives; and production
-// presets beside them (vxlan-prod, wireguard-prod) that keep the data path up across
+// presets beside them (vxlan-prod, wireguard-prod, host-gw-prod) that keep the data path up across
 // restarts and leave nothing behind.
 package presets
 
@@ -65,6 +65,7 @@ var dataShapes = map[string]string{
 	"wireguard-prod": "wireguard-key",
 	"wireguard":      "wireguard-key", // wg pubkey
 	"host-gw":        "empty",         // no PreStartupCommand
+	"host-gw-prod":   "empty",
 }
 
 // DataShape returns the name of the shape the BackendData of preset name

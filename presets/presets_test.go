@@ -26,7 +26,7 @@ func recipes(t *testing.T) string {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"host-gw", "vxlan", "vxlan-prod", "wireguard", "wireguard-prod"}
+	want := []string{"host-gw", "host-gw-prod", "vxlan", "vxlan-prod", "wireguard", "wireguard-prod"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
@@ -157,7 +157,7 @@ func TestGetUnknown(t *testing.T) {
 			t.Errorf("Get(%q) = %v, want ErrUnknown", name, err)
 			continue
 		}
-		if want := "the presets are host-gw, vxlan, vxlan-prod, wireguard, wireguard-prod"; !strings.HasSuffix(err.Error(), want) {
+		if want := "the presets are host-gw, host-gw-prod, vxlan, vxlan-prod, wireguard, wireguard-prod"; !strings.HasSuffix(err.Error(), want) {
 			t.Errorf("Get(%q) = %v, want it to end in %q", name, err, want)
 		}
 	}

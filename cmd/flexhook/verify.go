@@ -465,6 +465,7 @@ func dryRunBlock(out, header string) []string {
 	in := false
 	for _, l := range strings.Split(out, "\n") {
 		switch {
+		case strings.HasPrefix(l, "# exit status "): // a command's status, inside the block
 		case strings.HasPrefix(l, "# "):
 			in = l == header
 		case in && strings.HasPrefix(l, "+ "):

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// A command's "# exit status N" line is part of its hook's block, not the
+// start of another (a hook that tests something with grep goes on).
+func TestDryRunBlock(t *testing.T) {
+	out := `# PostStartupCommand SUBNET=10.50.1.0/24
++ ip link set x up
+# SubnetAddCommand SUBNET=10.50.2.0/24
++ ip route get 192.0.2.2
++ grep -q ' via '
+# exit status 1
++ ip route add 10.50.2.0/24 via 192.0.2.2
++ arp -s 10.50.2.0 02:00:00:00:00:01 dev x  # skipped
+# SubnetRemoveCommand SUBNET=10.50.2.0/24
++ ip route del 10.50.2.0/24 via 192.0.2.2
+`
+	assert.Equal(t, []string{"+ ip route get 192.0.2.2", "+ grep -q ' via '", "+ ip route add 10.50.2.0/24 via 192.0.2.2",
+		"+ arp -s 10.50.2.0 02:00:00:00:00:01 dev x"}, dryRunBlock(out, "# SubnetAddCommand SUBNET=10.50.2.0/24"))
+}

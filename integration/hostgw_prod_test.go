@@ -1,0 +1,59 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/runner"
+)
+
+// host-gw-prod routes only to peers on the node's own L2 segment: a peer
+// whose PublicIP the node reaches through a router gets no route (a
+// host-gw route via it could not work), and the failure says why in
+// status.json; peers on the segment are routed as by host-gw.
+func TestHostGwProdRefusesOffLinkPeers(t *testing.T) {
+	bin := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := newLab(t, ctx, bin, 2)
+	// Node 1 reaches 198.51.100.0/24 through node 2, a router.
+	out, err := lab.Exec(ctx, 1, "ip", "route", "add", "198.51.100.0/24", "via", lab.Underlay(2).String())
+	require.NoError(t, err, "%s", out)
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.StartNode(ctx, i, "--preset", "host-gw-prod"))
+	}
+	requireMesh(t, ctx, lab, "on one segment", []int{1, 2})
+
+	writeLease(t, lab, "10.50.250.0/24", "198.51.100.7", "")
+	eventually(t, ctx, "node 1 refuses the off-link peer", func() error {
+		st, err := runner.ReadStatus(lab.StateDir(1))
+		if err != nil {
+			return err
+		}
+		for _, f := range st.Failing {
+			if f.Subnet.String() == "10.50.250.0/24" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not failing: %+v", st.Failing)
+	})
+	require.Contains(t, lab.Logs(1), "198.51.100.7 is not on this node's L2 segment (reached through a router)")
+	out, err = lab.Exec(ctx, 1, "ip", "route", "show", "10.50.250.0/24")
+	require.NoError(t, err)
+	require.Empty(t, strings.TrimSpace(string(out)), "no route to a peer behind a router")
+	requireMesh(t, ctx, lab, "beside the refused peer", []int{1, 2})
+
+	require.NoError(t, os.Remove(filepath.Join(lab.StoreDir(), "subnets", "10.50.250.0-24")))
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, lab.LeaveNode(ctx, i))
+	}
+}
