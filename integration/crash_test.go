@@ -163,36 +163,45 @@ func TestKillDuringBurst(t *testing.T) {
 }
 
 // TestStopDuringPreStartup sends SIGTERM while PreStartupCommand sleeps
-// after making its device: ShutdownCommand runs all the same and the
-// device is gone, in a real network namespace.
+// after making its device, in a real network namespace. With
+// --shutdown-on-stop ShutdownCommand runs all the same and the device is
+// gone; by default a stop is a restart, and the device stays for the next
+// start (a rolling update during a slow start-up keeps the data path).
 func TestStopDuringPreStartup(t *testing.T) {
 	bin := requireLab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	lab := newLab(t, ctx, bin, 1)
-	cfg := filepath.Join(t.TempDir(), "net-conf.json")
-	require.NoError(t, os.WriteFile(cfg, []byte(`{"Network": "10.50.0.0/16", "Backend": {"Type": "extension",
+	for _, leave := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shutdown-on-stop=%v", leave), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			lab := newLab(t, ctx, bin, 1)
+			cfg := filepath.Join(t.TempDir(), "net-conf.json")
+			require.NoError(t, os.WriteFile(cfg, []byte(`{"Network": "10.50.0.0/16", "Backend": {"Type": "extension",
 		"PreStartupCommand": "ip link add fh-pre0 type bridge && sleep 60",
 		"ShutdownCommand": "ip link del fh-pre0"}}`), 0o600))
-	// Not lab.StartNode: it waits for a lease, which PreStartup holds up.
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", lab.Netns(1), bin, "run", "--config", cfg,
-		"--store", lab.StoreDir(), "--public-ip", lab.Underlay(1).String(), "--state-dir", lab.StateDir(1),
-		"--subnet-file", filepath.Join(t.TempDir(), "subnet.env"))
-	var out testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	eventually(t, ctx, "PreStartupCommand made its device", func() error {
-		ok, err := lab.HasLink(ctx, 1, "fh-pre0")
-		if err == nil && !ok {
-			err = fmt.Errorf("no fh-pre0 yet")
-		}
-		return err
-	})
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "a stop during start-up is a clean exit:\n%s", out.String())
-	ok, err := lab.HasLink(ctx, 1, "fh-pre0")
-	require.NoError(t, err)
-	require.False(t, ok, "ShutdownCommand did not run: the device is left:\n%s", out.String())
-	require.Contains(t, out.String(), "stopped during PreStartupCommand")
-	require.NoError(t, lab.Close())
+			// Not lab.StartNode: it waits for a lease, which PreStartup holds up.
+			cmd := exec.CommandContext(ctx, "ip", "netns", "exec", lab.Netns(1), bin, "run", "--config", cfg,
+				"--store", lab.StoreDir(), "--public-ip", lab.Underlay(1).String(), "--state-dir", lab.StateDir(1),
+				"--subnet-file", filepath.Join(t.TempDir(), "subnet.env"), fmt.Sprintf("--shutdown-on-stop=%v", leave))
+			var out testutil.SyncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			eventually(t, ctx, "PreStartupCommand made its device", func() error {
+				ok, err := lab.HasLink(ctx, 1, "fh-pre0")
+				if err == nil && !ok {
+					err = fmt.Errorf("no fh-pre0 yet")
+				}
+				return err
+			})
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+			require.NoError(t, cmd.Wait(), "a stop during start-up is a clean exit:\n%s", out.String())
+			ok, err := lab.HasLink(ctx, 1, "fh-pre0")
+			require.NoError(t, err)
+			require.Equal(t, !leave, ok, "device fh-pre0 there after the stop:\n%s", out.String())
+			require.Contains(t, out.String(), "stopped during PreStartupCommand")
+			if !leave {
+				_, _ = lab.Exec(ctx, 1, "ip", "link", "del", "fh-pre0")
+			}
+			require.NoError(t, lab.Close())
+		})
+	}
 }

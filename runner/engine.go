@@ -167,7 +167,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	// Whatever stops the start-up once PreStartupCommand has run (or was
 	// interrupted: it may have made its device half-way), ShutdownCommand
-	// runs, so nothing it set up is left behind.
+	// runs, so nothing it set up is left behind; except a stop with
+	// KeepOnStop: a restart keeps the backend (a rolling update that
+	// comes while the store is slow must not take the data path down).
 	preRan := !e.cfg.Backend.Hook(hooks.PreStartup).Empty()
 	self := leases.Lease{Attrs: leases.Attrs{PublicIP: e.o.node.publicIP, PublicIPv6: e.o.node.publicIPv6}}
 	startFailed := func(what string, err error) error {
@@ -176,7 +178,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.log.Info("stopped " + what)
 		}
 		var serr error
-		if preRan {
+		if preRan && !(stopped && e.o.keepOnStop) {
 			serr = e.shutdown(ctx, self)
 		}
 		if stopped {
@@ -207,6 +209,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	if _, err := e.runHook(ctx, hooks.PostStartup, own, ""); err != nil {
 		if ctx.Err() != nil {
+			if e.o.keepOnStop {
+				return nil
+			}
 			return e.shutdown(ctx, own)
 		}
 		return errors.Join(err, e.shutdown(ctx, own))

@@ -288,11 +288,39 @@ func (l *loop) leaveCluster(ctx context.Context, deleteOwn bool) error {
 	}
 	errs = append(errs, e.shutdown(ctx, l.own))
 	if deleteOwn && !l.o.readOnly {
-		if err := e.store.Remove(sctx, l.own.Subnet); err != nil && !errors.Is(err, leases.ErrNotFound) {
+		// Its own deadline: slow Removes must not leave the lease behind.
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.timing.storeTimeout)
+		defer dcancel()
+		if err := l.deleteOwn(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("delete own lease %s: %w", l.own.Subnet, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteOwn deletes the own lease from the store while it is still this
+// node's: one that expired during a partition may be another node's by
+// now, and stays.
+func (l *loop) deleteOwn(ctx context.Context) error {
+	ls, err := l.e.store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, x := range ls {
+		if x.Invalid != "" || x.Subnet != l.own.Subnet {
+			continue
+		}
+		if x.Attrs.Owner() != l.own.Attrs.Owner() {
+			l.log.Warn("own lease is another node's by now; left in the store", "subnet", x.Subnet,
+				"public_ip", x.Attrs.PublicIP)
+			return nil
+		}
+		if err := l.e.store.Remove(ctx, l.own.Subnet); err != nil && !errors.Is(err, leases.ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	return nil // already gone
 }
 
 // reconcile runs one batch of the core and takes in what it did.

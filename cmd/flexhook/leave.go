@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +41,13 @@ func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	if st.Pid <= 0 || syscall.Kill(st.Pid, 0) != nil {
 		return fmt.Errorf("the daemon of %s (pid %d) is not running", f.StateDir, st.Pid)
+	}
+	// status.json outlives its daemon: the pid may be another process's
+	// by now (SIGUSR1 would kill it), or a pid of another pid namespace.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.Pid))
+	if err != nil || !strings.Contains(string(cmdline), "flexhook") || !strings.Contains(string(cmdline), "run") {
+		return fmt.Errorf("pid %d of %s is not a flexhook run (a stale status.json, or another pid namespace); nothing signalled",
+			st.Pid, f.StateDir)
 	}
 	if err := syscall.Kill(st.Pid, syscall.SIGUSR1); err != nil {
 		return fmt.Errorf("signal pid %d: %w", st.Pid, err)

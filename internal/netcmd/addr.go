@@ -3,6 +3,7 @@ package netcmd
 import (
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
@@ -45,6 +46,12 @@ func parseAddr(w *words, fam, verbAt int) (*Cmd, error) {
 		case "local", "":
 			if t == "local" {
 				t = w.next()
+			}
+			// A delete of an IPv4 address without a length deletes it
+			// with whatever length it has (iproute2 sends no
+			// IFA_ADDRESS): not read, the real ip decides.
+			if verb == Del && !strings.Contains(t, "/") {
+				return nil, ErrNotRead
 			}
 			p, ok := prefix(t, fam)
 			if !ok || a.p.IsValid() {

@@ -78,8 +78,13 @@ func RouteObject(dst netip.Prefix, table, metric uint32) Object {
 	return Object(s)
 }
 
-// AddrObject names address p on dev.
+// AddrObject names address p on dev: with its length for IPv4, where
+// the kernel tells 10.0.0.1/24 and 10.0.0.1/32 apart, and without for
+// IPv6, where an address is one object whatever its length.
 func AddrObject(p netip.Prefix, dev string) Object {
+	if p.Addr().Is6() {
+		return Object("addr " + p.Addr().String() + " dev " + dev)
+	}
 	return Object("addr " + p.String() + " dev " + dev)
 }
 

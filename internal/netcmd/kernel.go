@@ -11,8 +11,9 @@ import (
 )
 
 // Kernel lists the objects of the network namespace h works in, named as
-// Parse names them: links, addresses, routes of every table, neighbours
-// and fdb entries. (WireGuard peers are not listed: they need the
+// Parse names them: links, addresses, routes of every table, and the
+// neighbours and fdb entries someone set (permanent or noarp; learned
+// ones are left out). (WireGuard peers are not listed: they need the
 // wireguard generic netlink family.)
 func Kernel(h *netlink.Handle) (map[Object]struct{}, error) {
 	set := map[Object]struct{}{}
@@ -54,6 +55,11 @@ func Kernel(h *netlink.Handle) (map[Object]struct{}, error) {
 			return nil, fmt.Errorf("netcmd: list neighbours: %w", err)
 		}
 		for _, n := range ns {
+			// Only what someone set: learned neighbours and fdb entries
+			// come and go by themselves and belong to nobody.
+			if n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0 {
+				continue
+			}
 			dev := names[n.LinkIndex]
 			ip, _ := netip.AddrFromSlice(n.IP)
 			ip = ip.Unmap()

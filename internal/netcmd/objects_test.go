@@ -24,7 +24,8 @@ func TestObjects(t *testing.T) {
 		{"ip route replace 10.50.2.0/32 dev x", "replace", "route 10.50.2.0/32", ""},
 		{"ip route add 10.50.2.7 dev x", "add", "route 10.50.2.7/32", "ip route replace 10.50.2.7 dev x"},
 		{"ip addr add 10.50.1.0/32 dev flannel-vxlan", "add", "addr 10.50.1.0/32 dev flannel-vxlan", "ip addr replace 10.50.1.0/32 dev flannel-vxlan"},
-		{"ip a d 10.50.1.0 dev x", "del", "addr 10.50.1.0/32 dev x", ""},
+		{"ip a d 10.50.1.0/32 dev x", "del", "addr 10.50.1.0/32 dev x", ""},
+		{"ip -6 addr add fd00::1/64 dev x", "add", "addr fd00::1 dev x", "ip -6 addr replace fd00::1/64 dev x"},
 		{"ip neigh add 10.50.2.0 lladdr b2:d1:fc:40:8d:2f dev x", "add", "neigh 10.50.2.0 dev x", "ip neigh replace 10.50.2.0 lladdr b2:d1:fc:40:8d:2f dev x"},
 		{"arp -s 10.50.2.0 b2:d1:fc:40:8d:2f dev flannel-vxlan", "replace", "neigh 10.50.2.0 dev flannel-vxlan", ""},
 		{"bridge fdb add B2:D1:FC:40:8D:2F dev flannel-vxlan self dst 192.0.2.2", "add",
@@ -70,7 +71,7 @@ func TestNotRead(t *testing.T) {
 		"ip route add default via 192.0.2.1", "ip route flush 10.50.2.0/24", "ip route change 10.50.2.0/24 dev x",
 		"ip neigh add 10.0.0.1 dev x", "ip link add x type vxlan id 1 dstport 4789 dev eth0",
 		"wg set flannel-wg peer short", "wg set flannel-wg peer " + key1 + " remove peer " + key2,
-		"wg show", "ipx route add 10.0.0.0/8 dev x", "bridge link set dev x", "arp -s 10.0.0.1 02:00:00:00:00:01",
+		"wg show", "ipx route add 10.0.0.0/8 dev x", "ip a d 10.50.1.0 dev x", "bridge link set dev x", "arp -s 10.0.0.1 02:00:00:00:00:01",
 	} {
 		_, err := Parse(strings.Fields(cmd))
 		assert.ErrorIs(t, err, ErrNotRead, cmd)

@@ -193,10 +193,13 @@ func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
 	if err != nil {
 		return err
 	}
+	// The Node holding the subnet; this node's own first, since a podCIDR
+	// may be assigned twice and the other Node's annotations are not ours.
 	node := ""
 	for _, o := range nodes {
 		if n, ok := o.(*corev1.Node); ok {
-			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Invalid == "" && l.Subnet == subnet {
+			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Invalid == "" && l.Subnet == subnet &&
+				(node == "" || n.Name == s.cfg.NodeName) {
 				node = n.Name
 			}
 		}
