@@ -223,6 +223,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			return errors.Join(err, e.shutdown(ctx, own))
 		}
 	}
+	// What the node's own hooks rebuilt at start is the node's from now.
+	if e.o.owners != nil {
+		if err := e.o.owners.TakeBaseline(); err != nil {
+			e.log.Error("cannot list the kernel's objects; none counts as the node's", "error", err)
+		}
+	}
 	e.o.metrics.Started()
 	if fn := e.o.onStarted; fn != nil {
 		sctx, cancel := context.WithTimeout(ctx, e.o.timing.storeTimeout)

@@ -57,7 +57,15 @@ type Owners struct {
 	// among them.
 	adopt bool
 	lines int
+	// kernel lists the namespace's objects (TakeBaseline); nil in tests,
+	// which give openOwners the list.
+	kernel func() (map[netcmd.Object]struct{}, error)
 }
+
+// freeOwner marks an object a lease made and released while it may
+// still be in the kernel (a Remove that left it): nobody's, and not the
+// node's at the next start either.
+const freeOwner = "-"
 
 var _ shell.Ownership = (*Owners)(nil)
 
@@ -80,16 +88,42 @@ type ownersLine struct {
 // leases may adopt objects they find during this run; their claims are
 // kept from then on.
 func OpenOwners(stateDir string, log *slog.Logger) (*Owners, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	o, err := openOwners(&osFS{dir: stateDir}, nil, log)
 	if err != nil {
-		return nil, fmt.Errorf("owners: %w", err)
+		return nil, err
 	}
-	defer h.Close()
-	kernel, err := netcmd.Kernel(h)
+	o.kernel = func() (map[netcmd.Object]struct{}, error) {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, err
+		}
+		defer h.Close()
+		return netcmd.Kernel(h)
+	}
+	return o, nil
+}
+
+// TakeBaseline records the objects in the kernel now that the table does
+// not know as the node's. The engine calls it once PostStartupCommand has
+// run, before any lease's hook: what the node's own hooks rebuilt at
+// start (a device and what went with it) is then as it is now.
+func (o *Owners) TakeBaseline() error {
+	if o.kernel == nil {
+		return nil
+	}
+	kernel, err := o.kernel()
 	if err != nil {
-		return nil, fmt.Errorf("owners: %w", err)
+		return fmt.Errorf("owners: %w", err)
 	}
-	return openOwners(&osFS{dir: stateDir}, kernel, log)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.before = map[netcmd.Object]struct{}{}
+	for obj := range kernel {
+		if _, ok := o.owner[obj]; !ok {
+			o.before[obj] = struct{}{}
+		}
+	}
+	return nil
 }
 
 func openOwners(fsys journalFS, kernel map[netcmd.Object]struct{}, log *slog.Logger) (*Owners, error) {
@@ -161,7 +195,8 @@ func (o *Owners) replay(data []byte) {
 func (o *Owners) Claim(owner string, obj netcmd.Object, v netcmd.Verb) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	cur, owned := o.owner[obj]
+	cur := o.owner[obj]
+	owned := cur != "" && cur != freeOwner
 	_, wasThere := o.before[obj]
 	if owner != shell.NodeOwner {
 		switch {
@@ -188,7 +223,8 @@ func (o *Owners) Claim(owner string, obj netcmd.Object, v netcmd.Verb) error {
 func (o *Owners) Done(owner string, obj netcmd.Object, v netcmd.Verb, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	cur, owned := o.owner[obj]
+	cur := o.owner[obj]
+	owned := cur != "" && cur != freeOwner
 	switch {
 	case ok && v == netcmd.Del:
 		delete(o.before, obj)
@@ -209,16 +245,18 @@ func (o *Owners) Done(owner string, obj netcmd.Object, v netcmd.Verb, ok bool) {
 	}
 }
 
-// Release drops every object of owner's: its lease is gone from the
-// kernel (its last version's Remove succeeded).
+// Release frees every object of owner's: its lease is gone (its last
+// version's Remove succeeded). An object its Remove left in the kernel
+// stays known as free, so that it is nobody's, not the node's, after a
+// restart.
 func (o *Owners) Release(owner string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for obj, cur := range o.owner {
 		if cur == owner {
-			delete(o.owner, obj)
+			o.owner[obj] = freeOwner
 			delete(o.tentative, obj)
-			o.append(obj, "")
+			o.append(obj, freeOwner)
 		}
 	}
 }

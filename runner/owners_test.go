@@ -166,3 +166,38 @@ func TestOwnersAdoptAfterUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// An object a lease's Remove left in the kernel (a recipe without
+// SubnetRemoveCommand) stays known as free when the lease is released:
+// after a restart it is nobody's, not the node's, so the next lease for
+// that subnet may replace it.
+func TestOwnersReleasedStayFree(t *testing.T) {
+	fsys := newMemFS()
+	log := slog.New(slog.DiscardHandler)
+	o, err := openOwners(fsys, nil, log)
+	require.NoError(t, err)
+	runSteps(t, o, []step{{owner: leaseB, obj: routeB, verb: netcmd.Add, ok: true}})
+	o.Release(leaseB)
+	o, err = openOwners(fsys, map[netcmd.Object]struct{}{routeB: {}}, log)
+	require.NoError(t, err)
+	runSteps(t, o, []step{
+		{owner: leaseB, obj: routeB, verb: netcmd.Add, ok: false}, // exists
+		{owner: leaseB, obj: routeB, verb: netcmd.Replace, ok: true},
+	})
+	assert.Equal(t, []netcmd.Object{routeB}, o.Of(leaseB))
+}
+
+// The node's objects are taken when the engine says (after
+// PostStartupCommand), not when the table is opened: what the node's
+// hooks rebuilt at start is as it is then.
+func TestOwnersTakeBaseline(t *testing.T) {
+	o, err := openOwners(newMemFS(), nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.NoError(t, o.Claim(leaseB, routeLAN, netcmd.Replace), "nothing is the node's before the baseline")
+	o.Done(leaseB, routeLAN, netcmd.Replace, false)
+	o.kernel = func() (map[netcmd.Object]struct{}, error) {
+		return map[netcmd.Object]struct{}{routeLAN: {}}, nil
+	}
+	require.NoError(t, o.TakeBaseline())
+	runSteps(t, o, []step{{owner: leaseB, obj: routeLAN, verb: netcmd.Replace, refuse: shell.ConflictPreexisting}})
+}
