@@ -36,12 +36,8 @@ func parseAddr(w *words, fam, verbAt int) (*Cmd, error) {
 		t := w.next()
 		switch lookup(addrKeywords, t) {
 		case "dev":
-			var ok bool
-			if a.dev != "" {
-				return nil, ErrNotRead
-			}
-			if a.dev, ok = devName(w.next()); !ok {
-				return nil, ErrNotRead
+			if err := w.devOnce(&a.dev); err != nil {
+				return nil, err
 			}
 		case "local", "":
 			if t == "local" {

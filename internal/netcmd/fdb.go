@@ -56,12 +56,8 @@ func parseBridge(argv []string) (*Cmd, error) {
 		t := w.next()
 		switch lookup(fdbKeywords, t) {
 		case "dev":
-			var ok bool
-			if f.dev != "" {
-				return nil, ErrNotRead
-			}
-			if f.dev, ok = devName(w.next()); !ok {
-				return nil, ErrNotRead
+			if err := w.devOnce(&f.dev); err != nil {
+				return nil, err
 			}
 		case "dst":
 			a, ok := addr(w.next(), 0)

@@ -76,11 +76,9 @@ func (l *linkCmd) readSet(w *words) error {
 		t := w.next()
 		switch lookup(linkKeywords, t) {
 		case "dev":
-			name, ok := devName(w.next())
-			if !ok || l.name != "" {
-				return ErrNotRead
+			if err := w.devOnce(&l.name); err != nil {
+				return err
 			}
-			l.name = name
 		case "up", "down":
 			if l.up || l.down {
 				return ErrNotRead

@@ -51,12 +51,8 @@ func parseNeigh(w *words, fam, verbAt int) (*Cmd, error) {
 				return nil, ErrNotRead
 			}
 		case "dev":
-			var ok bool
-			if n.dev != "" {
-				return nil, ErrNotRead
-			}
-			if n.dev, ok = devName(w.next()); !ok {
-				return nil, ErrNotRead
+			if err := w.devOnce(&n.dev); err != nil {
+				return nil, err
 			}
 		case "nud":
 			st, ok := nudStates[w.next()]

@@ -62,12 +62,8 @@ func parseRoute(w *words, fam, verbAt int) (*Cmd, error) {
 			}
 			gwWord = w.next()
 		case "dev", "oif":
-			if r.dev != "" {
-				return nil, ErrNotRead
-			}
-			var ok bool
-			if r.dev, ok = devName(w.next()); !ok {
-				return nil, ErrNotRead
+			if err := w.devOnce(&r.dev); err != nil {
+				return nil, err
 			}
 		case "onlink":
 			r.onlink = true
@@ -135,12 +131,8 @@ func (r *route) readNexthop(w *words, gw *string) error {
 			}
 			*gw = w.next()
 		case "dev":
-			var ok bool
-			if r.dev != "" {
-				return ErrNotRead
-			}
-			if r.dev, ok = devName(w.next()); !ok {
-				return ErrNotRead
+			if err := w.devOnce(&r.dev); err != nil {
+				return err
 			}
 		case "onlink":
 			r.onlink = true

@@ -26,6 +26,17 @@ func (w *words) next() string {
 
 func (w *words) done() bool { return len(w.a) == 0 }
 
+// devOnce reads the device name after a dev keyword into *dev; a second
+// dev, or a word that is no device name, is not read.
+func (w *words) devOnce(dev *string) error {
+	name, ok := devName(w.next())
+	if !ok || *dev != "" {
+		return ErrNotRead
+	}
+	*dev = name
+	return nil
+}
+
 // matches is iproute2's matches(): word is a non-empty prefix of full.
 func matches(word, full string) bool {
 	return word != "" && strings.HasPrefix(full, word)
