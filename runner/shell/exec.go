@@ -16,6 +16,7 @@ import (
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
 
+	"github.com/flexhook/flexhook/internal/netcmd"
 	"github.com/flexhook/flexhook/internal/retry"
 )
 
@@ -27,6 +28,10 @@ type callState struct {
 	// middleware can hold it back (replace-existing) or capture it
 	// (wireguard Auto); nil: the interpreter's.
 	stderr io.Writer
+	// cmd is the command as internal/netcmd read it (nil: not read, or
+	// no middleware read it yet); a middleware below checks it is for
+	// the argv it gets (replace-existing runs another).
+	cmd *netcmd.Cmd
 }
 
 type callKey struct{}
@@ -35,6 +40,22 @@ type callKey struct{}
 func callOf(ctx context.Context) callState {
 	c, _ := ctx.Value(callKey{}).(callState)
 	return c
+}
+
+// withCmd passes the command down with c, its reading.
+func withCmd(ctx context.Context, c *netcmd.Cmd) context.Context {
+	cs := callOf(ctx)
+	cs.cmd = c
+	return context.WithValue(ctx, callKey{}, cs)
+}
+
+// readCmd is args as netcmd reads them: the reading a middleware above
+// passed down when it is of these args, else a new one.
+func readCmd(ctx context.Context, args []string) (*netcmd.Cmd, error) {
+	if c := callOf(ctx).cmd; c != nil && slices.Equal(c.Argv, args) {
+		return c, nil
+	}
+	return netcmd.Parse(args)
 }
 
 // withStderr passes the command down with its stderr going to w.

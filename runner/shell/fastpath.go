@@ -8,8 +8,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/interp"
-
-	"github.com/flexhook/flexhook/internal/netcmd"
 )
 
 // The native fast path (see [FastPath]): the commands internal/netcmd
@@ -50,7 +48,7 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
-		c, err := netcmd.Parse(args)
+		c, err := readCmd(ctx, args)
 		if err != nil || !c.Fast || strings.Contains(args[0], "/") {
 			return next(ctx, args)
 		}

@@ -92,7 +92,7 @@ func (st *runState) ownedObjects(next interp.ExecHandlerFunc) interp.ExecHandler
 			}
 			return err
 		}
-		err = st.replaceOrConverge(ctx, next, args, c, owner)
+		err = st.replaceOrConverge(withCmd(ctx, c), next, args, c, owner)
 		if st.s.mw.owners != nil {
 			for _, o := range c.Objects {
 				st.s.mw.owners.Done(owner, o, c.Verb, err == nil)
