@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/flexhook/flexhook/runner"
 )
 
 type leaveFlags struct {
@@ -32,10 +28,7 @@ func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parseFlags("leave", &f, leaveSynopsis, args, stdout); err != nil {
 		return err
 	}
-	st, err := runner.ReadStatus(f.StateDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no status in %s: no flexhook run with this --state-dir", f.StateDir)
-	}
+	st, err := nodeStatus(f.StateDir)
 	if err != nil {
 		return err
 	}

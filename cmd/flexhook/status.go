@@ -32,10 +32,7 @@ func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parseFlags("status", &f, statusSynopsis, args, stdout); err != nil {
 		return err
 	}
-	st, err := runner.ReadStatus(f.StateDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no status in %s: flexhook run has not acquired a lease with this --state-dir", f.StateDir)
-	}
+	st, err := nodeStatus(f.StateDir)
 	if err != nil {
 		return err
 	}
@@ -51,6 +48,15 @@ func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 		return nil
 	}
 	return writeStatus(stdout, st, time.Now())
+}
+
+// nodeStatus reads the status.json of the node whose state dir is dir.
+func nodeStatus(dir string) (runner.Status, error) {
+	st, err := runner.ReadStatus(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, fmt.Errorf("no status in %s: flexhook run has not acquired a lease with this --state-dir", dir)
+	}
+	return st, err
 }
 
 // errFailing makes `status` exit 1 after printing.
