@@ -40,6 +40,41 @@ func refusedAs(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, key st
 	})
 }
 
+// failingAs waits until node i's status lists subnet as failing and ok
+// (nil: any failure) accepts the failure.
+func failingAs(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, subnet string, ok func(runner.Failure) error) {
+	t.Helper()
+	eventually(t, ctx, fmt.Sprintf("node %d shows %s as failing", i, subnet), func() error {
+		st, err := runner.ReadStatus(lab.StateDir(i))
+		if err != nil {
+			return err
+		}
+		for _, f := range st.Failing {
+			if f.Subnet.String() == subnet {
+				if ok == nil {
+					return nil
+				}
+				return ok(f)
+			}
+		}
+		return fmt.Errorf("not failing: %+v", st.Failing)
+	})
+}
+
+// underlayInNetwork writes a host-gw config whose Network holds the
+// lab's underlay 192.0.2.0/24; the nodes' own subnets come from
+// elsewhere in it.
+func underlayInNetwork(t *testing.T) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "net-conf.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{
+  "Network": "192.0.0.0/16", "SubnetMin": "192.0.10.0", "SubnetMax": "192.0.20.0",
+  "Backend": {"Type": "extension",
+    "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"}}`), 0o600))
+	return cfg
+}
+
 // Admitted leases cannot steer a node: a second lease repeating node 2's
 // VTEP MAC (or WireGuard key) is refused as duplicate_backend_data, node
 // 1's fdb entry (or peer) for node 2 stays where it was and the pods keep
@@ -130,14 +165,7 @@ func TestHijackConnectedRoute(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	lab := newLab(t, ctx, bin, 2)
-	cfg := filepath.Join(t.TempDir(), "net-conf.json")
-	// Network holds the lab's underlay 192.0.2.0/24; the nodes' own
-	// subnets come from elsewhere in it.
-	require.NoError(t, os.WriteFile(cfg, []byte(`{
-  "Network": "192.0.0.0/16", "SubnetMin": "192.0.10.0", "SubnetMax": "192.0.20.0",
-  "Backend": {"Type": "extension",
-    "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP",
-    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"}}`), 0o600))
+	cfg := underlayInNetwork(t)
 	for i := 1; i <= 2; i++ {
 		require.NoError(t, lab.StartNode(ctx, i, "--config", cfg))
 	}
@@ -179,12 +207,7 @@ func TestHijackStaticRoute(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	lab := newLab(t, ctx, bin, 2)
-	cfg := filepath.Join(t.TempDir(), "net-conf.json")
-	require.NoError(t, os.WriteFile(cfg, []byte(`{
-  "Network": "192.0.0.0/16", "SubnetMin": "192.0.10.0", "SubnetMax": "192.0.20.0",
-  "Backend": {"Type": "extension",
-    "SubnetAddCommand": "ip route add $SUBNET via $PUBLIC_IP",
-    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"}}`), 0o600))
+	cfg := underlayInNetwork(t)
 	_, err := lab.Exec(ctx, 1, "ip", "route", "add", "192.0.30.0/24", "via", "192.0.2.99", "dev", "eth0")
 	require.NoError(t, err)
 	for i := 1; i <= 2; i++ {
@@ -202,20 +225,11 @@ func TestHijackStaticRoute(t *testing.T) {
 		return nil
 	}
 	writeLease(t, lab, "192.0.30.0/24", "192.0.2.7", "")
-	eventually(t, ctx, "node 1 shows 192.0.30.0/24 as conflicting", func() error {
-		st, err := runner.ReadStatus(lab.StateDir(1))
-		if err != nil {
-			return err
+	failingAs(t, ctx, lab, 1, "192.0.30.0/24", func(f runner.Failure) error {
+		if f.Conflict != "preexisting" || !strings.Contains(f.Error, "route 192.0.30.0/24 was on this node before flexhook started") {
+			return fmt.Errorf("failing, but as %q: %s", f.Conflict, f.Error)
 		}
-		for _, f := range st.Failing {
-			if f.Subnet.String() == "192.0.30.0/24" {
-				if f.Conflict != "preexisting" || !strings.Contains(f.Error, "route 192.0.30.0/24 was on this node before flexhook started") {
-					return fmt.Errorf("failing, but as %q: %s", f.Conflict, f.Error)
-				}
-				return nil
-			}
-		}
-		return fmt.Errorf("not failing: %+v", st.Failing)
+		return nil
 	})
 	require.NoError(t, static(), "the operator's route is the node's")
 	requireMesh(t, ctx, lab, "during the conflict", []int{1, 2})

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/flexhook/flexhook/runner"
 )
 
 // host-gw-prod routes only to peers on the node's own L2 segment: a peer
@@ -34,18 +31,7 @@ func TestHostGwProdRefusesOffLinkPeers(t *testing.T) {
 	requireMesh(t, ctx, lab, "on one segment", []int{1, 2})
 
 	writeLease(t, lab, "10.50.250.0/24", "198.51.100.7", "")
-	eventually(t, ctx, "node 1 refuses the off-link peer", func() error {
-		st, err := runner.ReadStatus(lab.StateDir(1))
-		if err != nil {
-			return err
-		}
-		for _, f := range st.Failing {
-			if f.Subnet.String() == "10.50.250.0/24" {
-				return nil
-			}
-		}
-		return fmt.Errorf("not failing: %+v", st.Failing)
-	})
+	failingAs(t, ctx, lab, 1, "10.50.250.0/24", nil)
 	require.Contains(t, lab.Logs(1), "198.51.100.7 is not on this node's L2 segment (reached through a router)")
 	out, err = lab.Exec(ctx, 1, "ip", "route", "show", "10.50.250.0/24")
 	require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -135,16 +136,7 @@ func TestPureArgvNeedsTheSystemTool(t *testing.T) {
 	}
 }
 
-// awkIsGawk tells whether awk is GNU awk here (Debian links it to mawk
-// until gawk is installed).
-var awkIsGawk = func() bool {
-	p, err := exec.LookPath("awk")
-	if err != nil {
-		return false
-	}
-	real, err := filepath.EvalSymlinks(p)
-	return err == nil && filepath.Base(real) == "gawk"
-}()
+var awkIsGawk = testutil.AwkIsGawk()
 
 func ifGawk(gawk, mawk string) string {
 	if awkIsGawk {

@@ -4,6 +4,8 @@ package testutil
 
 import (
 	"bytes"
+	"os/exec"
+	"path/filepath"
 	"sync"
 )
 
@@ -25,4 +27,15 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// AwkIsGawk tells whether awk is GNU awk here (Debian links it to mawk
+// until gawk is installed): dry-run runs gawk sandboxed.
+func AwkIsGawk() bool {
+	p, err := exec.LookPath("awk")
+	if err != nil {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(p)
+	return err == nil && filepath.Base(real) == "gawk"
 }

@@ -2,7 +2,6 @@ package shell_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/runner/shell"
 )
 
@@ -88,13 +88,4 @@ mkdir made-dir`
 	}, ran)
 }
 
-// awkIsGawk tells whether awk is GNU awk here (Debian links it to mawk
-// until gawk is installed): gawk runs sandboxed in dry-run.
-var awkIsGawk = func() bool {
-	p, err := exec.LookPath("awk")
-	if err != nil {
-		return false
-	}
-	real, err := filepath.EvalSymlinks(p)
-	return err == nil && filepath.Base(real) == "gawk"
-}()
+var awkIsGawk = testutil.AwkIsGawk()
