@@ -54,7 +54,7 @@ func TestLabVerify(t *testing.T) {
 		{"shutdown-forgets-device", []string{"--config", filepath.Join(testdata, "shutdown-forgets-device.json")}, map[int]string{4: "+ link: fx-vxlan kind=vxlan"}},
 		{"add-not-idempotent", []string{"--config", filepath.Join(testdata, "add-not-idempotent.json")}, map[int]string{3: "File exists"}},
 		{"dryrun-differs", []string{"--config", filepath.Join(testdata, "dryrun-differs.json")}, map[int]string{8: "dev fx-missing"}},
-		{"mtu-too-big", []string{"--config", filepath.Join(testdata, "mtu-too-big.json")}, map[int]string{9: "FLANNEL_MTU 1500"}},
+		{"mtu-too-big", []string{"--config", filepath.Join(testdata, "mtu-too-big.json")}, map[int]string{9: "FLANNEL_MTU 1500: netlab: pod tcp"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flexhook/flexhook/internal/netlab"
@@ -248,30 +249,66 @@ func (v *verifier) connectivity(num int, name string) bool {
 const verifyChecks = 10
 
 // mtu checks that each node's FLANNEL_MTU is what its pods' packets can
-// be: a Don't-Fragment ping of exactly FLANNEL_MTU bytes (as the flannel
-// CNI plugin sizes a pod's interface) from every pod address to every
-// other. Where it fails, full-size packets meet a smaller hop, and TCP
-// hangs wherever ICMP "fragmentation needed" is filtered.
+// be. Every node gets a pod as the flannel CNI plugin makes one (its own
+// namespace behind a veth at FLANNEL_MTU); from every pod to every other,
+// a Don't-Fragment ping of exactly FLANNEL_MTU bytes and a TCP transfer
+// of podTransfer bytes must get through while the pods drop ICMP
+// "fragmentation needed", as networks that filter ICMP do. Where the MTU
+// promises more than the path carries, the ping fails and TCP hangs.
+// The pods are removed again, so the checks after this one see the lab
+// as before.
 func (v *verifier) mtu() {
 	n := v.f.Nodes
 	var problems []string
+	defer func() {
+		for i := 1; i <= n; i++ {
+			if err := v.lab.DelPod(v.ctx, i); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		v.add(9, fmt.Sprintf("mtu: pods at FLANNEL_MTU exchange Don't-Fragment packets of that size and %d MB over TCP, ICMP \"fragmentation needed\" filtered", podTransfer>>20), problems)
+	}()
+	mtus := make([]int, n+1)
 	for i := 1; i <= n; i++ {
 		mtu, err := v.lab.SubnetMTU(i)
+		if err == nil && v.lab.Running(i) {
+			_, err = v.lab.AddPod(v.ctx, i, mtu)
+		}
 		if err != nil {
-			problems = append(problems, err.Error())
+			problems = append(problems, fmt.Sprintf("node %d: %v", i, err))
 			continue
 		}
+		mtus[i] = mtu
+	}
+	// All pairs at once: a black-holed transfer holds its pair until
+	// the transfer's deadline, not the whole check once per pair.
+	var wg sync.WaitGroup
+	found := make([][]string, (n+1)*(n+1))
+	for i := 1; i <= n; i++ {
 		for j := 1; j <= n; j++ {
-			if i == j || !v.lab.Running(i) || !v.lab.Running(j) {
+			if i == j || mtus[i] == 0 || mtus[j] == 0 {
 				continue
 			}
-			if err := v.lab.PingDF(v.ctx, i, v.lab.PodAddr(j), mtu); err != nil {
-				problems = append(problems, fmt.Sprintf("node %d -> node %d: FLANNEL_MTU %d: %v", i, j, mtu, err))
-			}
+			wg.Go(func() {
+				for _, err := range []error{
+					v.lab.PodPingDF(v.ctx, i, j, mtus[i]),
+					v.lab.PodTransfer(v.ctx, i, j, podTransfer),
+				} {
+					if err != nil {
+						found[i*(n+1)+j] = append(found[i*(n+1)+j], fmt.Sprintf("node %d -> node %d: FLANNEL_MTU %d: %v", i, j, mtus[i], err))
+					}
+				}
+			})
 		}
 	}
-	v.add(9, "mtu: a Don't-Fragment packet of FLANNEL_MTU bytes from every pod address to every other", problems)
+	wg.Wait()
+	for _, f := range found {
+		problems = append(problems, f...)
+	}
 }
+
+// podTransfer is the size of check 9's TCP transfer between pods.
+const podTransfer = 4 << 20
 
 // idempotence watches every node run each applied lease's SubnetAdd
 // again (the resync pass) and checks it changed nothing and failed

@@ -50,6 +50,11 @@ func (l *Lab) Close() error {
 	}
 	names := make([]string, 0, len(nodes)+1)
 	for _, n := range nodes {
+		l.mu.Lock()
+		if n.podNs != "" {
+			names = append(names, n.podNs)
+		}
+		l.mu.Unlock()
 		names = append(names, n.ns)
 	}
 	names = append(names, l.hub)

@@ -134,6 +134,9 @@ type node struct {
 	agent agent
 	pod   netip.Prefix // subnet's .1 with the subnet's length
 	mac   string       // eth0's MAC, kept across RebootNode as a NIC's is
+
+	podNs   string     // AddPod's namespace ("" without one)
+	podAddr netip.Addr // its address
 }
 
 // agent is a node's flexhook process: its arguments, the running command
@@ -357,6 +360,9 @@ func (l *Lab) RebootNode(ctx context.Context, i int) error {
 		if err := l.KillNode(ctx, i); err != nil {
 			return err
 		}
+	}
+	if err := l.DelPod(ctx, i); err != nil {
+		return err
 	}
 	procs, err := netnsProcesses(ctx, n.ns)
 	if err != nil {
