@@ -35,13 +35,13 @@ var topKeys = []string{
 // ignoredKeys are flannel keys flexhook accepts and does not use.
 var ignoredKeys = []string{"EnableNFTables"}
 
-// backendKeys are the keys allowed in Backend: Type, the five hooks and
-// MTU.
+// backendKeys are the keys allowed in Backend: Type, the five hooks, MTU
+// and DirectRouting (flannel's vxlan keys).
 var backendKeys = []string{
 	"Type",
 	PreStartup.String(), PostStartup.String(),
 	SubnetAdd.String(), SubnetRemove.String(), Shutdown.String(),
-	"MTU",
+	"MTU", "DirectRouting",
 }
 
 // Load reads and parses the net-conf.json at path. Errors about the
@@ -447,6 +447,15 @@ func (p *parser) backend(f map[string]member, be *Backend) error {
 	}
 
 	if err := p.mtu(members, be); err != nil {
+		return err
+	}
+	direct := map[string]member{}
+	for _, m := range members {
+		if m.key == "DirectRouting" {
+			direct["Backend.DirectRouting"] = m
+		}
+	}
+	if err := p.boolField(direct, "Backend.DirectRouting", &be.DirectRouting); err != nil {
 		return err
 	}
 	for _, m := range members {

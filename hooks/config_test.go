@@ -120,6 +120,34 @@ func TestParseBackendMTU(t *testing.T) {
 	}
 }
 
+func TestParseBackendDirectRouting(t *testing.T) {
+	for _, tt := range []struct {
+		backend string
+		want    bool
+		err     string
+	}{
+		{``, false, ""},
+		{`"DirectRouting": null`, false, ""},
+		{`"DirectRouting": false`, false, ""},
+		{`"DirectRouting": true`, true, ""},
+		{`"DirectRouting": "true"`, false, "Backend.DirectRouting: must be true or false, got string"},
+	} {
+		cfg, err := Parse(conf(`"Network": "10.50.0.0/16"`, tt.backend))
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: error %v, want %q", tt.backend, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tt.backend, err)
+		}
+		if cfg.Backend.DirectRouting != tt.want {
+			t.Errorf("%s: DirectRouting %v, want %v", tt.backend, cfg.Backend.DirectRouting, tt.want)
+		}
+	}
+}
+
 func TestParseIPv6DisabledIsIgnored(t *testing.T) {
 	cfg, err := Parse(conf(`"Network": "10.50.0.0/16", "IPv6Network": "fd50::/127"`, ""))
 	if err != nil {
@@ -162,7 +190,7 @@ func TestParseErrors(t *testing.T) {
 		{"typo", string(conf(n, `"SubnetAddComand": "true"`)), `Backend: unknown key "SubnetAddComand" (did you mean "SubnetAddCommand"?)`},
 		{"key case", string(conf(n, `"subnetaddcommand": "true"`)), `Backend: unknown key "subnetaddcommand" (did you mean "SubnetAddCommand"?)`},
 		{"key unrelated", string(conf(n, `"VNI": 1`)),
-			`Backend: unknown key "VNI" (known keys: Type, PreStartupCommand, PostStartupCommand, SubnetAddCommand, SubnetRemoveCommand, ShutdownCommand, MTU)`},
+			`Backend: unknown key "VNI" (known keys: Type, PreStartupCommand, PostStartupCommand, SubnetAddCommand, SubnetRemoveCommand, ShutdownCommand, MTU, DirectRouting)`},
 		{"mtu small", string(conf(n, `"MTU": 67`)), `net-conf.json:1:69: Backend.MTU: 67 is out of range 68..65535`},
 		{"mtu large", string(conf(n, `"MTU": 65536`)), `net-conf.json:1:69: Backend.MTU: 65536 is out of range 68..65535`},
 		{"mtu string", string(conf(n, `"MTU": "1450"`)), `net-conf.json:1:69: Backend.MTU: must be an integer, got string "1450"`},

@@ -13,6 +13,8 @@ type Vars struct {
 	IPv6Subnet  netip.Prefix
 	PublicIP    netip.Addr
 	PublicIPv6  netip.Addr
+	// DirectRouting is Backend.DirectRouting, the same for every hook.
+	DirectRouting bool
 }
 
 // Names of the contract variables, as flannel sets them.
@@ -22,20 +24,25 @@ const (
 	EnvIPv6Subnet = "IPV6SUBNET"
 	EnvPublicIP   = "PUBLIC_IP"
 	EnvPublicIPv6 = "PUBLIC_IPV6"
+	// EnvDirectRouting is flexhook's own: "true" when the Backend has
+	// "DirectRouting": true, else empty. flannel's compiled vxlan backend
+	// reads the key itself; a hook needs it as a variable.
+	EnvDirectRouting = "DIRECT_ROUTING"
 )
 
 // EnvNames returns the names of the variables hook k is given, in the
 // order [Kind.Env] returns them.
 func (k Kind) EnvNames() []string {
 	if k == PreStartup {
-		return []string{EnvNetwork, EnvPublicIP, EnvPublicIPv6}
+		return []string{EnvNetwork, EnvPublicIP, EnvPublicIPv6, EnvDirectRouting}
 	}
-	return []string{EnvNetwork, EnvSubnet, EnvIPv6Subnet, EnvPublicIP, EnvPublicIPv6}
+	return []string{EnvNetwork, EnvSubnet, EnvIPv6Subnet, EnvPublicIP, EnvPublicIPv6, EnvDirectRouting}
 }
 
 // Env returns the contract variables of hook k as NAME=value pairs.
 // PreStartupCommand gets NETWORK, PUBLIC_IP and PUBLIC_IPV6; the other
-// hooks get NETWORK, SUBNET, IPV6SUBNET, PUBLIC_IP and PUBLIC_IPV6. A zero
+// hooks get NETWORK, SUBNET, IPV6SUBNET, PUBLIC_IP and PUBLIC_IPV6; all
+// of them get DIRECT_ROUTING. A zero
 // value becomes an empty string: the variable is still set, so a hook
 // never picks it up from the daemon's own environment.
 func (k Kind) Env(v Vars) []string {
@@ -54,6 +61,10 @@ func (k Kind) Env(v Vars) []string {
 			val = addrString(v.PublicIP)
 		case EnvPublicIPv6:
 			val = addrString(v.PublicIPv6)
+		case EnvDirectRouting:
+			if v.DirectRouting {
+				val = "true"
+			}
 		}
 		out = append(out, name+"="+val)
 	}

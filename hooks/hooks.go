@@ -62,6 +62,10 @@ type Backend struct {
 	// MTU, when set, is FLANNEL_MTU as given (flannel's vxlan backend has
 	// the same field); 0 lets flexhook find the path's MTU in the kernel.
 	MTU int
+	// DirectRouting is flannel's vxlan key: route directly to peers on
+	// this node's L2 segment. flexhook does not route; it tells every hook
+	// (DIRECT_ROUTING=true) and the hook decides per peer.
+	DirectRouting bool
 }
 
 // Hook returns the hook of kind k.

@@ -52,10 +52,10 @@ func TestLintHook(t *testing.T) {
 			`ShutdownCommand:1:1: warning: mapfile gets nothing: ShutdownCommand is run with an empty stdin; only SubnetAddCommand and SubnetRemoveCommand read the peer's BackendData`},
 		{PostStartup, `echo a | read X; read Y < file; while read Z; do :; done <<< "$NETWORK"; echo $X$Y$Z`, ``},
 		{PreStartup, `ip addr add $SUBNET dev x`,
-			`PreStartupCommand:1:13: warning: $SUBNET is not set for PreStartupCommand; it is given only NETWORK, PUBLIC_IP, PUBLIC_IPV6`},
+			`PreStartupCommand:1:13: warning: $SUBNET is not set for PreStartupCommand; it is given only NETWORK, PUBLIC_IP, PUBLIC_IPV6, DIRECT_ROUTING`},
 		{PreStartup, `SUBNET=10.0.0.0/8; echo $SUBNET ${IPV6SUBNET:-none} ${X+set} ${Y:=1} ${Z?}`, ``},
 		{PreStartup, `echo ${SUBNET%/*}`,
-			`PreStartupCommand:1:6: warning: $SUBNET is not set for PreStartupCommand; it is given only NETWORK, PUBLIC_IP, PUBLIC_IPV6`},
+			`PreStartupCommand:1:6: warning: $SUBNET is not set for PreStartupCommand; it is given only NETWORK, PUBLIC_IP, PUBLIC_IPV6, DIRECT_ROUTING`},
 		{Shutdown, `ip link del $IF_NAME; ip link del $IF_NAME`,
 			`ShutdownCommand:1:13: info: $IF_NAME is never assigned in this hook and is not part of its contract; it is empty unless the daemon's environment sets it`},
 		{Shutdown, `export IF_NAME=x; ip link del $IF_NAME; echo $HOME $PATH $1 $? $@ $#`, ``},
@@ -97,7 +97,7 @@ func TestLintConfig(t *testing.T) {
 			`IPv6Network: warning: set while EnableIPv6 is not true; it is ignored`},
 		{"hooks in kind order", `{"Network": "10.50.0.0/16", "Backend": {"Type": "extension",
 			"ShutdownCommand": "read X", "PreStartupCommand": "echo $SUBNET"}}`,
-			"PreStartupCommand:1:6: warning: $SUBNET is not set for PreStartupCommand; it is given only NETWORK, PUBLIC_IP, PUBLIC_IPV6\n" +
+			"PreStartupCommand:1:6: warning: $SUBNET is not set for PreStartupCommand; it is given only NETWORK, PUBLIC_IP, PUBLIC_IPV6, DIRECT_ROUTING\n" +
 				"ShutdownCommand:1:1: warning: read gets nothing: ShutdownCommand is run with an empty stdin; only SubnetAddCommand and SubnetRemoveCommand read the peer's BackendData"},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,7 @@ func TestLabVerify(t *testing.T) {
 	}{
 		{"host-gw", []string{"--preset", "host-gw"}, nil},
 		{"vxlan-prod", []string{"--preset", "vxlan-prod"}, nil},
+		{"vxlan-prod-direct-routing", []string{"--config", directRoutingConfig(t)}, nil},
 		{"wireguard-prod", []string{"--preset", "wireguard-prod"}, nil},
 		{"host-gw-prod", []string{"--preset", "host-gw-prod"}, nil},
 		{"vxlan-own-style", []string{"--config", filepath.Join(testdata, "vxlan-own-style.json")}, nil},

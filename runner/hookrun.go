@@ -33,6 +33,8 @@ func (h *hookRunner) vars(l leases.Lease) hooks.Vars {
 		IPv6Subnet:  l.IPv6Subnet,
 		PublicIP:    l.Attrs.PublicIP,
 		PublicIPv6:  l.Attrs.PublicIPv6,
+
+		DirectRouting: h.cfg.Backend.DirectRouting,
 	}
 }
 

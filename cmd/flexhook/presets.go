@@ -17,7 +17,7 @@ var presetSummary = map[string]string{
 	"host-gw":        "direct routes to each peer's subnet via its public IP (nodes on one L2 network)",
 	"host-gw-prod":   "host-gw that refuses, and says so, a peer its node reaches only through a router (not on its L2 segment)",
 	"wireguard":      "WireGuard tunnel (device flannel-wg, port 51820); the private key is written to the state dir",
-	"vxlan-prod":     "vxlan for production: keeps its device and VTEP MAC across restarts (no traffic lost), removes departed peers",
+	"vxlan-prod":     "vxlan for production: keeps its device and VTEP MAC across restarts (no traffic lost), removes departed peers; \"DirectRouting\": true routes directly to peers on the node's L2 segment",
 	"wireguard-prod": "wireguard for production: keeps its key (state dir, 0600, made once) and device across restarts, removes departed peers, cleans up when it leaves",
 }
 

@@ -515,8 +515,10 @@ func dryRunBlock(out, header string) []string {
 // addBlock returns the commands of the first SubnetAddCommand traced for
 // subnet in a node's log whose commands carry data (any, when data is
 // empty), without the replace-existing retries (an add's twin replace).
+// When no run's commands name data (a hook that routes without it, as
+// vxlan-prod's direct route), it is the last run's.
 func addBlock(log, subnet, data string) []string {
-	var cur []string
+	var cur, last []string
 	for _, line := range strings.Split(log, "\n") {
 		hook, _ := logField(line, "hook")
 		sub, _ := logField(line, "subnet")
@@ -534,10 +536,13 @@ func addBlock(log, subnet, data string) []string {
 			if len(cur) > 0 && (data == "" || strings.Contains(strings.Join(cur, "\n"), data)) {
 				return cur
 			}
+			if len(cur) > 0 {
+				last = cur
+			}
 			cur = nil
 		}
 	}
-	return nil
+	return last
 }
 
 // hookErrors returns node i's failed hooks and their stderr, last ones

@@ -5,11 +5,46 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 )
 
 // hubAddr is the hub's own address on the underlay bridge (nodes have
 // 192.0.2.(10+i)).
 var hubAddr = netip.AddrFrom4([4]byte{192, 0, 2, 1})
+
+// The two segments of a lab with Routed nodes, and the hub's address on
+// the second (br1); the hub routes between them.
+var (
+	segment1 = netip.MustParsePrefix("192.0.2.0/24")
+	segment2 = netip.MustParsePrefix("198.51.100.0/24")
+	hubAddr2 = netip.AddrFrom4([4]byte{198, 51, 100, 1})
+)
+
+// hubMAC2 is br1's fixed MAC address (see AddHubAddress).
+const hubMAC2 = "02:00:c6:33:64:01"
+
+// addRouter makes the hub the router between the two segments: br1 with
+// 198.51.100.1/24, 192.0.2.1/24 on br0, forwarding on.
+func (l *Lab) addRouter(ctx context.Context) error {
+	if _, err := l.AddHubAddress(ctx); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"-n", l.hub, "link", "add", "br1", "address", hubMAC2, "type", "bridge"},
+		{"-n", l.hub, "link", "set", "br1", "up"},
+		{"-n", l.hub, "addr", "add", netip.PrefixFrom(hubAddr2, 24).String(), "dev", "br1"},
+	} {
+		if _, err := runIP(ctx, args...); err != nil {
+			return err
+		}
+	}
+	if err := inNetns(l.hub, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+	}); err != nil {
+		return fmt.Errorf("netlab: hub ip_forward: %w", err)
+	}
+	return nil
+}
 
 // hubMAC is the bridge's fixed, locally administered MAC address.
 const hubMAC = "02:00:c0:00:02:01"

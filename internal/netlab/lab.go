@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,7 @@ type config struct {
 	flexhook string
 	sweep    bool
 	ipv6     bool
+	routed   []int
 }
 
 // Nodes sets how many nodes New creates (default 3, at most 200).
@@ -94,6 +96,24 @@ func IPv6() Option {
 	return func(c *config) error { c.ipv6 = true; return nil }
 }
 
+// Routed puts the given nodes on a second L2 segment, 198.51.100.0/24
+// (bridge br1 in the hub; node X has 198.51.100.(10+X)), which the hub
+// routes to and from the first: the hub gets 192.0.2.1 and 198.51.100.1,
+// and every node a route to the other segment through it. A node there
+// reaches the others only through a router, as a node in another rack
+// does. Not with IPv6.
+func Routed(nodes ...int) Option {
+	return func(c *config) error {
+		for _, i := range nodes {
+			if i < 1 || i > maxNodes {
+				return fmt.Errorf("netlab: routed node %d out of range 1..%d", i, maxNodes)
+			}
+		}
+		c.routed = append(c.routed, nodes...)
+		return nil
+	}
+}
+
 // NoSweep keeps New from deleting leftovers of dead labs.
 func NoSweep() Option {
 	return func(c *config) error { c.sweep = false; return nil }
@@ -117,7 +137,8 @@ type Lab struct {
 	inodes map[uint64]string // netns inode -> name, for Leftovers
 	closed bool
 	wgHeld bool
-	ipv6   bool // IPv6
+	ipv6   bool  // IPv6
+	routed []int // Routed
 }
 
 type node struct {
@@ -135,6 +156,7 @@ type node struct {
 	pod   netip.Prefix // subnet's .1 with the subnet's length
 	mac   string       // eth0's MAC, kept across RebootNode as a NIC's is
 
+	routed  bool       // on the second segment (Routed)
 	podNs   string     // AddPod's namespace ("" without one)
 	podAddr netip.Addr // its address
 }
@@ -157,6 +179,9 @@ func New(ctx context.Context, log Logger, opts ...Option) (*Lab, error) {
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.ipv6 && len(cfg.routed) > 0 {
+		return nil, errors.New("netlab: Routed does not go with IPv6")
 	}
 	if !reexecInstalled.Load() {
 		return nil, ErrNoReexec
@@ -189,6 +214,7 @@ func New(ctx context.Context, log Logger, opts ...Option) (*Lab, error) {
 		hub:      Prefix + id + "-hub",
 		inodes:   map[uint64]string{},
 		ipv6:     cfg.ipv6,
+		routed:   cfg.routed,
 	}
 	if c, ok := log.(interface{ Cleanup(func()) }); ok {
 		c.Cleanup(func() { _ = l.Close() })
@@ -223,6 +249,11 @@ func (l *Lab) setup(ctx context.Context, n int) error {
 		{"-n", l.hub, "link", "set", "br0", "up"},
 	} {
 		if _, err := runIP(ctx, args...); err != nil {
+			return err
+		}
+	}
+	if len(l.routed) > 0 {
+		if err := l.addRouter(ctx); err != nil {
 			return err
 		}
 	}
@@ -281,6 +312,10 @@ func (l *Lab) AddNode(ctx context.Context) (int, error) {
 		ns:       fmt.Sprintf("%s%s-n%d", Prefix, l.id, i),
 		underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}),
 		dir:      filepath.Join(l.work, fmt.Sprintf("n%d", i)),
+		routed:   slices.Contains(l.routed, i),
+	}
+	if n.routed {
+		n.underlay = netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)})
 	}
 	if l.ipv6 {
 		n.underlay6 = netip.MustParseAddr(fmt.Sprintf("fd00:192:0:2::%x", 10+i))
@@ -308,14 +343,26 @@ func (l *Lab) plumb(ctx context.Context, n *node) error {
 		return err
 	}
 	peer := fmt.Sprintf("n%d", i)
-	for _, args := range [][]string{
+	bridge, other := "br0", segment2
+	if n.routed {
+		bridge, other = "br1", segment1
+	}
+	steps := [][]string{
 		{"-n", n.ns, "link", "set", "lo", "up"},
 		append(append([]string{"-n", n.ns, "link", "add", "eth0"}, macArgs(n.mac)...), "type", "veth", "peer", "name", peer, "netns", l.hub),
-		{"-n", l.hub, "link", "set", peer, "master", "br0"},
+		{"-n", l.hub, "link", "set", peer, "master", bridge},
 		{"-n", l.hub, "link", "set", peer, "up"},
 		{"-n", n.ns, "addr", "add", n.underlay.String() + "/24", "dev", "eth0"},
 		{"-n", n.ns, "link", "set", "eth0", "up"},
-	} {
+	}
+	if len(l.routed) > 0 {
+		gw := hubAddr
+		if n.routed {
+			gw = hubAddr2
+		}
+		steps = append(steps, []string{"-n", n.ns, "route", "add", other.String(), "via", gw.String()})
+	}
+	for _, args := range steps {
 		if _, err := runIP(ctx, args...); err != nil {
 			return err
 		}
@@ -426,7 +473,8 @@ func (l *Lab) mustNode(i int) *node {
 // Netns is node i's network namespace name.
 func (l *Lab) Netns(i int) string { return l.mustNode(i).ns }
 
-// Underlay is node i's underlay (public) address, 192.0.2.(10+i).
+// Underlay is node i's underlay (public) address, 192.0.2.(10+i)
+// (198.51.100.(10+i) for a Routed node).
 func (l *Lab) Underlay(i int) netip.Addr { return l.mustNode(i).underlay }
 
 // Underlay6 is node i's IPv6 underlay address (IPv6; invalid
