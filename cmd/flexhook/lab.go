@@ -22,7 +22,7 @@ type labFlags struct {
 	Once      bool          `flag:"once" envconfig:"ONCE" usage:"exit right after the ping matrix (for scripts and CI) instead of keeping the lab up until Ctrl-C"`
 	TraceNode int           `flag:"trace-node" envconfig:"TRACE_NODE" default:"1" arg:"N" usage:"node whose traced hook commands are shown"`
 	Wait      time.Duration `flag:"wait" envconfig:"WAIT" default:"20s" arg:"DURATION" usage:"how long to wait for every pair of pod addresses to reach each other"`
-	Store     string        `flag:"store" envconfig:"LAB_STORE" default:"file" arg:"file|etcd" usage:"the nodes' lease store: a shared directory, or etcd (Debian's etcd-server) on the hub's underlay address (env FLEXHOOK_LAB_STORE: FLEXHOOK_STORE is run's store directory)"`
+	LabStoreFlags
 }
 
 const labSynopsis = "flexhook lab (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]"
@@ -71,13 +71,12 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stderr, "flexhook lab: teardown: %v\n", err)
 		}
 	}()
-	store := lab.StoreDir()
-	if f.Store == "etcd" {
-		if store, err = lab.StartEtcd(ctx, "etcd"); err != nil {
-			return err
-		}
-		nodeArgs = append(nodeArgs, "--etcd-endpoints", store)
+	ls, err := newLabStore(ctx, f.LabStoreFlags, lab)
+	if err != nil {
+		return err
 	}
+	nodeArgs = append(nodeArgs, ls.args...)
+	store := ls.where
 	for i := 1; i <= f.Nodes; i++ {
 		if err := lab.StartNode(ctx, i, nodeArgs...); err != nil {
 			return err
@@ -117,8 +116,8 @@ func checkLabFlags(f labFlags) error {
 		return usageErrorf("--trace-node %d: want 1..%d", f.TraceNode, f.Nodes)
 	case f.Config == "" && f.Preset == "":
 		return usageErrorf("lab: give --config FILE or --preset NAME")
-	case f.Store != "file" && f.Store != "etcd":
-		return usageErrorf("--store %q: want file or etcd", f.Store)
+	case f.LabStoreFlags.check() != nil:
+		return f.LabStoreFlags.check()
 	case runtime.GOOS != "linux":
 		return usageErrorf("lab: needs Linux network namespaces")
 	case os.Geteuid() != 0:

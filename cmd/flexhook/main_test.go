@@ -303,11 +303,11 @@ func TestEnvEquivalents(t *testing.T) {
 }
 
 // Every flag's environment variable is FLEXHOOK_ + the flag name in upper
-// snake case; the one exception is lab's --store (file|etcd), whose
-// variable is FLEXHOOK_LAB_STORE because FLEXHOOK_STORE is run's store
-// directory.
+// snake case; the one exception is the --store (file|etcd) of lab and
+// lab verify, whose variable is FLEXHOOK_LAB_STORE because FLEXHOOK_STORE
+// is run's store directory.
 func TestEnvKeysMatchFlagNames(t *testing.T) {
-	exceptions := map[string]string{"labFlags --store": "LAB_STORE"}
+	exceptions := map[string]string{"labFlags --store": "LAB_STORE", "verifyFlags --store": "LAB_STORE"}
 	for _, spec := range []any{runFlags{}, checkFlags{}, dryRunFlags{}, leasesFlags{}, presetsFlags{}, statusFlags{}, leaveFlags{}, labFlags{}, verifyFlags{}} {
 		var walk func(reflect.Type)
 		walk = func(rt reflect.Type) {

@@ -24,12 +24,13 @@ import (
 type verifyFlags struct {
 	CommonFlags
 	SourceFlags
+	LabStoreFlags
 	Nodes int           `flag:"nodes" envconfig:"NODES" default:"3" arg:"N" usage:"number of nodes (2..20)"`
 	JSON  bool          `flag:"json" envconfig:"JSON" usage:"print the report card as JSON (for CI pipelines)"`
 	Wait  time.Duration `flag:"wait" envconfig:"WAIT" default:"30s" arg:"DURATION" usage:"how long each check waits for the lab to converge"`
 }
 
-const verifySynopsis = "flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]"
+const verifySynopsis = "flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--json]"
 
 // verifyResync is how often the lab's nodes run every applied lease's
 // SubnetAddCommand again: check 3 watches one such pass.
@@ -47,6 +48,7 @@ type checkResult struct {
 type verifier struct {
 	ctx      context.Context
 	lab      *netlab.Lab
+	store    leases.Store // the nodes' store, as this process reaches it
 	f        verifyFlags
 	bin      string
 	nodeArgs []string
@@ -65,6 +67,8 @@ func cmdLabVerify(ctx context.Context, args []string, stdout, _ io.Writer) error
 		return usageErrorf("--nodes %d: want 2..20", f.Nodes)
 	case f.Config == "" && f.Preset == "":
 		return usageErrorf("lab verify: give --config FILE or --preset NAME")
+	case f.LabStoreFlags.check() != nil:
+		return f.LabStoreFlags.check()
 	case os.Geteuid() != 0:
 		return usageErrorf("lab verify: needs root: it creates network namespaces, links and mounts")
 	}
@@ -90,6 +94,15 @@ func cmdLabVerify(ctx context.Context, args []string, stdout, _ io.Writer) error
 		return err
 	}
 	defer v.lab.Close() //nolint:contextcheck // the teardown runs after ctx is done; Close bounds itself
+	ls, err := newLabStore(ctx, f.LabStoreFlags, v.lab)
+	if err != nil {
+		return err
+	}
+	v.nodeArgs = append(v.nodeArgs, ls.args...)
+	if v.store, err = ls.open(ctx); err != nil {
+		return err
+	}
+	defer v.store.Close()
 	v.run()
 	return v.report(stdout)
 }
@@ -113,7 +126,7 @@ func (v *verifier) run() {
 	}
 	v.mtu()
 	v.idempotence()
-	data := leaseData(v.lab, v.lab.Subnet(n)) // leaving takes the lease
+	data := v.leaseData(v.lab.Subnet(n)) // leaving takes the lease
 	v.gracefulStop(n, base[n])
 	v.removal(n, data, before)
 	v.restart()
@@ -364,7 +377,7 @@ func (v *verifier) gracefulStop(i int, fresh netlab.Snapshot) {
 	var live []string
 	for j := 1; j <= v.f.Nodes; j++ {
 		if j != i {
-			live = append(live, v.lab.Subnet(j).String(), v.lab.Underlay(j).String(), leaseData(v.lab, v.lab.Subnet(j)))
+			live = append(live, v.lab.Subnet(j).String(), v.lab.Underlay(j).String(), v.leaseData(v.lab.Subnet(j)))
 		}
 	}
 	for _, d := range netlab.Diff(fresh.WithoutLab(), after.WithoutLab()) {
@@ -397,9 +410,9 @@ func (v *verifier) removal(i int, data string, before []netlab.Snapshot) {
 	sub := v.lab.Subnet(i)
 	// The node left (check 4): its lease went with it, and the others
 	// run SubnetRemoveCommand.
-	if out, err := v.lab.Flexhook(v.ctx, "leases", "--store", v.lab.StoreDir()); err != nil {
+	if _, ok, err := v.lease(v.ctx, sub); err != nil {
 		problems = append(problems, err.Error())
-	} else if strings.Contains(string(out), sub.String()+" ") {
+	} else if ok {
 		problems = append(problems, fmt.Sprintf("node %d left, but its lease %s is still in the store", i, sub))
 	}
 	v.waitApplied(i-1, i-2)
@@ -434,7 +447,7 @@ func (v *verifier) removal(i int, data string, before []netlab.Snapshot) {
 func (v *verifier) restart() {
 	n := v.f.Nodes
 	var problems []string
-	oldData := leaseData(v.lab, v.lab.Subnet(1))
+	oldData := v.leaseData(v.lab.Subnet(1))
 	if err := v.lab.StartNode(v.ctx, n, v.nodeArgs...); err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -442,7 +455,7 @@ func (v *verifier) restart() {
 		problems = append(problems, err.Error())
 	}
 	same := "the same"
-	if leaseData(v.lab, v.lab.Subnet(1)) != oldData {
+	if v.leaseData(v.lab.Subnet(1)) != oldData {
 		same = "new"
 	}
 	if len(problems) > 0 {
@@ -468,8 +481,8 @@ func (v *verifier) dryRunFidelity() {
 	own, peer := v.lab.Subnet(2), v.lab.Subnet(1)
 	args := append([]string{"dry-run"}, v.nodeArgs[:2]...)
 	args = append(args, "--subnet", own.String(), "--public-ip", v.lab.Underlay(2).String(),
-		"--peer", fmt.Sprintf("%s,%s,%s", peer, v.lab.Underlay(1), leaseData(v.lab, peer)))
-	if d := leaseData(v.lab, own); d != "" {
+		"--peer", fmt.Sprintf("%s,%s,%s", peer, v.lab.Underlay(1), v.leaseData(peer)))
+	if d := v.leaseData(own); d != "" {
 		args = append(args, "--backend-data", d)
 	}
 	out, err := exec.CommandContext(v.ctx, v.bin, args...).Output()
@@ -478,7 +491,7 @@ func (v *verifier) dryRunFidelity() {
 		return
 	}
 	dry := dryRunBlock(string(out), "# SubnetAddCommand SUBNET="+peer.String())
-	real := addBlock(v.lab.Logs(2), peer.String(), leaseData(v.lab, peer))
+	real := addBlock(v.lab.Logs(2), peer.String(), v.leaseData(peer))
 	var problems []string
 	if len(dry) == 0 && len(real) == 0 {
 		problems = append(problems, "nothing to compare: neither the dry-run nor node 2's trace has a command of "+
@@ -608,14 +621,27 @@ func (v *verifier) report(w io.Writer) error {
 	return nil
 }
 
-// leaseData is the BackendData of the lease for subnet in the lab's store.
-func leaseData(lab *netlab.Lab, subnet netip.Prefix) string {
-	key := leases.SubnetKey(subnet, netip.Prefix{})
-	p, err := os.ReadFile(filepath.Join(lab.StoreDir(), "subnets", key))
+// lease finds the lease for subnet in the nodes' store.
+func (v *verifier) lease(ctx context.Context, subnet netip.Prefix) (leases.Lease, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ls, err := v.store.List(ctx)
 	if err != nil {
-		return ""
+		return leases.Lease{}, false, fmt.Errorf("list the lab's leases: %w", err)
 	}
-	return leases.Decode(key, p).Attrs.BackendData
+	for _, l := range ls {
+		if l.Subnet == subnet {
+			return l, true, nil
+		}
+	}
+	return leases.Lease{}, false, nil
+}
+
+// leaseData is the BackendData of the lease for subnet in the nodes'
+// store ("" when there is none).
+func (v *verifier) leaseData(subnet netip.Prefix) string {
+	l, _, _ := v.lease(v.ctx, subnet)
+	return l.Attrs.BackendData
 }
 
 // errNotYet is poll's "again".

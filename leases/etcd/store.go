@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -77,9 +78,10 @@ type Store struct {
 }
 
 type options struct {
-	ttl time.Duration
-	log *slog.Logger
-	rnd *rand.Rand
+	ttl  time.Duration
+	log  *slog.Logger
+	rnd  *rand.Rand
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Option configures New; an option with a bad value makes New fail.
@@ -105,6 +107,19 @@ func Logger(l *slog.Logger) Option {
 			l = slog.Default()
 		}
 		o.log = l
+		return nil
+	}
+}
+
+// Dialer makes every connection to etcd with dial instead of the
+// default dialer: a process outside a network namespace reaches an etcd
+// inside it (the lab's, through netlab's DialHub).
+func Dialer(dial func(ctx context.Context, addr string) (net.Conn, error)) Option {
+	return func(o *options) error {
+		if dial == nil {
+			return errors.New("Dialer: nil")
+		}
+		o.dial = dial
 		return nil
 	}
 }
@@ -146,6 +161,15 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("etcd: config: Prefix: %q leaves no prefix", cfg.Prefix)
 	}
 	eps := strings.Join(cfg.Endpoints, ",")
+	dialOpts := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		// Reconnect within seconds once etcd is back (gRPC's
+		// default backoff grows to two minutes).
+		Backoff:           backoff.Config{BaseDelay: minBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
+		MinConnectTimeout: cfg.DialTimeout,
+	})}
+	if o.dial != nil {
+		dialOpts = append(dialOpts, grpc.WithContextDialer(o.dial))
+	}
 
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
@@ -157,12 +181,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		// one) breaks the watch and gets reconnected.
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			// Reconnect within seconds once etcd is back (gRPC's
-			// default backoff grows to two minutes).
-			Backoff:           backoff.Config{BaseDelay: minBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
-			MinConnectTimeout: cfg.DialTimeout,
-		})},
+		DialOptions:          dialOpts,
 		// The client logs JSON to stderr by default; our errors carry
 		// what matters and go to slog.
 		Logger: zap.NewNop(),
