@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -631,4 +632,32 @@ func TestWithTTL(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, ttl.GrantedTTL, "TTL(%s)", tt.ttl)
 	}
+}
+
+// Dialer's function makes the store's connections: an endpoint the
+// default dialer could not reach (as the lab's etcd, inside a network
+// namespace) works through it, and nil is refused.
+func TestDialer(t *testing.T) {
+	srv := etcdtest.Start(t)
+	var mu sync.Mutex
+	var dialled []string
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		mu.Lock()
+		dialled = append(dialled, addr)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", strings.TrimPrefix(srv.Endpoints[0], "http://"))
+	}
+	s, err := etcd.New(testCtx(t), etcd.Config{Endpoints: []string{"http://fhtest.invalid:2379"}},
+		etcd.Logger(slog.New(slog.DiscardHandler)), etcd.Dialer(dial))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	_, err = s.List(testCtx(t))
+	require.NoError(t, err, "the store reached etcd through the dialer")
+	mu.Lock()
+	assert.Contains(t, dialled, "fhtest.invalid:2379")
+	mu.Unlock()
+
+	_, err = etcd.New(testCtx(t), etcd.Config{Endpoints: srv.Endpoints}, etcd.Dialer(nil))
+	require.ErrorContains(t, err, "Dialer: nil")
 }
