@@ -42,6 +42,9 @@ type checkResult struct {
 	Name   string   `json:"name"`
 	OK     bool     `json:"ok"`
 	Detail []string `json:"detail,omitempty"`
+	// NotRun says why the check did not run (an earlier one it needs
+	// failed); such a check is not ok.
+	NotRun string `json:"not_run,omitempty"`
 }
 
 // verifier runs the fixed scenario of `flexhook lab verify` on one lab.
@@ -116,23 +119,50 @@ func (v *verifier) run() {
 		s, err := v.lab.Snapshot(v.ctx, i)
 		if err != nil {
 			v.add(1, "start", []string{err.Error()})
+			v.notRun(2, "needs a snapshot of every fresh node (check 1)")
 			return
 		}
 		base[i] = s
 	}
-	before := v.startAll()
+	before, up := v.startAll()
+	if !up {
+		v.notRun(2, "needs every node up (check 1)")
+		return
+	}
 	if !v.connectivity(2, "connectivity: ICMP and TCP between every pair of pod addresses") {
+		v.notRun(3, "needs every pod reaching every other (check 2)")
 		return
 	}
 	v.mtu()
 	v.idempotence()
 	data := v.leaseData(v.lab.Subnet(n)) // leaving takes the lease
-	v.gracefulStop(n, base[n])
-	v.removal(n, data, before)
+	if v.gracefulStop(n, base[n]) {
+		v.removal(n, data, before)
+	} else {
+		v.skip(5, fmt.Sprintf("needs node %d to have left (check 4)", n))
+	}
 	v.restart()
 	v.reboot()
 	v.dryRunFidelity()
 	v.restartLoss()
+}
+
+// checkNames are the checks' short names, for a check that did not run.
+var checkNames = [verifyChecks + 1]string{1: "start", 2: "connectivity", 3: "idempotence", 4: "leave", 5: "removal",
+	6: "restart", 7: "reboot", 8: "dry-run fidelity", 9: "mtu", 10: "restart loss"}
+
+// skip records check num as not run, and why: what it needs that an
+// earlier check did not give it. A check never passes for want of
+// something to check.
+func (v *verifier) skip(num int, why string) {
+	v.results = append(v.results, checkResult{N: num, Name: checkNames[num], NotRun: why})
+}
+
+// notRun records checks from..verifyChecks as not run, for why.
+func (v *verifier) notRun(from int, why string) {
+	for num := from; num <= verifyChecks; num++ {
+		v.skip(num, why)
+	}
 }
 
 // restartLoss restarts each node's agent in turn (SIGTERM, then start
@@ -184,11 +214,13 @@ func (v *verifier) add(num int, name string, detail []string) bool {
 }
 
 // startAll starts nodes 1..n-1, snapshots them (what the others look like
-// without node n, for check 5), starts node n, and checks 1.
-func (v *verifier) startAll() []netlab.Snapshot {
+// without node n, for check 5), starts node n, and checks 1. It reports
+// whether every node is up with its own lease.
+func (v *verifier) startAll() ([]netlab.Snapshot, bool) {
 	n := v.f.Nodes
 	var problems []string
 	before := make([]netlab.Snapshot, n+1)
+	failed := map[int]bool{}
 	for i := 1; i <= n; i++ {
 		if i == n {
 			v.waitApplied(n-1, n-2)
@@ -199,24 +231,33 @@ func (v *verifier) startAll() []netlab.Snapshot {
 			}
 		}
 		if err := v.lab.StartNode(v.ctx, i, v.nodeArgs...); err != nil {
-			problems = append(problems, fmt.Sprintf("node %d did not start: %v", i, err))
+			// The first line says why; the log tail after it is in the
+			// hook errors below.
+			why, _, _ := strings.Cut(err.Error(), "; log:")
+			problems = append(problems, fmt.Sprintf("node %d did not start: %s", i, why))
 			problems = append(problems, v.hookErrors(i)...)
+			failed[i] = true
 		}
 	}
-	seen := map[string]int{}
+	seen := map[netip.Prefix]int{}
 	for i := 1; i <= n; i++ {
-		s := v.lab.Subnet(i).String()
+		s := v.lab.Subnet(i)
+		if failed[i] {
+			continue
+		}
+		if !v.lab.Running(i) {
+			problems = append(problems, fmt.Sprintf("node %d is not running", i))
+			continue
+		}
+		if !s.IsValid() {
+			continue // said above: it did not start
+		}
 		if j, dup := seen[s]; dup {
 			problems = append(problems, fmt.Sprintf("nodes %d and %d both hold %s", j, i, s))
 		}
 		seen[s] = i
-		if !v.lab.Running(i) {
-			problems = append(problems, fmt.Sprintf("node %d is not running", i))
-			problems = append(problems, v.hookErrors(i)...)
-		}
 	}
-	v.add(1, fmt.Sprintf("start: %d nodes up, leases distinct, PostStartupCommand ok", n), problems)
-	return before
+	return before, v.add(1, fmt.Sprintf("start: %d nodes up, leases distinct, PostStartupCommand ok", n), problems)
 }
 
 // waitApplied waits until each of nodes 1..upTo has applied want remote
@@ -362,10 +403,12 @@ func (v *verifier) idempotence() {
 
 // gracefulStop makes node i leave the cluster (flexhook leave) and
 // compares it with its fresh namespace.
-func (v *verifier) gracefulStop(i int, fresh netlab.Snapshot) {
+func (v *verifier) gracefulStop(i int, fresh netlab.Snapshot) (left bool) {
 	var problems []string
+	left = true
 	if err := v.lab.LeaveNode(v.ctx, i); err != nil {
 		problems = append(problems, err.Error())
+		left = false
 	}
 	after, err := v.lab.Snapshot(v.ctx, i)
 	if err != nil {
@@ -387,6 +430,7 @@ func (v *verifier) gracefulStop(i int, fresh netlab.Snapshot) {
 		problems = append(problems, fmt.Sprintf("left behind on node %d: %s", i, d))
 	}
 	v.add(4, fmt.Sprintf("leave: ShutdownCommand leaves nothing of the backend on node %d", i), problems)
+	return left
 }
 
 // toPeer reports whether a diff line is a route, neighbour or fdb entry
@@ -590,33 +634,43 @@ func (v *verifier) hookErrorsSince(i, offset int) []string {
 // every check passed.
 func (v *verifier) report(w io.Writer) error {
 	slices.SortStableFunc(v.results, func(a, b checkResult) int { return a.N - b.N })
-	failed := 0
+	failed, notRun := 0, 0
 	for _, r := range v.results {
-		if !r.OK {
+		switch {
+		case r.NotRun != "":
+			notRun++
+		case !r.OK:
 			failed++
 		}
 	}
+	notRun += verifyChecks - len(v.results) // none: every path records all
 	if v.f.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"ok": failed == 0, "checks": v.results}); err != nil {
+		if err := enc.Encode(map[string]any{"ok": failed+notRun == 0, "checks": v.results}); err != nil {
 			return err
 		}
 	} else {
 		for _, r := range v.results {
-			mark := "✓"
-			if !r.OK {
-				mark = "✗"
+			switch {
+			case r.NotRun != "":
+				fmt.Fprintf(w, "- %d %s: not run: %s\n", r.N, r.Name, r.NotRun)
+			case r.OK:
+				fmt.Fprintf(w, "✓ %d %s\n", r.N, r.Name)
+			default:
+				fmt.Fprintf(w, "✗ %d %s\n", r.N, r.Name)
 			}
-			fmt.Fprintf(w, "%s %d %s\n", mark, r.N, r.Name)
 			for _, d := range r.Detail {
 				fmt.Fprintf(w, "    %s\n", d)
 			}
 		}
 	}
-	if failed > 0 || len(v.results) < verifyChecks {
-		return &exitError{code: exitFailure, err: fmt.Errorf("lab verify: %d of %d checks failed",
-			failed+verifyChecks-len(v.results), verifyChecks)}
+	if failed+notRun > 0 {
+		msg := fmt.Sprintf("lab verify: %d of %d checks failed", failed, verifyChecks)
+		if notRun > 0 {
+			msg += fmt.Sprintf(", %d not run", notRun)
+		}
+		return &exitError{code: exitFailure, err: errors.New(msg)}
 	}
 	return nil
 }

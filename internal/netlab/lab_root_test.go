@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -105,4 +106,55 @@ func TestSweepRemovesDeadLabs(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, names, stale)
 	require.Contains(t, strings.Join(names, " "), lab.Netns(1))
+}
+
+// TestSnapshotSeesEverything changes each kind of state a backend can
+// change, by hand, on a node whose snapshot was taken before, and checks
+// that Diff names each change, a rule added twice as two, and nothing the
+// kernel keeps for itself.
+func TestSnapshotSeesEverything(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lab, err := New(ctx, t, Nodes(1))
+	require.NoError(t, err)
+	before, err := lab.Snapshot(ctx, 1)
+	require.NoError(t, err)
+	again, err := lab.Snapshot(ctx, 1)
+	require.NoError(t, err)
+	require.Empty(t, Diff(before, again), "two snapshots of an idle node are the same")
+
+	ns := lab.Netns(1)
+	for _, argv := range [][]string{
+		{"ip", "-n", ns, "rule", "add", "to", "10.50.2.0/24", "table", "100"},
+		{"ip", "-n", ns, "rule", "add", "to", "10.50.2.0/24", "table", "100"},
+		{"ip", "-n", ns, "nexthop", "add", "id", "7", "via", "192.0.2.99", "dev", "eth0"},
+		{"ip", "netns", "exec", ns, "nft", "add", "table", "inet", "fxb"},
+		{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.eth0.proxy_arp=1"},
+		{"tc", "-n", ns, "qdisc", "add", "dev", "eth0", "root", "pfifo"}, // what this kernel has
+		// (No xfrm state: this machine's kernel has no ESP/AH; states
+		// are read the same way, see TestXfrmEntries.)
+		{"ip", "-n", ns, "xfrm", "policy", "add", "src", "10.50.1.0/24", "dst", "10.50.2.0/24", "dir", "out"},
+		// (A plain bridge: this kernel has no bridge VLAN filtering, so
+		// "vlan" stays empty here.)
+		{"ip", "-n", ns, "link", "add", "fxbr", "type", "bridge"},
+	} {
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+		require.NoError(t, err, "%v: %s", argv, out)
+	}
+	after, err := lab.Snapshot(ctx, 1)
+	require.NoError(t, err)
+	diff := strings.Join(Diff(before, after), "\n")
+	for _, want := range []string{
+		"+ rule: -4 dst 10.50.2.0/24 src all table 100\n+ rule: -4 dst 10.50.2.0/24 src all table 100",
+		"+ nexthop: ",
+		"+ nft: table inet fxb",
+		"+ sysctl: net.ipv4.conf.eth0.proxy_arp = 1",
+		"+ qdisc: pfifo dev eth0 root",
+		"+ xfrm: policy src 10.50.1.0/24 dst 10.50.2.0/24 dir out",
+		"+ link: fxbr kind=bridge",
+	} {
+		require.Contains(t, diff, want)
+	}
+	require.NoError(t, lab.Close())
 }

@@ -10,11 +10,14 @@ import (
 	"strings"
 )
 
-// Snapshot is what a backend can leave in a node, by kind ("link",
-// "addr", "route", "neigh", "fdb", "wg", "process", "file"), one sorted
-// line per object, without what the kernel picks at random or learns by
-// itself (MAC addresses of links, dynamic neighbours and fdb entries), so
-// that two snapshots differ only where hooks changed something.
+// Snapshot is what a backend can leave in a node, by kind (snapshotKinds:
+// "link", "addr", "route", "rule", "nexthop", "neigh", "fdb", "nft",
+// "sysctl", "qdisc", "xfrm", "vlan", "wg", "process", "file"), one sorted
+// line per object, without what the kernel picks at
+// random or learns by itself (MAC addresses of links, dynamic neighbours
+// and fdb entries, a policy rule's automatic priority, nftables handles
+// and counters), so that two snapshots differ only where hooks changed
+// something. Lines are a multiset: a rule added twice is there twice.
 type Snapshot map[string][]string
 
 // flexhookFiles are the state-dir files flexhook itself keeps.
@@ -28,7 +31,8 @@ func (l *Lab) Snapshot(ctx context.Context, i int) (Snapshot, error) {
 	}
 	s := Snapshot{}
 	for _, part := range []func(context.Context, int, *node, Snapshot) error{
-		l.snapLinks, l.snapRoutes, l.snapNeigh, l.snapFDB, l.snapRest,
+		l.snapLinks, l.snapRoutes, l.snapRules, l.snapNeigh, l.snapFDB, l.snapNft,
+		l.snapSysctl, l.snapNexthop, l.snapQdisc, l.snapXfrm, l.snapVlan, l.snapRest,
 	} {
 		if err := part(ctx, i, n, s); err != nil {
 			return nil, err
@@ -111,6 +115,92 @@ func (l *Lab) snapRoutes(ctx context.Context, i int, _ *node, s Snapshot) error 
 		}
 	}
 	return nil
+}
+
+// snapRules adds the policy rules of both families but the kernel's
+// defaults, without their priority: `ip rule add` without one picks the
+// next free priority, so a rule added again is the same line twice.
+func (l *Lab) snapRules(ctx context.Context, i int, _ *node, s Snapshot) error {
+	for _, fam := range []string{"-4", "-6"} {
+		var rules []map[string]any
+		if err := l.ipJSON(ctx, i, &rules, fam, "rule", "show"); err != nil {
+			return err
+		}
+		for _, r := range rules {
+			delete(r, "priority")
+			for _, end := range []string{"src", "dst"} {
+				if n, ok := r[end+"len"]; ok {
+					r[end] = fmt.Sprintf("%v/%v", r[end], n)
+					delete(r, end+"len")
+				}
+			}
+			keys := make([]string, 0, len(r))
+			for k := range r {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			line := fam
+			for _, k := range keys {
+				line += fmt.Sprintf(" %s %v", k, r[k])
+			}
+			if !defaultRule(line) {
+				s.add("rule", line)
+			}
+		}
+	}
+	return nil
+}
+
+// defaultRule reports whether a snapRules line is one of the rules every
+// namespace starts with (lookup local, main and default from all).
+func defaultRule(line string) bool {
+	for _, t := range []string{"local", "main", "default"} {
+		if strings.HasSuffix(line, " src all table "+t) {
+			return !strings.Contains(strings.TrimSuffix(line, " src all table "+t), " ")
+		}
+	}
+	return false
+}
+
+// snapNft adds the whole nftables ruleset, all families, one line per
+// table, chain property, rule, set element line, each with the blocks it
+// is in ("table inet fxb chain fw: ip saddr 10.50.2.0/24 accept"), read
+// without handles and stateless (no counter values). Without nft on the
+// machine there is nothing to add.
+func (l *Lab) snapNft(ctx context.Context, _ int, n *node, s Snapshot) error {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil
+	}
+	out, err := runTool(ctx, "ip", "netns", "exec", n.ns, "nft", "--stateless", "list", "ruleset")
+	if err != nil {
+		return err
+	}
+	for _, line := range nftLines(string(out)) {
+		s.add("nft", line)
+	}
+	return nil
+}
+
+// nftLines flattens `nft list ruleset` text: a block ("table inet x {")
+// is a line of its own and the prefix of the lines inside it.
+func nftLines(text string) []string {
+	var out, blocks []string
+	for _, raw := range strings.Split(text, "\n") {
+		line := strings.TrimSpace(raw)
+		switch {
+		case line == "":
+		case line == "}":
+			if len(blocks) > 0 {
+				blocks = blocks[:len(blocks)-1]
+			}
+		case strings.HasSuffix(line, "{"):
+			blocks = append(blocks, strings.TrimSpace(strings.TrimSuffix(line, "{")))
+			out = append(out, strings.Join(blocks, " "))
+		default:
+			out = append(out, strings.Join(blocks, " ")+": "+line)
+		}
+	}
+	return out
 }
 
 // snapNeigh adds the permanent and noarp neighbours.
@@ -231,17 +321,26 @@ func (s Snapshot) Without(kinds ...string) Snapshot {
 }
 
 // Diff lists what after has that before had not ("+ kind: line") and what
-// before had that after has not ("- kind: line"), kinds in order.
+// before had that after has not ("- kind: line"), kinds in order. Lines
+// count as a multiset: a line after has twice and before once is one
+// "+".
 func Diff(before, after Snapshot) []string {
 	var out []string
-	for _, kind := range []string{"link", "addr", "route", "neigh", "fdb", "wg", "process", "file"} {
+	for _, kind := range snapshotKinds {
+		count := map[string]int{}
+		for _, l := range before[kind] {
+			count[l]++
+		}
 		for _, l := range after[kind] {
-			if !slices.Contains(before[kind], l) {
-				out = append(out, "+ "+kind+": "+l)
+			if count[l] > 0 {
+				count[l]--
+				continue
 			}
+			out = append(out, "+ "+kind+": "+l)
 		}
 		for _, l := range before[kind] {
-			if !slices.Contains(after[kind], l) {
+			if count[l] > 0 {
+				count[l]--
 				out = append(out, "- "+kind+": "+l)
 			}
 		}
@@ -249,12 +348,16 @@ func Diff(before, after Snapshot) []string {
 	return out
 }
 
+// snapshotKinds are a Snapshot's kinds, in Diff's order.
+var snapshotKinds = []string{"link", "addr", "route", "rule", "nexthop", "neigh", "fdb", "nft", "sysctl", "qdisc",
+	"xfrm", "vlan", "wg", "process", "file"}
+
 // Pointing lists the lines of s that name one of the words (a node's
 // subnet, its underlay address, its BackendData): what another node still
 // holds of it.
 func (s Snapshot) Pointing(words ...string) []string {
 	var out []string
-	for _, kind := range []string{"route", "neigh", "fdb", "wg"} {
+	for _, kind := range []string{"route", "rule", "nexthop", "neigh", "fdb", "nft", "xfrm", "wg"} {
 		for _, l := range s[kind] {
 			for _, w := range words {
 				if w != "" && strings.Contains(l, w) {
