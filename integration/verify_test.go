@@ -36,7 +36,7 @@ type verifyCard struct {
 // loses traffic (check 10): the verifier says so. The -prod presets pass
 // all, vxlan-prod also with DirectRouting on. With the etcd store (the
 // lab's own etcd in the hub) the cards are the same. Backends that leak
-// policy rules, nftables rules or a sysctl fail the checks they must,
+// policy rules, nftables rules, a sysctl, a qdisc or nexthops fail the checks they must,
 // naming what leaked, and one whose PostStartupCommand fails shows every
 // check after the start as not run.
 func TestLabVerify(t *testing.T) {
@@ -71,6 +71,10 @@ func TestLabVerify(t *testing.T) {
 			map[int]string{3: "changed: + nft: table inet fxb chain fw: ip saddr 10.50.", 4: "left behind on node 3: + nft: table inet fxb", 5: "still holds nft: table inet fxb chain fw: ip saddr 10.50."}, ""},
 		{"sysctl-leak", []string{"--config", filepath.Join(testdata, "sysctl-leak.json")},
 			map[int]string{4: "left behind on node 3: + sysctl: net.ipv4.conf.eth0.proxy_arp = 1"}, ""},
+		{"qdisc-leak", []string{"--config", filepath.Join(testdata, "qdisc-leak.json")},
+			map[int]string{4: "left behind on node 3: + qdisc: pfifo dev eth0 root"}, ""},
+		{"nexthop-leak", []string{"--config", filepath.Join(testdata, "nexthop-leak.json")},
+			map[int]string{4: "left behind on node 3: + nexthop: ", 5: `still holds nexthop: {"dev":"eth0","flags":[],"gateway":"192.0.2.13"`}, ""},
 		{"poststartup-fails", []string{"--config", filepath.Join(testdata, "poststartup-fails.json")},
 			map[int]string{1: "node 1 did not start: "}, "needs every node up (check 1)"},
 	} {
