@@ -397,12 +397,10 @@ func hostileRun(t *testing.T, bin string, st storm, kind, cfg string, forEtcd bo
 		}
 	}
 	var status runner.Status
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	assert.Eventually(t, func() bool { // on failure, the diff below says what is missing
 		status, err = runner.ReadStatus(stateDir)
-		if err == nil && len(status.Refused) == len(refusedKeys) {
-			break
-		}
-	}
+		return err == nil && len(status.Refused) == len(refusedKeys)
+	}, 2*time.Minute, 200*time.Millisecond, "status lists every refusal")
 	gotRefused := map[string]leases.Reason{}
 	for _, r := range status.Refused {
 		gotRefused[r.Key] = leases.Reason(r.Reason)

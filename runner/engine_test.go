@@ -379,13 +379,25 @@ func TestRemoveWhileAddFails(t *testing.T) {
 	cfg := config(t, with(failingAdd, hooks.SubnetRemove, `read D; echo "remove $SUBNET $PUBLIC_IP $D" >> events`))
 	store := newStore(t, t.TempDir())
 	p := peer(t, cfg, store, "192.0.2.2", "d1")
+	other := peer(t, cfg, store, "192.0.2.3", "d3") // fails all along too
 	n := start(t, cfg, store, t.TempDir())
 	n.waitEvent(fmt.Sprintf("try %s 192.0.2.2 d1", p.Subnet))
 	require.NoError(t, store.Remove(t.Context(), p.Subnet))
 	rm := fmt.Sprintf("remove %s 192.0.2.2 d1", p.Subnet)
 	n.waitEvent(rm)
-	// Give the loop time for retries that must not come.
-	time.Sleep(500 * time.Millisecond)
+	// A Remove retried would come within the retry backoff (10-200ms):
+	// watch another peer whose Add keeps failing be retried three more
+	// times, so the window surely held such a retry, then count.
+	tries := func() (k int) {
+		for _, e := range n.events() {
+			if strings.HasPrefix(e, "try "+other.Subnet.String()+" ") {
+				k++
+			}
+		}
+		return k
+	}
+	seen := tries()
+	require.Eventually(t, func() bool { return tries() >= seen+3 }, waitFor, tick, "the other peer's Add is retried")
 	require.NoError(t, n.stop())
 	var rms int
 	for _, e := range n.events() {
@@ -396,7 +408,8 @@ func TestRemoveWhileAddFails(t *testing.T) {
 	assert.Equal(t, 1, rms, "one Remove: %q", n.events())
 	st, err := runner.ReadStatus(n.dir)
 	require.NoError(t, err)
-	assert.Empty(t, st.Failing)
+	require.Len(t, st.Failing, 1, "only the other peer fails: %+v", st.Failing)
+	assert.Equal(t, other.Subnet, st.Failing[0].Subnet)
 }
 
 // A lease changed while its Add keeps failing: Remove with the old data,
@@ -437,9 +450,10 @@ func TestShutdownWhenStoppedBeforeALease(t *testing.T) {
 	store := newStore(t, storeDir)
 	require.NoError(t, os.RemoveAll(storeDir))
 	require.NoError(t, os.WriteFile(storeDir, nil, 0o600)) // a file where the store dir was: Acquire fails
-	n := start(t, cfg, store, t.TempDir())
-	require.Eventually(t, func() bool { return len(n.events()) > 0 }, waitFor, tick)
-	time.Sleep(100 * time.Millisecond) // an Acquire or two fail
+	var logs testutil.SyncBuffer
+	n := start(t, cfg, store, t.TempDir(), runner.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.Eventually(t, func() bool { return strings.Count(logs.String(), "acquire lease failed; retrying") >= 2 },
+		waitFor, tick, "two Acquires fail")
 	require.NoError(t, n.stop())
 	ev := n.events()
 	require.Len(t, ev, 2, "%q", ev)
@@ -797,8 +811,20 @@ func TestAdmissionRefusesHostileLeases(t *testing.T) {
 	assert.Equal(t, hostile, got)
 	assert.Equal(t, 3, st.RefusedNow[string(leases.ReasonOutsideNetwork)])
 
-	// Later snapshots (the store re-lists every 100ms) warn no more.
-	time.Sleep(500 * time.Millisecond)
+	// Later snapshots (the store re-lists every 100ms) warn no more: two
+	// later valid leases, each applied in turn, prove the engine took at
+	// least two more snapshots before the warnings are counted.
+	later := 0
+	for k := 30; later < 2; k++ {
+		sub := fmt.Sprintf("10.50.%d.0/24", k)
+		if sub == own.Subnet.String() || sub == good.Subnet.String() {
+			continue
+		}
+		later++
+		mac := fmt.Sprintf("82:87:fe:a4:a9:%02x", k)
+		writeRaw(t, storeDir, fmt.Sprintf("10.50.%d.0-24", k), v(fmt.Sprintf("192.0.2.%d", k), mac))
+		n.waitEvent(fmt.Sprintf("add %s 192.0.2.%d %s", sub, k, mac))
+	}
 	for key := range hostile {
 		assert.Equal(t, 1, strings.Count(logs.String(), "key="+strconv.Quote(key)+" ")+strings.Count(logs.String(), "key="+key+" "),
 			"one warning for %s:\n%s", key, logs.String())

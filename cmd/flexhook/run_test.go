@@ -294,16 +294,24 @@ func TestRunReloadsConfig(t *testing.T) {
 	require.NoError(t, os.Rename(tmp, cfg))
 	addUntil("ADD2")
 
-	// An invalid file and a new Network are refused; the edit stays in force.
+	// An invalid file and a new Network are refused, each on its own (the
+	// second write waits for the first refusal, so the two cannot merge
+	// into one reload); the edit stays in force.
+	refusals := func() int { return strings.Count(d.stderr.String(), `msg="config reload refused`) }
+	r0 := refusals()
 	require.NoError(t, os.WriteFile(cfg, []byte(`{"Network": `), 0o600))
-	time.Sleep(2 * reloadDebounce)
+	require.Eventually(t, func() bool { return refusals() == r0+1 }, 30*time.Second, 20*time.Millisecond, "the invalid file is refused")
 	require.NoError(t, os.WriteFile(cfg, []byte(strings.Replace(edited, "10.60.0.0/16", "10.61.0.0/16", 1)), 0o600))
-	time.Sleep(2 * reloadDebounce)
+	require.Eventually(t, func() bool { return refusals() == r0+2 }, 30*time.Second, 20*time.Millisecond, "the new Network is refused")
 	s3 := peer("192.0.2.3")
 	waitEvents("ADD2 " + s3 + " 192.0.2.3 d-192.0.2.3\n")
 
-	// SIGHUP reloads too: back to the first version.
-	require.NoError(t, os.WriteFile(cfg, []byte(recorderConfig), 0o600))
+	// SIGHUP reloads too: back to the first version, written through a
+	// hard link in another directory, which the watch (on the config's
+	// directory) does not see, so only the signal can load it.
+	alias := filepath.Join(t.TempDir(), "alias.json")
+	require.NoError(t, os.Link(cfg, alias))
+	require.NoError(t, os.WriteFile(alias, []byte(recorderConfig), 0o600))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
 	addUntil("add")
 
@@ -314,7 +322,10 @@ func TestRunReloadsConfig(t *testing.T) {
 	assert.Contains(t, logs, `msg="config reload accepted" why="config file changed" changed_hooks=SubnetAddCommand`)
 	assert.Contains(t, logs, `msg="config reload refused; the running config is kept"`)
 	assert.Contains(t, logs, "a restart is needed")
-	assert.Contains(t, logs, `why=SIGHUP`)
+	assert.Contains(t, logs, `msg="config reload accepted" why=SIGHUP changed_hooks=SubnetAddCommand`)
+	assert.Equal(t, 2, strings.Count(logs, `msg="config reload refused`), "two refusals, no more:\n%s", logs)
+	assert.Equal(t, 1, strings.Count(logs, `msg="config reload accepted" why="config file changed"`),
+		"the watch saw the edit, not the write through the link:\n%s", logs)
 }
 
 // SIGHUP while the store is still unreachable neither kills the daemon

@@ -96,9 +96,9 @@ func helperMain(args []string) int {
 		if err := os.Rename(tmp, args[2]); err != nil {
 			return 1
 		}
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // the scenario: a hook that never ends on its own, until its process group is killed
 	case "sleep":
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // the scenario: a command slower than any timeout the test sets
 	}
 	return 0
 }
