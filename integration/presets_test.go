@@ -105,10 +105,16 @@ var presets = []preset{
 				require.NoError(t, err)
 				keys[k] = i
 			}
+			kernel := kernelWireguard(t, ctx, lab, nodes[0])
 			for _, i := range nodes {
-				// The kernel has no wireguard module here, so this is the
-				// userspace fallback at work: prove it.
-				requireProcess(t, ctx, lab, i, "wireguard-go")
+				// --wireguard-userspace=auto: the kernel's device where
+				// the kernel has the module, else the userspace
+				// fallback. Prove which one carried the packets.
+				if kernel {
+					requireNoProcess(t, ctx, lab, i, "wireguard-go")
+				} else {
+					requireProcess(t, ctx, lab, i, "wireguard-go")
+				}
 				out, err := lab.Exec(ctx, i, "wg", "show", "flannel-wg", "transfer")
 				require.NoError(t, err)
 				seen := map[int]bool{}
@@ -327,6 +333,15 @@ func requireProcess(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, c
 		}
 	}
 	t.Fatalf("node %d: no %s process among %v", i, comm, ps)
+}
+
+func requireNoProcess(t *testing.T, ctx context.Context, lab *netlab.Lab, i int, comm string) {
+	t.Helper()
+	ps, err := lab.Processes(ctx, i)
+	require.NoError(t, err)
+	for _, p := range ps {
+		require.NotEqual(t, comm, p.Comm, "node %d", i)
+	}
 }
 
 func linkAddress(ctx context.Context, lab *netlab.Lab, i int, dev string) (string, error) {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flexhook/flexhook/internal/testutil"
 )
 
 // toolInputs are the stdin texts every parity case runs on.
@@ -67,7 +69,7 @@ func realTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("no %s", name)
+		testutil.SkipOrFail(t, "no %s to compare with", name)
 	}
 	return p
 }
