@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flexhook/flexhook/internal/retry"
 )
 
 // Close kills every process in the lab's namespaces, deletes the
@@ -90,18 +92,21 @@ func removeNetns(ctx context.Context, name string) error {
 	if _, err := os.Stat(filepath.Join(netnsDir, name)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	for attempt := 0; ; attempt++ {
-		ps, err := netnsProcesses(ctx, name)
-		if err != nil || len(ps) == 0 {
-			break
-		}
-		for _, p := range ps {
-			_ = syscall.Kill(p.Pid, syscall.SIGKILL)
-		}
-		if attempt == 50 {
+	// Kill what runs there until nothing does (a process may fork while
+	// its parent dies): 50 rounds, 20 ms apart.
+	err := retry.Do(ctx, retry.Backoff{Initial: 20 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 51},
+		func(ctx context.Context) error {
+			ps, err := netnsProcesses(ctx, name)
+			if err != nil || len(ps) == 0 {
+				return nil // nothing to kill, or nothing known: the delete says
+			}
+			for _, p := range ps {
+				_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+			}
 			return fmt.Errorf("netlab: processes survive in %s: %v", name, ps)
-		}
-		time.Sleep(20 * time.Millisecond)
+		}, nil)
+	if err != nil {
+		return err
 	}
 	if _, err := runIP(ctx, "netns", "del", name); err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/flexhook/flexhook/internal/retry"
 )
 
 // etcdPort is where StartEtcd's etcd listens on the hub's underlay address.
@@ -44,20 +46,18 @@ func (l *Lab) StartEtcd(ctx context.Context, bin string) (string, error) {
 		return "", fmt.Errorf("netlab: etcd: %w", err)
 	}
 	go func() { _ = cmd.Wait() }() // reaped; Close kills it with the hub's processes
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = retry.Do(wait, retry.Backoff{Initial: 100 * time.Millisecond, Max: 100 * time.Millisecond}, func(ctx context.Context) error {
 		c, err := l.DialHub(ctx, "tcp", net.JoinHostPort(host.String(), etcdPort))
 		if err == nil {
 			c.Close()
-			l.log.Logf("netlab: etcd serving on %s (log %s)", client, logPath)
-			return client, nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return "", errors.Join(fmt.Errorf("netlab: etcd did not start; log:\n%s", tail(logPath, 20)), err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
+		return err
+	}, nil)
+	if err != nil {
+		return "", errors.Join(fmt.Errorf("netlab: etcd did not start; log:\n%s", tail(logPath, 20)), err)
 	}
+	l.log.Logf("netlab: etcd serving on %s (log %s)", client, logPath)
+	return client, nil
 }

@@ -217,10 +217,10 @@ func New(ctx context.Context, log Logger, opts ...Option) (*Lab, error) {
 		routed:   cfg.routed,
 	}
 	if c, ok := log.(interface{ Cleanup(func()) }); ok {
-		c.Cleanup(func() { _ = l.Close() })
+		c.Cleanup(func() { _ = l.Close() }) //nolint:contextcheck // the teardown runs after ctx is done; Close bounds itself
 	}
 	if err := l.setup(ctx, cfg.nodes); err != nil {
-		_ = l.Close()
+		_ = l.Close() //nolint:contextcheck // a teardown must run even when ctx is what failed; Close bounds itself
 		return nil, err
 	}
 	return l, nil
