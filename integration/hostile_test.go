@@ -6,66 +6,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/syntax"
 
-	"github.com/flexhook/flexhook/internal/testutil"
+	"github.com/flexhook/flexhook/internal/netlab"
 	"github.com/flexhook/flexhook/leases"
-	"github.com/flexhook/flexhook/leases/etcd/etcdtest"
 	presetfiles "github.com/flexhook/flexhook/presets"
 	"github.com/flexhook/flexhook/runner"
 )
-
-// argvRecEnv names the file the argv recorder appends to. The test binary
-// is the recorder: linked as ip, arp, bridge, cat and rec in a directory
-// put first in the daemon's PATH, it appends one JSON line per call (its
-// name, its arguments, $SUBNET) and plays the part of the real command
-// where a hook needs its output (cat of a VTEP address).
-const argvRecEnv = "FLEXHOOK_ARGVREC"
-
-// recorded is one call the recorder saw.
-type recorded struct {
-	Name   string
-	Args   []string
-	Subnet string
-}
-
-// runArgvRecorder acts as the recorder when the test binary was started
-// as one, and exits; otherwise it returns.
-func runArgvRecorder() {
-	path := os.Getenv(argvRecEnv)
-	name := filepath.Base(os.Args[0])
-	if path == "" || !slices.Contains([]string{"ip", "arp", "bridge", "cat", "rec"}, name) {
-		return
-	}
-	line, err := json.Marshal(recorded{Name: name, Args: os.Args[1:], Subnet: os.Getenv("SUBNET")})
-	if err == nil {
-		var f *os.File
-		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
-			_, err = f.Write(append(line, '\n'))
-			f.Close()
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "argv recorder:", err)
-		os.Exit(1)
-	}
-	if name == "cat" && len(os.Args) == 2 && strings.HasPrefix(os.Args[1], "/sys/class/net/") {
-		fmt.Println("82:87:fe:a4:a9:01") // the VTEP MAC PreStartup reads
-	}
-	os.Exit(0)
-}
 
 // hostileLease is one entry written to the store, and the reason lease
 // admission must refuse it for ("" for the valid ones).
@@ -82,7 +39,7 @@ type hostileLease struct {
 // canary is a directory every payload would write into were it run.
 // With shaped, BackendData must be a MAC (the vxlan recipe's shape);
 // without, data of any other form is valid and reaches the hooks.
-func hostileStore(canary string, forEtcd, shaped bool) []hostileLease {
+func hostileStore(canary string, forEtcd, shaped bool, own []string) []hostileLease {
 	var out []hostileLease
 	add := func(key, value string, r leases.Reason) {
 		out = append(out, hostileLease{key: key, value: value, reason: r})
@@ -108,7 +65,7 @@ func hostileStore(canary string, forEtcd, shaped bool) []hostileLease {
 	// BackendData: every payload as data of an otherwise valid lease.
 	for i := range 12 {
 		for _, p := range payloads {
-			ip := fmt.Sprintf("192.0.2.%d", 10+i)
+			ip := fmt.Sprintf("192.0.2.%d", 30+i) // not a lab node's address (192.0.2.11 and up)
 			switch {
 			case leases.CheckBackendData(p) != nil:
 				add(subnet(), val(ip, p), leases.ReasonBackendData)
@@ -198,32 +155,20 @@ func hostileStore(canary string, forEtcd, shaped bool) []hostileLease {
 		}
 	}
 	// PublicIPs that are this node's own addresses (not its public IP).
-	for i, a := range ownAddrs() {
+	for i, a := range own {
 		add(fmt.Sprintf("10.203.%d.0-24", i), val(a, mac(0xc00000+i)), leases.ReasonOwnPublicIP)
 	}
 	return out
 }
 
-// ownAddrs lists this host's global unicast IPv4 addresses other than the
-// hostile test's --public-ip (at most 4).
-func ownAddrs() []string {
-	var out []string
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() && n.IP.String() != "192.0.2.1" && len(out) < 4 {
-			out = append(out, n.IP.String())
-		}
-	}
-	return out
-}
-
 // storm is one store under the hostile test: how to write an entry and
-// the daemon's store flags.
+// the node's store flags.
 type storm interface {
 	put(t *testing.T, key, value string)
 	flags() []string
 }
 
+// fileStorm writes into the lab's shared file store.
 type fileStorm struct{ dir string }
 
 func (s fileStorm) put(t *testing.T, key, value string) {
@@ -234,34 +179,33 @@ func (s fileStorm) put(t *testing.T, key, value string) {
 	require.NoError(t, os.Chtimes(p, exp, exp))
 }
 
-func (s fileStorm) flags() []string { return []string{"--store", s.dir, "--store-resync", "500ms"} }
+func (s fileStorm) flags() []string { return []string{"--store-resync", "500ms"} }
 
-type etcdStorm struct {
-	srv *etcdtest.Server
-	cli *clientv3.Client
-}
+// etcdStorm writes into the lab's etcd, from the hub.
+type etcdStorm struct{ e *labEtcd }
 
 func (s etcdStorm) put(t *testing.T, key, value string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := s.cli.Put(ctx, leases.DefaultPrefix+"/subnets/"+key, value)
+	_, err := s.e.Client(t).Put(ctx, leases.DefaultPrefix+"/subnets/"+key, value)
 	require.NoError(t, err, "%q", key)
 }
 
-func (s etcdStorm) flags() []string {
-	return []string{"--etcd-endpoints", strings.Join(s.srv.Endpoints, ",")}
-}
+func (s etcdStorm) flags() []string { return []string{"--etcd-endpoints", s.e.Endpoint} }
 
 // TestHostileLeases fills a store with over a thousand hostile entries and
-// a few valid ones while a real daemon runs hooks that record their argv:
-// with the vxlan recipe's own hooks (its data shape: a MAC), and with a
-// custom config that quotes its variables and takes any one-line data.
-// No payload runs, no hook gets more words than the lease has fields or a
-// refused lease's values, the daemon stays up and applies a valid lease
-// written after the storm, and status lists every refusal with its
-// reason. Both stores.
+// a few valid ones while a real daemon runs in a lab node's namespace with
+// the real tools: the vxlan recipe's own hooks (its data shape: a MAC),
+// and a custom config that quotes its variables and hands any one-line
+// data to a real process (printf, through env). No payload runs; the
+// trace shows every command a hook ran with exactly the valid lease's
+// fields as its words; the kernel (vxlan) or the process's output
+// (quoted) holds exactly the valid leases' data; the daemon stays up and
+// applies a valid lease written after the storm, and status lists every
+// refusal with its reason. Both stores (the lab's file store, the lab's
+// etcd).
 func TestHostileLeases(t *testing.T) {
-	bin := requireLab(t)
+	bin := requireLab(t, "etcd", "bridge", "arp")
 	vxlanRaw, err := presetfiles.Get("vxlan")
 	require.NoError(t, err)
 	var vx map[string]any
@@ -269,84 +213,100 @@ func TestHostileLeases(t *testing.T) {
 	vx["Network"] = "10.0.0.0/8" // room for the storm; the hooks stay the recipe's
 	vxlanCfg, err := json.Marshal(vx)
 	require.NoError(t, err)
-	quoted := `{"Network": "10.0.0.0/8", "Backend": {"Type": "extension",
-		"SubnetAddCommand": "read D; rec add \"$SUBNET\" \"$PUBLIC_IP\" \"$D\"",
-		"SubnetRemoveCommand": "read D; rec remove \"$SUBNET\" \"$PUBLIC_IP\" \"$D\""}}`
 
 	for _, store := range []string{"file", "etcd"} {
-		for _, c := range []struct {
-			name, cfg string
-		}{{"vxlan", string(vxlanCfg)}, {"quoted", quoted}} {
-			t.Run(store+"/"+c.name, func(t *testing.T) {
-				var st storm
-				if store == "file" {
-					st = fileStorm{dir: t.TempDir()}
-				} else {
-					srv := etcdtest.Start(t)
-					st = etcdStorm{srv: srv, cli: srv.Client(t)}
+		for _, kind := range []string{"vxlan", "quoted"} {
+			t.Run(store+"/"+kind, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+				defer cancel()
+				lab := newLab(t, ctx, bin, 1)
+				var st storm = fileStorm{dir: lab.StoreDir()}
+				if store == "etcd" {
+					st = etcdStorm{e: startLabEtcd(t, ctx, lab)}
 				}
-				hostileRun(t, bin, st, c.name, c.cfg, store == "etcd")
+				cfg := string(vxlanCfg)
+				if kind == "quoted" {
+					seen, err := json.Marshal(filepath.Join(t.TempDir(), "seen"))
+					require.NoError(t, err)
+					cfg = `{"Network": "10.0.0.0/8", "Backend": {"Type": "extension",
+						"SubnetAddCommand": "read D; env printf 'add %s %s %s\\n' \"$SUBNET\" \"$PUBLIC_IP\" \"$D\" >> ` + strings.Trim(string(seen), `"`) + `",
+						"SubnetRemoveCommand": "read D; env printf 'remove %s %s %s\\n' \"$SUBNET\" \"$PUBLIC_IP\" \"$D\" >> ` + strings.Trim(string(seen), `"`) + `"}}`
+				}
+				hostileRun(t, ctx, lab, st, kind, cfg, store == "etcd")
 			})
 		}
 	}
 }
 
-func hostileRun(t *testing.T, bin string, st storm, kind, cfg string, forEtcd bool) {
+// traced is one command a hook ran, read back from the node's trace.
+type traced struct {
+	hook, subnet string
+	argv         []string
+}
+
+// traceOf reads the commands of node 1's trace (--log-format json): each
+// line's message is the argv, quoted as a shell would read it.
+func traceOf(t *testing.T, log string) []traced {
+	t.Helper()
+	var out []traced
+	for _, line := range strings.Split(log, "\n") {
+		var e struct{ Msg, Hook, Subnet string }
+		if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &e) != nil || !strings.HasPrefix(e.Msg, "+ ") || e.Hook == "" {
+			continue
+		}
+		f, err := syntax.NewParser().Parse(strings.NewReader(strings.TrimPrefix(e.Msg, "+ ")), "")
+		require.NoError(t, err, "trace line %q", e.Msg)
+		call, ok := f.Stmts[0].Cmd.(*syntax.CallExpr)
+		if !ok {
+			continue // a redirection ("+ >> FILE"), not a command
+		}
+		tr := traced{hook: e.Hook, subnet: e.Subnet}
+		for _, w := range call.Args {
+			v, err := expand.Literal(nil, w)
+			require.NoError(t, err, "trace line %q", e.Msg)
+			tr.argv = append(tr.argv, v)
+		}
+		out = append(out, tr)
+	}
+	return out
+}
+
+func hostileRun(t *testing.T, ctx context.Context, lab *netlab.Lab, st storm, kind, cfg string, forEtcd bool) {
 	dir := t.TempDir()
 	canary := filepath.Join(dir, "canary")
 	require.NoError(t, os.Mkdir(canary, 0o777))
-	recDir := filepath.Join(dir, "bin")
-	require.NoError(t, os.Mkdir(recDir, 0o755))
-	self, err := os.Executable()
-	require.NoError(t, err)
-	for _, name := range []string{"ip", "arp", "bridge", "cat", "rec"} {
-		require.NoError(t, os.Symlink(self, filepath.Join(recDir, name)))
-	}
-	recFile := filepath.Join(dir, "argv.jsonl")
 	cfgPath := filepath.Join(dir, "net-conf.json")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
+	var seenPath string
+	if kind == "quoted" {
+		var c struct{ Backend map[string]string }
+		require.NoError(t, json.Unmarshal([]byte(cfg), &c))
+		_, seenPath, _ = strings.Cut(c.Backend["SubnetAddCommand"], ">> ")
+	}
+	// An address of the node's that is not its public IP: a lease
+	// carrying it is refused too.
+	own := "192.0.2.200"
+	out, err := lab.Exec(ctx, 1, "ip", "addr", "add", own+"/32", "dev", "eth0")
+	require.NoError(t, err, "%s", out)
+	publicIP := lab.Underlay(1).String()
 
-	storm := hostileStore(canary, forEtcd, kind == "vxlan")
+	storm := hostileStore(canary, forEtcd, kind == "vxlan", []string{own})
 	// A stale lease of this node's own PublicIP is refused only once the
 	// node holds its lease (at start a node takes back the lease carrying
 	// its address): written after the start.
 	late := []hostileLease{}
 	for i := range 10 {
 		late = append(late, hostileLease{key: fmt.Sprintf("10.201.%d.0-24", i),
-			value:  fmt.Sprintf(`{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"extension","BackendData":"82:87:fe:00:01:%02x"}`, i),
+			value:  fmt.Sprintf(`{"PublicIP":%q,"PublicIPv6":null,"BackendType":"extension","BackendData":"82:87:fe:00:01:%02x"}`, publicIP, i),
 			reason: leases.ReasonOwnPublicIP})
 	}
 	for _, h := range storm {
 		st.put(t, h.key, h.value)
 	}
 	t.Logf("%s store: %d entries before the start", kind, len(storm))
-
-	stateDir := filepath.Join(dir, "state")
-	args := append([]string{"run", "--config", cfgPath, "--state-dir", stateDir,
-		"--subnet-file", filepath.Join(stateDir, "subnet.env"), "--public-ip", "192.0.2.1", "--log-level", "info"}, st.flags()...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "PATH="+recDir+":/usr/bin:/bin", argvRecEnv+"="+recFile)
-	var stderr testutil.SyncBuffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		return cmd.Wait()
-	}
-	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			_ = stop()
-		}
-		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", tail(stderr.String(), 60))
-		}
-	})
+	args := append([]string{"--config", cfgPath, "--trace", "--log-format", "json", "--log-level", "info"}, st.flags()...)
+	require.NoError(t, lab.StartNode(ctx, 1, args...))
 
 	valid := map[string]hostileLease{}
 	for _, h := range storm {
@@ -354,33 +314,22 @@ func hostileRun(t *testing.T, bin string, st storm, kind, cfg string, forEtcd bo
 			valid[strings.ReplaceAll(h.key, "-", "/")] = h
 		}
 	}
-	readRec := func() []recorded {
-		data, err := os.ReadFile(recFile)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		require.NoError(t, err)
-		var out []recorded
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			if line == "" {
-				continue
-			}
-			var r recorded
-			require.NoError(t, json.Unmarshal([]byte(line), &r), line)
-			out = append(out, r)
-		}
-		return out
+	// added counts, per subnet, the SubnetAddCommands that ran to their
+	// last command.
+	last := "bridge"
+	if kind == "quoted" {
+		last = "env"
 	}
-	added := func(recs []recorded) map[string]int {
+	added := func() map[string]int {
 		m := map[string]int{}
-		for _, r := range recs {
-			if (kind == "vxlan" && r.Name == "bridge") || (kind == "quoted" && r.Name == "rec" && len(r.Args) > 0 && r.Args[0] == "add") {
-				m[r.Subnet]++
+		for _, c := range traceOf(t, lab.Logs(1)) {
+			if c.hook == "SubnetAddCommand" && c.argv[0] == last {
+				m[c.subnet]++
 			}
 		}
 		return m
 	}
-	require.Eventually(t, func() bool { return len(added(readRec())) >= len(valid) },
+	require.Eventually(t, func() bool { return len(added()) >= len(valid) },
 		2*time.Minute, 100*time.Millisecond, "the valid leases were never all added")
 
 	for _, h := range late {
@@ -398,7 +347,7 @@ func hostileRun(t *testing.T, bin string, st storm, kind, cfg string, forEtcd bo
 	}
 	var status runner.Status
 	assert.Eventually(t, func() bool { // on failure, the diff below says what is missing
-		status, err = runner.ReadStatus(stateDir)
+		status, err = runner.ReadStatus(lab.StateDir(1))
 		return err == nil && len(status.Refused) == len(refusedKeys)
 	}, 2*time.Minute, 200*time.Millisecond, "status lists every refusal")
 	gotRefused := map[string]leases.Reason{}
@@ -409,61 +358,96 @@ func hostileRun(t *testing.T, bin string, st storm, kind, cfg string, forEtcd bo
 	for _, reason := range leases.Reasons {
 		t.Logf("refused %-20s %d", reason, status.RefusedNow[string(reason)])
 	}
-
-	own := status.Subnet.String()
+	ownSubnet := status.Subnet.String()
 
 	// A valid lease after the storm is applied.
 	start := time.Now()
 	after := hostileLease{key: "10.202.0.0-24", ip: "192.0.2.250", data: "82:87:fe:ff:00:01"}
-	if own == "10.202.0.0/24" {
+	if ownSubnet == "10.202.0.0/24" {
 		after.key = "10.202.1.0-24"
 	}
 	after.value = fmt.Sprintf(`{"PublicIP":%q,"PublicIPv6":null,"BackendType":"extension","BackendData":%q}`, after.ip, after.data)
 	st.put(t, after.key, after.value)
 	afterSubnet := strings.ReplaceAll(after.key, "-", "/")
 	valid[afterSubnet] = after
-	require.Eventually(t, func() bool { return added(readRec())[afterSubnet] > 0 },
+	require.Eventually(t, func() bool { return added()[afterSubnet] > 0 },
 		2*time.Minute, 20*time.Millisecond, "the lease written after the storm was never applied")
 	t.Logf("%s: the lease written after the storm was applied %s after its write", kind, time.Since(start).Round(time.Millisecond))
 
-	require.NoError(t, stop(), "the daemon stayed up and stopped cleanly on SIGTERM")
+	// What reached the kernel, or the process, while the node runs.
+	snap, err := lab.Snapshot(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, lab.Running(1), "the daemon stayed up")
+	ifName := "flannel-vxlan"
+	if kind == "vxlan" {
+		var wantFDB, gotFDB []string
+		for s, v := range valid {
+			wantFDB = append(wantFDB, fmt.Sprintf("%s dev %s dst %s permanent", v.data, ifName, v.ip))
+			assert.Contains(t, snap["route"], fmt.Sprintf("%s via %s dev %s", s, strings.TrimSuffix(s, "/24"), ifName))
+			assert.Contains(t, snap["neigh"], fmt.Sprintf("%s lladdr %s dev %s permanent", strings.TrimSuffix(s, "/24"), v.data, ifName))
+		}
+		for _, f := range snap["fdb"] {
+			if strings.Contains(f, " dev "+ifName+" ") {
+				gotFDB = append(gotFDB, f)
+			}
+		}
+		assert.ElementsMatch(t, wantFDB, gotFDB, "the vxlan fdb holds exactly the valid leases' VTEPs")
+		var routes int
+		for _, r := range snap["route"] {
+			if strings.Contains(r, " via ") && strings.HasSuffix(r, " dev "+ifName) { // the main table's
+				routes++
+			}
+		}
+		assert.Equal(t, len(valid), routes, "a route for each valid lease, none else:\n%s", strings.Join(snap["route"], "\n"))
+	} else {
+		b, err := os.ReadFile(seenPath)
+		require.NoError(t, err)
+		var want []string
+		for s, v := range valid {
+			want = append(want, fmt.Sprintf("add %s %s %s", s, v.ip, v.data))
+		}
+		assert.ElementsMatch(t, want, strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"),
+			"printf got each valid lease's data as one word, and nothing else")
+	}
 
-	// What the hooks saw.
-	recs := readRec()
-	for s, n := range added(recs) {
+	require.NoError(t, lab.StopNode(ctx, 1), "the daemon stopped cleanly on SIGTERM")
+
+	// What the hooks ran, from the trace.
+	for s, n := range added() {
 		assert.Equal(t, 1, n, "%s added %d times (flapping between keys?)", s, n)
 	}
-	ifName := "flannel-vxlan"
-	for _, r := range recs {
-		if r.Subnet == "" || r.Subnet == own { // PreStartup, PostStartup, Shutdown: our own hooks
+	for _, c := range traceOf(t, lab.Logs(1)) {
+		if c.hook != "SubnetAddCommand" && c.hook != "SubnetRemoveCommand" {
+			continue // our own hooks
+		}
+		v, ok := valid[c.subnet]
+		if !assert.True(t, ok, "a hook ran for %s, which is not a valid lease: %q", c.subnet, c.argv) {
 			continue
 		}
-		v, ok := valid[r.Subnet]
-		if !assert.True(t, ok, "a hook ran for %s, which is not a valid lease: %q %q", r.Subnet, r.Name, r.Args) {
-			continue
-		}
-		ip, subnetIP := v.ip, strings.TrimSuffix(r.Subnet, "/24")
+		ip, subnetIP := v.ip, strings.TrimSuffix(c.subnet, "/24")
 		var want []string
 		switch {
 		case kind == "quoted":
-			want = []string{r.Args[0], r.Subnet, ip, v.data}
-		case r.Name == "ip":
-			want = []string{"route", "add", r.Subnet, "nexthop", "via", subnetIP, "dev", ifName, "onlink"}
-		case r.Name == "arp":
-			want = []string{"-s", subnetIP, v.data, "dev", ifName}
-		case r.Name == "bridge":
-			want = []string{"fdb", "add", v.data, "dev", ifName, "self", "dst", ip}
+			want = []string{"env", "printf", c.argv[2], c.subnet, ip, v.data}
+		case c.argv[0] == "cut": // the recipe's SUBNET_IP=`echo $SUBNET | cut -d'/' -f 1`
+			want = []string{"cut", "-d/", "-f", "1"}
+		case c.argv[0] == "ip":
+			want = []string{"ip", "route", "add", c.subnet, "nexthop", "via", subnetIP, "dev", ifName, "onlink"}
+		case c.argv[0] == "arp":
+			want = []string{"arp", "-s", subnetIP, v.data, "dev", ifName}
+		case c.argv[0] == "bridge":
+			want = []string{"bridge", "fdb", "add", v.data, "dev", ifName, "self", "dst", ip}
 		}
-		assert.Equal(t, want, r.Args, "%s argv for %s: exactly the lease's fields", r.Name, r.Subnet)
+		assert.Equal(t, want, c.argv, "argv for %s: exactly the lease's fields", c.subnet)
 	}
 	ents, err := os.ReadDir(canary)
 	require.NoError(t, err)
 	assert.Empty(t, ents, "a payload ran")
-	for _, s := range []string{"/sub", "/tick", "/semi"} {
-		assert.NoFileExists(t, filepath.Join(stateDir, filepath.Base(s)))
+	for _, s := range []string{"sub", "tick", "semi"} {
+		assert.NoFileExists(t, filepath.Join(lab.StateDir(1), s))
 	}
 	// One warning per refused lease, not one per snapshot.
-	warnings := strings.Count(stderr.String(), `msg="lease refused"`)
+	warnings := strings.Count(lab.Logs(1), `"msg":"lease refused"`)
 	assert.Equal(t, len(refusedKeys), warnings, "one warning per refused lease")
 	assert.Len(t, status.Refused, len(refusedKeys))
 }

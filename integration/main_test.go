@@ -32,7 +32,6 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	runArgvRecorder() // returns unless started as the hostile test's recorder
 	netlab.HandleReexec()
 	runEtcdChild() // returns unless started as a lab's etcd
 	os.Exit(run(m))
