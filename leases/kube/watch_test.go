@@ -17,8 +17,8 @@ import (
 )
 
 // fakeCore is client-go's fake core/v1 client over an object tracker, as
-// its fake clientset builds one: for Watch's coalescing logic only (the
-// store's calls are tested on a real API server, integration/kube).
+// its fake clientset builds one, applying patches as the API server does
+// (integration/kube runs the store on a real API server).
 func fakeCore() fakeClient {
 	o := clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())
 	f := &clienttesting.Fake{}
