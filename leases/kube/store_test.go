@@ -403,6 +403,9 @@ func TestRemove(t *testing.T) {
 			node("n1", []string{"10.50.1.0/24"}, published),
 			node("n3", []string{"10.50.1.0/24"}, lease("192.0.2.30", nil)),
 		}, "10.50.1.0/24", "n1", map[string]string{}},
+		{"garbled annotations: listed under the subnet, so removable", false, []*corev1.Node{
+			node("n2", []string{"10.50.2.0/24"}, lease("192.0.2.2", map[string]string{p + "public-ip": "192.0.2.2; reboot", p + "backend-data": "$(reboot)"})),
+		}, "10.50.2.0/24", "n2", map[string]string{}},
 		{"no such subnet", false, []*corev1.Node{node("n1", []string{"10.50.1.0/24"}, published)}, "10.50.3.0/24", "", nil},
 		{"not a lease: no kube-subnet-manager", false, []*corev1.Node{
 			node("n2", []string{"10.50.2.0/24"}, map[string]string{p + "public-ip": "192.0.2.2"}),

@@ -198,7 +198,9 @@ func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
 	node := ""
 	for _, o := range nodes {
 		if n, ok := o.(*corev1.Node); ok {
-			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Invalid == "" && l.Subnet == subnet &&
+			// A lease refused for its values (a garbled public-ip) is
+			// listed under its subnet, and removable by it.
+			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Subnet == subnet &&
 				(node == "" || n.Name == s.cfg.NodeName) {
 				node = n.Name
 			}
