@@ -451,11 +451,3 @@ func hostileRun(t *testing.T, ctx context.Context, lab *netlab.Lab, st storm, ki
 	assert.Equal(t, len(refusedKeys), warnings, "one warning per refused lease")
 	assert.Len(t, status.Refused, len(refusedKeys))
 }
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
