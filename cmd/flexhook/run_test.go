@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -48,7 +47,7 @@ func buildBinary(t *testing.T) string {
 type daemon struct {
 	cmd      *exec.Cmd
 	stateDir string
-	stderr   *bytes.Buffer
+	stderr   *testutil.SyncBuffer
 	done     chan struct{}
 	err      error
 }
@@ -71,7 +70,7 @@ func (d *daemon) exited() bool {
 // is killed at cleanup if the test did not stop it.
 func startDaemon(t *testing.T, bin, cfg, store, publicIP string) *daemon {
 	t.Helper()
-	d := &daemon{stateDir: filepath.Join(t.TempDir(), "state"), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	d := &daemon{stateDir: filepath.Join(t.TempDir(), "state"), stderr: new(testutil.SyncBuffer), done: make(chan struct{})}
 	d.cmd = exec.Command(bin, "run", "--config", cfg, "--store", store,
 		"--state-dir", d.stateDir, "--subnet-file", filepath.Join(d.stateDir, "subnet.env"),
 		"--public-ip", publicIP, "--store-resync", "200ms", "--log-level", "debug", "--trace")
@@ -84,7 +83,7 @@ func startDaemon(t *testing.T, bin, cfg, store, publicIP string) *daemon {
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("flexhook run --public-ip %s stderr:\n%s", publicIP, d.stderr)
+			t.Logf("flexhook run --public-ip %s stderr:\n%s", publicIP, d.stderr.String())
 		}
 	})
 	return d
