@@ -162,8 +162,7 @@ func newFlagSet(name string, spec any, synopsis string, out io.Writer) (*flagSet
 	if err := envconfig.Process(envPrefix, spec); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			// Not pe.Error(): it quotes the value, which may be a secret.
-			return nil, usageErrorf("environment %s: %v", pe.KeyName, errors.Unwrap(pe))
+			return nil, envError(pe)
 		}
 		return nil, usageErrorf("environment: %v", err)
 	}
@@ -177,6 +176,28 @@ func newFlagSet(name string, spec any, synopsis string, out io.Writer) (*flagSet
 	fs.register(reflect.ValueOf(spec).Elem())
 	fs.Usage = func() { fs.printUsage(out, synopsis) }
 	return fs, nil
+}
+
+// envError names the variable, its value (unless it is a secret) and
+// what was expected: "environment FLEXHOOK_HOOK_TIMEOUT="5x": want a
+// duration such as 30s or 2m (time: unknown unit "x" in duration "5x")".
+// A flag type of flexhook's own says what it wants in its error.
+func envError(pe *envconfig.ParseError) error {
+	value := strconv.Quote(pe.Value)
+	if strings.Contains(strings.ToLower(pe.TypeName), "secret") {
+		value = "(secret, not shown)"
+	}
+	want := map[string]string{
+		"time.Duration": "a duration such as 30s or 2m", "bool": "true or false",
+		"int": "an integer", "int64": "an integer", "uint": "a non-negative integer", "float64": "a number",
+	}[pe.TypeName]
+	switch {
+	case want != "" && pe.Err != nil:
+		return usageErrorf("environment %s=%s: want %s (%v)", pe.KeyName, value, want, pe.Err)
+	case want != "":
+		return usageErrorf("environment %s=%s: want %s", pe.KeyName, value, want)
+	}
+	return usageErrorf("environment %s=%s: %v", pe.KeyName, value, pe.Err)
 }
 
 // parseFlags fills spec from the environment and args for a command that

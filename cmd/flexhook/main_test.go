@@ -292,7 +292,21 @@ func TestEnvEquivalents(t *testing.T) {
 		t.Setenv("FLEXHOOK_SUBNET_LEASE_RENEW_MARGIN", "soon")
 		code, _, errOut := cli(t, "run", "--preset", "vxlan")
 		assert.Equal(t, 2, code)
-		assert.Contains(t, errOut, "FLEXHOOK_SUBNET_LEASE_RENEW_MARGIN")
+		assert.Contains(t, errOut, `environment FLEXHOOK_SUBNET_LEASE_RENEW_MARGIN="soon": "soon": want minutes or a duration such as 90m`)
+		assert.NotContains(t, errOut, "<nil>")
+	})
+	t.Run("bad env values name the variable, the value and what is expected", func(t *testing.T) {
+		for _, tc := range []struct{ env, value, want string }{
+			{"FLEXHOOK_HOOK_TIMEOUT", "5x", `environment FLEXHOOK_HOOK_TIMEOUT="5x": want a duration such as 30s or 2m`},
+			{"FLEXHOOK_TRACE", "yes please", `environment FLEXHOOK_TRACE="yes please": want true or false`},
+			{"FLEXHOOK_MTU", "1450a", `environment FLEXHOOK_MTU="1450a": want an integer`},
+		} {
+			t.Setenv(tc.env, tc.value)
+			code, _, errOut := cli(t, "run", "--preset", "vxlan")
+			assert.Equal(t, 2, code, tc.env)
+			assert.Contains(t, errOut, tc.want)
+			require.NoError(t, os.Unsetenv(tc.env))
+		}
 	})
 	t.Run("secret never printed", func(t *testing.T) {
 		t.Setenv("FLEXHOOK_ETCD_PASSWORD", "hunter2-secret")
