@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/flexhook/flexhook/internal/suggest"
 )
 
 // envPrefix is prepended to every flag's environment variable:
@@ -153,6 +156,7 @@ type flagSet struct {
 	spec   any
 	hidden map[string]bool
 	args   map[string]string
+	help   func() // prints the usage (for -h)
 }
 
 // newFlagSet fills spec from FLEXHOOK_* environment variables (with the
@@ -174,7 +178,8 @@ func newFlagSet(name string, spec any, synopsis string, out io.Writer) (*flagSet
 	}
 	fs.SetOutput(io.Discard)
 	fs.register(reflect.ValueOf(spec).Elem())
-	fs.Usage = func() { fs.printUsage(out, synopsis) }
+	fs.Usage = func() {} // the flag package calls it on every error: parse prints it for -h only
+	fs.help = func() { fs.printUsage(out, synopsis) }
 	return fs, nil
 }
 
@@ -257,10 +262,11 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) { // Parse printed the usage
+			if errors.Is(err, flag.ErrHelp) {
+				fs.help()
 				return nil, errHelp
 			}
-			return nil, usageErrorf("%s: %v", fs.Name(), err)
+			return nil, fs.flagError(err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -270,6 +276,32 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+// flagError turns the flag package's error into one line in flexhook's
+// spelling (--name, not -name), with a did-you-mean for a flag that does
+// not exist and a pointer to the command's -h.
+func (fs *flagSet) flagError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		name = strings.TrimLeft(name, "-")
+		msg = fmt.Sprintf("unknown flag --%s", name)
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) {
+			if !fs.hidden[f.Name] {
+				names = append(names, f.Name)
+			}
+		})
+		if c, ok := suggest.Closest(name, names); ok {
+			msg += fmt.Sprintf(" (did you mean --%s?)", c)
+		}
+	} else {
+		msg = flagSpelling.ReplaceAllString(msg, "$1--$2")
+	}
+	return usageErrorf("%s: %s; see flexhook %s -h", fs.Name(), msg, fs.Name())
+}
+
+// flagSpelling finds a flag the flag package names with one dash.
+var flagSpelling = regexp.MustCompile(`(^|\s)-([a-z0-9][a-z0-9-]*)`)
 
 func (fs *flagSet) printUsage(w io.Writer, synopsis string) {
 	fmt.Fprintf(w, "usage: %s\n\nflags (each also read from FLEXHOOK_<FLAG>, e.g. --state-dir from FLEXHOOK_STATE_DIR):\n", synopsis)

@@ -35,10 +35,13 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/netlab"
+	"github.com/flexhook/flexhook/internal/suggest"
 )
 
 // Exit codes.
@@ -84,7 +87,7 @@ usage:
   flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)
   flexhook version
 
-Run "flexhook COMMAND -h" for a command's flags. Every flag also reads
+Run "flexhook help COMMAND" (or "flexhook COMMAND -h") for a command's flags. Every flag also reads
 FLEXHOOK_<FLAG> from the environment (--etcd-endpoints: FLEXHOOK_ETCD_ENDPOINTS);
 flags win. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 `
@@ -99,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "flexhook: %v\n", err)
 	code := exitCode(err)
-	if code == exitUsage && errors.As(err, new(*usageError)) {
+	if code == exitUsage && errors.As(err, new(*usageError)) && !strings.Contains(err.Error(), "; see flexhook ") {
 		fmt.Fprintln(stderr, `run "flexhook help" for usage`)
 	}
 	return code
@@ -132,10 +135,26 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "flexhook %s (commit %s, %s)\n", versionString(), commitString(), runtime.Version())
 		return nil
 	case "help", "-h", "--help", "-help":
+		if len(rest) > 0 && slices.Contains(commands, rest[0]) && rest[0] != "help" && rest[0] != "version" {
+			return dispatch(ctx, append(slices.Clone(rest), "-h"), stdout, stderr) // help CMD [SUB]: its flags
+		}
+		if len(rest) > 0 {
+			return unknownCommand(rest[0])
+		}
 		io.WriteString(stdout, usageText)
 		return nil
 	}
-	return usageErrorf("unknown command %q", cmd)
+	return unknownCommand(cmd)
+}
+
+// commands are flexhook's commands, for help and did-you-mean.
+var commands = []string{"run", "check", "dry-run", "presets", "leases", "status", "leave", "lab", "version", "help"}
+
+func unknownCommand(cmd string) error {
+	if c, ok := suggest.Closest(cmd, commands); ok {
+		return usageErrorf("unknown command %q (did you mean %q?)", cmd, c)
+	}
+	return usageErrorf("unknown command %q (commands: %s)", cmd, strings.Join(commands, ", "))
 }
 
 func versionString() string {

@@ -237,6 +237,30 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// Usage errors are one line in flexhook's spelling, with a did-you-mean
+// and where to look, and no usage dump.
+func TestUsageErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rnu"}, `flexhook: unknown command "rnu" (did you mean "run"?)`},
+		{[]string{"frobnicate"}, `flexhook: unknown command "frobnicate" (commands: run, check,`},
+		{[]string{"help", "chek"}, `flexhook: unknown command "chek" (did you mean "check"?)`},
+		{[]string{"run", "--hook-timout", "5s"}, "flexhook: run: unknown flag --hook-timout (did you mean --hook-timeout?); see flexhook run -h\n"},
+		{[]string{"check", "--bogus"}, "flexhook: check: unknown flag --bogus; see flexhook check -h\n"},
+		{[]string{"run", "--hook-timeout", "5x"}, `flexhook: run: invalid value "5x" for flag --hook-timeout: `},
+		{[]string{"run", "--state-dir"}, "flexhook: run: flag needs an argument: --state-dir; see flexhook run -h"},
+		{[]string{"run", "--preset", "vxlan", "--iface", "fhnope0"}, "flexhook: --iface fhnope0: "},
+	} {
+		code, out, errOut := cli(t, tc.args...)
+		assert.Equal(t, 2, code, "%v: %s", tc.args, errOut)
+		assert.Contains(t, errOut, tc.want, "%v", tc.args)
+		assert.NotContains(t, out+errOut, "usage:", "%v: no usage dump", tc.args)
+		assert.LessOrEqual(t, strings.Count(errOut, "\n"), 2, "%v: %s", tc.args, errOut)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
 		code, out, _ := cli(t, args...)
@@ -249,6 +273,12 @@ func TestHelp(t *testing.T) {
 	assert.Contains(t, out, "--etcd-endpoints URLS")
 	assert.Contains(t, out, "--subnet-lease-renew-margin")
 	assert.NotContains(t, out, "store-resync", "hidden flag")
+
+	for _, args := range [][]string{{"help", "run"}, {"help", "lab", "verify"}} {
+		code, out, _ = cli(t, args...)
+		assert.Equal(t, 0, code, "%v", args)
+		assert.Equal(t, 1, strings.Count(out, "usage: flexhook "+strings.Join(args[1:], " ")), "%v: the command's own usage:\n%s", args, out)
+	}
 
 	code, out, _ = cli(t, "version")
 	assert.Equal(t, 0, code)

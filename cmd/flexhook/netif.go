@@ -59,7 +59,13 @@ func parseDefaultRoute(r io.Reader) (string, error) {
 func ifaceAddrs(name string) (mtu int, v4, v6 netip.Addr, err error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
-		return 0, v4, v6, fmt.Errorf("interface %s: %w", name, err)
+		var have []string
+		if all, lerr := net.Interfaces(); lerr == nil {
+			for _, i := range all {
+				have = append(have, i.Name)
+			}
+		}
+		return 0, v4, v6, usageErrorf("--iface %s: %v (this host has: %s)", name, err, strings.Join(have, ", "))
 	}
 	addrs, err := ifi.Addrs()
 	if err != nil {

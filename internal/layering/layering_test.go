@@ -17,7 +17,7 @@ const module = "github.com/flexhook/flexhook/"
 // the longest entry its path starts with.
 var layers = [][]string{
 	// 0. Foundations: nothing they import is ours.
-	{"internal/ipmath", "internal/retry", "internal/atomicfile", "internal/toolargs", "internal/testutil"},
+	{"internal/ipmath", "internal/retry", "internal/atomicfile", "internal/toolargs", "internal/testutil", "internal/suggest"},
 	// 1. Kernel objects, tools and the lease stores.
 	{"internal/netcmd", "internal/pathmtu", "internal/coreutils", "internal/puretools",
 		"leases", "leases/file", "leases/etcd", "leases/kube", "leases/leasestest"},
