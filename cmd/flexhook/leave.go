@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flexhook/flexhook/runner"
 )
 
 type leaveFlags struct {
@@ -23,6 +25,20 @@ const leaveSynopsis = "flexhook leave [--state-dir DIR] [--wait DURATION]"
 // SubnetRemoveCommand for every remote lease it applied, then
 // ShutdownCommand, deletes its own lease from the store and exits; leave
 // waits for that. (A stop, SIGTERM, keeps everything for the next start.)
+// daemonAlive says whether the daemon that wrote st still runs. status.json
+// outlives its daemon: its pid may be gone, or another process's by now
+// (SIGUSR1 would kill it), or a pid of another pid namespace.
+func daemonAlive(st runner.Status) error {
+	if st.Pid <= 0 || syscall.Kill(st.Pid, 0) != nil {
+		return fmt.Errorf("the daemon (pid %d) is not running", st.Pid)
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.Pid))
+	if err != nil || !strings.Contains(string(cmdline), "flexhook") || !strings.Contains(string(cmdline), "run") {
+		return fmt.Errorf("pid %d is not a flexhook run (a stale status.json, or another pid namespace)", st.Pid)
+	}
+	return nil
+}
+
 func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var f leaveFlags
 	if err := parseFlags("leave", &f, leaveSynopsis, args, stdout); err != nil {
@@ -32,15 +48,8 @@ func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if st.Pid <= 0 || syscall.Kill(st.Pid, 0) != nil {
-		return fmt.Errorf("the daemon of %s (pid %d) is not running", f.StateDir, st.Pid)
-	}
-	// status.json outlives its daemon: the pid may be another process's
-	// by now (SIGUSR1 would kill it), or a pid of another pid namespace.
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.Pid))
-	if err != nil || !strings.Contains(string(cmdline), "flexhook") || !strings.Contains(string(cmdline), "run") {
-		return fmt.Errorf("pid %d of %s is not a flexhook run (a stale status.json, or another pid namespace); nothing signalled",
-			st.Pid, f.StateDir)
+	if err := daemonAlive(st); err != nil {
+		return fmt.Errorf("%s: %w; nothing signalled", f.StateDir, err)
 	}
 	if err := syscall.Kill(st.Pid, syscall.SIGUSR1); err != nil {
 		return fmt.Errorf("signal pid %d: %w", st.Pid, err)

@@ -81,7 +81,7 @@ usage:
   flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]... [--backend-data DATA]
   flexhook presets  [NAME]
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
-  flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing)
+  flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing, 3 when the daemon does not run)
   flexhook leave    [--state-dir DIR]   (leave the cluster: remove every peer, ShutdownCommand, delete the lease)
   flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]   (root: a netns lab)
   flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)

@@ -36,19 +36,33 @@ func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dead := daemonAlive(st)
 	if f.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(st); err != nil {
 			return err
 		}
-		if len(st.Failing) > 0 {
-			return errFailing
+	} else {
+		if dead != nil {
+			fmt.Fprintf(stdout, "daemon     NOT RUNNING: %v; below is its last state\n", dead)
+		} else {
+			fmt.Fprintf(stdout, "daemon     running, pid %d\n", st.Pid)
 		}
-		return nil
+		_ = writeStatus(stdout, st, time.Now()) // its errFailing is decided below, after liveness
 	}
-	return writeStatus(stdout, st, time.Now())
+	switch {
+	case dead != nil:
+		return &exitError{code: exitNotRunning, err: dead}
+	case len(st.Failing) > 0:
+		return errFailing
+	}
+	return nil
 }
+
+// exitNotRunning is status's exit code for a daemon that does not run,
+// as systemctl status has it.
+const exitNotRunning = 3
 
 // nodeStatus reads the status.json of the node whose state dir is dir.
 func nodeStatus(dir string) (runner.Status, error) {

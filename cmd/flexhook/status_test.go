@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +87,16 @@ func TestStatusShowsFailingHook(t *testing.T) {
 		return !strings.Contains(out, "last sync  never")
 	}, 30*time.Second, 50*time.Millisecond, "status never showed a last sync")
 	assert.Regexp(t, `last sync  \d{4}-\d\d-\d\dT`, out)
+	assert.Contains(t, out, fmt.Sprintf("daemon     running, pid %d\n", a.cmd.Process.Pid))
+
+	// Stopped, the daemon leaves its last status.json: status says it does
+	// not run and exits 3, as systemctl status does, text and --json.
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGTERM))
+	<-a.done
+	out, code = status()
+	assert.Equal(t, 3, code, out)
+	assert.Contains(t, out, fmt.Sprintf("daemon     NOT RUNNING: the daemon (pid %d) is not running; below is its last state", a.cmd.Process.Pid))
+	assert.Contains(t, out, "subnet     "+subA)
+	_, code = status("--json")
+	assert.Equal(t, 3, code)
 }
