@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/flexhook
 # Debian packages the tests and the demo need (--no-install-recommends).
-DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go gawk mawk procps etcd-server
+DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go gawk mawk procps etcd-server systemd
 PRESET ?= vxlan-prod
 NODES ?= 3
 INTEGRATION_TIMEOUT ?= 15m

@@ -102,9 +102,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", cfgName, "public_ip", node.publicIP, "iface", node.iface, "underlay_mtu", node.mtu,
-		"store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
+	log.Info("starting", "version", versionString(), "commit", commitString(), "config", cfgName, "public_ip", node.publicIP,
+		"iface", node.iface, "underlay_mtu", node.mtu, "store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
 	wctx, stopWatch := context.WithCancel(ctx)
+	notified := make(chan struct{})
+	go func() { // ends with wctx
+		defer close(notified)
+		notifier(wctx, m, log)
+	}()
 	waitWatch := src.Watch(wctx, eng, hup, log)
 	leaveDone := make(chan struct{})
 	go func() { // ends with wctx
@@ -120,6 +125,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stopWatch()
 	waitWatch()
 	<-leaveDone
+	<-notified
 	if err != nil {
 		return err
 	}
