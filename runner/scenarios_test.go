@@ -169,7 +169,7 @@ func TestScenarioKeyMovedWhileDown(t *testing.T) {
 // liveness probe restarted the pod mid-batch.)
 func TestScenarioHealthyDuringLongBatch(t *testing.T) {
 	const bound = 600 * time.Millisecond
-	m := metrics.New(bound, "test")
+	m := metrics.New(bound, "test", "")
 	cfg := config(t, with(recorder, hooks.SubnetAdd, `read D; sleep 0.2; echo "add $SUBNET $PUBLIC_IP $D" >> events`))
 	s := leasestest.New()
 	for i := range 8 { // 8 × 0.2 s: a batch of 1.6 s, well past the bound

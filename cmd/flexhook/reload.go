@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/runner"
 )
 
@@ -27,7 +28,8 @@ const reloadDebounce = 200 * time.Millisecond
 // validate is refused with its error and the running config kept; so is a
 // change of the network (a restart is needed). It returns when ctx is
 // done; the returned func waits for that.
-func watchConfig(ctx context.Context, eng *runner.Engine, path string, hup <-chan os.Signal, reload func() (*hooks.Config, error), log *slog.Logger) (wait func()) {
+func watchConfig(ctx context.Context, eng *runner.Engine, path string, hup <-chan os.Signal, reload func() (*hooks.Config, error),
+	m *metrics.Metrics, log *slog.Logger) (wait func()) {
 	var events <-chan fsnotify.Event
 	var w *fsnotify.Watcher
 	if path != "" {
@@ -44,14 +46,17 @@ func watchConfig(ctx context.Context, eng *runner.Engine, path string, hup <-cha
 	apply := func(why string) {
 		cfg, err := reload()
 		if err != nil {
+			m.Reloaded(time.Now(), false)
 			log.Error("config reload refused; the running config is kept", "why", why, "error", err)
 			return
 		}
 		changed, err := eng.Reload(cfg)
 		if err != nil {
+			m.Reloaded(time.Now(), false)
 			log.Error("config reload refused", "why", why, "error", err)
 			return
 		}
+		m.Reloaded(time.Now(), true)
 		names := make([]string, len(changed))
 		for i, k := range changed {
 			names[i] = k.String()

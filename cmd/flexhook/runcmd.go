@@ -64,7 +64,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	// The hook timeout bounds how long the loop may wait on one hook.
-	m := metrics.New(f.HookTimeout+time.Minute, versionString())
+	m := metrics.New(f.HookTimeout+time.Minute, versionString(), commitString())
 	stopMetrics, err := serveMetrics(ctx, metricsAddr(f), m, log)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer close(notified)
 		notifier(wctx, m, log)
 	}()
-	waitWatch := src.Watch(wctx, eng, hup, log)
+	waitWatch := src.Watch(wctx, eng, hup, m, log)
 	leaveDone := make(chan struct{})
 	go func() { // ends with wctx
 		defer close(leaveDone)

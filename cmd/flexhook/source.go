@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/flexhook/flexhook/hooks"
+	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/presets"
 	"github.com/flexhook/flexhook/runner"
@@ -118,7 +119,7 @@ func (c *configSource) Load(ctx context.Context) (*hooks.Config, string, error) 
 // Watch reloads eng's config from the source until ctx is done: on
 // SIGHUP (hup), and when the file changes (--config, net-conf.json). The
 // returned function waits for the watcher to stop.
-func (c *configSource) Watch(ctx context.Context, eng *runner.Engine, hup <-chan os.Signal, log *slog.Logger) (wait func()) {
+func (c *configSource) Watch(ctx context.Context, eng *runner.Engine, hup <-chan os.Signal, m *metrics.Metrics, log *slog.Logger) (wait func()) {
 	watched := ""
 	if c.kind == fromFile || c.kind == fromNetConf {
 		watched = c.name
@@ -126,5 +127,5 @@ func (c *configSource) Watch(ctx context.Context, eng *runner.Engine, hup <-chan
 	return watchConfig(ctx, eng, watched, hup, func() (*hooks.Config, error) {
 		cfg, _, err := c.Load(ctx)
 		return cfg, err
-	}, log)
+	}, m, log)
 }

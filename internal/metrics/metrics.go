@@ -49,6 +49,8 @@ type Metrics struct {
 	lastSync     prometheus.Gauge
 	renewals     *prometheus.CounterVec
 	leaseExpiry  prometheus.Gauge
+	reloads      *prometheus.CounterVec
+	lastReload   prometheus.Gauge
 
 	health health
 }
@@ -69,7 +71,8 @@ type health struct {
 // go without turning before /healthz fails (it waits while a hook runs:
 // give it the hook timeout and some). version is flexhook's for the build
 // info series; empty, the module version Go recorded in the binary.
-func New(loopBound time.Duration, version string) *Metrics {
+// revision is the commit it was built from ("" when unknown).
+func New(loopBound time.Duration, version, revision string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.health.loopBound = loopBound
 	m.health.failingBound = DefaultFailingBound
@@ -87,7 +90,9 @@ func New(loopBound time.Duration, version string) *Metrics {
 		Help: "Commands (not builtins) hooks ran, by hook."}, hook)
 	m.leases = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_leases",
 		Help: "Remote leases by state: known (in the store, this node's excluded), admitted, applied, refused, failing."}, []string{"state"})
-	m.refused = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_leases_refused",
+	// Not flexhook_leases_refused: the counter below is that family in
+	// OpenMetrics (its _total is a suffix), and a gauge may not share it.
+	m.refused = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_leases_refused_current",
 		Help: "Remote leases lease admission refuses now, by reason."}, []string{"reason"})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_leases_refused_total",
 		Help: "Refusals since the start (a lease counts again when its reason changes), by reason."}, []string{"reason"})
@@ -101,21 +106,60 @@ func New(loopBound time.Duration, version string) *Metrics {
 		Help: "Renewals of this node's lease, by result (ok, error)."}, []string{"result"})
 	m.leaseExpiry = prometheus.NewGauge(prometheus.GaugeOpts{Name: "flexhook_lease_expiry_timestamp_seconds",
 		Help: "When this node's lease expires unless renewed (unix seconds)."})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flexhook_config_reloads_total",
+		Help: "Config reloads (SIGHUP, the file changed), by result (accepted, refused)."}, []string{"result"})
+	m.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{Name: "flexhook_config_last_reload_timestamp_seconds",
+		Help: "When a config reload was last tried (unix seconds; 0: never)."})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flexhook_build_info",
-		Help: "Always 1; the labels say which flexhook runs."}, []string{"version", "goversion"})
-	build.WithLabelValues(cmp.Or(version, moduleVersion()), runtime.Version()).Set(1)
+		Help: "Always 1; the labels say which flexhook runs."}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(cmp.Or(version, moduleVersion()), cmp.Or(revision, "unknown"), runtime.Version()).Set(1)
+	// The Go collector without its MemStats-like series: its
+	// go_memstats_alloc_bytes gauge and go_memstats_alloc_bytes_total
+	// counter are one family in OpenMetrics, which forbids that.
 	m.reg.MustRegister(m.hookRuns, m.hookFailures, m.hookDuration, m.hookRetries, m.commands, m.leases,
-		m.refused, m.refusals, m.conflicts, m.storeOps, m.lastSync, m.renewals, m.leaseExpiry, build,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, k := range hooks.Kinds { // every hook shows, at 0, from the start
+		m.refused, m.refusals, m.conflicts, m.storeOps, m.lastSync, m.renewals, m.leaseExpiry, m.reloads, m.lastReload,
+		build, collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled()), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every label set shows, at 0, from the start: a rate over a series
+	// that appears only at its first event misses that event.
+	for _, k := range hooks.Kinds {
 		for _, v := range []*prometheus.CounterVec{m.hookRuns, m.hookFailures, m.hookRetries, m.commands} {
 			v.WithLabelValues(k.String())
 		}
+		m.hookDuration.WithLabelValues(k.String())
 	}
 	for _, s := range []string{"known", "admitted", "applied", "refused", "failing"} {
 		m.leases.WithLabelValues(s)
 	}
+	for _, r := range leases.Reasons {
+		m.refused.WithLabelValues(string(r))
+		m.refusals.WithLabelValues(string(r))
+	}
+	for _, r := range ConflictReasons {
+		m.conflicts.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.renewals.WithLabelValues(r)
+	}
+	for _, r := range []string{"accepted", "refused"} {
+		m.reloads.WithLabelValues(r)
+	}
 	return m
+}
+
+// ConflictReasons are the reasons flexhook_leases_conflicting counts by.
+var ConflictReasons = []string{"other_lease", "node_object", "preexisting"}
+
+// Reloaded records a config reload tried at t, and whether it was accepted.
+func (m *Metrics) Reloaded(t time.Time, accepted bool) {
+	if m == nil {
+		return
+	}
+	result := "refused"
+	if accepted {
+		result = "accepted"
+	}
+	m.reloads.WithLabelValues(result).Inc()
+	m.lastReload.Set(float64(t.UnixNano()) / 1e9)
 }
 
 func moduleVersion() string {
@@ -185,7 +229,7 @@ func (m *Metrics) Conflicts(by map[string]int) {
 	if m == nil {
 		return
 	}
-	for _, r := range []string{"other_lease", "node_object", "preexisting"} {
+	for _, r := range ConflictReasons {
 		m.conflicts.WithLabelValues(r).Set(float64(by[r]))
 	}
 }
@@ -307,7 +351,7 @@ func (m *Metrics) Ready(now time.Time) (bool, string) {
 // (200 "ok", or 503 with the reason).
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	probe := func(f func(time.Time) (bool, string)) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
 			ok, why := f(time.Now())

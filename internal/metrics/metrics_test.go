@@ -16,6 +16,7 @@ import (
 
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/metrics"
+	"github.com/flexhook/flexhook/leases"
 )
 
 func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
@@ -29,7 +30,7 @@ func get(t *testing.T, srv *httptest.Server, path string) (int, string) {
 }
 
 func TestProbes(t *testing.T) {
-	m := metrics.New(time.Minute, "")
+	m := metrics.New(time.Minute, "", "")
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 
@@ -76,12 +77,14 @@ func TestProbes(t *testing.T) {
 }
 
 func TestExposition(t *testing.T) {
-	m := metrics.New(time.Minute, "v1.2.3-test")
+	m := metrics.New(time.Minute, "v1.2.3-test", "abc1234")
 	m.HookRan(hooks.SubnetAdd, 3*time.Millisecond, nil)
 	m.HookRan(hooks.SubnetAdd, time.Millisecond, errors.New("exit status 1"))
 	m.CommandRan(hooks.SubnetAdd)
 	m.StoreOp("etcd", "list", errors.New("unavailable"))
 	m.Conflicts(map[string]int{"preexisting": 2})
+	reloadAt := time.Now()
+	m.Reloaded(reloadAt, true)
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	code, body := get(t, srv, "/metrics")
@@ -119,6 +122,14 @@ func TestExposition(t *testing.T) {
 		labels[lp.GetName()] = lp.GetValue()
 	}
 	assert.Equal(t, "v1.2.3-test", labels["version"], "the version cmd gives (main.version), not Go's module version")
+	assert.Equal(t, "abc1234", labels["revision"], "the commit cmd gives (main.commit)")
+	for _, r := range leases.Reasons { // every reason shows, at 0, from the start
+		assert.Equal(t, 0.0, val("flexhook_leases_refused_current", "reason", string(r)), r)
+		assert.Equal(t, 0.0, val("flexhook_leases_refused_total", "reason", string(r)), r)
+	}
+	assert.Equal(t, 1.0, val("flexhook_config_reloads_total", "result", "accepted"))
+	assert.Equal(t, 0.0, val("flexhook_config_reloads_total", "result", "refused"))
+	assert.InDelta(t, float64(reloadAt.Unix()), fams["flexhook_config_last_reload_timestamp_seconds"].GetMetric()[0].GetGauge().GetValue(), 1)
 	assert.Contains(t, fams, "go_goroutines")
 	for name := range fams {
 		if strings.HasPrefix(name, "flexhook_") {
@@ -129,6 +140,35 @@ func TestExposition(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Asked for OpenMetrics, /metrics serves it, and no two families share a
+// name (a counter's family drops its _total: a gauge of that name would
+// clash, as flexhook_leases_refused once did).
+func TestOpenMetrics(t *testing.T) {
+	m := metrics.New(time.Minute, "", "")
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, resp.Header.Get("Content-Type"), "application/openmetrics-text")
+	families := map[string]int{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			families[f[2]]++
+		}
+	}
+	require.Contains(t, families, "flexhook_leases_refused", "the counter's family")
+	for name, n := range families {
+		assert.Equal(t, 1, n, "family %s is declared %d times", name, n)
+	}
+	assert.True(t, strings.HasSuffix(strings.TrimSpace(string(body)), "# EOF"))
 }
 
 func TestNilMetricsRecordNothing(t *testing.T) {
