@@ -59,6 +59,9 @@ func (h *hookRunner) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, 
 	if k != hooks.PreStartup && h.log != nil && strings.TrimSpace(res.Stdout) != "" {
 		h.log.Info("hook output", "hook", k.String(), "subnet", subnet, "stdout", strings.TrimSpace(res.Stdout))
 	}
+	if err != nil {
+		err = withStderr(err, res.Stderr)
+	}
 	var he *shell.HookError
 	switch {
 	case err == nil:
@@ -69,4 +72,35 @@ func (h *hookRunner) runHook(ctx context.Context, k hooks.Kind, l leases.Lease, 
 		return res, fmt.Errorf("%s: %w", k, err)
 	}
 	return res, fmt.Errorf("%s (SUBNET=%s): %w", k, subnet, err)
+}
+
+// stderrTail bounds what of a failed hook's stderr its error carries.
+const (
+	stderrTailLines = 3
+	stderrTailBytes = 400
+)
+
+// withStderr adds the last lines of a failed hook's stderr to its error
+// (so the "hook failed" line and status.json say why, not only "exit
+// status 2"), control characters replaced: the hook may have printed a
+// peer's data.
+func withStderr(err error, stderr string) error {
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if len(lines) > stderrTailLines {
+		lines = lines[len(lines)-stderrTailLines:]
+	}
+	tail := strings.TrimSpace(strings.Join(lines, " | "))
+	if tail == "" {
+		return err
+	}
+	if len(tail) > stderrTailBytes {
+		tail = "…" + strings.ToValidUTF8(tail[len(tail)-stderrTailBytes:], "")
+	}
+	tail = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, tail)
+	return fmt.Errorf("%w (stderr: %s)", err, tail)
 }

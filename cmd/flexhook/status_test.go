@@ -26,7 +26,7 @@ const failingAddConfig = `{
   "Backend": {
     "Type": "extension",
     "PostStartupCommand": "echo \"post $SUBNET $PUBLIC_IP\" >> events",
-    "SubnetAddCommand": "test -e ok && echo \"add $SUBNET\" >> events"
+    "SubnetAddCommand": "test -e ok || { echo \"no ok file for $SUBNET\" >&2; exit 1; }; echo \"add $SUBNET\" >> events"
   }
 }`
 
@@ -65,7 +65,7 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "status never showed the failing Add")
 	assert.Contains(t, out, "subnet     "+subA+"\n")
 	assert.Contains(t, out, "failing    1\n")
-	assert.Contains(t, out, "exit status 1")
+	assert.Contains(t, out, "exit status 1 (stderr: no ok file for "+subB+")", "the failing hook's stderr says why")
 	assert.Regexp(t, `(?m)^mtu        \d+ \((underlay|default|path: dev )`, out, "FLANNEL_MTU and where it came from")
 	js, code := status("--json")
 	assert.Equal(t, 1, code, "--json exits as the text form")
