@@ -8,7 +8,7 @@ import (
 	"github.com/flexhook/flexhook/hooks"
 )
 
-const checkSynopsis = "flexhook check (--config FILE | --preset NAME)"
+const checkSynopsis = "flexhook check (--config FILE | --preset NAME) [--host]"
 
 // cmdCheck validates a config (JSON, fields, every hook's shell syntax)
 // without running anything: `ok: NAME` and lint warnings, or the error.
@@ -39,5 +39,16 @@ func cmdCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if errs > 0 {
 		return configError(fmt.Errorf("%s: %d lint error(s): the hooks would fail or run lease data as code", name, errs))
 	}
+	if !f.Host {
+		return nil
+	}
+	problems := hostProblems(cfg, ownStatus())
+	for _, p := range problems {
+		fmt.Fprintf(stdout, "host: %s\n", p)
+	}
+	if len(problems) > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("%s: this host cannot run it: %d problem(s)", name, len(problems))}
+	}
+	fmt.Fprintln(stdout, "host: ok: every command the hooks name is on PATH; CAP_NET_ADMIN")
 	return nil
 }

@@ -127,6 +127,7 @@ type MetricsFlags struct {
 type checkFlags struct {
 	CommonFlags
 	SourceFlags
+	Host bool `flag:"host" envconfig:"HOST" usage:"also check this host: every command the hooks name is on PATH, and the process may change the network (CAP_NET_ADMIN); exit 1 when not"`
 }
 
 type dryRunFlags struct {

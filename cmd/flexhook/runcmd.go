@@ -97,6 +97,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErrorf("run: EnableIPv6 is set but no public IPv6 address is known: give --public-ipv6")
 	}
 	logLint(log, cfgName, cfg)
+	if !f.DryRun {
+		for _, p := range hostProblems(cfg, ownStatus()) {
+			log.Warn("this host cannot run the hooks as they are (flexhook check --host)", "problem", p)
+		}
+	}
 
 	eng, err := newEngine(f, cfg, node, store, m, wgMode, log, stdout)
 	if err != nil {
