@@ -18,7 +18,7 @@ FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./internal/puretools:FuzzPureArgv
 
-.PHONY: all build deps lint unit cover fuzz soak integration integration-kube test demo bench clean
+.PHONY: all build dist deps lint unit cover fuzz soak integration integration-kube test demo bench clean
 
 all: build
 
@@ -29,6 +29,20 @@ COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(sh
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/flexhook
+
+# dist builds the release artefacts in dist/: a static binary and a .deb
+# (tools/mkdeb: /usr/bin/flexhook, the systemd unit, /etc/flexhook/env)
+# per architecture.
+DIST_ARCHES ?= amd64 arm64
+dist:
+	rm -rf dist && mkdir -p dist
+	for a in $(DIST_ARCHES); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" \
+			-o dist/flexhook-linux-$$a ./cmd/flexhook || exit 1; \
+		$(GO) run ./tools/mkdeb -arch $$a -version $(VERSION) -bin dist/flexhook-linux-$$a \
+			-unit contrib/flexhook.service -out dist/flexhook_$$a.deb || exit 1; \
+	done
+	ls -l dist
 
 # deps installs the Debian packages (as root) and the Go modules.
 deps:
