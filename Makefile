@@ -99,8 +99,9 @@ fuzz:
 # cover prints each package's statement coverage of the unit tests (as
 # root the in-package root-only tests count too).
 cover:
-	@$(GO) test -count=1 -cover -tags integration $$($(GO) list ./... | grep -v /integration$$) | \
-		awk '/coverage:/ { for (i = 1; i <= NF; i++) { if ($$i ~ /^github.com/) p = $$i; if ($$i == "coverage:") c = $$(i+1) }; print p, c }' | column -t
+	@$(GO) test -count=1 -cover -tags integration $$($(GO) list ./... | grep -v /integration$$) > .cover.log 2>&1; rc=$$?; \
+		awk '/coverage:/ { for (i = 1; i <= NF; i++) { if ($$i ~ /^github.com/) p = $$i; if ($$i == "coverage:") c = $$(i+1) }; print p, c }' .cover.log | column -t; \
+		if [ $$rc != 0 ]; then grep -E '^(--- FAIL|FAIL|panic)' .cover.log; echo "make cover: tests failed (full output in .cover.log)"; fi; exit $$rc
 
 # soak runs the engine core's deterministic simulation (runner/sim_test.go)
 # for SOAK_TIME instead of make test's 5000 schedules, and prints the count.

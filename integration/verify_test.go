@@ -76,7 +76,7 @@ func TestLabVerify(t *testing.T) {
 		{"nexthop-leak", []string{"--config", filepath.Join(testdata, "nexthop-leak.json")},
 			map[int]string{4: "left behind on node 3: + nexthop: ", 5: `still holds nexthop: {"dev":"eth0","flags":[],"gateway":"192.0.2.13"`}, ""},
 		{"poststartup-fails", []string{"--config", filepath.Join(testdata, "poststartup-fails.json")},
-			map[int]string{1: "node 1 did not start: "}, "needs every node up (check 1)"},
+			map[int]string{1: `node 1: PostStartupCommand stderr: Cannot find device "fx-missing"`}, "needs every node up (check 1)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

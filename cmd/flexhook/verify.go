@@ -273,6 +273,21 @@ func (v *verifier) waitApplied(upTo, want int) {
 	})
 }
 
+// waitGone waits until none of nodes 1..upTo holds sub among its applied
+// leases, nor fails on anything (their SubnetRemoveCommand for it ran), or
+// the wait passes.
+func (v *verifier) waitGone(upTo int, sub netip.Prefix) {
+	poll(v.ctx, v.f.Wait, 200*time.Millisecond, func() bool {
+		for i := 1; i <= upTo; i++ {
+			st, err := runner.ReadStatus(v.lab.StateDir(i))
+			if err != nil || slices.Contains(st.Applied, sub) || len(st.Failing) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // connectivity checks ICMP and TCP between every ordered pair of running
 // nodes' pod addresses, waiting up to --wait.
 func (v *verifier) connectivity(num int, name string) bool {
@@ -281,8 +296,12 @@ func (v *verifier) connectivity(num int, name string) bool {
 	poll(v.ctx, v.f.Wait, 300*time.Millisecond, func() bool {
 		missing = missing[:0]
 		for i := 1; i <= n; i++ {
+			if !v.lab.Running(i) { // a node down is no pair to skip: the mesh is not whole
+				missing = append(missing, fmt.Sprintf("node %d is not running", i))
+				continue
+			}
 			for j := 1; j <= n; j++ {
-				if i == j || !v.lab.Running(i) || !v.lab.Running(j) {
+				if i == j || !v.lab.Running(j) {
 					continue
 				}
 				if err := v.lab.Ping(v.ctx, i, v.lab.PodAddr(j)); err != nil {
@@ -459,7 +478,7 @@ func (v *verifier) removal(i int, data string, before []netlab.Snapshot) {
 	} else if ok {
 		problems = append(problems, fmt.Sprintf("node %d left, but its lease %s is still in the store", i, sub))
 	}
-	v.waitApplied(i-1, i-2)
+	v.waitGone(i-1, sub)
 	words := []string{sub.String(), sub.Addr().String() + " ", v.lab.Underlay(i).String()}
 	if data != "" {
 		words = append(words, data)
