@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/internal/pathmtu"
 	"github.com/flexhook/flexhook/leases"
+	"github.com/flexhook/flexhook/presets"
 	"github.com/flexhook/flexhook/runner"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -202,13 +204,28 @@ func checkRunFlags(f runFlags) (shell.WireguardMode, error) {
 }
 
 // logLint logs the config's lint findings, errors at error level.
+//
+// The published recipes run as published, and their findings are known:
+// with their hooks unchanged, one line says how many there are (check
+// lists them) and the findings go to the debug level, so a node does not
+// warn about its own preset on every start.
 func logLint(log *slog.Logger, cfgName string, cfg *hooks.Config) {
-	for _, w := range hooks.Lint(cfg) {
-		if w.Severity == hooks.SeverityError {
+	ws := hooks.Lint(cfg)
+	quiet := false
+	if p := presetOf(cfg); p != "" && slices.Contains(presets.Published(), p) && len(ws) > 0 {
+		quiet = true
+		log.Info("config has the published recipe's hooks, run as published", "config", cfgName, "preset", p,
+			"lint_findings", len(ws), "see", "flexhook check --preset "+p)
+	}
+	for _, w := range ws {
+		switch {
+		case w.Severity == hooks.SeverityError:
 			log.Error("config", "config", cfgName, "warning", w.String())
-			continue
+		case quiet:
+			log.Debug("config", "config", cfgName, "warning", w.String())
+		default:
+			log.Warn("config", "config", cfgName, "warning", w.String())
 		}
-		log.Warn("config", "config", cfgName, "warning", w.String())
 	}
 }
 

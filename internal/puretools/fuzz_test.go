@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flexhook/flexhook/internal/puretools"
+	"github.com/flexhook/flexhook/internal/testutil"
 )
 
 // fuzzTools are the names dry-run may treat as pure tools.
@@ -48,8 +49,11 @@ func FuzzPureArgv(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tool uint8, args string) {
 		argv := append([]string{fuzzTools[int(tool)%len(fuzzTools)]}, strings.Fields(args)...)
 		run, ok := puretools.PureArgv(argv, look)
-		if !ok || !root {
+		if !ok {
 			return
+		}
+		if !root {
+			testutil.SkipOrFail(t, "needs root: runs the tool as nobody in a directory it owns")
 		}
 		if slices.Contains([]string{"cat", "tee", "touch"}, argv[0]) {
 			t.Fatalf("%q is pure", argv)
