@@ -254,6 +254,10 @@ func (fs *flagSet) register(v reflect.Value) {
 			fs.hidden[name] = true
 		}
 		fs.args[name] = f.Tag.Get("arg")
+		if short := f.Tag.Get("short"); short != "" { // -o for --output: the same value, not listed twice
+			fs.Var(fs.Lookup(name).Value, short, usage)
+			fs.hidden[short] = true
+		}
 	}
 }
 

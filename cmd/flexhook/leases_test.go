@@ -203,10 +203,15 @@ func TestStatusListsRefused(t *testing.T) {
 		},
 		RefusedNow: map[string]int{"outside_network": 1, "bad_key": 1},
 	}
-	require.NoError(t, writeStatus(&b, st, now))
+	require.NoError(t, writeStatus(&b, st, now, true))
 	assert.Contains(t, b.String(), "refused    2: bad_key=1 outside_network=1\n")
 	assert.Contains(t, b.String(), "  0.0.0.0-0 outside_network: 0.0.0.0/0 is not a /24 subnet of 10.50.0.0/16\n")
 	assert.NotContains(t, b.String(), "\x1b", "no control character reaches the terminal")
+
+	b.Reset()
+	require.NoError(t, writeStatus(&b, st, now, false))
+	assert.Contains(t, b.String(), "refused    2: bad_key=1 outside_network=1\n", "counts by default")
+	assert.NotContains(t, b.String(), "0.0.0.0-0", "the list only with -o wide")
 }
 
 func TestStatusShowsMTU(t *testing.T) {
@@ -224,7 +229,7 @@ func TestStatusShowsMTU(t *testing.T) {
 	} {
 		var b strings.Builder
 		r.st.UpdatedAt = now
-		require.NoError(t, writeStatus(&b, r.st, now))
+		require.NoError(t, writeStatus(&b, r.st, now, false))
 		if r.want == "" {
 			assert.NotContains(t, b.String(), "mtu ")
 			continue

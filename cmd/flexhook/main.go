@@ -9,7 +9,7 @@
 //	flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]...
 //	flexhook presets  [NAME]
 //	flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS | --kube-subnet-mgr]
-//	flexhook status   [--state-dir DIR] [--json]
+//	flexhook status   [--state-dir DIR] [-o text|wide|json]
 //	flexhook leave    [--state-dir DIR] [--wait DURATION]
 //	flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]
 //	flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]
@@ -81,7 +81,7 @@ usage:
   flexhook dry-run  (--config FILE | --preset NAME) --subnet CIDR --public-ip IP [--peer SUBNET,PUBLIC_IP[,DATA]]... [--backend-data DATA]
   flexhook presets  [NAME]
   flexhook leases   [list | remove SUBNET] [--store DIR | --etcd-endpoints URLS ...]
-  flexhook status   [--state-dir DIR] [--json]   (exit 1 while a hook keeps failing, 3 when the daemon does not run)
+  flexhook status   [--state-dir DIR] [-o text|wide|json]   (exit 1 while a hook keeps failing, 3 when the daemon does not run)
   flexhook leave    [--state-dir DIR]   (leave the cluster: remove every peer, ShutdownCommand, delete the lease)
   flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]   (root: a netns lab)
   flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)

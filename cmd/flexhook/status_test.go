@@ -74,12 +74,33 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	require.Len(t, st.Failing, 1)
 	assert.Equal(t, subB, st.Failing[0].Subnet.String())
 
+	// -o json: a versioned document with snake_case keys.
+	js, code = status("-o", "json")
+	assert.Equal(t, 1, code, "-o json exits as the text form")
+	var doc map[string]any
+	require.NoError(t, json.NewDecoder(strings.NewReader(js)).Decode(&doc), js)
+	assert.Equal(t, "flexhook/v1", doc["api_version"])
+	assert.Equal(t, "Status", doc["kind"])
+	assert.Equal(t, subA, doc["subnet"])
+	assert.Equal(t, map[string]any{"running": true, "pid": float64(a.cmd.Process.Pid)}, doc["daemon"])
+	failing := doc["failing"].([]any)
+	require.Len(t, failing, 1)
+	f0 := failing[0].(map[string]any)
+	assert.Equal(t, subB, f0["subnet"])
+	assert.Equal(t, "SubnetAddCommand", f0["hook"])
+	for _, k := range []string{"error", "attempts", "since", "next_retry"} {
+		assert.Contains(t, f0, k)
+	}
+	assert.Equal(t, []any{}, doc["applied"], "an empty list, not null")
+
 	require.NoError(t, os.WriteFile(filepath.Join(a.stateDir, "ok"), nil, 0o600))
 	require.Eventually(t, func() bool {
 		var code int
-		out, code = status()
+		out, code = status("-o", "wide")
 		return code == 0 && strings.Contains(out, "applied    1: "+subB+"\n")
-	}, 30*time.Second, 50*time.Millisecond, "status never showed the Add applied")
+	}, 30*time.Second, 50*time.Millisecond, "status -o wide never showed the Add applied")
+	out, _ = status()
+	assert.Contains(t, out, "applied    1\n", "counts by default, the list with -o wide")
 	assert.Contains(t, out, "failing    0\n")
 	assert.Contains(t, a.events(), "add "+subB+"\n")
 	require.Eventually(t, func() bool {
