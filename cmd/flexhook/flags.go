@@ -145,6 +145,7 @@ type leasesFlags struct {
 	SourceFlags
 	StoreFlags
 	BackendDataPattern string `flag:"backend-data-pattern" envconfig:"BACKEND_DATA_PATTERN" arg:"REGEX" usage:"as for run: the BackendData shape leases are checked against"`
+	Output             string `flag:"output" short:"o" envconfig:"OUTPUT" default:"text" arg:"text|json" usage:"list: a table, or a versioned document with snake_case keys (json), for scripts"`
 }
 
 type presetsFlags struct {

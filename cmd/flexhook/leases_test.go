@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -190,6 +191,37 @@ func TestLeasesListMarksRefused(t *testing.T) {
 		subnets["192.0.2.2"]: "-", "0.0.0.0/0": "outside_network", "10.50.3.0-024": "bad_key",
 		"10.50.4.0/24": "backend_data_shape", `"bad\x1bkey"`: "bad_key",
 	}, rows("--preset", "vxlan"))
+
+	// -o json: the same verdicts, by store key, with the lease's fields.
+	code, out, errOut := cli(t, "leases", "list", "--store", dir, "--preset", "vxlan", "-o", "json")
+	require.Equal(t, 0, code, errOut)
+	var doc struct {
+		APIVersion string `json:"api_version"`
+		Kind       string `json:"kind"`
+		Leases     []struct {
+			Key, Subnet, Refused string
+			PublicIP             string `json:"public_ip"`
+			BackendData          string `json:"backend_data"`
+		} `json:"leases"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &doc), out)
+	assert.Equal(t, "flexhook/v1", doc.APIVersion)
+	assert.Equal(t, "LeaseList", doc.Kind)
+	got := map[string]string{}
+	for _, l := range doc.Leases {
+		got[l.Key] = l.Refused
+		if l.Subnet == subnets["192.0.2.2"] {
+			assert.Equal(t, "192.0.2.2", l.PublicIP)
+			assert.Equal(t, "b2:d1:fc:40:8d:2f", l.BackendData)
+		}
+	}
+	assert.Equal(t, map[string]string{
+		strings.ReplaceAll(subnets["192.0.2.2"], "/", "-"): "", "0.0.0.0-0": "outside_network", "10.50.3.0-024": "bad_key",
+		"10.50.4.0-24": "backend_data_shape", "bad\x1bkey": "bad_key",
+	}, got)
+	code, _, errOut = cli(t, "leases", "list", "--store", dir, "-o", "yaml")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `leases: -o "yaml": want text or json`)
 }
 
 func TestStatusListsRefused(t *testing.T) {

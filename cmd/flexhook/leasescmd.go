@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	action := "list"
 	if len(pos) > 0 {
 		action, pos = pos[0], pos[1:]
+	}
+	if f.Output != "text" && f.Output != "json" {
+		return usageErrorf("leases: -o %q: want text or json", f.Output)
 	}
 	var subnet netip.Prefix
 	switch action {
@@ -74,7 +78,13 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		return printLeases(stdout, ls, p.Admit(ls, nil).Refused, time.Now())
+		refused := p.Admit(ls, nil).Refused
+		if f.Output == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(leaseListDocument(ls, refused))
+		}
+		return printLeases(stdout, ls, refused, time.Now())
 	}
 	if err := store.Remove(ctx, subnet); err != nil {
 		if errors.Is(err, leases.ErrNotFound) {
@@ -197,4 +207,54 @@ func ttl(exp, now time.Time) string {
 	}
 	m := int(d / time.Minute)
 	return fmt.Sprintf("%dh%02dm", m/60, m%60)
+}
+
+// leaseDoc is one lease of `flexhook leases list -o json`.
+type leaseDoc struct {
+	Key         string     `json:"key"`
+	Subnet      string     `json:"subnet,omitempty"`
+	IPv6Subnet  string     `json:"ipv6_subnet,omitempty"`
+	PublicIP    string     `json:"public_ip,omitempty"`
+	PublicIPv6  string     `json:"public_ipv6,omitempty"`
+	BackendType string     `json:"backend_type"`
+	BackendData string     `json:"backend_data"`
+	Expires     *time.Time `json:"expires,omitempty"`
+	Refused     string     `json:"refused,omitempty"`
+	Detail      string     `json:"detail,omitempty"`
+}
+
+// leaseListDocument is `flexhook leases list -o json`: every lease the
+// store holds, sorted as the table, each refused one with its reason.
+func leaseListDocument(ls []leases.Lease, refused []leases.Refusal) map[string]any {
+	slices.SortFunc(ls, func(a, b leases.Lease) int {
+		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Key, b.Key))
+	})
+	why := map[string]leases.Refusal{}
+	for _, r := range refused {
+		why[r.Lease.Key+"\x00"+r.Lease.Subnet.String()] = r
+	}
+	docs := make([]leaseDoc, 0, len(ls))
+	for _, l := range ls {
+		d := leaseDoc{Key: l.Key, BackendType: l.Attrs.BackendType, BackendData: l.Attrs.BackendData}
+		if l.Subnet.IsValid() {
+			d.Subnet = l.Subnet.String()
+		}
+		if l.IPv6Subnet.IsValid() {
+			d.IPv6Subnet = l.IPv6Subnet.String()
+		}
+		if l.Attrs.PublicIP.IsValid() {
+			d.PublicIP = l.Attrs.PublicIP.String()
+		}
+		if l.Attrs.PublicIPv6.IsValid() {
+			d.PublicIPv6 = l.Attrs.PublicIPv6.String()
+		}
+		if !l.Expiration.IsZero() {
+			d.Expires = &l.Expiration
+		}
+		if r, ok := why[l.Key+"\x00"+l.Subnet.String()]; ok {
+			d.Refused, d.Detail = string(r.Reason), r.Detail
+		}
+		docs = append(docs, d)
+	}
+	return map[string]any{"api_version": statusAPIVersion, "kind": "LeaseList", "leases": docs}
 }
