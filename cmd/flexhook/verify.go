@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,17 +34,6 @@ const verifySynopsis = "flexhook lab verify (--config FILE | --preset NAME) [--n
 // verifyResync is how often the lab's nodes run every applied lease's
 // SubnetAddCommand again: check 3 watches one such pass.
 const verifyResync = 3 * time.Second
-
-// checkResult is one line of the report card.
-type checkResult struct {
-	N      int      `json:"check"`
-	Name   string   `json:"name"`
-	OK     bool     `json:"ok"`
-	Detail []string `json:"detail,omitempty"`
-	// NotRun says why the check did not run (an earlier one it needs
-	// failed); such a check is not ok.
-	NotRun string `json:"not_run,omitempty"`
-}
 
 // verifier runs the fixed scenario of `flexhook lab verify` on one lab.
 type verifier struct {
@@ -147,24 +135,6 @@ func (v *verifier) run() {
 	v.restartLoss()
 }
 
-// checkNames are the checks' short names, for a check that did not run.
-var checkNames = [verifyChecks + 1]string{1: "start", 2: "connectivity", 3: "idempotence", 4: "leave", 5: "removal",
-	6: "restart", 7: "reboot", 8: "dry-run fidelity", 9: "mtu", 10: "restart loss"}
-
-// skip records check num as not run, and why: what it needs that an
-// earlier check did not give it. A check never passes for want of
-// something to check.
-func (v *verifier) skip(num int, why string) {
-	v.results = append(v.results, checkResult{N: num, Name: checkNames[num], NotRun: why})
-}
-
-// notRun records checks from..verifyChecks as not run, for why.
-func (v *verifier) notRun(from int, why string) {
-	for num := from; num <= verifyChecks; num++ {
-		v.skip(num, why)
-	}
-}
-
 // restartLoss restarts each node's agent in turn (SIGTERM, then start
 // again, as a rolling update does) while the next node pings its pod
 // every 10 ms, through the restart and a settling time after it: a
@@ -207,12 +177,6 @@ func (v *verifier) pause(d time.Duration) {
 	}
 }
 
-// add records a check; ok when there is no detail.
-func (v *verifier) add(num int, name string, detail []string) bool {
-	v.results = append(v.results, checkResult{N: num, Name: name, OK: len(detail) == 0, Detail: detail})
-	return len(detail) == 0
-}
-
 // startAll starts nodes 1..n-1, snapshots them (what the others look like
 // without node n, for check 5), starts node n, and checks 1. It reports
 // whether every node is up with its own lease.
@@ -223,7 +187,7 @@ func (v *verifier) startAll() ([]netlab.Snapshot, bool) {
 	failed := map[int]bool{}
 	for i := 1; i <= n; i++ {
 		if i == n {
-			v.waitApplied(n-1, n-2)
+			v.waitSettled(n-1, func(st runner.Status) bool { return len(st.Applied) >= n-2 })
 			for j := 1; j < n; j++ {
 				if s, err := v.lab.Snapshot(v.ctx, j); err == nil {
 					before[j] = s
@@ -260,27 +224,13 @@ func (v *verifier) startAll() ([]netlab.Snapshot, bool) {
 	return before, v.add(1, fmt.Sprintf("start: %d nodes up, leases distinct, PostStartupCommand ok", n), problems)
 }
 
-// waitApplied waits until each of nodes 1..upTo has applied want remote
-// leases (its status.json), or the wait passes.
-func (v *verifier) waitApplied(upTo, want int) {
-	poll(v.ctx, v.f.Wait, 200*time.Millisecond, func() bool {
-		for i := 1; i <= upTo; i++ {
-			if st, err := runner.ReadStatus(v.lab.StateDir(i)); err != nil || len(st.Applied) < want || len(st.Failing) > 0 {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-// waitGone waits until none of nodes 1..upTo holds sub among its applied
-// leases, nor fails on anything (their SubnetRemoveCommand for it ran), or
-// the wait passes.
-func (v *verifier) waitGone(upTo int, sub netip.Prefix) {
+// waitSettled waits until each of nodes 1..upTo fails on nothing and
+// its status.json satisfies ok, or the wait passes.
+func (v *verifier) waitSettled(upTo int, ok func(runner.Status) bool) {
 	poll(v.ctx, v.f.Wait, 200*time.Millisecond, func() bool {
 		for i := 1; i <= upTo; i++ {
 			st, err := runner.ReadStatus(v.lab.StateDir(i))
-			if err != nil || slices.Contains(st.Applied, sub) || len(st.Failing) > 0 {
+			if err != nil || len(st.Failing) > 0 || !ok(st) {
 				return false
 			}
 		}
@@ -317,9 +267,6 @@ func (v *verifier) connectivity(num int, name string) bool {
 	})
 	return v.add(num, name, missing)
 }
-
-// verifyChecks is the number of checks on the card.
-const verifyChecks = 10
 
 // mtu checks that each node's FLANNEL_MTU is what its pods' packets can
 // be. Every node gets a pod as the flannel CNI plugin makes one (its own
@@ -478,7 +425,7 @@ func (v *verifier) removal(i int, data string, before []netlab.Snapshot) {
 	} else if ok {
 		problems = append(problems, fmt.Sprintf("node %d left, but its lease %s is still in the store", i, sub))
 	}
-	v.waitGone(i-1, sub)
+	v.waitSettled(i-1, func(st runner.Status) bool { return !slices.Contains(st.Applied, sub) }) // their Remove ran
 	words := []string{sub.String(), sub.Addr().String() + " ", v.lab.Underlay(i).String()}
 	if data != "" {
 		words = append(words, data)
@@ -572,55 +519,6 @@ func (v *verifier) dryRunFidelity() {
 	v.add(8, name, problems)
 }
 
-// dryRunBlock returns the command lines after header in dry-run output.
-func dryRunBlock(out, header string) []string {
-	var lines []string
-	in := false
-	for _, l := range strings.Split(out, "\n") {
-		switch {
-		case strings.HasPrefix(l, "# exit status "): // a command's status, inside the block
-		case strings.HasPrefix(l, "# "):
-			in = l == header
-		case in && strings.HasPrefix(l, "+ "):
-			lines = append(lines, strings.TrimSuffix(l, "  # skipped"))
-		}
-	}
-	return lines
-}
-
-// addBlock returns the commands of the first SubnetAddCommand traced for
-// subnet in a node's log whose commands carry data (any, when data is
-// empty), without the replace-existing retries (an add's twin replace).
-// When no run's commands name data (a hook that routes without it, as
-// vxlan-prod's direct route), it is the last run's.
-func addBlock(log, subnet, data string) []string {
-	var cur, last []string
-	for _, line := range strings.Split(log, "\n") {
-		hook, _ := logField(line, "hook")
-		sub, _ := logField(line, "subnet")
-		if hook != "SubnetAddCommand" || sub != subnet {
-			continue
-		}
-		msg, _ := logField(line, "msg")
-		switch {
-		case strings.HasPrefix(msg, "+ "):
-			if n := len(cur); n > 0 && strings.Replace(cur[n-1], " add ", " replace ", 1) == msg {
-				continue
-			}
-			cur = append(cur, msg)
-		case msg == "hook applied" || strings.HasPrefix(msg, "hook failed"):
-			if len(cur) > 0 && (data == "" || strings.Contains(strings.Join(cur, "\n"), data)) {
-				return cur
-			}
-			if len(cur) > 0 {
-				last = cur
-			}
-			cur = nil
-		}
-	}
-	return last
-}
-
 // hookErrors returns node i's failed hooks and their stderr, last ones
 // first, as the detail of a failed check.
 func (v *verifier) hookErrors(i int) []string { return v.hookErrorsSince(i, 0) }
@@ -647,51 +545,6 @@ func (v *verifier) hookErrorsSince(i, offset int) []string {
 		out = out[len(out)-10:]
 	}
 	return out
-}
-
-// report prints the card (or JSON) and returns an exit-1 error unless
-// every check passed.
-func (v *verifier) report(w io.Writer) error {
-	slices.SortStableFunc(v.results, func(a, b checkResult) int { return a.N - b.N })
-	failed, notRun := 0, 0
-	for _, r := range v.results {
-		switch {
-		case r.NotRun != "":
-			notRun++
-		case !r.OK:
-			failed++
-		}
-	}
-	notRun += verifyChecks - len(v.results) // none: every path records all
-	if v.f.JSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"ok": failed+notRun == 0, "checks": v.results}); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range v.results {
-			switch {
-			case r.NotRun != "":
-				fmt.Fprintf(w, "- %d %s: not run: %s\n", r.N, r.Name, r.NotRun)
-			case r.OK:
-				fmt.Fprintf(w, "✓ %d %s\n", r.N, r.Name)
-			default:
-				fmt.Fprintf(w, "✗ %d %s\n", r.N, r.Name)
-			}
-			for _, d := range r.Detail {
-				fmt.Fprintf(w, "    %s\n", d)
-			}
-		}
-	}
-	if failed+notRun > 0 {
-		msg := fmt.Sprintf("lab verify: %d of %d checks failed", failed, verifyChecks)
-		if notRun > 0 {
-			msg += fmt.Sprintf(", %d not run", notRun)
-		}
-		return &exitError{code: exitFailure, err: errors.New(msg)}
-	}
-	return nil
 }
 
 // lease finds the lease for subnet in the nodes' store.
