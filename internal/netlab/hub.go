@@ -78,13 +78,7 @@ func (l *Lab) AddHubAddress(ctx context.Context) (netip.Addr, error) {
 // the underlay, e.g. as a gRPC context dialer. The connection stays in
 // that namespace.
 func (l *Lab) DialHub(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := inNetns(l.hub, func() error {
-		var d net.Dialer
-		var err error
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
+	c, err := dialIn(ctx, l.hub, network, netip.Addr{}, addr)
 	if err != nil {
 		return nil, fmt.Errorf("netlab: dial %s from the hub: %w", addr, err)
 	}
@@ -96,13 +90,7 @@ func (l *Lab) DialHub(ctx context.Context, network, addr string) (net.Conn, erro
 // service (e.g. a proxy to an API server it runs on loopback). The
 // listener stays in that namespace; accepted connections are the nodes'.
 func (l *Lab) ListenHub(ctx context.Context, network, addr string) (net.Listener, error) {
-	var ln net.Listener
-	err := inNetns(l.hub, func() error {
-		var lc net.ListenConfig
-		var err error
-		ln, err = lc.Listen(ctx, network, addr)
-		return err
-	})
+	ln, err := listenIn(ctx, l.hub, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("netlab: listen on %s in the hub: %w", addr, err)
 	}

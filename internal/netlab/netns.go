@@ -45,6 +45,34 @@ func inNetns(name string, fn func() error) error {
 	return ferr
 }
 
+// listenIn listens on addr from inside netns ns; the listener stays there.
+func listenIn(ctx context.Context, ns, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetns(ns, func() error {
+		var lc net.ListenConfig
+		var err error
+		ln, err = lc.Listen(ctx, network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// dialIn connects to addr from inside netns ns (from laddr when valid);
+// the connection stays there.
+func dialIn(ctx context.Context, ns, network string, laddr netip.Addr, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(ns, func() error {
+		d := net.Dialer{}
+		if laddr.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(laddr, 0))
+		}
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
 // TCP opens one TCP connection from node from's pod address to node to's
 // pod address, exchanges a line both ways, and checks that the server saw
 // the client's pod address as the source.
@@ -63,13 +91,8 @@ func (l *Lab) TCP(ctx context.Context, from, to int) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var ln net.Listener
-	if err := inNetns(nt.ns, func() error {
-		var lc net.ListenConfig
-		var err error
-		ln, err = lc.Listen(ctx, "tcp4", netip.AddrPortFrom(dst, 0).String())
-		return err
-	}); err != nil {
+	ln, err := listenIn(ctx, nt.ns, "tcp4", netip.AddrPortFrom(dst, 0).String())
+	if err != nil {
 		return fmt.Errorf("netlab: tcp listen on node %d %s: %w", to, dst, err)
 	}
 	defer ln.Close()
@@ -97,13 +120,8 @@ func (l *Lab) TCP(ctx context.Context, from, to int) error {
 	}()
 	go func() { <-ctx.Done(); ln.Close() }()
 
-	var conn net.Conn
-	if err := inNetns(nf.ns, func() error {
-		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-		var err error
-		conn, err = d.DialContext(ctx, "tcp4", ln.Addr().String())
-		return err
-	}); err != nil {
+	conn, err := dialIn(ctx, nf.ns, "tcp4", src, ln.Addr().String())
+	if err != nil {
 		return fmt.Errorf("netlab: tcp %s -> %s (node %d -> %d): %w", src, ln.Addr(), from, to, err)
 	}
 	defer conn.Close()

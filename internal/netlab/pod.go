@@ -177,13 +177,8 @@ func (l *Lab) PodTransfer(ctx context.Context, from, to, size int) error {
 	ctx, cancel := context.WithTimeout(ctx, podTransferTimeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	var ln net.Listener
-	if err := inNetns(toNs, func() error {
-		var lc net.ListenConfig
-		var err error
-		ln, err = lc.Listen(ctx, "tcp4", netip.AddrPortFrom(dst, 0).String())
-		return err
-	}); err != nil {
+	ln, err := listenIn(ctx, toNs, "tcp4", netip.AddrPortFrom(dst, 0).String())
+	if err != nil {
 		return fmt.Errorf("netlab: pod tcp listen %s: %w", dst, err)
 	}
 	defer ln.Close()
@@ -202,13 +197,8 @@ func (l *Lab) PodTransfer(ctx context.Context, from, to, size int) error {
 	}()
 	go func() { <-ctx.Done(); ln.Close() }()
 
-	var conn net.Conn
-	if err := inNetns(fromNs, func() error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, "tcp4", ln.Addr().String())
-		return err
-	}); err != nil {
+	conn, err := dialIn(ctx, fromNs, "tcp4", netip.Addr{}, ln.Addr().String())
+	if err != nil {
 		return fmt.Errorf("netlab: pod tcp %s -> %s: %w", src, ln.Addr(), err)
 	}
 	defer conn.Close()
