@@ -128,15 +128,13 @@ func listPolicy(ctx context.Context, f leasesFlags, store leases.Store) (leases.
 // why lease admission refuses a lease, only when some lease is refused;
 // a lease whose key is not a subnet shows its key, quoted if need be.
 func printLeases(w io.Writer, ls []leases.Lease, refused []leases.Refusal, now time.Time) error {
-	slices.SortFunc(ls, func(a, b leases.Lease) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Key, b.Key))
-	})
+	sortLeases(ls)
 	v6 := slices.ContainsFunc(ls, func(l leases.Lease) bool {
 		return l.IPv6Subnet.IsValid() || l.Attrs.PublicIPv6.IsValid()
 	})
 	why := map[string]leases.Reason{}
 	for _, r := range refused {
-		why[r.Lease.Key+"\x00"+r.Lease.Subnet.String()] = r.Reason
+		why[refusalKey(r.Lease)] = r.Reason
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	cols := []string{"SUBNET", "PUBLIC IP"}
@@ -163,7 +161,7 @@ func printLeases(w io.Writer, ls []leases.Lease, refused []leases.Refusal, now t
 		}
 		row = append(row, sanitize(leases.DisplayData(data)), ttl(l.Expiration, now))
 		if len(why) > 0 {
-			row = append(row, cmp.Or(string(why[l.Key+"\x00"+l.Subnet.String()]), "-"))
+			row = append(row, cmp.Or(string(why[refusalKey(l)]), "-"))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -209,6 +207,17 @@ func ttl(exp, now time.Time) string {
 	return fmt.Sprintf("%dh%02dm", m/60, m%60)
 }
 
+// sortLeases orders leases as the table and the JSON list show them: by
+// subnet, then by store key.
+func sortLeases(ls []leases.Lease) {
+	slices.SortFunc(ls, func(a, b leases.Lease) int {
+		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Key, b.Key))
+	})
+}
+
+// refusalKey is how a lease's refusal is found again: by key and subnet.
+func refusalKey(l leases.Lease) string { return l.Key + "\x00" + l.Subnet.String() }
+
 // leaseDoc is one lease of `flexhook leases list -o json`.
 type leaseDoc struct {
 	Key         string     `json:"key"`
@@ -226,12 +235,10 @@ type leaseDoc struct {
 // leaseListDocument is `flexhook leases list -o json`: every lease the
 // store holds, sorted as the table, each refused one with its reason.
 func leaseListDocument(ls []leases.Lease, refused []leases.Refusal) map[string]any {
-	slices.SortFunc(ls, func(a, b leases.Lease) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), cmp.Compare(a.Key, b.Key))
-	})
+	sortLeases(ls)
 	why := map[string]leases.Refusal{}
 	for _, r := range refused {
-		why[r.Lease.Key+"\x00"+r.Lease.Subnet.String()] = r
+		why[refusalKey(r.Lease)] = r
 	}
 	docs := make([]leaseDoc, 0, len(ls))
 	for _, l := range ls {
@@ -251,7 +258,7 @@ func leaseListDocument(ls []leases.Lease, refused []leases.Refusal) map[string]a
 		if !l.Expiration.IsZero() {
 			d.Expires = &l.Expiration
 		}
-		if r, ok := why[l.Key+"\x00"+l.Subnet.String()]; ok {
+		if r, ok := why[refusalKey(l)]; ok {
 			d.Refused, d.Detail = string(r.Reason), r.Detail
 		}
 		docs = append(docs, d)

@@ -41,17 +41,15 @@ func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	dead := daemonAlive(st)
+	var doc any = st // --json: status.json as it is
+	if f.Output == "json" {
+		doc = statusDocument(st, dead)
+	}
 	switch {
-	case f.JSON:
+	case f.JSON || f.Output == "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
-			return err
-		}
-	case f.Output == "json":
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(statusDocument(st, dead)); err != nil {
+		if err := enc.Encode(doc); err != nil {
 			return err
 		}
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -134,13 +135,8 @@ func (l *Lab) snapRules(ctx context.Context, i int, _ *node, s Snapshot) error {
 					delete(r, end+"len")
 				}
 			}
-			keys := make([]string, 0, len(r))
-			for k := range r {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
 			line := fam
-			for _, k := range keys {
+			for _, k := range slices.Sorted(maps.Keys(r)) {
 				line += fmt.Sprintf(" %s %v", k, r[k])
 			}
 			if !defaultRule(line) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,7 +38,7 @@ func (l *Lab) snapSysctl(_ context.Context, i int, n *node, s Snapshot) error {
 			def := readConf(filepath.Join(dir, "default"))
 			for _, d := range devs {
 				conf := readConf(filepath.Join(dir, d.Name()))
-				for _, key := range sortedKeys(conf) {
+				for _, key := range slices.Sorted(maps.Keys(conf)) {
 					if d.Name() == "all" || d.Name() == "default" || conf[key] != def[key] {
 						lines = append(lines, fmt.Sprintf("net.%s.conf.%s.%s = %s", fam, d.Name(), key, conf[key]))
 					}
@@ -68,15 +69,6 @@ func readConf(dir string) map[string]string {
 }
 
 func sysctlValue(b []byte) string { return strings.Join(strings.Fields(string(b)), " ") }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // snapNexthop adds the nexthop objects, as data.
 func (l *Lab) snapNexthop(ctx context.Context, i int, _ *node, s Snapshot) error {
