@@ -86,6 +86,18 @@ func DisplayData(s string) string {
 	return strings.ToValidUTF8(s[:80], "") + fmt.Sprintf("…(%d bytes)", len(s))
 }
 
+// Printable keeps text another node controls (its BackendData, a hook's
+// stderr that may echo it) from breaking a table, a log line or the
+// terminal: control characters become '?'.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
 // quoteData returns s unchanged when it is short printable UTF-8 without
 // quotes or spaces, else Go-quoted; anything past max bytes is cut and
 // marked.

@@ -360,3 +360,13 @@ func BenchmarkAdmit10000(b *testing.B) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"82:87:fe:a4:a9:55": "82:87:fe:a4:a9:55", "a\x1b[2Jb": "a?[2Jb", "x\ny\tz\x7f": "x?y?z?", "é ok": "é ok",
+	} {
+		if got := leases.Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

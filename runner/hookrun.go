@@ -96,11 +96,5 @@ func withStderr(err error, stderr string) error {
 	if len(tail) > stderrTailBytes {
 		tail = "…" + strings.ToValidUTF8(tail[len(tail)-stderrTailBytes:], "")
 	}
-	tail = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, tail)
-	return fmt.Errorf("%w (stderr: %s)", err, tail)
+	return fmt.Errorf("%w (stderr: %s)", err, leases.Printable(tail))
 }

@@ -149,7 +149,7 @@ func printLeases(w io.Writer, ls []leases.Lease, refused []leases.Refusal, now t
 	for _, l := range ls {
 		subnet := l.Subnet.String()
 		if !l.Subnet.IsValid() || l.Invalid == leases.ReasonBadKey {
-			subnet = sanitize(leases.DisplayKey(l))
+			subnet = leases.Printable(leases.DisplayKey(l))
 		}
 		row := []string{subnet, orDash(l.Attrs.PublicIP)}
 		if v6 {
@@ -159,7 +159,7 @@ func printLeases(w io.Writer, ls []leases.Lease, refused []leases.Refusal, now t
 		if data == "" {
 			data = "-"
 		}
-		row = append(row, sanitize(leases.DisplayData(data)), ttl(l.Expiration, now))
+		row = append(row, leases.Printable(leases.DisplayData(data)), ttl(l.Expiration, now))
 		if len(why) > 0 {
 			row = append(row, cmp.Or(string(why[refusalKey(l)]), "-"))
 		}
@@ -178,17 +178,6 @@ func orDash(v validStringer) string {
 		return "-"
 	}
 	return v.String()
-}
-
-// sanitize keeps another node's BackendData from breaking the table or the
-// terminal: control characters become '?'.
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // ttl formats the time left as 23h59m, rounded down to the minute.

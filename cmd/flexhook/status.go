@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/runner"
 )
 
@@ -152,7 +153,7 @@ func writeRefused(w io.Writer, st runner.Status, wide bool) {
 		return
 	}
 	for _, r := range st.Refused {
-		fmt.Fprintf(w, "  %s %s: %s\n", sanitize(r.Key), r.Reason, sanitize(r.Detail))
+		fmt.Fprintf(w, "  %s %s: %s\n", leases.Printable(r.Key), r.Reason, leases.Printable(r.Detail))
 	}
 	if len(st.Refused) < total {
 		fmt.Fprintf(w, "  ... and %d more\n", total-len(st.Refused))
