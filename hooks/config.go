@@ -446,16 +446,14 @@ func (p *parser) backend(f map[string]member, be *Backend) error {
 		return &Error{Field: "Backend.Type", Msg: `missing; set "Type": "extension"`}
 	}
 
-	if err := p.mtu(members, be); err != nil {
+	fields := map[string]member{} // by "Backend.KEY", the last one winning as in encoding/json
+	for _, m := range members {
+		fields["Backend."+m.key] = m
+	}
+	if err := p.mtu(fields, be); err != nil {
 		return err
 	}
-	direct := map[string]member{}
-	for _, m := range members {
-		if m.key == "DirectRouting" {
-			direct["Backend.DirectRouting"] = m
-		}
-	}
-	if err := p.boolField(direct, "Backend.DirectRouting", &be.DirectRouting); err != nil {
+	if err := p.boolField(fields, "Backend.DirectRouting", &be.DirectRouting); err != nil {
 		return err
 	}
 	for _, m := range members {
@@ -483,14 +481,8 @@ const (
 	maxMTU = 65535
 )
 
-// mtu reads Backend.MTU (null or absent: 0).
-func (p *parser) mtu(members []member, be *Backend) error {
-	f := map[string]member{}
-	for _, m := range members {
-		if m.key == "MTU" {
-			f["Backend.MTU"] = m
-		}
-	}
+// mtu reads Backend.MTU (null or absent: 0) from the Backend's fields.
+func (p *parser) mtu(f map[string]member, be *Backend) error {
 	n, err := p.intField(f, "Backend.MTU")
 	if err != nil || n == 0 {
 		return err
