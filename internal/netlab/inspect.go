@@ -29,14 +29,24 @@ func (l *Lab) Ping(ctx context.Context, from int, to netip.Addr) error {
 // Don't Fragment set (ping -M do): it fails where any hop's MTU, the
 // sender's own route first, is below size.
 func (l *Lab) PingDF(ctx context.Context, from int, to netip.Addr, size int) error {
+	df, err := dfArgs(to, size)
+	if err != nil {
+		return err
+	}
+	return l.ping(ctx, from, to, df...)
+}
+
+// dfArgs are ping's arguments for one Don't-Fragment packet of size
+// bytes, IP header included, to to.
+func dfArgs(to netip.Addr, size int) ([]string, error) {
 	hdr := 28 // IPv4 + ICMP
 	if to.Is6() {
 		hdr = 48
 	}
 	if size <= hdr {
-		return fmt.Errorf("netlab: ping size %d: at most the headers", size)
+		return nil, fmt.Errorf("netlab: ping size %d: at most the headers", size)
 	}
-	return l.ping(ctx, from, to, "-M", "do", "-s", strconv.Itoa(size-hdr))
+	return []string{"-M", "do", "-s", strconv.Itoa(size - hdr)}, nil
 }
 
 func (l *Lab) ping(ctx context.Context, from int, to netip.Addr, extra ...string) error {
@@ -51,11 +61,22 @@ func (l *Lab) ping(ctx context.Context, from int, to netip.Addr, extra ...string
 	if !src.IsValid() {
 		return fmt.Errorf("netlab: node %d has no pod address yet", from)
 	}
-	argv := append([]string{"netns", "exec", n.ns,
-		"ping", "-n", "-q", "-c", "1", "-W", "1", "-I", src.String()}, extra...)
-	out, err := exec.CommandContext(ctx, "ip", append(argv, to.String())...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("netlab: ping %s %s -> %s from node %d: %w: %s", strings.Join(extra, " "), src, to, from, err, lastLine(out))
+	if err := pingOnce(ctx, n.ns, src, to, extra...); err != nil {
+		return fmt.Errorf("netlab: ping %s %s -> %s from node %d: %w", strings.Join(extra, " "), src, to, from, err)
+	}
+	return nil
+}
+
+// pingOnce sends one echo to to from namespace ns (from src when valid)
+// and waits a second for the reply; the error ends with ping's last line.
+func pingOnce(ctx context.Context, ns string, src, to netip.Addr, extra ...string) error {
+	argv := []string{"netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "1"}
+	if src.IsValid() {
+		argv = append(argv, "-I", src.String())
+	}
+	argv = append(append(argv, extra...), to.String())
+	if out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: %s", err, lastLine(out))
 	}
 	return nil
 }

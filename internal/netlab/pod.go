@@ -146,13 +146,12 @@ func (l *Lab) PodPingDF(ctx context.Context, from, to, size int) error {
 	if err != nil {
 		return err
 	}
-	if size <= 28 {
-		return fmt.Errorf("netlab: ping size %d: at most the headers", size)
-	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "1",
-		"-M", "do", "-s", strconv.Itoa(size-28), dst.String()).CombinedOutput()
+	df, err := dfArgs(dst, size)
 	if err != nil {
-		return fmt.Errorf("netlab: pod ping -M do of %d bytes %s -> %s: %w: %s", size, src, dst, err, lastLine(out))
+		return err
+	}
+	if err := pingOnce(ctx, ns, netip.Addr{}, dst, df...); err != nil {
+		return fmt.Errorf("netlab: pod ping -M do of %d bytes %s -> %s: %w", size, src, dst, err)
 	}
 	return nil
 }
