@@ -143,14 +143,16 @@ func TestSubnetEnv(t *testing.T) {
 	own6 := own
 	own6.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:3::/64")
 	for _, tc := range []struct {
-		cfg  *hooks.Config
-		own  leases.Lease
-		mtu  int
-		want string
+		cfg    *hooks.Config
+		own    leases.Lease
+		mtu    int
+		ipMasq bool
+		want   string
 	}{
-		{v4, own, 1500, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n"},
-		{dual, own6, 1450, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_IPV6_SUBNET=fd00:0:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"},
+		{v4, own, 1500, false, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n"},
+		{v4, own, 1500, true, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n"},
+		{dual, own6, 1450, false, "FLANNEL_NETWORK=10.50.0.0/16\nFLANNEL_SUBNET=10.50.3.1/24\nFLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_IPV6_SUBNET=fd00:0:0:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"},
 	} {
-		assert.Equal(t, tc.want, string(subnetEnv(tc.cfg, tc.own, tc.mtu)))
+		assert.Equal(t, tc.want, string(subnetEnv(tc.cfg, tc.own, tc.mtu, tc.ipMasq)))
 	}
 }

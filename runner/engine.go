@@ -80,7 +80,7 @@ func New(cfg *hooks.Config, store leases.Store, exec Executor, opts ...Option) (
 	return &Engine{
 		hookRunner: hookRunner{cfg: cfg, exec: exec, log: log, metrics: o.metrics},
 		store:      store, o: o, reload: make(chan *hooks.Config, 1), leave: make(chan struct{}, 1),
-		env: &subnetFile{path: o.subnetFile, o: o.mtu, log: log},
+		env: &subnetFile{path: o.subnetFile, ipMasq: o.masq != nil, o: o.mtu, log: log},
 	}, nil
 }
 
@@ -216,6 +216,17 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		return errors.Join(err, e.shutdown(ctx, own))
 	}
+	// The masquerade rules before subnet.env: a pod made once the CNI
+	// plugin reads FLANNEL_IPMASQ=true is masqueraded by them alone.
+	if e.o.masq != nil && !e.o.readOnly {
+		mctx, cancel := context.WithTimeout(ctx, e.o.timing.storeTimeout)
+		err := e.o.masq.Ensure(mctx, e.cfg, own)
+		cancel()
+		if err != nil {
+			return errors.Join(err, e.shutdown(ctx, own))
+		}
+		e.log.Info("ip masquerade rules in place", "network", e.cfg.Network, "subnet", own.Subnet)
+	}
 	// subnet.env once the backend is up (as flanneld writes it after
 	// RegisterNetwork), so FLANNEL_MTU is the MTU of the device it made.
 	if !e.o.readOnly {
@@ -331,6 +342,11 @@ func (e *Engine) shutdown(ctx context.Context, own leases.Lease) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.timing.shutdownTimeout)
 	defer cancel()
 	_, err := e.runHook(sctx, hooks.Shutdown, own, "")
+	if e.o.masq != nil && !e.o.readOnly {
+		if merr := e.o.masq.Remove(sctx); merr != nil {
+			err = errors.Join(err, merr)
+		}
+	}
 	return err
 }
 

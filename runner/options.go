@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/metrics"
 	"github.com/flexhook/flexhook/leases"
 )
@@ -46,6 +47,7 @@ type options struct {
 	peek        func(context.Context, leases.Range, leases.Attrs) (leases.Lease, error)
 	owners      *Owners
 	keepOnStop  bool
+	masq        Masq
 }
 
 // nodeOptions say who this node is to the others: its public addresses,
@@ -133,6 +135,28 @@ func StateDir(dir string) Option {
 func Logger(l *slog.Logger) Option {
 	return func(o *options) error {
 		o.logger = l
+		return nil
+	}
+}
+
+// Masq keeps rules the node needs beside its hooks for as long as the
+// backend is up: `run --ip-masq`'s masquerade rules (internal/masq).
+type Masq interface {
+	// Ensure (re)writes the rules for cfg's networks and the own lease's
+	// subnets; it is idempotent.
+	Ensure(ctx context.Context, cfg *hooks.Config, own leases.Lease) error
+	// Remove deletes them (nothing there is no error).
+	Remove(ctx context.Context) error
+}
+
+// IPMasq makes the engine keep m's rules: Ensure after PostStartupCommand
+// (before subnet.env, whose FLANNEL_IPMASQ is then true, so that flannel's
+// CNI plugin does not masquerade a second time), and Remove after every
+// ShutdownCommand. A failed Ensure fails the start as a failed
+// PostStartupCommand does. Nil (the default) writes FLANNEL_IPMASQ=false.
+func IPMasq(m Masq) Option {
+	return func(o *options) error {
+		o.masq = m
 		return nil
 	}
 }

@@ -106,7 +106,7 @@ func firstHost(p netip.Prefix) netip.Prefix {
 }
 
 // subnetEnv renders flannel's subnet.env for the own lease.
-func subnetEnv(cfg *hooks.Config, own leases.Lease, mtu int) []byte {
+func subnetEnv(cfg *hooks.Config, own leases.Lease, mtu int, ipMasq bool) []byte {
 	var b bytes.Buffer
 	if cfg.Network.IsValid() && own.Subnet.IsValid() {
 		fmt.Fprintf(&b, "FLANNEL_NETWORK=%s\n", cfg.Network)
@@ -117,7 +117,7 @@ func subnetEnv(cfg *hooks.Config, own leases.Lease, mtu int) []byte {
 		fmt.Fprintf(&b, "FLANNEL_IPV6_SUBNET=%s\n", firstHost(own.IPv6Subnet))
 	}
 	fmt.Fprintf(&b, "FLANNEL_MTU=%d\n", mtu)
-	fmt.Fprintf(&b, "FLANNEL_IPMASQ=false\n")
+	fmt.Fprintf(&b, "FLANNEL_IPMASQ=%t\n", ipMasq)
 	return b.Bytes()
 }
 

@@ -67,9 +67,10 @@ func ProbeMTU(p MTUProbe) Option {
 // rewrites the file when its content changes. refresh runs in the engine's
 // goroutine; mtuNow may be read from any.
 type subnetFile struct {
-	path string // "" writes nothing (the MTU is still worked out)
-	o    mtuOptions
-	log  *slog.Logger
+	path   string // "" writes nothing (the MTU is still worked out)
+	ipMasq bool   // FLANNEL_IPMASQ
+	o      mtuOptions
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	written []byte
@@ -83,7 +84,7 @@ type subnetFile struct {
 // first time), logged.
 func (f *subnetFile) refresh(cfg *hooks.Config, own leases.Lease) (changed bool, err error) {
 	mtu, source := f.resolve(cfg, own)
-	data := subnetEnv(cfg, own, mtu)
+	data := subnetEnv(cfg, own, mtu, f.ipMasq)
 	f.mu.Lock()
 	old, oldMTU := f.written, f.mtu
 	changed = oldMTU != mtu || f.source != source

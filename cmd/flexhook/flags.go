@@ -92,6 +92,7 @@ type runFlags struct {
 	BackendDataPattern        string          `flag:"backend-data-pattern" envconfig:"BACKEND_DATA_PATTERN" arg:"REGEX" usage:"refuse remote leases whose BackendData does not match REGEX as a whole (default: the preset's shape: a MAC for vxlan, a WireGuard key for wireguard, empty for host-gw)"`
 	ShutdownOnStop            bool            `flag:"shutdown-on-stop" envconfig:"SHUTDOWN_ON_STOP" usage:"run ShutdownCommand when stopped (SIGTERM, SIGINT), as flexhook did before; by default a stop is a restart that leaves the backend and routes in place, and leaving the cluster is flexhook leave (SIGUSR1) or the own lease's deletion"`
 	SetNodeNetworkUnavailable bool            `flag:"set-node-network-unavailable" envconfig:"SET_NODE_NETWORK_UNAVAILABLE" default:"true" usage:"with --kube-subnet-mgr: set the Node's NetworkUnavailable condition to False once PostStartupCommand succeeded (flanneld's)"`
+	IPMasq                    bool            `flag:"ip-masq" envconfig:"IP_MASQ" usage:"masquerade pod traffic that leaves the Network with the node's address, as flanneld's --ip-masq does (nftables tables flannel-ipv4/flannel-ipv6, removed when the node leaves); subnet.env then says FLANNEL_IPMASQ=true so flannel's CNI plugin does not masquerade again"`
 	RenewMargin               minutesDuration `flag:"subnet-lease-renew-margin" envconfig:"SUBNET_LEASE_RENEW_MARGIN" default:"60" arg:"MINUTES" usage:"renew the lease this long before it expires (minutes, or a duration such as 90m)"`
 }
 

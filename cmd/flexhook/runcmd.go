@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"syscall"
@@ -102,6 +103,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !f.DryRun {
 		for _, p := range hostProblems(cfg, ownStatus()) {
 			log.Warn("this host cannot run the hooks as they are (flexhook check --host)", "problem", p)
+		}
+		if f.IPMasq {
+			if _, err := exec.LookPath("nft"); err != nil {
+				return fmt.Errorf("run: --ip-masq needs nft on PATH (Debian: apt-get install --no-install-recommends nftables): %w", err)
+			}
 		}
 	}
 
@@ -279,6 +285,9 @@ func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) (
 	}
 	if !f.DryRun { // a dry-run's trace stays in order
 		opts = append(opts, runner.Parallel(f.Parallel))
+	}
+	if f.IPMasq {
+		opts = append(opts, runner.IPMasq(nftMasq{}))
 	}
 	if node.publicIPv6.IsValid() && (cfg.EnableIPv6 || f.PublicIPv6 != "") {
 		opts = append(opts, runner.PublicIPv6(node.publicIPv6))

@@ -229,3 +229,34 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// DialPod connects from node i's pod (AddPod) to addr, so a test can
+// send from a pod's address, e.g. to a listener in the hub (ListenHub)
+// and see whether the node masqueraded it. The connection stays in the
+// pod's namespace.
+func (l *Lab) DialPod(ctx context.Context, i int, network, addr string) (net.Conn, error) {
+	ns, _, err := l.pod(i)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dialIn(ctx, ns, network, netip.Addr{}, addr)
+	if err != nil {
+		return nil, fmt.Errorf("netlab: dial %s from node %d's pod: %w", addr, i, err)
+	}
+	return c, nil
+}
+
+// ListenPod listens in node i's pod on its address and the given port
+// (0: any), so a test sees the source address other pods' connections
+// arrive with.
+func (l *Lab) ListenPod(ctx context.Context, i int, network string, port uint16) (net.Listener, error) {
+	ns, addr, err := l.pod(i)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := listenIn(ctx, ns, network, netip.AddrPortFrom(addr, port).String())
+	if err != nil {
+		return nil, fmt.Errorf("netlab: listen in node %d's pod: %w", i, err)
+	}
+	return ln, nil
+}
