@@ -66,7 +66,7 @@ type EtcdFlags struct {
 type KubeFlags struct {
 	KubeSubnetMgr        bool   `flag:"kube-subnet-mgr" envconfig:"KUBE_SUBNET_MGR" usage:"use Kubernetes: the subnet is this node's spec.podCIDRs and leases are node annotations (flanneld's kube subnet manager)"`
 	KubeAPIURL           string `flag:"kube-api-url" envconfig:"KUBE_API_URL" arg:"URL" usage:"Kubernetes API server URL (default: the kubeconfig's, or in-cluster)"`
-	KubeconfigFile       string `flag:"kubeconfig-file" envconfig:"KUBECONFIG_FILE" arg:"FILE" usage:"kubeconfig file (default: the pod's service account, in-cluster)"`
+	KubeconfigFile       string `flag:"kubeconfig-file" envconfig:"KUBECONFIG_FILE" arg:"FILE" usage:"kubeconfig file (default: $KUBECONFIG as kubectl reads it, else the pod's service account, else ~/.kube/config outside a pod)"`
 	KubeAnnotationPrefix string `flag:"kube-annotation-prefix" envconfig:"KUBE_ANNOTATION_PREFIX" default:"flannel.alpha.coreos.com" arg:"PREFIX" usage:"node annotation prefix (flanneld's)"`
 	NodeName             string `flag:"node-name" envconfig:"NODE_NAME" arg:"NAME" usage:"with --kube-subnet-mgr: this node's Node (default: NODE_NAME, else the spec.nodeName of the pod POD_NAMESPACE/POD_NAME, as flanneld finds it)"`
 	NetConfigPath        string `flag:"net-config-path" envconfig:"NET_CONFIG_PATH" default:"/etc/kube-flannel/net-conf.json" arg:"FILE" usage:"with --kube-subnet-mgr: net-conf.json when no --config or --preset is given (kube-flannel's ConfigMap)"`

@@ -34,18 +34,20 @@ func runKubeMode(cfg *hooks.Config) kubeMode {
 	return kubeMode{dualStack: cfg.EnableIPv6, preStartup: !cfg.Backend.Hook(hooks.PreStartup).Empty(), needNode: true}
 }
 
-// openKube opens the kube store: the client from --kube-api-url and
-// --kubeconfig-file (in-cluster without either), this node's name from
+// openKube opens the kube store: the client from --kubeconfig-file,
+// $KUBECONFIG, --kube-api-url, in-cluster or ~/.kube/config (the first
+// that applies: kube.RESTConfig), this node's name from
 // NODE_NAME or the pod (retried while the API server does not answer,
 // as etcd is at start), the annotation prefix, as km says. A kubeconfig
 // that cannot be read is a usage error.
 func openKube(ctx context.Context, s StoreFlags, km kubeMode, log *slog.Logger) (*kube.Store, error) {
 	// client-go logs through klog: into our log, in our format.
 	klog.SetSlogLogger(log.With("from", "client-go"))
-	cs, err := kube.Client(s.KubeAPIURL, s.KubeconfigFile, "flexhook/"+versionString())
+	cs, source, err := kube.Client(s.KubeAPIURL, s.KubeconfigFile, "flexhook/"+versionString())
 	if err != nil {
 		return nil, usageErrorf("--kube-subnet-mgr: %v", err)
 	}
+	log.Info("kubernetes API", "from", source)
 	if _, err := kube.NewAnnotations(s.KubeAnnotationPrefix); err != nil {
 		return nil, usageErrorf("--kube-annotation-prefix: %v", err)
 	}

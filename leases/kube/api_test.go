@@ -204,7 +204,7 @@ func (a *apiServer) failWith(req string, code int) {
 
 func (a *apiServer) api(t *testing.T) API {
 	t.Helper()
-	api, err := Client(a.URL, "", "flexhook-test/1")
+	api, _, err := Client(a.URL, "", "flexhook-test/1")
 	require.NoError(t, err)
 	return api
 }
@@ -362,6 +362,8 @@ current-context: x
 	// Not in a pod: no service account.
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("HOME", t.TempDir())
 	for _, tc := range []struct {
 		name, url, kubeconfig string
 		want                  string // "": works; else a part of the error
@@ -369,11 +371,11 @@ current-context: x
 		{"--kube-api-url", a.URL, "", ""},
 		{"--kubeconfig-file", "", kubeconfig, ""},
 		{"--kube-api-url overrides the kubeconfig's server", a.URL, kubeconfig, ""},
-		{"in cluster, but not in a pod", "", "", "in-cluster config (no --kube-api-url or --kubeconfig-file given)"},
-		{"no such kubeconfig", "", filepath.Join(t.TempDir(), "missing"), "kubeconfig:"},
+		{"in cluster, but not in a pod", "", "", "no API server: not in a pod"},
+		{"no such kubeconfig", "", filepath.Join(t.TempDir(), "missing"), "missing: stat"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api, err := Client(tc.url, tc.kubeconfig, "flexhook-test/2")
+			api, _, err := Client(tc.url, tc.kubeconfig, "flexhook-test/2")
 			if tc.want != "" {
 				require.ErrorContains(t, err, tc.want)
 				if tc.kubeconfig == "" {
