@@ -128,7 +128,8 @@ type MetricsFlags struct {
 type checkFlags struct {
 	CommonFlags
 	SourceFlags
-	Host bool `flag:"host" envconfig:"HOST" usage:"also check this host: every command the hooks name is on PATH, and the process may change the network (CAP_NET_ADMIN); exit 1 when not"`
+	Host   bool   `flag:"host" envconfig:"HOST" usage:"also check this host: every command the hooks name is on PATH, and the process may change the network (CAP_NET_ADMIN); exit 1 when not"`
+	Output string `flag:"output" short:"o" envconfig:"OUTPUT" default:"text" arg:"text|json" usage:"text: ok, lint and host lines; json: a versioned document with snake_case keys, for scripts (same exit codes)"`
 }
 
 type dryRunFlags struct {
