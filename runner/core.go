@@ -42,6 +42,9 @@ type core struct {
 	changed  bool // what status.json shows changed (take with takeChanged)
 	interval retry.Backoff
 	owners   interface{ Release(owner string) } // nil: no ownership table
+	// progress, when set, is told after each unit of a batch how far its
+	// phase ("remove", then "add") got; it runs in the calling goroutine.
+	progress func(phase string, done, total int)
 }
 
 type intentState struct {
@@ -119,7 +122,7 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 		}
 		units = append(units, []op{r})
 	}
-	c.runUnits(ctx, units, now, &res)
+	c.runUnits(ctx, "remove", units, now, &res)
 	if ctx.Err() != nil {
 		return res
 	}
@@ -142,7 +145,7 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 	if len(ready) > 0 && !c.recordIntent(ready, now) {
 		units = nil
 	}
-	c.runUnits(ctx, units, now, &res)
+	c.runUnits(ctx, "add", units, now, &res)
 	res.retryAt = c.queue.next()
 	if c.intent.err != nil {
 		// The Adds held back by the journal are due by the queue, but
@@ -189,8 +192,8 @@ type outcome struct {
 
 // runUnits runs units (each a subnet's ops, in order, stopping at the
 // first failure) with up to parallel at once; only the calling goroutine
-// records outcomes.
-func (c *core) runUnits(ctx context.Context, units [][]op, now time.Time, res *stepResult) {
+// records outcomes (and tells progress).
+func (c *core) runUnits(ctx context.Context, phase string, units [][]op, now time.Time, res *stepResult) {
 	if len(units) == 0 {
 		return
 	}
@@ -214,13 +217,21 @@ func (c *core) runUnits(ctx context.Context, units [][]op, now time.Time, res *s
 		return o
 	}
 	res.subnets += len(units)
+	done := 0
+	record := func(o outcome) {
+		c.record(ctx, o, now, res)
+		done++
+		if c.progress != nil {
+			c.progress(phase, done, len(units))
+		}
+	}
 	n := min(c.parallel, len(units))
 	if n <= 1 {
 		for i := range units {
 			if ctx.Err() != nil {
 				return
 			}
-			c.record(ctx, runOne(i), now, res)
+			record(runOne(i))
 		}
 		return
 	}
@@ -248,7 +259,7 @@ func (c *core) runUnits(ctx context.Context, units [][]op, now time.Time, res *s
 		close(results)
 	}()
 	for o := range results {
-		c.record(ctx, o, now, res)
+		record(o)
 	}
 }
 

@@ -32,6 +32,14 @@ type loop struct {
 	// mtuStale: hooks ran or the config changed since FLANNEL_MTU was
 	// last worked out (refreshEnv, with the status flush).
 	mtuStale bool
+	batch    batchState
+}
+
+// batchState is the batch of hooks running now, for progress reports.
+type batchState struct {
+	start, reported time.Time // zero: no batch runs
+	phase           string
+	done, total     int
 }
 
 // loopTimers are the loop's own timers.
@@ -52,6 +60,7 @@ type loopOptions struct {
 	backoff        retry.Backoff
 	metrics        *metrics.Metrics
 	keepOnStop     bool
+	progressEvery  time.Duration
 }
 
 // statusEvery is the longest status.json goes unwritten.
@@ -79,16 +88,18 @@ func (e *Engine) newLoop(j *journal) *loop {
 	if e.o.owners != nil {
 		c.owners = e.o.owners
 	}
-	return &loop{
+	l := &loop{
 		e:    e,
 		core: c,
 		log:  e.log,
 		o: loopOptions{readOnly: e.o.readOnly, stateDir: e.o.stateDir, resyncInterval: e.o.timing.resyncInterval,
-			backoff: b, metrics: e.o.metrics, keepOnStop: e.o.keepOnStop},
+			backoff: b, metrics: e.o.metrics, keepOnStop: e.o.keepOnStop, progressEvery: e.o.timing.progressEvery},
 		renew: newRenewer(e.store, e.o.timing.storeTimeout, e.o.timing.renewMargin, b, e.log, e.o.metrics),
 		t:     loopTimers{retry: stoppedTimer(), flush: stoppedTimer(), compact: stoppedTimer(), compacted: time.Now()},
 		dirty: true,
 	}
+	c.progress = l.progress
+	return l
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -326,7 +337,9 @@ func (l *loop) deleteOwn(ctx context.Context) error {
 // reconcile runs one batch of the core and takes in what it did.
 func (l *loop) reconcile(ctx context.Context) {
 	start := time.Now()
+	l.batch = batchState{start: start, reported: start}
 	res := l.core.step(ctx, start)
+	l.batch = batchState{}
 	if l.core.takeChanged() {
 		l.dirty = true
 	}
@@ -346,6 +359,22 @@ func (l *loop) reconcile(ctx context.Context) {
 		l.compactNow()
 	}
 	l.scheduleFlush()
+}
+
+// progress reports a long batch while it runs: every progressEvery a
+// log line with how far its phase got, and status.json rewritten (with
+// the applied set so far and the batch's place), so neither the log nor
+// `flexhook status` goes quiet while a thousand hooks run.
+func (l *loop) progress(phase string, done, total int) {
+	now := time.Now()
+	if now.Sub(l.batch.reported) < l.o.progressEvery {
+		return
+	}
+	l.batch.reported, l.batch.phase, l.batch.done, l.batch.total = now, phase, done, total
+	l.log.Info("hooks batch in progress", "phase", phase, "done", done, "total", total,
+		"applied", len(l.core.applied), "failing", l.core.queue.len(), "elapsed", now.Sub(l.batch.start).Round(time.Millisecond))
+	l.dirty = true
+	l.writeStatus()
 }
 
 // observe records the leases by state, the last full sync and readiness
@@ -435,6 +464,9 @@ func (l *loop) writeStatus() {
 	}
 	if !l.lastSync.IsZero() {
 		st.LastSync = l.lastSync.UTC()
+	}
+	if b := l.batch; b.total > 0 {
+		st.Batch = &BatchProgress{Phase: b.phase, Done: b.done, Total: b.total, Since: b.start.UTC()}
 	}
 	l.core.adm.status(&st)
 	l.status.put(st)

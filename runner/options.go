@@ -20,6 +20,8 @@ const (
 	DefaultRetryMax        = 2 * time.Minute
 	DefaultShutdownTimeout = time.Minute
 	DefaultStoreTimeout    = 15 * time.Second
+	// DefaultProgressInterval is how often a long batch of hooks reports.
+	DefaultProgressInterval = 5 * time.Second
 )
 
 // timing holds the engine's durations.
@@ -29,6 +31,7 @@ type timing struct {
 	shutdownTimeout        time.Duration
 	storeTimeout           time.Duration
 	resyncInterval         time.Duration
+	progressEvery          time.Duration
 }
 
 type options struct {
@@ -65,6 +68,7 @@ func defaultOptions() options {
 			renewMargin:     leases.DefaultRenewMargin,
 			shutdownTimeout: DefaultShutdownTimeout,
 			storeTimeout:    DefaultStoreTimeout,
+			progressEvery:   DefaultProgressInterval,
 		},
 		parallel: 1,
 	}
@@ -135,6 +139,19 @@ func StateDir(dir string) Option {
 func Logger(l *slog.Logger) Option {
 	return func(o *options) error {
 		o.logger = l
+		return nil
+	}
+}
+
+// ProgressInterval sets how often a running batch of hooks logs how far
+// it got and rewrites status.json (default DefaultProgressInterval); 0
+// reports after every subnet.
+func ProgressInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("progress interval %v: negative", d)
+		}
+		o.timing.progressEvery = d
 		return nil
 	}
 }

@@ -54,6 +54,17 @@ type Status struct {
 	Refused      []Refused      `json:",omitempty"`
 	RefusedNow   map[string]int `json:",omitempty"`
 	RefusedTotal map[string]int `json:",omitempty"`
+	// Batch is the batch of hooks running when the file was written, once
+	// it has run for the progress interval; nil otherwise.
+	Batch *BatchProgress `json:",omitempty"`
+}
+
+// BatchProgress is how far a running batch of hooks got: of its phase's
+// Total subnets ("remove", then "add"), Done have run.
+type BatchProgress struct {
+	Phase       string
+	Done, Total int
+	Since       time.Time
 }
 
 // Refused is a remote lease that no hook sees, and why.

@@ -107,6 +107,9 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time, wide bool) error 
 	} else {
 		fmt.Fprintf(w, "applied    %d\n", len(applied))
 	}
+	if b := st.Batch; b != nil {
+		fmt.Fprintf(w, "batch      %s %d/%d subnets, running for %s\n", b.Phase, b.Done, b.Total, now.Sub(b.Since).Round(time.Second))
+	}
 	if st.LastSync.IsZero() {
 		fmt.Fprintln(w, "last sync  never (not every admitted lease applied yet)")
 	} else {
@@ -180,6 +183,15 @@ type statusDoc struct {
 	Failing    []failingDoc   `json:"failing"`
 	RefusedNow map[string]int `json:"refused_now"`
 	Refused    []refusedDoc   `json:"refused"`
+	Batch      *batchDoc      `json:"batch,omitempty"`
+}
+
+// batchDoc is a batch of hooks running when status.json was written.
+type batchDoc struct {
+	Phase string    `json:"phase"`
+	Done  int       `json:"done"`
+	Total int       `json:"total"`
+	Since time.Time `json:"since"`
 }
 
 type daemonDoc struct {
@@ -215,6 +227,9 @@ func statusDocument(st runner.Status, dead error) statusDoc {
 	}
 	if !st.LastSync.IsZero() {
 		d.LastSync = &st.LastSync
+	}
+	if b := st.Batch; b != nil {
+		d.Batch = &batchDoc{Phase: b.Phase, Done: b.Done, Total: b.Total, Since: b.Since}
 	}
 	for _, p := range st.Applied {
 		d.Applied = append(d.Applied, p.String())

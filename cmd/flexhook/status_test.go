@@ -121,3 +121,24 @@ func TestStatusShowsFailingHook(t *testing.T) {
 	_, code = status("--json")
 	assert.Equal(t, 3, code)
 }
+
+// A status.json written during a long batch: status shows how far it got,
+// in text and -o json.
+func TestStatusShowsBatch(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	st := runner.Status{UpdatedAt: now, Batch: &runner.BatchProgress{Phase: "add", Done: 400, Total: 1000, Since: now.Add(-12 * time.Second)}}
+	var b bytes.Buffer
+	require.NoError(t, writeStatus(&b, st, now, false))
+	assert.Contains(t, b.String(), "batch      add 400/1000 subnets, running for 12s\n")
+	js, err := json.Marshal(statusDocument(st, nil))
+	require.NoError(t, err)
+	assert.Contains(t, string(js), `"batch":{"phase":"add","done":400,"total":1000,"since":"2026-12-03T11:59:48Z"}`)
+
+	st.Batch = nil
+	b.Reset()
+	require.NoError(t, writeStatus(&b, st, now, false))
+	assert.NotContains(t, b.String(), "batch")
+	js, err = json.Marshal(statusDocument(st, nil))
+	require.NoError(t, err)
+	assert.NotContains(t, string(js), `"batch"`)
+}
