@@ -22,9 +22,15 @@ var fdbKeywords = []keyword{
 	{"use", true}, {"extern_learn", true}, {"sticky", true}, {"to", false}, {"help", true},
 }
 
-// fdb is `bridge fdb add|append|replace|delete MAC dev NAME self dst
-// ADDR`. Without dst the library would send an empty NDA_DST, which the
-// kernel refuses, so that form is read (its object named) but not fast.
+// fdb is `bridge fdb add|append|replace|delete MAC dev NAME self [dst
+// ADDR]`. Without dst the library would send an empty NDA_DST, which the
+// kernel refuses: add, append and replace without dst are read (their
+// object named) but not fast. delete without dst is fast, sent with dst
+// 0.0.0.0: the kernel reads a missing NDA_DST as the any address
+// (vxlan_fdb_parse), and a delete for the any address removes the whole
+// entry, every remote (__vxlan_fdb_delete), as bridge's does; devices
+// other than vxlan ignore NDA_DST on delete (rtnl_fdb_del,
+// br_fdb_delete).
 type fdb struct {
 	verb Verb
 	mac  string
@@ -84,7 +90,7 @@ func parseBridge(argv []string) (*Cmd, error) {
 		return nil, ErrNotRead
 	}
 	c := &Cmd{Verb: f.verb, Objects: []Object{FDBObject(f.mac, f.dev, f.dst)}, verbAt: verbAt, op: f.apply,
-		Fast: f.self && f.dst.IsValid()}
+		Fast: f.self && (f.dst.IsValid() || f.verb == Del)}
 	return c, nil
 }
 
@@ -98,7 +104,11 @@ func (f fdb) apply(h *netlink.Handle) error {
 		return err
 	}
 	// iproute2's bridge fdb: NUD_NOARP, and permanent unless told.
-	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_BRIDGE, HardwareAddr: ll, IP: f.dst.AsSlice(),
+	dst := f.dst
+	if !dst.IsValid() { // delete only (Fast): the any address, as the kernel reads no dst
+		dst = netip.IPv4Unspecified()
+	}
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_BRIDGE, HardwareAddr: ll, IP: dst.AsSlice(),
 		State: netlink.NUD_NOARP | netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF}
 	switch f.verb {
 	case Add:

@@ -82,6 +82,24 @@ var paritySteps = []struct {
 	{"ip neigh del 10.50.3.0 dev flannel-vxlan", false}, // not there
 	{"bridge fdb del b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.4", true},
 	{"bridge fdb del b2:d1:fc:40:8d:2f dev flannel-vxlan self dst 192.0.2.4", false}, // not there
+	// The -prod presets' forms: an fdb entry's delete without dst (every
+	// remote), IPv6 routes and neighbours over the vxlan device.
+	{"bridge fdb add b2:d1:fc:40:8d:31 dev flannel-vxlan self dst 192.0.2.5", true},
+	{"bridge fdb append b2:d1:fc:40:8d:31 dev flannel-vxlan self dst 192.0.2.6", true},
+	{"bridge fdb del b2:d1:fc:40:8d:31 dev flannel-vxlan self", true},
+	{"bridge fdb del b2:d1:fc:40:8d:31 dev flannel-vxlan self", false}, // not there
+	{"bridge fdb del b2:d1:fc:40:8d:31 dev nosuchdev self", false},
+	{"ip -6 route add fd00:10:50:2::/64 via fd00:10:50:2:: dev flannel-vxlan onlink", true},
+	{"ip -6 route add fd00:10:50:2::/64 via fd00:10:50:2:: dev flannel-vxlan onlink", false}, // exists
+	{"ip -6 neigh add fd00:10:50:2:: lladdr b2:d1:fc:40:8d:2f dev flannel-vxlan nud permanent", true},
+	{"ip -6 neigh add fd00:10:50:2:: lladdr b2:d1:fc:40:8d:2f dev flannel-vxlan nud permanent", false}, // exists
+	{"ip -6 route del fd00:10:50:2::/64", true},
+	{"ip -6 route del fd00:10:50:2::/64", false}, // not there
+	{"ip -6 neigh del fd00:10:50:2:: dev flannel-vxlan", true},
+	{"ip -6 route add fd00:10:50:3::/64 dev flannel-vxlan", true},
+	{"ip -6 route del fd00:10:50:3::/64 dev flannel-vxlan", true},
+	{"ip route add 10.60.11.0/24 via 172.16.1.1", true},
+	{"ip route del 10.60.11.0/24 via 172.16.1.1", true},
 	{"arp -s 10.50.5.0 b2:d1:fc:40:8d:2f dev nosuchdev", false},
 	// Where the fast path read words unlike iproute2 (issue 19): numbers
 	// in base 0, nexthop and loopback scopes, arp on a non-Ethernet

@@ -96,19 +96,18 @@ func flexhookVariants(bin string) []flexhookVariant {
 		return bytes.Contains(help, []byte("--"+f+" ")) || bytes.Contains(help, []byte("--"+f+"\n"))
 	}
 	var vs []flexhookVariant
-	if has("inprocess-tools") {
-		vs = append(vs, flexhookVariant{"flexhook serial, no in-process tools", []string{"--inprocess-tools=false"}})
+	if !has("fast-path") { // a binary from before the fast path
+		return append(vs,
+			flexhookVariant{"flexhook serial (default)", nil},
+			flexhookVariant{"flexhook --parallel 2", []string{"--parallel", "2"}})
 	}
 	vs = append(vs,
-		flexhookVariant{"flexhook serial (default)", nil},
+		flexhookVariant{"flexhook --fast-path=false --inprocess-tools=false", []string{"--fast-path=false", "--inprocess-tools=false"}},
+		flexhookVariant{"flexhook --fast-path=false", []string{"--fast-path=false"}},
+		flexhookVariant{"flexhook --fast-path=false --parallel 2", []string{"--fast-path=false", "--parallel", "2"}},
+		flexhookVariant{"flexhook (default: fast path)", nil},
 		flexhookVariant{"flexhook --parallel 2", []string{"--parallel", "2"}},
 	)
-	if has("fast-path") {
-		vs = append(vs,
-			flexhookVariant{"flexhook --fast-path", []string{"--fast-path"}},
-			flexhookVariant{"flexhook --fast-path --parallel 2", []string{"--fast-path", "--parallel", "2"}},
-		)
-	}
 	return vs
 }
 

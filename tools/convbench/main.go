@@ -8,7 +8,7 @@
 //   - one direct exec per command, as flanneld 0.28.2+ runs them
 //     (emulated);
 //   - flexhook serial, with and without its in-process text tools;
-//     --parallel 2; --fast-path; --fast-path --parallel 2;
+//     --parallel 2; with the fast path (the default) and without;
 //   - ip -batch (and bridge -batch for vxlan's fdb): the kernel's floor.
 //
 // It prints medians of -rounds rounds and their ratio to the sh -c line,
