@@ -122,7 +122,7 @@ demo: deps build
 
 # bench: the micro-benchmarks with their side-by-side ratios, then (as
 # root) the convergence benchmark in a network namespace: BENCH_N leases
-# per run, BENCH_ROUNDS rounds, latency and peak RSS (README: Speed).
+# per run, BENCH_ROUNDS rounds, latency and peak RSS (docs/speed.md).
 BENCH_N ?= 1000
 BENCH_ROUNDS ?= 3
 BENCH_ONLY ?= host-gw,vxlan,latency,rss
