@@ -90,3 +90,18 @@ func TestFlagReference(t *testing.T) {
 	assert.NotContains(t, got, "store-resync", "hidden flags are left out")
 	assert.NotContains(t, got, "lease-ttl", "hidden flags are left out")
 }
+
+// `help NAME` works for every command in the table: its own usage, or
+// (help, version: no flags) the general one.
+func TestHelpOfEveryCommand(t *testing.T) {
+	for _, c := range commandTable() {
+		code, out, errOut := cli(t, "help", c.name)
+		require.Equal(t, 0, code, "help %s: %s", c.name, errOut)
+		if c.name == "help" || c.name == "version" {
+			assert.Equal(t, usageText, out, "help %s", c.name)
+			continue
+		}
+		assert.True(t, strings.HasPrefix(out, "usage: "+c.synopsis+"\n"), "help %s:\n%s", c.name, out)
+		assert.Contains(t, usageText, "flexhook "+c.name+" ", "the usage lists %s", c.name)
+	}
+}

@@ -177,8 +177,9 @@ func commandTable() []command {
 			}},
 		{name: "completion", summary: "print a completion script for bash, zsh or fish",
 			synopsis: completionSynopsis, args: func() []string { return slices.Clone(shells) }, run: cmdCompletion},
-		{name: "version", summary: "print the version, commit and Go version", run: cmdVersion},
-		{name: "help", summary: "show usage, or a command's flags (help COMMAND)", args: commandNames, run: cmdHelp},
+		{name: "version", summary: "print the version, commit and Go version", synopsis: "flexhook version", run: cmdVersion},
+		{name: "help", summary: "show usage, or a command's flags (help COMMAND)", synopsis: "flexhook help [COMMAND [SUBCOMMAND]]",
+			args: commandNames, run: cmdHelp},
 	}
 }
 
