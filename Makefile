@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/flexhook
 # Debian packages the tests and the demo need (--no-install-recommends).
-DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go gawk mawk procps etcd-server systemd
+DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go gawk mawk procps etcd-server systemd zsh fish
 PRESET ?= vxlan-prod
 NODES ?= 3
 INTEGRATION_TIMEOUT ?= 15m
@@ -18,7 +18,7 @@ FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./internal/puretools:FuzzPureArgv
 
-.PHONY: all build dist deps lint unit cover fuzz soak integration integration-kube test demo bench clean
+.PHONY: all build dist deps docs lint unit cover fuzz soak integration integration-kube test demo bench clean
 
 all: build
 
@@ -57,6 +57,12 @@ deps:
 		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
 	fi
+
+# docs regenerates what is generated from the command table in
+# cmd/flexhook: docs/flags.md and the completion scripts' golden files
+# (tests fail while either is stale).
+docs:
+	$(GO) test ./cmd/flexhook -run 'TestFlagReference|Completion' -count=1 -update
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -116,7 +122,7 @@ demo: deps build
 
 # bench: the micro-benchmarks with their side-by-side ratios, then (as
 # root) the convergence benchmark in a network namespace: BENCH_N leases
-# per run, BENCH_ROUNDS rounds, latency and peak RSS (README: Speed).
+# per run, BENCH_ROUNDS rounds, latency and peak RSS (docs/speed.md).
 BENCH_N ?= 1000
 BENCH_ROUNDS ?= 3
 BENCH_ONLY ?= host-gw,vxlan,latency,rss

@@ -17,7 +17,7 @@ import (
 // first Adds wait (bounded) until two are inside at once, which only
 // concurrent hooks can do. They write with printf: the interpreter's echo
 // writes the newline separately, so concurrent echos into one file can
-// interleave (README: --parallel).
+// interleave (docs/speed.md: --parallel).
 var parallelHooks = with(with(recorder, hooks.SubnetAdd, `read D
 printf '%s\n' "start $SUBNET" >> events
 touch "in.${SUBNET%%/*}"

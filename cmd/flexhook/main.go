@@ -13,6 +13,7 @@
 //	flexhook leave    [--state-dir DIR] [--wait DURATION]
 //	flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--once]
 //	flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json]
+//	flexhook completion bash|zsh|fish
 //	flexhook version
 //
 // Every flag also reads FLEXHOOK_<FLAG> from the environment (--etcd-endpoints
@@ -42,6 +43,7 @@ import (
 	"github.com/flexhook/flexhook/hooks"
 	"github.com/flexhook/flexhook/internal/netlab"
 	"github.com/flexhook/flexhook/internal/suggest"
+	"github.com/flexhook/flexhook/presets"
 )
 
 // Exit codes.
@@ -85,6 +87,7 @@ usage:
   flexhook leave    [--state-dir DIR]   (leave the cluster: remove every peer, ShutdownCommand, delete the lease)
   flexhook lab      (--config FILE | --preset NAME) [--nodes N] [--store file|etcd] [--once]   (root: a netns lab)
   flexhook lab verify (--config FILE | --preset NAME) [--nodes N] [--json] (root: a report card)
+  flexhook completion bash|zsh|fish   (a completion script: source <(flexhook completion bash))
   flexhook version
 
 Run "flexhook help COMMAND" (or "flexhook COMMAND -h") for a command's flags. Every flag also reads
@@ -113,48 +116,119 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		io.WriteString(stderr, usageText)
 		return &exitError{code: exitUsage, err: errors.New("no command given")}
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "run":
-		return cmdRun(ctx, rest, stdout, stderr)
-	case "check":
-		return cmdCheck(ctx, rest, stdout, stderr)
-	case "dry-run":
-		return cmdDryRun(ctx, rest, stdout, stderr)
-	case "presets":
-		return cmdPresets(ctx, rest, stdout, stderr)
-	case "leases":
-		return cmdLeases(ctx, rest, stdout, stderr)
-	case "status":
-		return cmdStatus(ctx, rest, stdout, stderr)
-	case "leave":
-		return cmdLeave(ctx, rest, stdout, stderr)
-	case "lab":
-		return cmdLab(ctx, rest, stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "flexhook %s (commit %s, %s)\n", versionString(), commitString(), runtime.Version())
-		return nil
-	case "help", "-h", "--help", "-help":
-		if len(rest) > 0 && slices.Contains(commands, rest[0]) && rest[0] != "help" && rest[0] != "version" {
-			return dispatch(ctx, append(slices.Clone(rest), "-h"), stdout, stderr) // help CMD [SUB]: its flags
-		}
-		if len(rest) > 0 {
-			return unknownCommand(rest[0])
-		}
-		io.WriteString(stdout, usageText)
-		return nil
+	name, rest := args[0], args[1:]
+	switch name {
+	case "--version", "-version":
+		name = "version"
+	case "-h", "--help", "-help":
+		name = "help"
 	}
-	return unknownCommand(cmd)
+	if c, ok := findCommand(name); ok {
+		return c.run(ctx, rest, stdout, stderr)
+	}
+	return unknownCommand(name)
 }
 
-// commands are flexhook's commands, for help and did-you-mean.
-var commands = []string{"run", "check", "dry-run", "presets", "leases", "status", "leave", "lab", "version", "help"}
+// command is one of flexhook's commands. The one table of them,
+// commandTable, serves dispatch, help and did-you-mean, the flag
+// reference (docs/flags.md, flagref.go) and the shell completions
+// (completion.go). Its flag struct is the type the command parses: a test
+// checks that each command's -h lists exactly the flags of that struct.
+type command struct {
+	name     string
+	summary  string     // one line: completion menus, the flag reference
+	synopsis string     // the usage line its -h prints
+	flags    func() any // a new flag struct of the type it parses; nil: none (a subcommand: its parent's)
+	// args lists what its first positional argument may be (beside its
+	// subcommands), for completion; nil: nothing to offer.
+	args func() []string
+	// subs are its subcommands: `leases list|remove` (the leases flags),
+	// `lab verify` (flags of its own). The command dispatches them itself.
+	subs []command
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commandTable lists flexhook's commands in the order help shows them.
+func commandTable() []command {
+	return []command{
+		{name: "run", summary: "run the daemon: take the node's lease, run the hooks as leases come and go",
+			synopsis: runSynopsis, flags: func() any { return new(runFlags) }, run: cmdRun},
+		{name: "check", summary: "check a config (with --host, this machine too) without running anything",
+			synopsis: checkSynopsis, flags: func() any { return new(checkFlags) }, run: cmdCheck},
+		{name: "dry-run", summary: "print the commands the hooks would run for a lease and its peers, changing nothing",
+			synopsis: dryRunSynopsis, flags: func() any { return new(dryRunFlags) }, run: cmdDryRun},
+		{name: "presets", summary: "list the embedded presets, or print one's net-conf.json",
+			synopsis: presetsSynopsis, flags: func() any { return new(presetsFlags) }, args: presets.Names, run: cmdPresets},
+		{name: "leases", summary: "list the store's leases, or remove one (a dead node's)",
+			synopsis: leasesSynopsis, flags: func() any { return new(leasesFlags) }, run: cmdLeases,
+			subs: []command{
+				{name: "list", summary: "list the leases, and why any is refused"},
+				{name: "remove", summary: "remove the lease of a SUBNET"},
+			}},
+		{name: "status", summary: "show the node's daemon: running?, its lease, counts, failing hooks",
+			synopsis: statusSynopsis, flags: func() any { return new(statusFlags) }, run: cmdStatus},
+		{name: "leave", summary: "make the node leave the cluster: remove every peer, ShutdownCommand, delete the lease",
+			synopsis: leaveSynopsis, flags: func() any { return new(leaveFlags) }, run: cmdLeave},
+		{name: "lab", summary: "run a config on an N-node network of namespaces (root)",
+			synopsis: labSynopsis, flags: func() any { return new(labFlags) }, run: cmdLab,
+			subs: []command{
+				{name: "verify", summary: "run a fixed scenario on a fresh lab and print a report card (root)",
+					synopsis: verifySynopsis, flags: func() any { return new(verifyFlags) }},
+			}},
+		{name: "completion", summary: "print a completion script for bash, zsh or fish",
+			synopsis: completionSynopsis, args: func() []string { return slices.Clone(shells) }, run: cmdCompletion},
+		{name: "version", summary: "print the version, commit and Go version", synopsis: "flexhook version", run: cmdVersion},
+		{name: "help", summary: "show usage, or a command's flags (help COMMAND)", synopsis: "flexhook help [COMMAND [SUBCOMMAND]]",
+			args: commandNames, run: cmdHelp},
+	}
+}
+
+// findCommand returns the command called name.
+func findCommand(name string) (command, bool) {
+	cmds := commandTable()
+	i := slices.IndexFunc(cmds, func(c command) bool { return c.name == name })
+	if i < 0 {
+		return command{}, false
+	}
+	return cmds[i], true
+}
+
+// commandNames are flexhook's commands, for help and did-you-mean.
+func commandNames() []string {
+	var names []string
+	for _, c := range commandTable() {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+func cmdVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
+	fmt.Fprintf(stdout, "flexhook %s (commit %s, %s)\n", versionString(), commitString(), runtime.Version())
+	return nil
+}
+
+// cmdHelp prints the usage, or with a command's name (help lab verify)
+// that command's flags.
+func cmdHelp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		c, ok := findCommand(args[0])
+		if !ok {
+			return unknownCommand(args[0])
+		}
+		if c.name != "help" && c.name != "version" { // those two have no flags: the usage below says it all
+			return dispatch(ctx, append(slices.Clone(args), "-h"), stdout, stderr)
+		}
+	}
+	io.WriteString(stdout, usageText)
+	return nil
+}
 
 func unknownCommand(cmd string) error {
-	if c, ok := suggest.Closest(cmd, commands); ok {
+	names := commandNames()
+	if c, ok := suggest.Closest(cmd, names); ok {
 		return usageErrorf("unknown command %q (did you mean %q?)", cmd, c)
 	}
-	return usageErrorf("unknown command %q (commands: %s)", cmd, strings.Join(commands, ", "))
+	return usageErrorf("unknown command %q (commands: %s)", cmd, strings.Join(names, ", "))
 }
 
 func versionString() string {

@@ -13,7 +13,7 @@ import (
 
 const module = "github.com/flexhook/flexhook/"
 
-// layers, bottom first (README, "Layers"). A package's layer is that of
+// layers, bottom first (docs/layout.md, "Layers"). A package's layer is that of
 // the longest entry its path starts with.
 var layers = [][]string{
 	// 0. Foundations: nothing they import is ours.
@@ -50,7 +50,7 @@ func TestLayers(t *testing.T) {
 		f := strings.Fields(line)
 		pkg := strings.TrimPrefix(f[0], module)
 		from := layerOf(pkg)
-		if !assert.GreaterOrEqual(t, from, 0, "%s: in no layer; add it to layers (and README)", pkg) {
+		if !assert.GreaterOrEqual(t, from, 0, "%s: in no layer; add it to layers (and docs/layout.md)", pkg) {
 			continue
 		}
 		pkgs++
