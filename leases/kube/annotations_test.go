@@ -1,14 +1,18 @@
 package kube
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flexhook/flexhook/leases"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // The rows of flanneld's Test_newAnnotations, and one it accepts only
@@ -149,6 +153,14 @@ func TestLeaseOf(t *testing.T) {
 		{"huge backend-data", node("a", []string{"10.50.3.0/24"}, with(p+"backend-data", `"`+strings.Repeat("a", leases.MaxValueSize)+`"`)), false, true, "10.50.3.0-24", leases.ReasonBadValue, ""},
 	} {
 		l, ok := a.leaseOf(tc.n, tc.dual)
+		// The informer caches trimmed Nodes: they must make the same lease.
+		tn, err := a.trim(tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l2, ok2 := a.leaseOf(tn.(*corev1.Node), tc.dual); ok2 != ok || !reflect.DeepEqual(l, l2) {
+			t.Errorf("%s: trimmed node gives %+v %v, the node %+v %v", tc.name, l2, ok2, l, ok)
+		}
 		switch {
 		case ok != tc.ok:
 			t.Errorf("%s: ok = %v, want %v", tc.name, ok, tc.ok)
@@ -180,5 +192,50 @@ func TestFits(t *testing.T) {
 	}
 	if err := fits("n1", "IPv6", netip.Prefix{}, netip.MustParsePrefix("fd00::/48"), 64); err == nil || !strings.Contains(err.Error(), "no IPv6 podCIDR") {
 		t.Errorf("missing IPv6 podCIDR: %v", err)
+	}
+}
+
+// TestTrim: a Node as a kubelet keeps it (images, conditions, node info,
+// labels, managed fields) is cached as a few hundred bytes that keep the
+// fields leases are made of, and nothing else; a tombstone passes.
+func TestTrim(t *testing.T) {
+	a := mustAnnotations(t)
+	n := node("worker-17", []string{"10.50.3.0/24", "fd00:0:0:3::/64"}, map[string]string{
+		p + "kube-subnet-manager": "true", p + "backend-data": `"82:87:fe:a4:a9:55"`, p + "public-ip": "192.0.2.3",
+		"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+	})
+	n.UID, n.ResourceVersion = "u-17", "12345"
+	n.CreationTimestamp = metav1.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	n.Labels = map[string]string{"kubernetes.io/hostname": "worker-17", "kubernetes.io/os": "linux"}
+	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate}}
+	n.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}
+	for i := range 40 {
+		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{
+			Names: []string{fmt.Sprintf("registry.k8s.io/some/image-%d@sha256:%064d", i, i), fmt.Sprintf("registry.k8s.io/some/image-%d:v1.2.%d", i, i)}, SizeBytes: int64(i) << 20})
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status"}}
+	n.Status.NodeInfo = corev1.NodeSystemInfo{KernelVersion: "6.18", OSImage: "Debian GNU/Linux 13", KubeletVersion: "v1.37.2"}
+
+	obj, err := a.trim(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := obj.(*corev1.Node)
+	want := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "worker-17", UID: "u-17", ResourceVersion: "12345", CreationTimestamp: n.CreationTimestamp,
+			Annotations: map[string]string{p + "kube-subnet-manager": "true", p + "backend-data": `"82:87:fe:a4:a9:55"`, p + "public-ip": "192.0.2.3"}},
+		Spec: corev1.NodeSpec{PodCIDRs: n.Spec.PodCIDRs},
+	}
+	if !reflect.DeepEqual(tn, want) {
+		t.Errorf("trim =\n%+v\nwant\n%+v", tn, want)
+	}
+	if before, after := n.Size(), tn.Size(); after*10 > before || after > 512 {
+		t.Errorf("trimmed Node is %d bytes of %d (protobuf): want at most a tenth and 512", after, before)
+	} else {
+		t.Logf("Node %d bytes, trimmed %d (protobuf)", before, after)
+	}
+	tomb := cache.DeletedFinalStateUnknown{Key: "worker-17", Obj: n}
+	if got, err := a.trim(tomb); err != nil || !reflect.DeepEqual(got, tomb) {
+		t.Errorf("trim(tombstone) = %v, %v", got, err)
 	}
 }

@@ -47,6 +47,11 @@ func NewAPI(cfg *rest.Config) (API, error) {
 	c.GroupVersion = &gv
 	c.APIPath = "/api"
 	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	// Protobuf on the wire, as kubelet and kube-proxy use it: a Node list
+	// decodes several times faster and with less garbage than in JSON.
+	// An API server (or proxy) that answers in JSON is still understood.
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	if c.UserAgent == "" {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
 	}

@@ -140,6 +140,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		// gets a plain list and watch.
 		ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, cfg.Client),
 		ObjectType:    &corev1.Node{},
+		// The cache keeps what leases are made of, not what kubelets
+		// write: a Node of a 5000-node cluster is ~12 KB of images,
+		// conditions and node info, its lease a few hundred bytes.
+		Transform: ann.trim,
 		Handler: cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { s.changed() },
 			UpdateFunc: func(old, cur any) { s.updated(old, cur) },

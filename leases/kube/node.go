@@ -6,6 +6,7 @@ import (
 
 	"github.com/flexhook/flexhook/leases"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // podCIDRs returns the node's IPv4 and IPv6 pod CIDRs from spec.podCIDRs
@@ -82,4 +83,39 @@ func (a Annotations) leaseOf(n *corev1.Node, dualStack bool) (l leases.Lease, ok
 		return bad(fmt.Errorf("annotation %s: %w", a.BackendData, err))
 	}
 	return l, true
+}
+
+// trim is the informer's transform: a Node cut down to what leaseOf,
+// refuseYoungerClaims and updated read (name, uid, resourceVersion,
+// creation time, pod CIDRs, and a's annotations), so
+// the cache's memory grows with the number of Nodes, not with what
+// kubelets report. Anything else (a tombstone) passes as it is.
+func (a Annotations) trim(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	t := &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			CreationTimestamp: n.CreationTimestamp,
+		},
+		Spec: corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
+	}
+	for _, k := range a.keys() {
+		if v, ok := n.Annotations[k]; ok {
+			if t.Annotations == nil {
+				t.Annotations = make(map[string]string, 5)
+			}
+			t.Annotations[k] = v
+		}
+	}
+	return t, nil
+}
+
+// keys are every annotation a names.
+func (a Annotations) keys() []string {
+	return []string{a.SubnetKubeManaged, a.BackendData, a.BackendV6Data, a.BackendType, a.PublicIP, a.PublicIPv6,
+		a.NodePublicIP, a.NodePublicIPv6, a.PublicIPOverwrite, a.PublicIPv6Overwrite}
 }
