@@ -40,7 +40,7 @@ type configSource struct {
 func sourceOf(src SourceFlags, s StoreFlags) (*configSource, error) {
 	switch {
 	case src.Config != "" && src.Preset != "":
-		return nil, usageErrorf("--config and --preset are exclusive")
+		return nil, usageErrorf("--config and --preset are exclusive (FLEXHOOK_CONFIG and FLEXHOOK_PRESET count as the flags: give one)")
 	case src.Config != "":
 		return &configSource{kind: fromFile, name: src.Config}, nil
 	case src.Preset != "":

@@ -22,11 +22,15 @@ func TestSystemdUnit(t *testing.T) {
 	require.NoError(t, err)
 	unit := string(raw)
 	for _, want := range []string{"Type=notify\n", "WatchdogSec=", "NotifyAccess=main\n",
-		"Environment=FLEXHOOK_CONFIG=/etc/flexhook/net-conf.json\n", "EnvironmentFile=-/etc/flexhook/env\n",
+		"EnvironmentFile=-/etc/flexhook/env\n",
 		"ExecStart=/usr/local/bin/flexhook run\n", "NoNewPrivileges=yes\n", "ProtectSystem=strict\n",
 		"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n", "RestrictAddressFamilies=", "RuntimeDirectory=flannel wireguard\n"} {
 		assert.Contains(t, unit, want)
 	}
+	// The config is named in /etc/flexhook/env alone: a unit that set
+	// FLEXHOOK_CONFIG too would make the README's FLEXHOOK_PRESET there
+	// fail as --config and --preset together (TestSystemdBoot).
+	assert.NotContains(t, unit, "Environment=FLEXHOOK_CONFIG")
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		testutil.SkipOrFail(t, "no systemd-analyze (Debian: systemd) to verify the unit with")
 	}

@@ -32,6 +32,9 @@ const recommends = "wireguard-go, nftables"
 // envFile is /etc/flexhook/env as shipped.
 const envFile = `# flexhook's settings: every flag has a FLEXHOOK_* variable
 # (flexhook run -h). This file is read by flexhook.service.
+# The config: the operator's net-conf.json, or a preset instead (flexhook
+# presets); keep one of these two lines, not both.
+FLEXHOOK_CONFIG=/etc/flexhook/net-conf.json
 #FLEXHOOK_PRESET=vxlan-prod
 #FLEXHOOK_ETCD_ENDPOINTS=https://etcd-1:2379
 #FLEXHOOK_ETCD_PASSWORD=
