@@ -74,7 +74,9 @@ func TestImage(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), archive+": "+imageTag+" (")
 
+	start = time.Now()
 	a := imagetest.Load(t, archive, imageTag)
+	t.Logf("archive read and checked (%s)", time.Since(start).Round(time.Second))
 	assert.Equal(t, "docker.io/library/"+imageTag, a.Index.Manifests[0].Annotations["io.containerd.image.name"])
 	c := a.Config
 	assert.Equal(t, runtime.GOARCH, c.Architecture)
@@ -96,6 +98,7 @@ func TestImage(t *testing.T) {
 	out, err = untar.CombinedOutput()
 	rc.Close()
 	require.NoError(t, err, "%s", out)
+	t.Logf("layer unpacked (%s)", time.Since(start).Round(time.Second))
 
 	st, err := os.Stat(filepath.Join(root, "usr/local/bin/flexhook"))
 	require.NoError(t, err)
@@ -109,6 +112,9 @@ func TestImage(t *testing.T) {
 	}
 
 	t.Setenv(imageRootEnv, root)
+	if flexhookBin != "" {
+		t.Setenv("FLEXHOOK_BIN", flexhookBin) // the inner run's TestMain builds none
+	}
 	testutil.RunInner(t, "TestImage", imageInnerEnv, []string{"--mount", "--net", "--propagation", "private"})
 }
 
