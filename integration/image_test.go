@@ -44,8 +44,8 @@ const (
 // a mount and network namespace of the test's own: the tools the presets
 // need resolve on the image's PATH and run, flexhook is the stamped one,
 // `check --host` passes every preset, and `lab verify` passes all its
-// checks with host-gw, vxlan-prod and wireguard-prod. So the archive, not the build
-// directory, is what runs.
+// checks with host-gw, vxlan-prod and wireguard-prod. So the archive, not
+// the build directory, is what runs.
 func TestImage(t *testing.T) {
 	if os.Getenv(imageInnerEnv) != "" {
 		imageInner(t)
@@ -91,6 +91,7 @@ func TestImage(t *testing.T) {
 	// The layer, as a runtime unpacks it: owners, modes and file
 	// capabilities (ping's) kept.
 	require.NoError(t, os.Mkdir(root, 0o755))
+	start = time.Now()
 	rc, err := layers[0].Uncompressed()
 	require.NoError(t, err)
 	untar := exec.CommandContext(ctx, "tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-f", "-")
