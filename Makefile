@@ -18,7 +18,7 @@ FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./internal/puretools:FuzzPureArgv
 
-.PHONY: all build dist systemd-rootfs deps docs lint unit cover fuzz soak integration integration-kube test demo bench clean
+.PHONY: all build dist image systemd-rootfs deps docs lint unit cover fuzz soak integration integration-kube test demo bench clean
 
 all: build
 
@@ -68,6 +68,56 @@ $(SYSTEMD_ROOTFS):
 
 systemd-rootfs: $(SYSTEMD_ROOTFS)
 	@echo "systemd rootfs: $(abspath $(SYSTEMD_ROOTFS))"
+
+# image builds the OCI image of deploy/kube-flexhook.yml without any
+# container daemon: mmdebstrap makes a Debian root filesystem (a tar: the
+# Essential packages and IMAGE_PACKAGES, no apt, no docs or man pages), and
+# tools/mkimage packs it with a static flexhook at /usr/local/bin/flexhook
+# into one archive that docker load, podman load and ctr import accept
+# (deploy/IMAGE.md). The root filesystem is cached in IMAGE_CACHE under a
+# name that hashes what makes it, so only a change of those rebuilds it
+# (rm -rf .cache/image to take newer Debian packages). As root.
+IMAGE_SUITE ?= trixie
+IMAGE_MIRROR ?= http://deb.debian.org/debian
+IMAGE_SECURITY ?= http://deb.debian.org/debian-security
+# The suite, its updates and its security updates.
+IMAGE_SOURCES := 'deb $(IMAGE_MIRROR) $(IMAGE_SUITE) main' 'deb $(IMAGE_MIRROR) $(IMAGE_SUITE)-updates main' \
+	'deb $(IMAGE_SECURITY) $(IMAGE_SUITE)-security main'
+# The tools the presets' hooks run (ip, bridge, arp, wg, sysctl, nft),
+# wireguard-go for kernels without WireGuard, ping and CA certificates.
+IMAGE_PACKAGES := iproute2 net-tools wireguard-tools wireguard-go nftables procps iputils-ping ca-certificates
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+IMAGE_TAG ?= flexhook:$(VERSION)
+IMAGE_OUT ?= dist/flexhook-image.tar
+IMAGE_CACHE ?= .cache/image
+# Every file's mtime and the image's created time: the commit's time.
+IMAGE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# mmdebstrap's SOURCE_DATE_EPOCH: what files inside record as a date
+# (/etc/shadow's last change) is trixie's release day, whatever the day of
+# the build.
+IMAGE_ROOTFS_EPOCH := 1754697600
+IMAGE_MMDEBSTRAP := mmdebstrap --variant=essential --arch=$(IMAGE_ARCH) --include='$(IMAGE_PACKAGES)' \
+	--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+	--dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+	--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+# What mmdebstrap leaves that an image does without: apt's state (apt is
+# not installed), the build host's resolv.conf and hostname (the runtime
+# provides both), debconf's backups, the empty man and info trees.
+IMAGE_TARFILTER := mmtarfilter $(foreach p,/var/lib/apt /var/cache/apt /usr/share/man /usr/share/info,--path-exclude='$(p)' --path-exclude='$(p)/*') \
+	--path-exclude=/etc/resolv.conf --path-exclude=/etc/hostname --path-exclude='/var/cache/debconf/*-old'
+IMAGE_ROOTFS := $(IMAGE_CACHE)/rootfs-$(IMAGE_SUITE)-$(IMAGE_ARCH)-$(shell echo '$(IMAGE_MMDEBSTRAP) $(IMAGE_TARFILTER) $(IMAGE_SUITE) $(IMAGE_SOURCES) $(IMAGE_ROOTFS_EPOCH)' | sha256sum | cut -c1-12).tar
+
+$(IMAGE_ROOTFS):
+	@mkdir -p $(@D) && rm -f $(IMAGE_CACHE)/rootfs-$(IMAGE_SUITE)-$(IMAGE_ARCH)-*.tar
+	set -o pipefail; SOURCE_DATE_EPOCH=$(IMAGE_ROOTFS_EPOCH) $(IMAGE_MMDEBSTRAP) $(IMAGE_SUITE) - $(IMAGE_SOURCES) | $(IMAGE_TARFILTER) > $@.part
+	mv $@.part $@
+
+image: $(IMAGE_ROOTFS)
+	@mkdir -p $(dir $(IMAGE_OUT))
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" \
+		-o $(IMAGE_CACHE)/flexhook-linux-$(IMAGE_ARCH) ./cmd/flexhook
+	$(GO) run ./tools/mkimage -rootfs $(IMAGE_ROOTFS) -bin $(IMAGE_CACHE)/flexhook-linux-$(IMAGE_ARCH) -arch $(IMAGE_ARCH) \
+		-tag $(IMAGE_TAG) -version $(VERSION) -revision $(COMMIT) -epoch $(IMAGE_EPOCH) -out $(IMAGE_OUT)
 
 # deps installs the Debian packages (as root) and the Go modules.
 deps:
