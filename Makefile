@@ -7,7 +7,7 @@ BIN := bin/flexhook
 DEB_PACKAGES := ca-certificates iproute2 net-tools iputils-ping nftables wireguard-tools wireguard-go gawk mawk procps etcd-server systemd zsh fish mmdebstrap systemd-container
 PRESET ?= vxlan-prod
 NODES ?= 3
-INTEGRATION_TIMEOUT ?= 15m
+INTEGRATION_TIMEOUT ?= 25m
 
 # golangci-lint, pinned; make deps installs it with go install.
 GOLANGCI_LINT_VERSION := v2.15.0
