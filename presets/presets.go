@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+
+	"github.com/flexhook/flexhook/internal/suggest"
 )
 
 //go:embed *.json
@@ -45,6 +47,9 @@ func Get(name string) ([]byte, error) {
 		if data, err := files.ReadFile(name + ext); err == nil {
 			return data, nil
 		}
+	}
+	if c, ok := suggest.Closest(name, Names()); ok {
+		return nil, fmt.Errorf("%w %q (did you mean %q?): the presets are %s", ErrUnknown, name, c, strings.Join(Names(), ", "))
 	}
 	return nil, fmt.Errorf("%w %q: the presets are %s", ErrUnknown, name, strings.Join(Names(), ", "))
 }

@@ -303,9 +303,25 @@ func (fs *flagSet) flagError(err error) error {
 			msg += fmt.Sprintf(" (did you mean --%s?)", c)
 		}
 	} else {
+		if m := badValue.FindStringSubmatch(msg); m != nil {
+			if f := fs.Lookup(m[1]); f != nil {
+				if want := flagWants[fmt.Sprintf("%T", f.Value)]; want != "" {
+					msg = strings.TrimSuffix(msg, ": parse error") + ": want " + want
+				}
+			}
+		}
 		msg = flagSpelling.ReplaceAllString(msg, "$1--$2")
 	}
 	return usageErrorf("%s: %s; see flexhook %s -h", fs.Name(), msg, fs.Name())
+}
+
+// badValue finds the flag the flag package's "invalid value" error names.
+var badValue = regexp.MustCompile(`^invalid (?:boolean )?value ".*" for (?:flag )?-([a-z0-9-]+): `)
+
+// flagWants says what a flag of the flag package's own types takes, for
+// its "parse error", which says nothing.
+var flagWants = map[string]string{
+	"*flag.durationValue": "a duration such as 30s or 2m", "*flag.intValue": "an integer", "*flag.boolValue": "true or false",
 }
 
 // flagSpelling finds a flag the flag package names with one dash.

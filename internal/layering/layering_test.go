@@ -19,14 +19,14 @@ var layers = [][]string{
 	// 0. Foundations: nothing they import is ours.
 	{"internal/ipmath", "internal/retry", "internal/atomicfile", "internal/toolargs", "internal/testutil", "internal/suggest"},
 	// 1. Kernel objects, tools and the lease stores.
-	{"internal/netcmd", "internal/pathmtu", "internal/coreutils", "internal/puretools",
+	{"internal/netcmd", "internal/pathmtu", "internal/coreutils", "internal/puretools", "internal/masq",
 		"leases", "leases/file", "leases/etcd", "leases/kube", "leases/leasestest"},
 	// 2. The config and hooks, and what observes them.
 	{"hooks", "presets", "internal/metrics"},
 	// 3. The engine: the interpreter and its middlewares, the lifecycle.
 	{"runner/shell", "runner"},
 	// 4. Programs and the lab.
-	{"cmd", "tools", "internal/netlab", "internal/layering"},
+	{"cmd", "tools", "internal/netlab", "internal/layering", "internal/imagetest"},
 }
 
 func layerOf(pkg string) int {
