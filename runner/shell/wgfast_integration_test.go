@@ -168,16 +168,19 @@ func startWireguardGo(t *testing.T) {
 		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
 		require.NoError(t, err, "%v: %s", c, out)
 	}
+	t.Cleanup(func() { deleteWireguardGo(t) })
+}
+
+// deleteWireguardGo deletes flannel-wg and waits for its wireguard-go to
+// exit (it does when its link goes), so no daemon outlives the test.
+func deleteWireguardGo(t *testing.T) {
+	t.Helper()
+	_ = exec.Command("ip", "link", "del", wgDev).Run()
 	sock := filepath.Join("/run/wireguard", wgDev+".sock")
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", wgDev).Run()
-		// wireguard-go exits when its link goes; wait for it so no
-		// daemon outlives the test.
-		require.Eventually(t, func() bool {
-			_, err := os.Stat(sock)
-			return os.IsNotExist(err)
-		}, 10*time.Second, 20*time.Millisecond, "wireguard-go did not exit after its link was deleted")
-	})
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(sock)
+		return os.IsNotExist(err)
+	}, 10*time.Second, 20*time.Millisecond, "wireguard-go did not exit after its link was deleted")
 }
 
 // wgState is flannel-wg's `wg show dump` (peers sorted: wireguard-go
