@@ -173,7 +173,7 @@ func startWireguardGo(t *testing.T) {
 
 // deleteWireguardGo deletes flannel-wg and waits for its wireguard-go to
 // exit (it does when its link goes), so no daemon outlives the test.
-func deleteWireguardGo(t *testing.T) {
+func deleteWireguardGo(t testing.TB) {
 	t.Helper()
 	_ = exec.Command("ip", "link", "del", wgDev).Run()
 	sock := filepath.Join("/run/wireguard", wgDev+".sock")
