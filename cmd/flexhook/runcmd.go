@@ -111,10 +111,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	eng, err := newEngine(f, cfg, node, store, m, wgMode, log, stdout)
+	eng, sh, err := newEngine(f, cfg, node, store, m, wgMode, log, stdout)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err := sh.Close(); err != nil {
+			log.Warn("closing the fast path's sockets", "error", err)
+		}
+	}()
 	log.Info("starting", "version", versionString(), "commit", commitString(), "config", cfgName, "public_ip", node.publicIP,
 		"iface", node.iface, "underlay_mtu", node.mtu, "store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -147,29 +152,31 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 // newEngine makes the hooks' shell and the engine, both recording into m,
-// the store's calls counted.
+// the store's calls counted. The caller closes the shell after the
+// engine's run.
 func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *metrics.Metrics,
-	wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*runner.Engine, error) {
+	wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*runner.Engine, *shell.Shell, error) {
 	extra := []shell.Option{shell.OnCommand(m.CommandRan)}
 	var owners *runner.Owners
 	if !f.DryRun {
 		// The ownership table takes what the node has now, before any hook.
 		if err := os.MkdirAll(f.StateDir, 0o700); err != nil {
-			return nil, fmt.Errorf("state dir: %w", err)
+			return nil, nil, fmt.Errorf("state dir: %w", err)
 		}
 		var err error
 		if owners, err = runner.OpenOwners(f.StateDir, log); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		extra = append(extra, shell.Owners(owners))
 	}
 	exec, err := newRunShell(f, wgMode, log, stdout, extra...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rOpts, err := engineOptions(f, node, cfg, log)
 	if err != nil {
-		return nil, err
+		_ = exec.Close()
+		return nil, nil, err
 	}
 	if owners != nil {
 		rOpts = append(rOpts, runner.Ownership(owners))
@@ -185,7 +192,12 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 			return na.SetNetworkAvailable(ctx)
 		}))
 	}
-	return runner.New(cfg, m.Store(store, f.storeKind()), exec, append(rOpts, runner.Metrics(m))...)
+	eng, err := runner.New(cfg, m.Store(store, f.storeKind()), exec, append(rOpts, runner.Metrics(m))...)
+	if err != nil {
+		_ = exec.Close()
+		return nil, nil, err
+	}
+	return eng, exec, nil
 }
 
 // checkRunFlags rejects run's flag values that cannot work (exit 2) and

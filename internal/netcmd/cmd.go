@@ -121,22 +121,44 @@ type Cmd struct {
 	Argv    []string
 	Verb    Verb
 	Objects []Object // what it changes, in order
-	// Fast: Apply does the command through rtnetlink exactly as the tool
+	// Fast: Apply does the command through rtnetlink (ip, bridge, arp)
+	// or WireGuard's configuration interface (wg set) exactly as the tool
 	// would; otherwise only the real binary runs it.
 	Fast bool
 	// verbAt is the index in Argv of the verb word (-1: none to rewrite).
 	verbAt int
-	op     func(h *netlink.Handle) error
+	op     func(h *netlink.Handle) error // ip, bridge, arp
+	wgOp   func(e Env) error             // wg set
 }
 
-// Apply does c through h. It is an error to call it when !c.Fast. A
+// Env is what Apply works through: the caller's sockets, opened once and
+// handed out on first use (Route: rtnetlink; WireGuard: WireGuard's
+// generic netlink family and wireguard-go's UAPI sockets), and Dir, the
+// working directory the command's relative paths start from (wg's
+// private-key FILE), as the tool's would be.
+type Env struct {
+	Route     func() (*netlink.Handle, error)
+	WireGuard func() (WireGuard, error)
+	Dir       string
+}
+
+// Apply does c through e. It is an error to call it when !c.Fast. A
 // refused request changes nothing, so the caller may run the real binary
 // to fail the same way in the tool's own words.
-func (c *Cmd) Apply(h *netlink.Handle) error {
-	if !c.Fast || c.op == nil {
+func (c *Cmd) Apply(e Env) error {
+	switch {
+	case !c.Fast:
 		return ErrNotRead
+	case c.wgOp != nil:
+		return c.wgOp(e)
+	case c.op != nil:
+		h, err := e.Route()
+		if err != nil {
+			return err
+		}
+		return c.op(h)
 	}
-	return c.op(h)
+	return ErrNotRead
 }
 
 // AsReplace returns c's argv with its add verb replaced by replace, for

@@ -2,18 +2,26 @@ package shell
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl"
 	"mvdan.cc/sh/v3/interp"
+
+	"github.com/flexhook/flexhook/internal/netcmd"
 )
 
 // The native fast path (see [FastPath]): the commands internal/netcmd
 // reads as fast (the presets' ip route|addr|neigh|link, bridge fdb and
-// arp -s forms; netcmd's files list them) are done in the daemon through
-// rtnetlink, with the same messages iproute2 and net-tools send. A form
+// arp -s forms, and wg set's peers, listen port and private key; netcmd's
+// files list them) are done in the daemon through rtnetlink, with the
+// same messages iproute2 and net-tools send, and through wgctrl, with
+// the requests wireguard-tools makes to the kernel or to wireguard-go. A form
 // not read, a name that does not resolve to the system's binary, and
 // every failure (the object exists or is missing, a device is absent, the
 // kernel refuses) run the real binary instead: a refused request changes
@@ -23,23 +31,79 @@ import (
 // fastDirs are where the fast path's tools must live.
 var fastDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
 
-// netlinkHandle is the Shell's rtnetlink socket, opened at first use in
-// the daemon's network namespace, one request at a time.
-type netlinkHandle struct {
-	once sync.Once
-	mu   sync.Mutex
-	h    *netlink.Handle
-	err  error
+// sockets are the Shell's kernel sockets for the fast path, each opened
+// at first use in the daemon's network namespace and kept until Close:
+// rtnetlink, and wgctrl's client (WireGuard's generic netlink family, if
+// the kernel has it, and wireguard-go's UAPI sockets). One request at a
+// time.
+type sockets struct {
+	mu     sync.Mutex
+	closed bool
+	route  *netlink.Handle
+	wg     *wgctrl.Client
 }
 
-func (n *netlinkHandle) do(op func(*netlink.Handle) error) error {
-	n.once.Do(func() { n.h, n.err = netlink.NewHandle(unix.NETLINK_ROUTE) })
-	if n.err != nil {
-		return n.err
+// errClosed is the fast path's error after Close: the real binary runs.
+var errClosed = errors.New("fast path sockets closed")
+
+// apply does c through the sockets, relative paths starting at dir.
+func (k *sockets) apply(c *netcmd.Cmd, dir string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return errClosed
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return op(n.h)
+	err := c.Apply(netcmd.Env{Route: k.openRoute, WireGuard: k.openWireGuard, Dir: dir})
+	if errors.Is(err, os.ErrNotExist) && k.wg != nil {
+		// No such WireGuard device to this client, whose kernel half
+		// exists only if the kernel had WireGuard when it opened: the
+		// next wg command opens a new one, so a module loaded since
+		// (ip link add ... type wireguard loads it) is found.
+		_ = k.wg.Close()
+		k.wg = nil
+	}
+	return err
+}
+
+func (k *sockets) openRoute() (*netlink.Handle, error) {
+	if k.route == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("rtnetlink: %w", err)
+		}
+		k.route = h
+	}
+	return k.route, nil
+}
+
+func (k *sockets) openWireGuard() (netcmd.WireGuard, error) {
+	if k.wg == nil {
+		c, err := wgctrl.New()
+		if err != nil {
+			return nil, fmt.Errorf("wgctrl: %w", err)
+		}
+		k.wg = c
+	}
+	return k.wg, nil
+}
+
+// close closes the sockets; the fast path then runs the real binaries.
+func (k *sockets) close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closed = true
+	if k.route != nil {
+		k.route.Close()
+		k.route = nil
+	}
+	if k.wg != nil {
+		err := k.wg.Close()
+		k.wg = nil
+		if err != nil {
+			return fmt.Errorf("wgctrl: %w", err)
+		}
+	}
+	return nil
 }
 
 // fastPath is the fast-path middleware.
@@ -52,15 +116,25 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		if err != nil || !c.Fast || strings.Contains(args[0], "/") {
 			return next(ctx, args)
 		}
-		if !st.s.resolve.systemTool(interp.HandlerCtx(ctx), args[0], fastDirs) {
+		hc := interp.HandlerCtx(ctx)
+		if !st.s.resolve.systemTool(hc, args[0], fastDirs) {
 			return next(ctx, args)
 		}
-		if err := st.s.netlink.do(c.Apply); err != nil {
+		if err := st.s.sockets.apply(c, hc.Dir); err != nil {
 			st.s.log.Debug("fast path refused; running the real binary", "hook", st.hook.String(),
 				"subnet", st.subnet, "command", args[0], "error", err)
 			return next(ctx, args) // the real tool fails the same way, in its words
+		}
+		if args[0] == "wg" {
+			st.s.log.Debug("done through wgctrl", "hook", st.hook.String(), "subnet", st.subnet, "command", args[0])
+			return nil
 		}
 		st.s.log.Debug("done through netlink", "hook", st.hook.String(), "subnet", st.subnet, "command", args[0])
 		return nil
 	}
 }
+
+// Close releases the Shell's kernel sockets (the fast path's rtnetlink
+// and wgctrl handles). Runs after it do every command with the real
+// binary. It may be called more than once.
+func (s *Shell) Close() error { return s.sockets.close() }

@@ -219,9 +219,10 @@ func InprocessTools(on bool) Option {
 }
 
 // FastPath performs the presets' ip, bridge and arp commands through
-// rtnetlink in the daemon instead of running the binaries (default off);
-// any other form, and any failure, runs the real binary, so errors read
-// and exit as the real tool's. Never in dry-run.
+// rtnetlink, and their wg set commands through wgctrl, in the daemon
+// instead of running the binaries (default off); any other form, and any
+// failure, runs the real binary, so errors read and exit as the real
+// tool's. Never in dry-run. Close releases its sockets.
 func FastPath(on bool) Option {
 	return func(s *Shell) error {
 		s.mw.fastPath = on

@@ -59,8 +59,8 @@ type Shell struct {
 	wgMode  WireguardMode
 
 	mw        middlewares
-	netlink   netlinkHandle // the fast path's socket
-	resolve   resolveCache  // system tools by name
+	sockets   sockets      // the fast path's kernel sockets
+	resolve   resolveCache // system tools by name
 	onCommand func(hooks.Kind)
 
 	// base is environ as the interpreter sees it, built once; each run

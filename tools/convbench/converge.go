@@ -45,20 +45,27 @@ func convergence(ctx context.Context, c config, preset string) ([]row, error) {
 	ls := make([]leases.Lease, c.n)
 	for i := range ls {
 		ls[i] = lease(i, preset == "vxlan")
+		if preset == "wireguard" {
+			ls[i].Attrs.BackendData = wgPeerKey(i)
+		}
 	}
 	if err := writeFileStore(b.store, ls); err != nil {
 		return nil, err
 	}
-	vs := []variant{
-		{"sh -c per hook (flanneld <= 0.28.1)", (*bench).shellEach},
-		{"direct exec per command (flanneld >= 0.28.2)", (*bench).directExec},
+	vs := []variant{{"sh -c per hook (flanneld <= 0.28.1)", (*bench).shellEach}}
+	if preset != "wireguard" { // its SubnetAdd starts with read: no program to exec
+		vs = append(vs, variant{"direct exec per command (flanneld >= 0.28.2)", (*bench).directExec})
 	}
 	for _, fv := range flexhookVariants(c.flexhook) {
 		vs = append(vs, variant{fv.name, func(b *bench, ctx context.Context, round int) (time.Duration, error) {
 			return b.flexhookRun(ctx, round, fv.args)
 		}})
 	}
-	vs = append(vs, variant{"ip -batch (the kernel's floor)", (*bench).ipBatch})
+	if preset == "wireguard" {
+		vs = append(vs, variant{"one wg set for every peer (the floor)", (*bench).wgFloor})
+	} else {
+		vs = append(vs, variant{"ip -batch (the kernel's floor)", (*bench).ipBatch})
+	}
 
 	times := make([][]time.Duration, len(vs))
 	for round := range c.rounds { // variants interleaved, so drift hits all alike
@@ -114,6 +121,11 @@ func flexhookVariants(bin string) []flexhookVariant {
 // reset removes what a round put in the kernel.
 func (b *bench) reset(ctx context.Context) error {
 	_ = exec.CommandContext(ctx, "ip", "link", "del", vxlanDev).Run() // absent for host-gw
+	if b.preset == "wireguard" {
+		if err := wgDelete(ctx); err != nil {
+			return err
+		}
+	}
 	if out, err := exec.CommandContext(ctx, "ip", "-4", "route", "flush", "root", flushRoot).CombinedOutput(); err != nil {
 		return fmt.Errorf("route flush: %w: %s", err, out)
 	}
@@ -139,6 +151,13 @@ func (b *bench) verify(ctx context.Context) error {
 	type check struct {
 		contains string
 		argv     []string
+	}
+	if b.preset == "wireguard" { // one route for the Network; a peer each
+		n, err := wgPeers(ctx)
+		if err == nil && n != b.n {
+			err = fmt.Errorf("not converged: %s has %d peers, want %d", wgDev, n, b.n)
+		}
+		return err
 	}
 	checks := []check{{"", []string{"ip", "-4", "route", "show", "root", flushRoot}}}
 	if b.preset == "vxlan" {
@@ -183,10 +202,11 @@ func (b *bench) remote(ctx context.Context) ([]leases.Lease, error) {
 // emulations (its subnet is outside the remote leases).
 var ownEnv = []string{"NETWORK=" + network, "SUBNET=10.255.255.0/24", "PUBLIC_IP=" + ownPublicIP}
 
-// shell runs text with /bin/sh -c, as flanneld did: the contract
+// shell runs text with /bin/sh -c in dir, as flanneld did: the contract
 // variables in the environment, stdin fed from memory, output captured.
-func shell(ctx context.Context, text string, env []string, stdin string) error {
+func shell(ctx context.Context, dir, text string, env []string, stdin string) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", text)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
@@ -198,11 +218,15 @@ func shell(ctx context.Context, text string, env []string, stdin string) error {
 }
 
 // startup runs the preset's PreStartup and PostStartup as sh -c would,
-// outside the timing (vxlan makes its device there).
+// outside the timing (vxlan and wireguard make their devices there), in
+// the work dir (wireguard writes its privatekey).
 func (b *bench) startup(ctx context.Context) error {
 	for _, k := range []string{"PreStartupCommand", "PostStartupCommand"} {
 		if t := b.hooks[k]; t != "" {
-			if err := shell(ctx, t, ownEnv, ""); err != nil {
+			if b.preset == "wireguard" && k == "PostStartupCommand" {
+				t = wgUserspaceStartup(t)
+			}
+			if err := shell(ctx, b.c.work, t, ownEnv, ""); err != nil {
 				return err
 			}
 		}
@@ -221,7 +245,7 @@ func (b *bench) shellEach(ctx context.Context, _ int) (time.Duration, error) {
 	}
 	add := b.hooks["SubnetAddCommand"]
 	for _, l := range ls {
-		if err := shell(ctx, add, contractEnv(l), l.Attrs.BackendData+"\n"); err != nil {
+		if err := shell(ctx, b.c.work, add, contractEnv(l), l.Attrs.BackendData+"\n"); err != nil {
 			return 0, err
 		}
 	}

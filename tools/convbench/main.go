@@ -9,7 +9,9 @@
 //     (emulated);
 //   - flexhook serial, with and without its in-process text tools;
 //     --parallel 2; with the fast path (the default) and without;
-//   - ip -batch (and bridge -batch for vxlan's fdb): the kernel's floor.
+//   - ip -batch (and bridge -batch for vxlan's fdb): the kernel's floor;
+//     for wireguard (wireguard-go when the kernel has no WireGuard), one
+//     wg set naming every peer.
 //
 // It prints medians of -rounds rounds and their ratio to the sh -c line,
 // then the event-to-hook-start latency (p50, p99) of the file store and of
@@ -55,7 +57,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds per variant (the median is reported)")
 	flag.IntVar(&c.samples, "samples", 200, "lease events per latency run")
 	flag.IntVar(&c.rssN, "rss-n", 10000, "leases for the peak RSS run")
-	flag.StringVar(&only, "only", "host-gw,vxlan,latency,rss", "sections to run")
+	flag.StringVar(&only, "only", "host-gw,vxlan,wireguard,latency,rss", "sections to run")
 	flag.Parse()
 	c.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
@@ -93,7 +95,12 @@ func run(c config) error {
 	}
 	defer os.RemoveAll(c.work)
 	fmt.Printf("convbench: %d leases, %d rounds, medians; ratios to the sh -c line of the same table\n", c.n, c.rounds)
-	for _, preset := range []string{"host-gw", "vxlan"} {
+	if c.only["wireguard"] {
+		if err := privateWireguardRun(); err != nil {
+			return fmt.Errorf("netns setup: %w", err)
+		}
+	}
+	for _, preset := range []string{"host-gw", "vxlan", "wireguard"} {
 		if !c.only[preset] {
 			continue
 		}
