@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -328,6 +329,7 @@ func TestFastPathParityInner(t *testing.T) {
 // picked at random are replaced by the link's name.
 func nsState(t *testing.T) string {
 	t.Helper()
+	settleVeths(t)
 	var b strings.Builder
 	for _, c := range [][]string{
 		{"ip", "-d", "-j", "link", "show"},
@@ -370,4 +372,41 @@ func nsState(t *testing.T) string {
 		}
 	}
 	return s
+}
+
+// settleVeths waits (up to 5 s) until every veth has carrier exactly when
+// it and its peer are up: the kernel turns a veth's carrier on after the
+// command that set the link up has returned, so a state read at once could
+// see NO-CARRIER in one run and UP in the other.
+func settleVeths(t *testing.T) {
+	t.Helper()
+	type link struct {
+		Name     string   `json:"ifname"`
+		Peer     string   `json:"link"`
+		Flags    []string `json:"flags"`
+		LinkInfo struct {
+			Kind string `json:"info_kind"`
+		} `json:"linkinfo"`
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-d", "-j", "link", "show").Output()
+		require.NoError(t, err)
+		var ls []link
+		require.NoError(t, json.Unmarshal(out, &ls))
+		up := map[string]bool{}
+		for _, l := range ls {
+			up[l.Name] = slices.Contains(l.Flags, "UP")
+		}
+		settled := true
+		for _, l := range ls {
+			if l.LinkInfo.Kind == "veth" && l.Peer != "" && up[l.Name] && up[l.Peer] && slices.Contains(l.Flags, "NO-CARRIER") {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
