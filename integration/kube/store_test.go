@@ -115,6 +115,9 @@ func TestKube(t *testing.T) {
 	t.Run("ByteEqualFlanneld", func(t *testing.T) { testByteEqual(t, ctx, s) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, ctx, s) })
 	t.Run("RenewRemove", func(t *testing.T) { testRenewRemove(t, ctx, s) })
+	t.Run("Chart", func(t *testing.T) { testChart(t, ctx, s) })
+	t.Run("Kustomize", func(t *testing.T) { testKustomize(t, ctx, s) })
+	t.Run("Migration", func(t *testing.T) { testMigration(t, ctx, s) })
 	t.Run("Lab", func(t *testing.T) { testLab(t, ctx, s) })
 	t.Run("DualStackLab", func(t *testing.T) { testDualStackLab(t, ctx, s) })
 }
