@@ -5,7 +5,10 @@
 // process from k8s.io/kubernetes over an embedded etcd, and against
 // flanneld's own kube subnet manager (github.com/flannel-io/flannel): the
 // lease store's calls, byte-equality of the annotations with flanneld's, the
-// RBAC and manifest of deploy/kube-flexhook.yml, and a netns lab of three
+// RBAC and manifest of deploy/kube-flexhook.yml, the Helm chart and the
+// kustomize base it is rendered from (helm's and kustomize's Go libraries,
+// every object created with strict validation), a flanneld -> flexhook
+// migration beside kube-flannel's own manifest, and a netns lab of three
 // nodes running the vxlan preset as the manifest's service account.
 //
 // It is a module of its own so that the main go.mod does not carry

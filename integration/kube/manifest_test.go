@@ -41,7 +41,7 @@ func decodeObjects(t *testing.T, name string, raw []byte) []runtime.Object {
 	var out []runtime.Object
 	for {
 		doc, err := r.Read()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {
