@@ -415,19 +415,19 @@ func testMigration(t *testing.T, ctx context.Context, s *kubeSuite) {
 		}
 	}
 
-	moved := s.a.newNode(t, ctx, "moved", nil, nil)
+	moved := s.a.newNode(t, ctx, "migrate-moved", nil, nil)
 	moved.Labels = map[string]string{"kubernetes.io/os": "linux", "flexhook.io/migrate": "true"}
 	moved.Spec.Taints = []corev1.Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}}
 	if moved, err = s.a.cs.CoreV1().Nodes().Update(ctx, moved, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	kept := s.a.newNode(t, ctx, "kept", nil, nil)
+	kept := s.a.newNode(t, ctx, "migrate-kept", nil, nil)
 	kept.Labels = map[string]string{"kubernetes.io/os": "linux"}
 	if kept, err = s.a.cs.CoreV1().Nodes().Update(ctx, kept, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		for _, n := range []string{"moved", "kept"} {
+		for _, n := range []string{"migrate-moved", "migrate-kept"} {
 			_ = s.a.cs.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{})
 		}
 	})
