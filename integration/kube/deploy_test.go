@@ -227,6 +227,7 @@ func TestKubeChartValues(t *testing.T) {
 		{map[string]any{"ipmasq": false}, "ipmasq"}, // a typo of ipMasq
 		{map[string]any{"network": "10.244.0.0"}, "network"},
 		{map[string]any{"preset": "udp"}, "preset"},
+		{map[string]any{"netConf": map[string]any{"Network": "10.1.0.0/16"}}, "netConf"},
 		{map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, "pullPolicy"},
 		{map[string]any{"metrics": map[string]any{"port": 0}}, "port"},
 		{map[string]any{"migrationNodeLabel": "flexhook.io/migrate=true"}, "migrationNodeLabel"},
@@ -263,10 +264,26 @@ var chartCases = []chartCase{
 		network: "10.60.0.0/16", preset: "wireguard-prod", image: "registry.example.com/net/flexhook:v9.9.9",
 		migrationLabel: "flexhook.io/migrate", metricsPort: 9101,
 	}},
+	// A net-conf.json of the operator's own, as flanneld ran it.
+	{release: "flexhook-own", vals: map[string]any{"netConf": ownNetConf, "network": "10.99.0.0/16"}, want: want{
+		netconf: ownNetConf, ipMasq: true, image: "flexhook:0.1.0", metricsPort: 8081, scrape: true,
+	}},
 	{release: "flexhook-hostgw", vals: map[string]any{"preset": "host-gw", "network": "172.20.0.0/14"}, want: want{
 		network: "172.20.0.0/14", preset: "host-gw", ipMasq: true, image: "flexhook:0.1.0", metricsPort: 8081, scrape: true,
 	}},
 }
+
+// ownNetConf is an extension config as an operator writes it for
+// flanneld: host-gw style hooks, on a Network of its own.
+const ownNetConf = `{
+  "Network": "10.70.0.0/16",
+  "Backend": {
+    "Type": "extension",
+    "SubnetAddCommand": "ip route replace $SUBNET via $PUBLIC_IP",
+    "SubnetRemoveCommand": "ip route del $SUBNET via $PUBLIC_IP"
+  }
+}
+`
 
 // testChart renders the chart for each case, creates what it renders on
 // the server with strict validation, each in a namespace of its own (the

@@ -152,6 +152,7 @@ func deploy(t *testing.T, ctx context.Context, s *kubeSuite, name string, raw []
 type want struct {
 	network string // net-conf.json's Network
 	preset  string // the preset its text is, Network aside
+	netconf string // or its whole text (the chart's netConf)
 	ipMasq  bool   // --ip-masq in the daemon's args
 	image   string // flexhook's image
 	// migrationLabel is the node label key flexhook's node affinity
@@ -172,18 +173,22 @@ func checkDeployed(t *testing.T, ctx context.Context, s *kubeSuite, d *deployed,
 	t.Helper()
 	bin := os.Getenv("FLEXHOOK_BIN")
 
-	// net-conf.json: the preset's text, byte for byte, but Network.
-	netconf := d.cm.Data["net-conf.json"]
-	raw, err := presets.Get(w.preset)
-	if err != nil {
-		t.Fatal(err)
+	// net-conf.json: the preset's text, byte for byte, but Network (or
+	// the text given).
+	netconf, exp := d.cm.Data["net-conf.json"], w.netconf
+	if exp == "" {
+		raw, err := presets.Get(w.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pre := `"Network": "10.50.0.0/16"`
+		if bytes.Count(raw, []byte(pre)) != 1 {
+			t.Fatalf("preset %s: want one %s", w.preset, pre)
+		}
+		exp = string(bytes.Replace(raw, []byte(pre), []byte(`"Network": "`+w.network+`"`), 1))
 	}
-	pre := `"Network": "10.50.0.0/16"`
-	if bytes.Count(raw, []byte(pre)) != 1 {
-		t.Fatalf("preset %s: want one %s", w.preset, pre)
-	}
-	if exp := string(bytes.Replace(raw, []byte(pre), []byte(`"Network": "`+w.network+`"`), 1)); netconf != exp {
-		t.Errorf("%s: ConfigMap net-conf.json is not preset %s with Network %s:\n%s\nwant:\n%s", d.name, w.preset, w.network, netconf, exp)
+	if netconf != exp {
+		t.Errorf("%s: ConfigMap net-conf.json is not preset %s with Network %s (or the netConf given):\n%s\nwant:\n%s", d.name, w.preset, w.network, netconf, exp)
 	}
 	if _, err := hooks.Parse([]byte(netconf)); err != nil {
 		t.Errorf("%s: ConfigMap net-conf.json: %v", d.name, err)
