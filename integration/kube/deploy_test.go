@@ -112,7 +112,8 @@ func renderChart(release, namespace string, vals map[string]any) ([]byte, error)
 	for _, m := range manifests {
 		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, m.Content)
 	}
-	return b.Bytes(), nil
+	// helm template prints the release's manifest trimmed.
+	return append(bytes.TrimSpace(b.Bytes()), '\n'), nil
 }
 
 // kustomizeBuild builds the kustomization in dir as kubectl apply -k
