@@ -194,6 +194,7 @@ func (l *loop) run(ctx context.Context) error {
 			if ok {
 				l.own = nl
 				e.setOwn(nl)
+				l.dirty = true // a new expiry for status.json
 			}
 			l.writeStatus()
 		}
@@ -461,6 +462,10 @@ func (l *loop) writeStatus() {
 		MTUSource: mtuSource,
 		Journal:   l.core.journalProblem(),
 		Pid:       os.Getpid(),
+		Version:   l.e.o.version,
+	}
+	if !l.own.Expiration.IsZero() {
+		st.LeaseExpiry = l.own.Expiration.UTC()
 	}
 	if !l.lastSync.IsZero() {
 		st.LastSync = l.lastSync.UTC()

@@ -51,6 +51,7 @@ type options struct {
 	owners      *Owners
 	keepOnStop  bool
 	masq        Masq
+	version     string
 }
 
 // nodeOptions say who this node is to the others: its public addresses,
@@ -139,6 +140,16 @@ func StateDir(dir string) Option {
 func Logger(l *slog.Logger) Option {
 	return func(o *options) error {
 		o.logger = l
+		return nil
+	}
+}
+
+// Version is the daemon's version, written into status.json so that
+// `flexhook status` shows what runs (after an upgrade, the CLI and the
+// daemon may differ).
+func Version(v string) Option {
+	return func(o *options) error {
+		o.version = v
 		return nil
 	}
 }

@@ -54,6 +54,10 @@ type Status struct {
 	Refused      []Refused      `json:",omitempty"`
 	RefusedNow   map[string]int `json:",omitempty"`
 	RefusedTotal map[string]int `json:",omitempty"`
+	// Version is the daemon's (runner.Version); LeaseExpiry is when the
+	// own lease expires unless renewed (zero when the store has no TTL).
+	Version     string    `json:",omitempty"`
+	LeaseExpiry time.Time `json:",omitzero"`
 	// Batch is the batch of hooks running when the file was written, once
 	// it has run for the progress interval; nil otherwise.
 	Batch *BatchProgress `json:",omitempty"`

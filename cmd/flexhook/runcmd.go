@@ -294,6 +294,7 @@ func engineOptions(f runFlags, node node, cfg *hooks.Config, log *slog.Logger) (
 		runner.RenewMargin(time.Duration(f.RenewMargin)),
 		runner.StoreTimeout(f.StoreTimeout),
 		runner.ResyncInterval(f.ResyncInterval),
+		runner.Version(versionString() + " (commit " + commitString() + ")"),
 	}
 	if !f.DryRun { // a dry-run's trace stays in order
 		opts = append(opts, runner.Parallel(f.Parallel))

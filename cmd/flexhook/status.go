@@ -93,8 +93,14 @@ func writeStatus(w io.Writer, st runner.Status, now time.Time, wide bool) error 
 	for i, p := range st.Applied {
 		applied[i] = p.String()
 	}
+	if st.Version != "" {
+		fmt.Fprintf(w, "version    %s\n", st.Version)
+	}
 	fmt.Fprintf(w, "subnet     %s\n", st.Subnet)
 	fmt.Fprintf(w, "public ip  %s\n", st.PublicIP)
+	if !st.LeaseExpiry.IsZero() {
+		fmt.Fprintf(w, "lease      expires %s (in %s unless renewed)\n", st.LeaseExpiry.Format(time.RFC3339), st.LeaseExpiry.Sub(now).Round(time.Minute))
+	}
 	if st.MTU > 0 {
 		fmt.Fprintf(w, "mtu        %d (%s)\n", st.MTU, st.MTUSource)
 	}
@@ -169,21 +175,23 @@ const statusAPIVersion = "flexhook/v1"
 
 // statusDoc is `flexhook status -o json`.
 type statusDoc struct {
-	APIVersion string         `json:"api_version"`
-	Kind       string         `json:"kind"`
-	Daemon     daemonDoc      `json:"daemon"`
-	Subnet     string         `json:"subnet"`
-	PublicIP   string         `json:"public_ip"`
-	MTU        int            `json:"mtu,omitempty"`
-	MTUSource  string         `json:"mtu_source,omitempty"`
-	Journal    string         `json:"journal,omitempty"`
-	UpdatedAt  time.Time      `json:"updated_at"`
-	LastSync   *time.Time     `json:"last_sync,omitempty"`
-	Applied    []string       `json:"applied"`
-	Failing    []failingDoc   `json:"failing"`
-	RefusedNow map[string]int `json:"refused_now"`
-	Refused    []refusedDoc   `json:"refused"`
-	Batch      *batchDoc      `json:"batch,omitempty"`
+	APIVersion  string         `json:"api_version"`
+	Kind        string         `json:"kind"`
+	Daemon      daemonDoc      `json:"daemon"`
+	Subnet      string         `json:"subnet"`
+	PublicIP    string         `json:"public_ip"`
+	MTU         int            `json:"mtu,omitempty"`
+	MTUSource   string         `json:"mtu_source,omitempty"`
+	Journal     string         `json:"journal,omitempty"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	LastSync    *time.Time     `json:"last_sync,omitempty"`
+	Applied     []string       `json:"applied"`
+	Failing     []failingDoc   `json:"failing"`
+	RefusedNow  map[string]int `json:"refused_now"`
+	Refused     []refusedDoc   `json:"refused"`
+	Batch       *batchDoc      `json:"batch,omitempty"`
+	Version     string         `json:"version,omitempty"`
+	LeaseExpiry *time.Time     `json:"lease_expiry,omitempty"`
 }
 
 // batchDoc is a batch of hooks running when status.json was written.
@@ -227,6 +235,10 @@ func statusDocument(st runner.Status, dead error) statusDoc {
 	}
 	if !st.LastSync.IsZero() {
 		d.LastSync = &st.LastSync
+	}
+	d.Version = st.Version
+	if !st.LeaseExpiry.IsZero() {
+		d.LeaseExpiry = &st.LeaseExpiry
 	}
 	if b := st.Batch; b != nil {
 		d.Batch = &batchDoc{Phase: b.Phase, Done: b.Done, Total: b.Total, Since: b.Since}

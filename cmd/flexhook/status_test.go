@@ -64,6 +64,8 @@ func TestStatusShowsFailingHook(t *testing.T) {
 		return code == 1 && strings.Contains(out, subB+" SubnetAddCommand:")
 	}, 30*time.Second, 50*time.Millisecond, "status never showed the failing Add")
 	assert.Contains(t, out, "subnet     "+subA+"\n")
+	assert.Regexp(t, `(?m)^version    \S+ \(commit \S+\)$`, out, "the daemon's version")
+	assert.Regexp(t, `(?m)^lease      expires \d{4}-\d\d-\d\dT.* unless renewed\)$`, out, "the own lease's expiry")
 	assert.Contains(t, out, "failing    1\n")
 	assert.Contains(t, out, "exit status 1 (stderr: no ok file for "+subB+")", "the failing hook's stderr says why")
 	assert.Regexp(t, `(?m)^mtu        \d+ \((underlay|default|path: dev )`, out, "FLANNEL_MTU and where it came from")
@@ -126,13 +128,17 @@ func TestStatusShowsFailingHook(t *testing.T) {
 // in text and -o json.
 func TestStatusShowsBatch(t *testing.T) {
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	st := runner.Status{UpdatedAt: now, Batch: &runner.BatchProgress{Phase: "add", Done: 400, Total: 1000, Since: now.Add(-12 * time.Second)}}
+	st := runner.Status{UpdatedAt: now, Batch: &runner.BatchProgress{Phase: "add", Done: 400, Total: 1000, Since: now.Add(-12 * time.Second)},
+		Version: "v1.2.3 (commit abc)", LeaseExpiry: now.Add(23*time.Hour + 30*time.Minute)}
 	var b bytes.Buffer
 	require.NoError(t, writeStatus(&b, st, now, false))
 	assert.Contains(t, b.String(), "batch      add 400/1000 subnets, running for 12s\n")
+	assert.Contains(t, b.String(), "version    v1.2.3 (commit abc)\n")
+	assert.Contains(t, b.String(), "lease      expires 2026-12-04T11:30:00Z (in 23h30m0s unless renewed)\n")
 	js, err := json.Marshal(statusDocument(st, nil))
 	require.NoError(t, err)
 	assert.Contains(t, string(js), `"batch":{"phase":"add","done":400,"total":1000,"since":"2026-12-03T11:59:48Z"}`)
+	assert.Contains(t, string(js), `"version":"v1.2.3 (commit abc)","lease_expiry":"2026-12-04T11:30:00Z"`)
 
 	st.Batch = nil
 	b.Reset()
