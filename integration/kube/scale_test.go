@@ -172,7 +172,7 @@ func TestScale(t *testing.T) {
 	}
 	waitRoutes(t, ctx, lab, ns, n, 8*time.Minute)
 	routesIn := time.Since(start)
-	pid := agentPid(t, ctx, lab)
+	pid := agentPid(t, ctx, lab, bin)
 	hwm := vmHWM(t, pid)
 	t.Logf("agent (pid %d): %d routes in %v, VmHWM %.1f MiB (GOMEMLIMIT %q)", pid, n, routesIn.Round(time.Millisecond), hwm, memLimit)
 	line := fmt.Sprintf("scale: nodes=%d routes_in=%.2fs vmhwm=%.1fMiB", n, routesIn.Seconds(), hwm)
@@ -770,16 +770,24 @@ func tail(s string, lines int) string {
 	return strings.Join(ls[max(0, len(ls)-lines):], "\n")
 }
 
-// agentPid is the pid of the flexhook process in node 1's namespace.
-func agentPid(t *testing.T, ctx context.Context, lab *netlab.Lab) int {
+// agentPid is the pid of the process in node 1's namespace that runs
+// bin.
+func agentPid(t *testing.T, ctx context.Context, lab *netlab.Lab, bin string) int {
 	t.Helper()
+	want, err := filepath.Abs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ps, err := lab.Processes(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(ps, func(p netlab.Process) bool { return p.Comm == "flexhook" })
+	i := slices.IndexFunc(ps, func(p netlab.Process) bool {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.Pid))
+		return err == nil && exe == want
+	})
 	if i < 0 {
-		t.Fatalf("no flexhook among %+v", ps)
+		t.Fatalf("no process runs %s among %+v", want, ps)
 	}
 	return ps[i].Pid
 }
