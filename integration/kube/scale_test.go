@@ -173,8 +173,10 @@ func TestScale(t *testing.T) {
 	waitRoutes(t, ctx, lab, ns, n, 8*time.Minute)
 	routesIn := time.Since(start)
 	pid := agentPid(t, ctx, lab, bin)
-	hwm := vmHWM(t, pid)
-	t.Logf("agent (pid %d): %d routes in %v, VmHWM %.1f MiB (GOMEMLIMIT %q)", pid, n, routesIn.Round(time.Millisecond), hwm, memLimit)
+	mem := procStatus(t, pid)
+	hwm := mem["VmHWM"]
+	t.Logf("agent (pid %d): %d routes in %v, VmHWM %.1f MiB (GOMEMLIMIT %q); now VmRSS %.1f MiB: RssAnon %.1f, RssFile %.1f (file-backed: mostly its binary)",
+		pid, n, routesIn.Round(time.Millisecond), hwm, memLimit, mem["VmRSS"], mem["RssAnon"], mem["RssFile"])
 	line := fmt.Sprintf("scale: nodes=%d routes_in=%.2fs vmhwm=%.1fMiB", n, routesIn.Seconds(), hwm)
 	if memLimit != "" {
 		line += " gomemlimit=" + memLimit
@@ -792,24 +794,31 @@ func agentPid(t *testing.T, ctx context.Context, lab *netlab.Lab, bin string) in
 	return ps[i].Pid
 }
 
-// vmHWM is pid's peak resident set size in MiB.
-func vmHWM(t *testing.T, pid int) float64 {
+// procStatus reads the sizes of /proc/PID/status (VmHWM, VmRSS,
+// RssAnon, RssFile, ...) in MiB.
+func procStatus(t *testing.T, pid int) map[string]float64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]float64{}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return float64(kb) / 1024
+		k, v, ok := strings.Cut(line, ":")
+		v, kB := strings.CutSuffix(strings.TrimSpace(v), " kB")
+		if !ok || !kB {
+			continue
 		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("/proc/%d/status: %q: %v", pid, line, err)
+		}
+		out[k] = float64(n) / 1024
 	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
+	if _, ok := out["VmHWM"]; !ok {
+		t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	}
+	return out
 }
 
 // cpuTime is the user and system time pid used so far.
