@@ -647,7 +647,7 @@ func scaleNode(i int) *corev1.Node {
 			NodeInfo: corev1.NodeSystemInfo{
 				MachineID: digest("machine", i)[:32], SystemUUID: digest("uuid", i)[:32], BootID: digest("boot", i)[:32],
 				KernelVersion: "6.12.48+deb13-cloud-amd64", OSImage: "Debian GNU/Linux 13 (trixie)",
-				ContainerRuntimeVersion: "containerd://2.1.4", KubeletVersion: "v1.37.2", KubeProxyVersion: "v1.37.2",
+				ContainerRuntimeVersion: "containerd://2.1.4", KubeletVersion: "v1.37.2",
 				OperatingSystem: "linux", Architecture: "amd64",
 			},
 			Images: images,
