@@ -32,7 +32,16 @@ const vxlanRemove = "export SUBNET_IP=`echo $SUBNET | cut -d'/' -f 1`; export IF
 // labConfig writes the vxlan preset with vxlanRemove added.
 func labConfig(t *testing.T) string {
 	t.Helper()
-	raw, err := presets.Get("vxlan")
+	return presetConfig(t, "vxlan", func(cfg map[string]any) {
+		cfg["Backend"].(map[string]any)["SubnetRemoveCommand"] = vxlanRemove
+	})
+}
+
+// presetConfig writes preset name, changed by edit, as a net-conf.json in
+// a temporary directory and returns its path.
+func presetConfig(t *testing.T, name string, edit func(cfg map[string]any)) string {
+	t.Helper()
+	raw, err := presets.Get(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +49,7 @@ func labConfig(t *testing.T) string {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["Backend"].(map[string]any)["SubnetRemoveCommand"] = vxlanRemove
+	edit(cfg)
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,6 @@ import (
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/etcd/etcdtest"
 	"github.com/flexhook/flexhook/leases/kube"
-	"github.com/flexhook/flexhook/presets"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -503,24 +502,7 @@ func (p *cutProxy) cut() {
 // hostGwConfig writes the host-gw preset with network as its Network.
 func hostGwConfig(t *testing.T, network netip.Prefix) string {
 	t.Helper()
-	raw, err := presets.Get("host-gw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["Network"] = network.String()
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "net-conf.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return presetConfig(t, "host-gw", func(cfg map[string]any) { cfg["Network"] = network.String() })
 }
 
 // scaleSubnet is Node i's podCIDR: the agent's (i = 0) is the Network's
