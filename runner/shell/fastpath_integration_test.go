@@ -139,16 +139,22 @@ type parityStep struct {
 	Fast   bool   // done through netlink (only meaningful in fast mode)
 }
 
-// parityRuns runs the inner test in a fresh namespace once with the real
-// tools and once with the fast path, and returns what each step did.
+// parityRuns runs TestFastPathParityInner (see parityRunsOf).
 func parityRuns(t *testing.T, n int) map[string][]parityStep {
+	return parityRunsOf(t, "TestFastPathParityInner", fastInnerEnv, n, "ip", "bridge", "arp")
+}
+
+// parityRunsOf runs the inner test in a fresh namespace once with the real
+// tools and once with the fast path, and returns what each of its n steps
+// did.
+func parityRunsOf(t *testing.T, inner, env string, n int, tools ...string) map[string][]parityStep {
 	dir := t.TempDir()
 	runs := map[string][]parityStep{}
 	for _, mode := range []string{"real", "fast"} {
 		out := filepath.Join(dir, mode+".json")
 		t.Setenv(fastModeEnv, mode)
 		t.Setenv(fastOutEnv, out)
-		runInner(t, "TestFastPathParityInner", fastInnerEnv, "ip", "bridge", "arp")
+		runInner(t, inner, env, tools...)
 		data, err := os.ReadFile(out)
 		require.NoError(t, err)
 		var steps []parityStep

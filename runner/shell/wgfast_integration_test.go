@@ -79,20 +79,7 @@ var wgParitySteps = []struct {
 // `wg show dump`, the links, the UAPI sockets), and the fast ones must
 // be done through wgctrl.
 func TestWgFastPathParity(t *testing.T) {
-	dir := t.TempDir()
-	runs := map[string][]parityStep{}
-	for _, mode := range []string{"real", "fast"} {
-		out := filepath.Join(dir, mode+".json")
-		t.Setenv(fastModeEnv, mode)
-		t.Setenv(fastOutEnv, out)
-		runInner(t, "TestWgFastPathParityInner", wgFastInnerEnv, "wireguard-go", "wg", "ip")
-		data, err := os.ReadFile(out)
-		require.NoError(t, err)
-		var steps []parityStep
-		require.NoError(t, json.Unmarshal(data, &steps))
-		require.Len(t, steps, len(wgParitySteps))
-		runs[mode] = steps
-	}
+	runs := parityRunsOf(t, "TestWgFastPathParityInner", wgFastInnerEnv, len(wgParitySteps), "wireguard-go", "wg", "ip")
 	fast := 0
 	for i, want := range runs["real"] {
 		got := runs["fast"][i]
