@@ -174,7 +174,7 @@ func (a *apiServer) status(w http.ResponseWriter, code int, reason metav1.Status
 }
 
 // node returns the server's Node (a copy).
-func (a *apiServer) node(name string) *corev1.Node {
+func (a *apiServer) newNode(name string) *corev1.Node {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.nodes[name].DeepCopy()
@@ -215,10 +215,10 @@ const smpType = "application/strategic-merge-patch+json"
 // Node looks like after the API server applied it.
 func TestRESTStore(t *testing.T) {
 	a := newAPIServer(t,
-		node("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, map[string]string{
+		newNode("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, map[string]string{
 			"other.example.com/x": "y", p + "node-public-ip": "192.0.2.1", p + "node-public-ipv6": "2001:db8::1",
 		}),
-		node("n2", []string{"10.50.2.0/24", "fd50:0:0:2::/64"}, map[string]string{
+		newNode("n2", []string{"10.50.2.0/24", "fd50:0:0:2::/64"}, map[string]string{
 			p + "kube-subnet-manager": "true", p + "backend-type": leases.BackendType, p + "backend-data": `"aa:aa:aa:aa:aa:02"`,
 			p + "public-ip": "192.0.2.2", p + "backend-v6-data": "null", p + "public-ipv6": "2001:db8::2", p + "node-public-ip": "192.0.2.2",
 		}))
@@ -239,7 +239,7 @@ func TestRESTStore(t *testing.T) {
 	assert.Equal(t, "10.50.1.0-24&fd50:0:0:1::-64", l.Key)
 	assert.Equal(t, netip.MustParsePrefix("fd50:0:0:1::/64"), l.IPv6Subnet)
 	assert.Equal(t, []string{"GET /api/v1/nodes/n1", "PATCH /api/v1/nodes/n1/status " + smpType}, a.requests())
-	n1 := a.node("n1")
+	n1 := a.newNode("n1")
 	assert.Equal(t, map[string]string{
 		"other.example.com/x": "y", p + "node-public-ip": "192.0.2.1", p + "node-public-ipv6": "2001:db8::1",
 		p + "kube-subnet-manager": "true", p + "backend-type": leases.BackendType, p + "backend-data": `"` + mac + `"`,
@@ -263,12 +263,12 @@ func TestRESTStore(t *testing.T) {
 
 	require.NoError(t, st.Remove(testCtx(t), netip.MustParsePrefix("10.50.2.0/24")))
 	assert.Equal(t, []string{"GET /api/v1/nodes", "PATCH /api/v1/nodes/n2/status " + smpType}, a.requests())
-	assert.Equal(t, map[string]string{p + "node-public-ip": "192.0.2.2"}, a.node("n2").Annotations)
-	assert.Equal(t, n1, a.node("n1"), "Remove of another node's lease leaves ours")
+	assert.Equal(t, map[string]string{p + "node-public-ip": "192.0.2.2"}, a.newNode("n2").Annotations)
+	assert.Equal(t, n1, a.newNode("n1"), "Remove of another node's lease leaves ours")
 
 	require.NoError(t, st.SetNetworkAvailable(testCtx(t)))
 	assert.Equal(t, []string{"PATCH /api/v1/nodes/n1/status " + smpType}, a.requests())
-	conds := a.node("n1").Status.Conditions
+	conds := a.newNode("n1").Status.Conditions
 	require.Len(t, conds, 1)
 	assert.Equal(t, corev1.NodeNetworkUnavailable, conds[0].Type)
 	assert.Equal(t, corev1.ConditionFalse, conds[0].Status)
@@ -279,7 +279,7 @@ func TestRESTStore(t *testing.T) {
 // that Renew tells a deleted Node (the lease is gone) from an API server
 // that failed (try again).
 func TestRESTErrors(t *testing.T) {
-	a := newAPIServer(t, node("n1", []string{"10.50.1.0/24"}, nil))
+	a := newAPIServer(t, newNode("n1", []string{"10.50.1.0/24"}, nil))
 	st, err := New(testCtx(t), Config{Client: a.api(t), NodeName: "n1"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
@@ -288,7 +288,7 @@ func TestRESTErrors(t *testing.T) {
 	_, err = st.Acquire(testCtx(t), v4Range, attrs("192.0.2.1", mac))
 	require.ErrorContains(t, err, `patch node "n1" annotations`)
 	assert.True(t, apierrors.IsConflict(err), "%v", err)
-	assert.Empty(t, ours(a.node("n1")))
+	assert.Empty(t, ours(a.newNode("n1")))
 
 	l := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Key: "10.50.1.0-24", Attrs: attrs("192.0.2.1", mac)}
 	a.failWith("GET /api/v1/nodes/n1", http.StatusInternalServerError)
@@ -311,7 +311,7 @@ func TestRESTErrors(t *testing.T) {
 // ListNodes and WatchNodes pass their options as query parameters, and
 // WatchNodes asks for a watch and decodes its events.
 func TestRESTListWatch(t *testing.T) {
-	a := newAPIServer(t, node("n1", []string{"10.50.1.0/24"}, nil))
+	a := newAPIServer(t, newNode("n1", []string{"10.50.1.0/24"}, nil))
 	api := a.api(t)
 	l, err := api.ListNodes(testCtx(t), metav1.ListOptions{LabelSelector: "kubernetes.io/os=linux", ResourceVersion: "7"})
 	require.NoError(t, err)
@@ -350,7 +350,7 @@ func TestRESTNodeName(t *testing.T) {
 // Client builds the API from --kube-api-url, --kubeconfig-file or the
 // pod's service account, as flanneld does.
 func TestClient(t *testing.T) {
-	a := newAPIServer(t, node("n1", []string{"10.50.1.0/24"}, nil))
+	a := newAPIServer(t, newNode("n1", []string{"10.50.1.0/24"}, nil))
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(kubeconfig, []byte(`apiVersion: v1
 kind: Config

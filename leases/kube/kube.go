@@ -186,17 +186,18 @@ func (s *Store) Close() error {
 // kubelets update their Node's status often, and those updates are not
 // lease changes.
 func (s *Store) updated(old, cur any) {
-	o, ok1 := old.(*corev1.Node)
-	n, ok2 := cur.(*corev1.Node)
-	if ok1 && ok2 && o.Spec.PodCIDR == n.Spec.PodCIDR && slices.Equal(o.Spec.PodCIDRs, n.Spec.PodCIDRs) && s.sameAnnotations(o, n) {
+	o, ok1 := old.(*node)
+	n, ok2 := cur.(*node)
+	if ok1 && ok2 && o.podCIDR == n.podCIDR && slices.Equal(o.podCIDRs, n.podCIDRs) && sameAnnotations(o, n) {
 		return
 	}
 	s.changed()
 }
 
-func (s *Store) sameAnnotations(o, n *corev1.Node) bool {
-	for _, k := range []string{s.ann.SubnetKubeManaged, s.ann.BackendData, s.ann.BackendType, s.ann.PublicIP, s.ann.PublicIPv6} {
-		if o.Annotations[k] != n.Annotations[k] {
+// sameAnnotations: o and n make the same lease as far as annotations go.
+func sameAnnotations(o, n *node) bool {
+	for _, i := range []int{annSubnetKubeManaged, annBackendData, annBackendType, annPublicIP, annPublicIPv6} {
+		if o.annotation(i) != n.annotation(i) {
 			return false
 		}
 	}
@@ -258,7 +259,7 @@ func (s *Store) ownLease(ctx context.Context, r leases.Range) (*corev1.Node, lea
 	if err != nil {
 		return nil, leases.Lease{}, err
 	}
-	v4, v6, err := podCIDRs(n)
+	v4, v6, err := podCIDRs(s.ann.slim(n))
 	if err != nil {
 		return nil, leases.Lease{}, err
 	}
@@ -342,7 +343,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	if err != nil {
 		return leases.Lease{}, err
 	}
-	v4, v6, err := podCIDRs(n)
+	v4, v6, err := podCIDRs(s.ann.slim(n))
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("%w: %w", leases.ErrLeaseGone, err)
 	}

@@ -138,30 +138,30 @@ func TestAcquire(t *testing.T) {
 		want    map[string]string // the Node's annotations with prefix p after
 		patched bool
 	}{
-		{"fresh node", node("n1", []string{"10.50.1.0/24"}, map[string]string{"other.example.com/x": "y"}),
+		{"fresh node", newNode("n1", []string{"10.50.1.0/24"}, map[string]string{"other.example.com/x": "y"}),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24", published, true},
 		{"spec.podCIDR only", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{PodCIDR: "10.50.1.0/24"}},
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24", published, true},
-		{"podCIDR not masked", node("n1", []string{"10.50.1.7/24"}, nil),
+		{"podCIDR not masked", newNode("n1", []string{"10.50.1.7/24"}, nil),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24", published, true},
-		{"already published: no patch", node("n1", []string{"10.50.1.0/24"}, published),
+		{"already published: no patch", newNode("n1", []string{"10.50.1.0/24"}, published),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24", published, false},
-		{"stale annotations rewritten", node("n1", []string{"10.50.1.0/24"}, with(map[string]string{p + "public-ip": "192.0.2.99", p + "backend-data": `"00:00:00:00:00:01"`})),
+		{"stale annotations rewritten", newNode("n1", []string{"10.50.1.0/24"}, with(map[string]string{p + "public-ip": "192.0.2.99", p + "backend-data": `"00:00:00:00:00:01"`})),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24", published, true},
-		{"public-ip-overwrite published", node("n1", []string{"10.50.1.0/24"}, map[string]string{p + "public-ip-overwrite": "198.51.100.1"}),
+		{"public-ip-overwrite published", newNode("n1", []string{"10.50.1.0/24"}, map[string]string{p + "public-ip-overwrite": "198.51.100.1"}),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24",
 			with(map[string]string{p + "public-ip": "198.51.100.1", p + "public-ip-overwrite": "198.51.100.1"}), true},
-		{"no PreStartupCommand, no data", node("n1", []string{"10.50.1.0/24"}, nil),
+		{"no PreStartupCommand, no data", newNode("n1", []string{"10.50.1.0/24"}, nil),
 			Config{}, v4Range, attrs("192.0.2.1", ""), "10.50.1.0-24", with(map[string]string{p + "backend-data": ""}), true},
-		{"PreStartupCommand printed nothing", node("n1", []string{"10.50.1.0/24"}, nil),
+		{"PreStartupCommand printed nothing", newNode("n1", []string{"10.50.1.0/24"}, nil),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", ""), "10.50.1.0-24", with(map[string]string{p + "backend-data": `""`}), true},
-		{"dual stack", node("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, nil),
+		{"dual stack", newNode("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, nil),
 			Config{PreStartup: true, DualStack: true}, dualRange, dualAttrs, "10.50.1.0-24&fd50:0:0:1::-64",
 			with(map[string]string{p + "backend-v6-data": "null", p + "public-ipv6": "2001:db8::1"}), true},
-		{"dual stack, IPv6 podCIDR first", node("n1", []string{"fd50:0:0:1::/64", "10.50.1.0/24"}, nil),
+		{"dual stack, IPv6 podCIDR first", newNode("n1", []string{"fd50:0:0:1::/64", "10.50.1.0/24"}, nil),
 			Config{PreStartup: true, DualStack: true}, dualRange, dualAttrs, "10.50.1.0-24&fd50:0:0:1::-64",
 			with(map[string]string{p + "backend-v6-data": "null", p + "public-ipv6": "2001:db8::1"}), true},
-		{"IPv6 podCIDR of a v4 network ignored", node("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, nil),
+		{"IPv6 podCIDR of a v4 network ignored", newNode("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, nil),
 			Config{PreStartup: true}, v4Range, attrs("192.0.2.1", mac), "10.50.1.0-24", published, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,7 +223,7 @@ func TestAcquireRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var nodes []*corev1.Node
 			if !tc.missing {
-				nodes = append(nodes, node("n1", tc.cidrs, map[string]string{"other.example.com/x": "y"}))
+				nodes = append(nodes, newNode("n1", tc.cidrs, map[string]string{"other.example.com/x": "y"}))
 			}
 			st, cs := fakeStore(t, Config{DualStack: tc.r.DualStack()}, nodes...)
 			calls := 0
@@ -271,7 +271,7 @@ func TestNoNodeName(t *testing.T) {
 
 // Peek is Acquire that writes nothing: a dry-run's own lease.
 func TestPeekWritesNothing(t *testing.T) {
-	st, cs := fakeStore(t, Config{DualStack: true}, node("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, nil))
+	st, cs := fakeStore(t, Config{DualStack: true}, newNode("n1", []string{"10.50.1.0/24", "fd50:0:0:1::/64"}, nil))
 	a := attrs("192.0.2.1", mac)
 	l, err := st.Peek(testCtx(t), dualRange, a)
 	require.NoError(t, err)
@@ -310,7 +310,7 @@ func TestRenew(t *testing.T) {
 		{"podCIDRs removed", func(n *corev1.Node) { n.Spec.PodCIDRs = nil }, `node "n1" has no podCIDR`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, cs := fakeStore(t, Config{DualStack: true, PreStartup: true}, node("n1", []string{"10.50.1.0/24", v6.String()}, nil))
+			st, cs := fakeStore(t, Config{DualStack: true, PreStartup: true}, newNode("n1", []string{"10.50.1.0/24", v6.String()}, nil))
 			a := attrs("192.0.2.1", mac)
 			a.PublicIPv6 = netip.MustParseAddr("2001:db8::1")
 			l, err := st.Acquire(testCtx(t), dualRange, a)
@@ -348,7 +348,7 @@ func TestRenew(t *testing.T) {
 // Renew writes the attrs of the last Acquire; a store that acquired
 // nothing (a restarted process) those of the lease it is given.
 func TestRenewAttrs(t *testing.T) {
-	n := node("n1", []string{"10.50.1.0/24"}, nil)
+	n := newNode("n1", []string{"10.50.1.0/24"}, nil)
 	l := leases.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), Key: "10.50.1.0-24", Attrs: attrs("192.0.2.7", "aa:aa:aa:aa:aa:aa")}
 
 	st, cs := fakeStore(t, Config{PreStartup: true}, n)
@@ -392,23 +392,23 @@ func TestRemove(t *testing.T) {
 		left    map[string]string // its annotations after
 	}{
 		{"another node's", false, []*corev1.Node{
-			node("n1", []string{"10.50.1.0/24"}, published),
-			node("n2", []string{"10.50.2.0/24"}, lease("198.51.100.2", operator)),
+			newNode("n1", []string{"10.50.1.0/24"}, published),
+			newNode("n2", []string{"10.50.2.0/24"}, lease("198.51.100.2", operator)),
 		}, "10.50.2.0/24", "n2", operator},
 		{"dual stack", true, []*corev1.Node{
-			node("n2", []string{"10.50.2.0/24", "fd50:0:0:2::/64"}, lease("192.0.2.2", v6)),
+			newNode("n2", []string{"10.50.2.0/24", "fd50:0:0:2::/64"}, lease("192.0.2.2", v6)),
 		}, "10.50.2.0/24", "n2", map[string]string{}},
 		{"own Node first of two with the subnet", false, []*corev1.Node{
-			node("n0", []string{"10.50.1.0/24"}, lease("192.0.2.10", nil)),
-			node("n1", []string{"10.50.1.0/24"}, published),
-			node("n3", []string{"10.50.1.0/24"}, lease("192.0.2.30", nil)),
+			newNode("n0", []string{"10.50.1.0/24"}, lease("192.0.2.10", nil)),
+			newNode("n1", []string{"10.50.1.0/24"}, published),
+			newNode("n3", []string{"10.50.1.0/24"}, lease("192.0.2.30", nil)),
 		}, "10.50.1.0/24", "n1", map[string]string{}},
 		{"garbled annotations: listed under the subnet, so removable", false, []*corev1.Node{
-			node("n2", []string{"10.50.2.0/24"}, lease("192.0.2.2", map[string]string{p + "public-ip": "192.0.2.2; reboot", p + "backend-data": "$(reboot)"})),
+			newNode("n2", []string{"10.50.2.0/24"}, lease("192.0.2.2", map[string]string{p + "public-ip": "192.0.2.2; reboot", p + "backend-data": "$(reboot)"})),
 		}, "10.50.2.0/24", "n2", map[string]string{}},
-		{"no such subnet", false, []*corev1.Node{node("n1", []string{"10.50.1.0/24"}, published)}, "10.50.3.0/24", "", nil},
+		{"no such subnet", false, []*corev1.Node{newNode("n1", []string{"10.50.1.0/24"}, published)}, "10.50.3.0/24", "", nil},
 		{"not a lease: no kube-subnet-manager", false, []*corev1.Node{
-			node("n2", []string{"10.50.2.0/24"}, map[string]string{p + "public-ip": "192.0.2.2"}),
+			newNode("n2", []string{"10.50.2.0/24"}, map[string]string{p + "public-ip": "192.0.2.2"}),
 		}, "10.50.2.0/24", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -497,7 +497,7 @@ func TestAPIErrors(t *testing.T) {
 			if tc.published {
 				ann = published
 			}
-			st, cs := fakeStore(t, Config{PreStartup: true}, node("n1", []string{"10.50.1.0/24"}, ann))
+			st, cs := fakeStore(t, Config{PreStartup: true}, newNode("n1", []string{"10.50.1.0/24"}, ann))
 			before := cs.get(t, "n1")
 			cs.fail(tc.verb, tc.err)
 			err := tc.call(testCtx(t), st)
@@ -515,7 +515,7 @@ func TestAPIErrors(t *testing.T) {
 // SetNetworkAvailable sets the NetworkUnavailable condition flanneld sets,
 // and keeps the kubelet's conditions.
 func TestSetNetworkAvailable(t *testing.T) {
-	n := node("n1", []string{"10.50.1.0/24"}, nil)
+	n := newNode("n1", []string{"10.50.1.0/24"}, nil)
 	n.Status.Conditions = []corev1.NodeCondition{
 		{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"},
 		{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue, Reason: "NoRouteCreated"},
@@ -552,7 +552,7 @@ func TestNodePublicIP(t *testing.T) {
 		{"bad IPv6", map[string]string{p + "node-public-ipv6": "2001:db8::g"}, "", "", "annotation " + p + "node-public-ipv6"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, _ := fakeStore(t, Config{}, node("n1", []string{"10.50.1.0/24"}, tc.ann))
+			st, _ := fakeStore(t, Config{}, newNode("n1", []string{"10.50.1.0/24"}, tc.ann))
 			v4, v6, err := st.NodePublicIP(testCtx(t))
 			if tc.err != "" {
 				require.ErrorContains(t, err, tc.err)
@@ -576,9 +576,9 @@ func TestNodePublicIP(t *testing.T) {
 // renews). Other nodes' leases are as their annotations say.
 func TestListOwnLease(t *testing.T) {
 	st, cs := fakeStore(t, Config{PreStartup: true},
-		node("n1", []string{"10.50.1.0/24"}, map[string]string{p + "public-ip-overwrite": "198.51.100.1"}),
-		node("n2", []string{"10.50.2.0/24"}, map[string]string{p + "kube-subnet-manager": "true", p + "backend-type": leases.BackendType, p + "public-ip": "192.0.2.2"}),
-		node("n3", []string{"10.50.3.0/24"}, nil))
+		newNode("n1", []string{"10.50.1.0/24"}, map[string]string{p + "public-ip-overwrite": "198.51.100.1"}),
+		newNode("n2", []string{"10.50.2.0/24"}, map[string]string{p + "kube-subnet-manager": "true", p + "backend-type": leases.BackendType, p + "public-ip": "192.0.2.2"}),
+		newNode("n3", []string{"10.50.3.0/24"}, nil))
 	l, err := st.Acquire(testCtx(t), v4Range, attrs("192.0.2.1", mac))
 	require.NoError(t, err)
 	list := func() map[string]leases.Attrs {
@@ -667,7 +667,7 @@ func TestNewOptions(t *testing.T) {
 
 // A prefix other than flanneld's default names every annotation written.
 func TestCustomPrefix(t *testing.T) {
-	st, cs := fakeStore(t, Config{Prefix: "example.com/net", PreStartup: true}, node("n1", []string{"10.50.1.0/24"}, nil))
+	st, cs := fakeStore(t, Config{Prefix: "example.com/net", PreStartup: true}, newNode("n1", []string{"10.50.1.0/24"}, nil))
 	_, err := st.Acquire(testCtx(t), v4Range, attrs("192.0.2.1", mac))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{

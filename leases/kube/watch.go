@@ -31,15 +31,15 @@ func (s *Store) snapshot() []leases.Lease {
 	return s.leasesOf(s.nodes.List())
 }
 
-// leasesOf turns nodes (*corev1.Node) into leases, sorted by subnet.
+// leasesOf turns nodes (*node) into leases, sorted by subnet.
 func (s *Store) leasesOf(objs []any) []leases.Lease {
 	s.mu.Lock()
 	own := s.own
 	s.mu.Unlock()
 	out := make([]leases.Lease, 0, len(objs))
-	var nodes []*corev1.Node // of out, index by index
+	var nodes []*node // of out, index by index
 	for _, o := range objs {
-		n, ok := o.(*corev1.Node)
+		n, ok := o.(*node)
 		if !ok {
 			continue
 		}
@@ -52,8 +52,8 @@ func (s *Store) leasesOf(objs []any) []leases.Lease {
 		// what Acquire published: the lease is the one the engine holds.
 		// Annotations someone changed show as they are, so that the
 		// engine sees its lease is not as it left it and renews.
-		if n.Name == s.cfg.NodeName && l.Invalid == "" && own.BackendType != "" {
-			if want, err := s.ann.Published(n.Annotations, own, s.cfg.PreStartup); err == nil && want == nil {
+		if n.name == s.cfg.NodeName && l.Invalid == "" && own.BackendType != "" {
+			if want, err := s.ann.Published(n.annotations(s.ann), own, s.cfg.PreStartup); err == nil && want == nil {
 				l.Attrs = own
 			}
 		}
@@ -73,17 +73,17 @@ func (s *Store) leasesOf(objs []any) []leases.Lease {
 // refused as duplicate_claim under the key node/NAME, so that a newcomer
 // never displaces an applied lease and the winner does not depend on the
 // order a list returns.
-func refuseYoungerClaims(ls []leases.Lease, nodes []*corev1.Node, self string) {
+func refuseYoungerClaims(ls []leases.Lease, nodes []*node, self string) {
 	older := func(i, j int) bool { // node i's claim beats node j's
 		switch a, b := nodes[i], nodes[j]; {
-		case a.Name == self:
+		case a.name == self:
 			return true
-		case b.Name == self:
+		case b.name == self:
 			return false
-		case !a.CreationTimestamp.Equal(&b.CreationTimestamp):
-			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		case !a.created.Equal(b.created):
+			return a.created.Before(b.created)
 		default:
-			return a.Name < b.Name
+			return a.name < b.name
 		}
 	}
 	winner := map[netip.Prefix]int{}
@@ -108,15 +108,16 @@ func refuseYoungerClaims(ls []leases.Lease, nodes []*corev1.Node, self string) {
 		}
 		for _, p := range []netip.Prefix{l.Subnet, l.IPv6Subnet} {
 			if w, ok := winner[p]; p.IsValid() && ok && w != i {
-				l.Key, l.Invalid = "node/"+nodes[i].Name, leases.ReasonDuplicateClaim
-				l.Problem = fmt.Sprintf("node %q claims %s, which node %q, created earlier, holds", nodes[i].Name, p, nodes[w].Name)
+				l.Key, l.Invalid = "node/"+nodes[i].name, leases.ReasonDuplicateClaim
+				l.Problem = fmt.Sprintf("node %q claims %s, which node %q, created earlier, holds", nodes[i].name, p, nodes[w].name)
 				break
 			}
 		}
 	}
 }
 
-// listNodes lists every Node from the API server (a consistent read).
+// listNodes lists every Node from the API server (a consistent read),
+// as nodes.
 func (s *Store) listNodes(ctx context.Context) ([]any, error) {
 	nl, err := s.cfg.Client.ListNodes(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -124,7 +125,7 @@ func (s *Store) listNodes(ctx context.Context) ([]any, error) {
 	}
 	out := make([]any, len(nl.Items))
 	for i := range nl.Items {
-		out[i] = &nl.Items[i]
+		out[i] = s.ann.slim(&nl.Items[i])
 	}
 	return out, nil
 }
@@ -195,25 +196,25 @@ func (s *Store) Remove(ctx context.Context, subnet netip.Prefix) error {
 	}
 	// The Node holding the subnet; this node's own first, since a podCIDR
 	// may be assigned twice and the other Node's annotations are not ours.
-	node := ""
+	holder := ""
 	for _, o := range nodes {
-		if n, ok := o.(*corev1.Node); ok {
+		if n, ok := o.(*node); ok {
 			// A lease refused for its values (a garbled public-ip) is
 			// listed under its subnet, and removable by it.
 			if l, ok := s.ann.leaseOf(n, s.cfg.DualStack); ok && l.Subnet == subnet &&
-				(node == "" || n.Name == s.cfg.NodeName) {
-				node = n.Name
+				(holder == "" || n.name == s.cfg.NodeName) {
+				holder = n.name
 			}
 		}
 	}
-	if node == "" {
+	if holder == "" {
 		return fmt.Errorf("%s: %w", subnet, leases.ErrNotFound)
 	}
 	del := map[string]*string{}
 	for _, k := range []string{s.ann.SubnetKubeManaged, s.ann.BackendType, s.ann.BackendData, s.ann.BackendV6Data, s.ann.PublicIP, s.ann.PublicIPv6} {
 		del[k] = nil
 	}
-	return s.patchAnnotations(ctx, node, del)
+	return s.patchAnnotations(ctx, holder, del)
 }
 
 // SetNetworkAvailable sets this node's NetworkUnavailable condition to

@@ -125,7 +125,7 @@ func TestDuplicatePodCIDRs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Unix(1_700_000_000, 0)
-	node := func(name, cidr, ip string, age time.Duration) *corev1.Node {
+	claim := func(name, cidr, ip string, age time.Duration) *corev1.Node {
 		return &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(t0.Add(-age)), Annotations: map[string]string{
 				p + "kube-subnet-manager": "true", p + "backend-type": "extension", p + "public-ip": ip,
@@ -133,18 +133,18 @@ func TestDuplicatePodCIDRs(t *testing.T) {
 			Spec: corev1.NodeSpec{PodCIDRs: []string{cidr}},
 		}
 	}
-	victim := node("node-2", "10.50.2.0/24", "192.0.2.2", time.Hour)
-	newcomer := node("evil", "10.50.2.0/24", "192.0.2.77", time.Minute)
-	twinA := node("twin-a", "10.50.3.0/24", "192.0.2.3", time.Hour)
-	twinB := node("twin-b", "10.50.3.0/24", "192.0.2.33", time.Hour)
-	self := node("self", "10.50.4.0/24", "192.0.2.4", time.Minute)
-	older := node("older", "10.50.4.0/24", "192.0.2.44", time.Hour)
+	victim := claim("node-2", "10.50.2.0/24", "192.0.2.2", time.Hour)
+	newcomer := claim("evil", "10.50.2.0/24", "192.0.2.77", time.Minute)
+	twinA := claim("twin-a", "10.50.3.0/24", "192.0.2.3", time.Hour)
+	twinB := claim("twin-b", "10.50.3.0/24", "192.0.2.33", time.Hour)
+	self := claim("self", "10.50.4.0/24", "192.0.2.4", time.Minute)
+	older := claim("older", "10.50.4.0/24", "192.0.2.44", time.Hour)
 	all := []*corev1.Node{victim, newcomer, twinA, twinB, self, older}
 	for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}, {1, 3, 5, 0, 2, 4}} {
 		st := &Store{ann: a, cfg: Config{NodeName: "self"}}
 		objs := make([]any, 0, len(all))
 		for _, i := range order {
-			objs = append(objs, all[i])
+			objs = append(objs, a.slim(all[i]))
 		}
 		got := map[string]string{}
 		for _, l := range st.leasesOf(objs) {
