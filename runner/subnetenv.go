@@ -40,12 +40,15 @@ func MTU(mtu int) Option {
 
 // UnderlayMTU is the MTU of the interface the node's public IP is on
 // (iface, for the status): FLANNEL_MTU while the probe finds no path,
-// e.g. a host-gw node before its first peer. Default DefaultMTU.
+// e.g. a host-gw node before its first peer. Default DefaultMTU. An
+// interface may have a larger MTU than an IP packet's 65535 bytes
+// (loopback's is 65536): FLANNEL_MTU is then 65535.
 func UnderlayMTU(mtu int, iface string) Option {
 	return func(o *options) error {
-		if mtu < 68 || mtu > 65535 {
-			return fmt.Errorf("underlay MTU %d: out of range 68..65535", mtu)
+		if mtu < 68 {
+			return fmt.Errorf("underlay MTU %d: want at least 68", mtu)
 		}
+		mtu = min(mtu, 65535)
 		o.mtu.underlay, o.mtu.iface = mtu, iface
 		return nil
 	}

@@ -89,3 +89,26 @@ func TestSubnetFileRefresh(t *testing.T) {
 	assert.Equal(t, 1420, mtu)
 	assert.Equal(t, "path: dev flannel-wg, route 10.50.0.0/16", src)
 }
+
+// UnderlayMTU takes any interface's MTU: loopback's 65536 is more than an
+// IP packet holds, so FLANNEL_MTU is 65535; below IPv4's 68 is an error.
+func TestUnderlayMTUOption(t *testing.T) {
+	for _, r := range []struct {
+		in, want int
+		err      string
+	}{
+		{1500, 1500, ""},
+		{65535, 65535, ""},
+		{65536, 65535, ""},
+		{67, 0, "underlay MTU 67: want at least 68"},
+	} {
+		var o options
+		err := UnderlayMTU(r.in, "lo")(&o)
+		if r.err != "" {
+			assert.EqualError(t, err, r.err)
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, r.want, o.mtu.underlay, "UnderlayMTU(%d)", r.in)
+	}
+}
