@@ -399,7 +399,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	}
 	defer unlock()
 	name := leases.SubnetKey(l.Subnet, l.IPv6Subnet)
-	e, err := s.read(name, l.Subnet, l.IPv6Subnet, s.now())
+	e, _, err := s.read(name, l.Subnet, l.IPv6Subnet, s.now())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return leases.Lease{}, fmt.Errorf("renew %s: %w", name, leases.ErrLeaseGone)

@@ -84,6 +84,35 @@ type item struct {
 	e      entry
 	badKey *leases.Lease
 	why    string
+	id     fileID // of the lease file e was read from (zero otherwise)
+}
+
+// fileID tells whether a file may have changed since it was read: any
+// write, rename onto it, utimes or chmod changes its ctime, and a lease
+// is replaced by a rename (a new inode).
+type fileID struct {
+	ino, size    int64
+	mtime, ctime int64 // ns
+}
+
+func idOf(fi fs.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+}
+
+// again is it for a re-list that finds its file unchanged (fi is what
+// ReadDir's entry says now): the content is not read again, only the
+// expiration worked out anew from the mtime. ok is false when the file
+// may have changed (or it is not a lease file read before).
+func (s *Store) again(it item, fi fs.FileInfo, now time.Time) (item, bool) {
+	if it.id == (fileID{}) || it.badKey != nil || it.e.foreign || !fi.Mode().IsRegular() || idOf(fi) != it.id {
+		return it, false
+	}
+	it.e.lease.Expiration = s.expiration(it.e.name, fi.ModTime(), now)
+	return it, true
 }
 
 func (it item) name() string {
@@ -134,14 +163,14 @@ func (s *Store) scanOne(de fs.DirEntry, now time.Time) (it item, ok bool) {
 	if !de.Type().IsRegular() {
 		return foreign("not a lease: not a regular file (" + de.Type().String() + ")"), true
 	}
-	e, err := s.read(name, v4, v6, now)
+	e, id, err := s.read(name, v4, v6, now)
 	if errors.Is(err, fs.ErrNotExist) {
 		return it, false // removed meanwhile
 	}
 	if err != nil {
 		return foreign(err.Error()), true
 	}
-	it = item{e: e}
+	it = item{e: e, id: id}
 	if !e.ok {
 		it.why = "unreadable lease: " + e.err.Error()
 	}
@@ -161,30 +190,31 @@ func (s *Store) scanName(name string, now time.Time) (item, bool) {
 // farFuture is the expiration listed for what is not a regular file.
 var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// read reads one lease file without following symlinks. A content that
-// does not parse gives an entry with ok=false (it still holds its subnet
-// until it expires); other failures are errors.
-func (s *Store) read(name string, v4, v6 netip.Prefix, now time.Time) (entry, error) {
+// read reads one lease file without following symlinks, and returns the
+// identity of the file read. A content that does not parse gives an
+// entry with ok=false (it still holds its subnet until it expires); other
+// failures are errors.
+func (s *Store) read(name string, v4, v6 netip.Prefix, now time.Time) (entry, fileID, error) {
 	f, err := os.OpenFile(filepath.Join(s.subnets, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return entry{}, fmt.Errorf("%w: a symlink", errNotLease)
+			return entry{}, fileID{}, fmt.Errorf("%w: a symlink", errNotLease)
 		}
-		return entry{}, err
+		return entry{}, fileID{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return entry{}, err
+		return entry{}, fileID{}, err
 	}
 	if !fi.Mode().IsRegular() {
-		return entry{}, fmt.Errorf("%w: not a regular file (%s)", errNotLease, fi.Mode().Type())
+		return entry{}, fileID{}, fmt.Errorf("%w: not a regular file (%s)", errNotLease, fi.Mode().Type())
 	}
 	e := entry{name: name}
 	b, err := io.ReadAll(io.LimitReader(f, maxValue+1))
 	switch {
 	case err != nil:
-		return entry{}, err
+		return entry{}, fileID{}, err
 	case len(b) > maxValue:
 		e.lease = leases.Lease{Key: name, Subnet: v4, IPv6Subnet: v6,
 			Invalid: leases.ReasonBadValue, Problem: fmt.Sprintf("larger than %d bytes", maxValue)}
@@ -196,7 +226,7 @@ func (s *Store) read(name string, v4, v6 netip.Prefix, now time.Time) (entry, er
 	if !e.ok {
 		e.err = errors.New(e.lease.Problem)
 	}
-	return e, nil
+	return e, idOf(fi), nil
 }
 
 // warnOnce logs each bad file once, and again only if its problem changes.

@@ -137,7 +137,10 @@ func (w *watcher) loop(ctx context.Context, changed func()) error {
 	}
 }
 
-// rescan reads the whole directory into the cache.
+// rescan reads the whole directory into the cache. A lease file that has
+// not changed since it was cached is not read again: the periodic re-list
+// of a store of 10 000 leases costs a stat per file, not a read and a
+// decode.
 func (w *watcher) rescan(ctx context.Context) error {
 	if err := w.s.check(ctx); err != nil {
 		return err
@@ -150,9 +153,23 @@ func (w *watcher) rescan(ctx context.Context) error {
 		return fmt.Errorf("list %s: %w", w.s.subnets, err)
 	}
 	now := w.s.now()
+	w.mu.Lock()
+	old := w.cache
+	w.mu.Unlock()
 	cache := make(map[string]item, len(des))
 	bad := map[string]string{}
 	for _, de := range des {
+		if it, ok := old[de.Name()]; ok {
+			if fi, err := de.Info(); err == nil {
+				if it, ok := w.s.again(it, fi, now); ok {
+					cache[de.Name()] = it
+					if it.why != "" {
+						bad[de.Name()] = it.why
+					}
+					continue
+				}
+			}
+		}
 		if it, ok := w.s.scanOne(de, now); ok {
 			cache[de.Name()] = it
 			if it.why != "" {
