@@ -43,7 +43,7 @@ var presetSlowForms = map[string]string{
 	"ip route get":          "a query: DirectRouting's per-peer test, only with DirectRouting true",
 	"ip link add wireguard": "wireguard devices are made by wireguard-go or the module, once at start",
 	"ip -6 addr add nodad":  "once at start (PostStartup); iproute2's nodad flag is not read",
-	"wg show": "wireguard-prod's query of the device's key and port, once at start (PostStartup)",
+	"wg show":               "wireguard-prod's query of the device's key and port, once at start (PostStartup)",
 }
 
 // slowKey names cmd's form for presetSlowForms.
