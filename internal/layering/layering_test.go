@@ -19,7 +19,7 @@ var layers = [][]string{
 	// 0. Foundations: nothing they import is ours.
 	{"internal/ipmath", "internal/retry", "internal/atomicfile", "internal/toolargs", "internal/testutil", "internal/suggest"},
 	// 1. Kernel objects, tools and the lease stores.
-	{"internal/netcmd", "internal/pathmtu", "internal/coreutils", "internal/puretools", "internal/masq",
+	{"internal/netcmd", "internal/wgkey", "internal/pathmtu", "internal/coreutils", "internal/puretools", "internal/masq",
 		"leases", "leases/file", "leases/etcd", "leases/kube", "leases/leasestest"},
 	// 2. The config and hooks, and what observes them.
 	{"hooks", "presets", "internal/metrics"},

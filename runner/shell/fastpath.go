@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -14,6 +15,7 @@ import (
 	"mvdan.cc/sh/v3/interp"
 
 	"github.com/flexhook/flexhook/internal/netcmd"
+	"github.com/flexhook/flexhook/internal/wgkey"
 )
 
 // The native fast path (see [FastPath]): the commands internal/netcmd
@@ -26,7 +28,9 @@ import (
 // every failure (the object exists or is missing, a device is absent, the
 // kernel refuses) run the real binary instead: a refused request changes
 // nothing, so the real tool fails the same way and says so in its own
-// words, with its exit status. The trace shows the commands as any other.
+// words, with its exit status. `wg genkey` and `wg pubkey` (internal/wgkey)
+// run in the daemon on the command's own streams, their refusals too, in
+// wg's words. The trace shows the commands as any other.
 
 // fastDirs are where the fast path's tools must live.
 var fastDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
@@ -87,6 +91,13 @@ func (k *sockets) openWireGuard() (netcmd.WireGuard, error) {
 	return k.wg, nil
 }
 
+// isClosed reports whether Close was called.
+func (k *sockets) isClosed() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.closed
+}
+
 // close closes the sockets; the fast path then runs the real binaries.
 func (k *sockets) close() error {
 	k.mu.Lock()
@@ -112,6 +123,9 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
+		if run, ok := wgkey.Command(args); ok {
+			return st.wgKey(ctx, args, run, next)
+		}
 		c, err := readCmd(ctx, args)
 		if err != nil || !c.Fast || strings.Contains(args[0], "/") {
 			return next(ctx, args)
@@ -132,6 +146,46 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		st.s.log.Debug("done through netlink", "hook", st.hook.String(), "subnet", st.subnet, "command", args[0])
 		return nil
 	}
+}
+
+// wgKey runs `wg genkey` or `wg pubkey` in the daemon on the command's
+// stdin, stdout and stderr (a pipe of a pipeline, a redirected file, the
+// hook's own), unless wg does not resolve to the system's binary, a
+// stream is closed, or the Shell is closed: then the real wg runs. A read
+// or write still blocked when the hook's context ends is cut short, and
+// the command ends with the context's error, as a killed wg would.
+func (st *runState) wgKey(ctx context.Context, args []string, run wgkey.Func, next interp.ExecHandlerFunc) error {
+	hc := interp.HandlerCtx(ctx)
+	if hc.Stdin == nil || hc.Stdout == nil || st.s.sockets.isClosed() ||
+		!st.s.resolve.systemTool(hc, args[0], fastDirs) {
+		return next(ctx, args)
+	}
+	stderr := hc.Stderr
+	if w := callOf(ctx).stderr; w != nil {
+		stderr = w
+	}
+	stop := context.AfterFunc(ctx, func() {
+		// Only files in Go's poller (the interpreter's pipes) take a
+		// deadline; the others do not block past the hook's end: their
+		// writers are the hook's commands, killed with it.
+		if f, ok := hc.Stdin.(*os.File); ok {
+			_ = f.SetReadDeadline(time.Now())
+		}
+		if f, ok := hc.Stdout.(*os.File); ok {
+			_ = f.SetWriteDeadline(time.Now())
+		}
+	})
+	status := run(hc.Stdin, hc.Stdout, stderr)
+	stop()
+	if err := ctx.Err(); err != nil && status != 0 {
+		return err
+	}
+	st.s.log.Debug("done in process", "hook", st.hook.String(), "subnet", st.subnet,
+		"command", args[0]+" "+args[1], "status", status)
+	if status != 0 {
+		return interp.ExitStatus(status)
+	}
+	return nil
 }
 
 // Close releases the Shell's kernel sockets (the fast path's rtnetlink

@@ -219,10 +219,12 @@ func InprocessTools(on bool) Option {
 }
 
 // FastPath performs the presets' ip, bridge and arp commands through
-// rtnetlink, and their wg set commands through wgctrl, in the daemon
-// instead of running the binaries (default off); any other form, and any
-// failure, runs the real binary, so errors read and exit as the real
-// tool's. Never in dry-run. Close releases its sockets.
+// rtnetlink, and their wg set commands through wgctrl, and runs their wg
+// genkey and wg pubkey, in the daemon instead of running the binaries
+// (default off); any other form, and any failure of a kernel request,
+// runs the real binary, so errors read and exit as the real tool's
+// (genkey and pubkey print wg's own). Never in dry-run. Close releases
+// its sockets; after it, every command runs its binary.
 func FastPath(on bool) Option {
 	return func(s *Shell) error {
 		s.mw.fastPath = on
