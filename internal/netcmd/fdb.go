@@ -95,7 +95,7 @@ func parseBridge(argv []string) (*Cmd, error) {
 }
 
 func (f fdb) apply(h *netlink.Handle) error {
-	l, err := h.LinkByName(f.dev)
+	idx, err := ifIndex(f.dev)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (f fdb) apply(h *netlink.Handle) error {
 	if !dst.IsValid() { // delete only (Fast): the any address, as the kernel reads no dst
 		dst = netip.IPv4Unspecified()
 	}
-	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_BRIDGE, HardwareAddr: ll, IP: dst.AsSlice(),
+	n := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, HardwareAddr: ll, IP: dst.AsSlice(),
 		State: netlink.NUD_NOARP | netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF}
 	switch f.verb {
 	case Add:

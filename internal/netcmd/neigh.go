@@ -109,12 +109,14 @@ func parseArp(argv []string) (*Cmd, error) {
 var errNotEther = &net.AddrError{Err: "arp -s takes an Ethernet device only"}
 
 func (n neigh) apply(h *netlink.Handle) error {
-	l, err := h.LinkByName(n.dev)
+	idx, err := ifIndex(n.dev)
 	if err != nil {
 		return err
 	}
-	if n.arp && l.Attrs().EncapType != "ether" {
-		return errNotEther
+	if n.arp {
+		if t, err := ifHardwareType(n.dev); err != nil || t != unix.ARPHRD_ETHER {
+			return errNotEther
+		}
 	}
 	fam := unix.AF_INET
 	if n.ip.Is6() {
@@ -126,7 +128,7 @@ func (n neigh) apply(h *netlink.Handle) error {
 			return err
 		}
 	}
-	nn := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: fam, IP: n.ip.AsSlice(), HardwareAddr: ll, State: n.state}
+	nn := &netlink.Neigh{LinkIndex: idx, Family: fam, IP: n.ip.AsSlice(), HardwareAddr: ll, State: n.state}
 	switch n.verb {
 	case Add:
 		return h.NeighAdd(nn)

@@ -173,11 +173,10 @@ func (r route) apply(h *netlink.Handle) error {
 	nr := &netlink.Route{Dst: ipmath.ToIPNet(r.dst), Family: fam, Priority: int(r.metric), Table: int(r.table)}
 	idx := 0
 	if r.dev != "" {
-		l, err := h.LinkByName(r.dev)
-		if err != nil {
+		var err error
+		if idx, err = ifIndex(r.dev); err != nil {
 			return err
 		}
-		idx = l.Attrs().Index
 	}
 	var gw net.IP
 	if r.gw.IsValid() {
