@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/flexhook/flexhook/internal/toolargs"
@@ -143,10 +144,28 @@ func status(err error) int {
 	return 1
 }
 
+// readers are the 64 KiB line readers of eachLine and tr: a hook that
+// runs cut once per lease would otherwise allocate one per lease.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// pooledReader is a reader from the pool on r; put it back with
+// releaseReader when done.
+func pooledReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func releaseReader(br *bufio.Reader) {
+	br.Reset(nil) // keep no reference to the input
+	readers.Put(br)
+}
+
 // eachLine calls f with every line of r, newline included (the last one
 // may lack it), until f returns false or an error.
 func eachLine(r io.Reader, f func(line []byte) error) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := pooledReader(r)
+	defer releaseReader(br)
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {

@@ -177,7 +177,8 @@ func trTables(del, squeeze bool, ops []string) (*trTable, bool) {
 }
 
 func (t *trTable) run(in func(int) io.Reader, out io.Writer) int {
-	r := bufio.NewReaderSize(in(0), 64<<10)
+	r := pooledReader(in(0))
+	defer releaseReader(r)
 	w := bufio.NewWriter(out)
 	last := -1
 	for {
