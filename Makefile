@@ -18,7 +18,7 @@ FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
 FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./internal/puretools:FuzzPureArgv
 
-.PHONY: all build dist image systemd-rootfs deps docs lint unit cover fuzz soak integration integration-kube test demo bench bench-kube clean
+.PHONY: all build dist image systemd-rootfs deps docs lint unit cover fuzz soak integration integration-kube test demo bench bench-kube flanneld clean
 
 all: build
 
@@ -198,14 +198,53 @@ demo: deps build
 # bench: the micro-benchmarks with their side-by-side ratios, then (as
 # root) the convergence benchmark in a network namespace: BENCH_N leases
 # per run, BENCH_ROUNDS rounds, latency and peak RSS (docs/speed.md).
+# With a $(FLANNELD) (make flanneld) its flanneld section times flanneld's
+# compiled host-gw and vxlan backends against flexhook on etcd; without
+# one the section says it was skipped.
 BENCH_N ?= 1000
 BENCH_ROUNDS ?= 3
-BENCH_ONLY ?= host-gw,vxlan,wireguard,latency,rss
+BENCH_ONLY ?= host-gw,vxlan,wireguard,flanneld,latency,rss
+FLANNELD ?= bin/flanneld
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log
 	@echo; echo "side-by-side ratios:"; $(GO) run ./tools/benchreport < .bench.log
 	$(GO) build -o bin/convbench ./tools/convbench
-	bin/convbench -flexhook $(BIN) -n $(BENCH_N) -rounds $(BENCH_ROUNDS) -only $(BENCH_ONLY) | tee .convbench.log
+	set -o pipefail; bin/convbench -flexhook $(BIN) $(if $(wildcard $(FLANNELD)),-flanneld $(FLANNELD)) \
+		-n $(BENCH_N) -rounds $(BENCH_ROUNDS) -only $(BENCH_ONLY) | tee .convbench.log
+
+# flanneld builds flannel's own daemon from its source, for convbench's
+# flanneld section only: flannel is no dependency of flexhook (not in
+# go.mod) and no part of make test or CI. `go mod download` fetches the
+# module FLANNEL_VERSION from the Go module proxy (the newest tag by
+# default; the proxy serves no branch such as master); a writable copy in
+# a temporary directory is built static (CGO_ENABLED=0) into $(FLANNELD), without
+# the two backends that cannot build so here (udp needs cgo on amd64,
+# tencentvpc's SDK is not on the proxy), and $(FLANNELD).version records
+# the module version and hash. flanneld wants the iptables binary at
+# start even in nftables mode (it cleans up iptables rules it may have
+# left), so iptables is installed if missing. As root; about 3 minutes
+# the first time on 2 cores.
+FLANNEL_VERSION ?= v0.28.10
+FLANNEL_SKIP_BACKENDS := udp tencentvpc
+flanneld:
+	@command -v iptables >/dev/null || { echo "installing: iptables"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables; }
+	set -euo pipefail; \
+	json=$$($(GO) mod download -json github.com/flannel-io/flannel@$(FLANNEL_VERSION)); \
+	field() { echo "$$json" | sed -n 's/^[[:space:]]*"'$$1'": "\(.*\)",\{0,1\}$$/\1/p'; }; \
+	ver=$$(field Version); dir=$$(field Dir); sum=$$(field Sum); \
+	if [ -z "$$ver" ] || [ -z "$$dir" ]; then echo "$$json"; exit 1; fi; \
+	src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; cp -r "$$dir/." "$$src" && chmod -R u+w "$$src"; \
+	for b in $(FLANNEL_SKIP_BACKENDS); do \
+		grep -q "^\s*_ \"github.com/flannel-io/flannel/pkg/backend/$$b\"$$" "$$src/main.go" || \
+			{ echo "flannel $$ver: main.go imports no backend $$b"; exit 1; }; \
+		sed -i "\#^\s*_ \"github.com/flannel-io/flannel/pkg/backend/$$b\"\$$#d" "$$src/main.go"; \
+	done; \
+	mkdir -p $(dir $(FLANNELD)); \
+	(cd "$$src" && CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags "-X github.com/flannel-io/flannel/pkg/version.Version=$$ver" -o $(abspath $(FLANNELD)) .); \
+	echo "github.com/flannel-io/flannel $$ver $$sum (asked: $(FLANNEL_VERSION)); without backends: $(FLANNEL_SKIP_BACKENDS)" > $(FLANNELD).version; \
+	cat $(FLANNELD).version
 
 # bench-kube: issue 24's scale figures. TestScale (integration/kube)
 # with SCALE_NODES kubelet-sized Nodes (~12 KB each) on a real

@@ -3,9 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,9 +14,10 @@ import (
 	"time"
 )
 
-// daemon is a running `flexhook run` whose log lines are read as they
-// come, each stamped with the time it was read.
+// daemon is a running `flexhook run` (or flanneld) whose log lines are
+// read as they come, each stamped with the time it was read.
 type daemon struct {
+	name  string // the binary's base name, for errors
 	cmd   *exec.Cmd
 	lines chan logLine
 	done  chan struct{}
@@ -43,7 +44,7 @@ func startDaemon(ctx context.Context, bin string, args []string) (*daemon, error
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	d := &daemon{cmd: cmd, lines: make(chan logLine, 1<<16), done: make(chan struct{})}
+	d := &daemon{name: filepath.Base(bin), cmd: cmd, lines: make(chan logLine, 1<<16), done: make(chan struct{})}
 	go func() {
 		defer close(d.lines)
 		sc := bufio.NewScanner(stderr)
@@ -77,7 +78,7 @@ func (d *daemon) waitLine(ctx context.Context, timeout time.Duration, ok func(st
 		select {
 		case l, open := <-d.lines:
 			if !open {
-				return time.Time{}, fmt.Errorf("flexhook exited; last lines:\n%s", d.lastLines())
+				return time.Time{}, fmt.Errorf("%s exited; last lines:\n%s", d.name, d.lastLines())
 			}
 			if ok(l.text) {
 				return l.at, nil
@@ -105,7 +106,7 @@ func (d *daemon) stop() error {
 		case <-time.After(time.Minute):
 			_ = d.cmd.Process.Kill()
 			<-d.done
-			d.stopErr = errors.New("flexhook did not stop on SIGTERM")
+			d.stopErr = fmt.Errorf("%s did not stop on SIGTERM", d.name)
 		}
 	})
 	return d.stopErr

@@ -13,8 +13,11 @@
 //     for wireguard (wireguard-go when the kernel has no WireGuard), one
 //     wg set naming every peer.
 //
-// It prints medians of -rounds rounds and their ratio to the sh -c line,
-// then the event-to-hook-start latency (p50, p99) of the file store and of
+// It prints medians of -rounds rounds and their ratio to the sh -c line;
+// then, with -flanneld (a flanneld built by `make flanneld`), flanneld's
+// compiled host-gw and vxlan backends against flexhook and ip -batch on
+// an embedded etcd, each timed from its start to every lease in the
+// kernel (flanneld.go); then the event-to-hook-start latency (p50, p99) of the file store and of
 // etcd on loopback, and flexhook's peak RSS with 10 000 leases. It
 // asserts nothing about time; it fails only when a run does not converge
 // (the kernel's routes are counted after every round).
@@ -41,6 +44,7 @@ const innerEnv = "CONVBENCH_INNER"
 
 type config struct {
 	flexhook string
+	flanneld string // "" when there is none: the flanneld section is skipped
 	n        int
 	rounds   int
 	samples  int
@@ -53,11 +57,12 @@ func main() {
 	var c config
 	var only string
 	flag.StringVar(&c.flexhook, "flexhook", "bin/flexhook", "the flexhook binary")
+	flag.StringVar(&c.flanneld, "flanneld", "", "a flanneld binary (make flanneld) for the flanneld section; without it the section is skipped")
 	flag.IntVar(&c.n, "n", 1000, "remote leases per convergence run")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds per variant (the median is reported)")
 	flag.IntVar(&c.samples, "samples", 200, "lease events per latency run")
 	flag.IntVar(&c.rssN, "rss-n", 10000, "leases for the peak RSS run")
-	flag.StringVar(&only, "only", "host-gw,vxlan,wireguard,latency,rss", "sections to run")
+	flag.StringVar(&only, "only", "host-gw,vxlan,wireguard,flanneld,latency,rss", "sections to run")
 	flag.Parse()
 	c.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
@@ -81,6 +86,14 @@ func run(c config) error {
 	if _, err := os.Stat(c.flexhook); err != nil {
 		return fmt.Errorf("flexhook binary: %w (make build)", err)
 	}
+	if c.flanneld != "" {
+		if c.flanneld, err = filepath.Abs(c.flanneld); err != nil {
+			return err
+		}
+		if _, err := os.Stat(c.flanneld); err != nil {
+			return fmt.Errorf("flanneld binary: %w (make flanneld)", err)
+		}
+	}
 	if os.Getenv(innerEnv) == "" {
 		return reexec()
 	}
@@ -94,7 +107,7 @@ func run(c config) error {
 		return err
 	}
 	defer os.RemoveAll(c.work)
-	fmt.Printf("convbench: %d leases, %d rounds, medians; ratios to the sh -c line of the same table\n", c.n, c.rounds)
+	fmt.Printf("convbench: %d leases, %d rounds, medians; ratios to the first line of the same table and to its last (the floor)\n", c.n, c.rounds)
 	if c.only["wireguard"] {
 		if err := privateWireguardRun(); err != nil {
 			return fmt.Errorf("netns setup: %w", err)
@@ -108,7 +121,12 @@ func run(c config) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", preset, err)
 		}
-		fmt.Print(table(fmt.Sprintf("%s, %d leases", preset, c.n), rows))
+		fmt.Print(table(fmt.Sprintf("%s, %d leases", preset, c.n), "sh -c", rows))
+	}
+	if c.only["flanneld"] {
+		if err := flanneldSection(ctx, c); err != nil {
+			return err
+		}
 	}
 	if c.only["latency"] {
 		for _, st := range []string{"file", "etcd"} {

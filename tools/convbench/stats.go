@@ -28,16 +28,17 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
-// table prints rows with their ratio to the first one and, for the last
-// (the floor), how many times the floor each row is.
-func table(title string, rows []row) string {
+// table prints rows with their ratio to the first one (named base in the
+// header) and, for the last (the floor), how many times the floor each row
+// is.
+func table(title, base string, rows []row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s\n", title)
-	fmt.Fprintf(&b, "  %-46s %12s %9s %10s\n", "variant", "median", "vs sh -c", "vs floor")
-	base, floor := rows[0].median, rows[len(rows)-1].median
+	fmt.Fprintf(&b, "  %-46s %12s %11s %10s\n", "variant", "median", "vs "+base, "vs floor")
+	first, floor := rows[0].median, rows[len(rows)-1].median
 	for _, r := range rows {
-		fmt.Fprintf(&b, "  %-46s %12s %8.2fx %9.1fx\n", r.name, ms(r.median),
-			float64(r.median)/float64(base), float64(r.median)/float64(floor))
+		fmt.Fprintf(&b, "  %-46s %12s %10.2fx %9.1fx\n", r.name, ms(r.median),
+			float64(r.median)/float64(first), float64(r.median)/float64(floor))
 	}
 	return b.String()
 }

@@ -29,9 +29,10 @@ func TestField(t *testing.T) {
 }
 
 func TestTable(t *testing.T) {
-	out := table("t", []row{{"sh", 100 * time.Millisecond}, {"fh", 50 * time.Millisecond}, {"floor", 10 * time.Millisecond}})
+	out := table("t", "sh", []row{{"sh", 100 * time.Millisecond}, {"fh", 50 * time.Millisecond}, {"floor", 10 * time.Millisecond}})
 	assert.Contains(t, out, "0.50x")
 	assert.Contains(t, out, "5.0x")
+	assert.Contains(t, out, "vs sh ", "the header names the first row")
 	assert.Equal(t, 6, strings.Count(out, "\n"), "a blank line, the title, the header and three rows")
 }
 
