@@ -252,12 +252,15 @@ flanneld:
 # network namespace): the line `scale: nodes=N routes_in=S vmhwm=MiB`
 # is the time from the agent's start to all N routes in its kernel and
 # its peak RSS then. SCALE_GOMEMLIMIT (e.g. 40MiB) is the agent's
-# GOMEMLIMIT. make integration-kube runs the same test (5000 Nodes,
-# about 30 s). As root; the kube module's first build takes ~16 minutes.
+# GOMEMLIMIT. With a $(FLANNELD) (make flanneld) flanneld then runs the
+# same recipe on the same Nodes: `scale: flanneld ...` and the ratios.
+# make integration-kube runs the same test (5000 Nodes, about 30 s;
+# no flanneld). As root; the kube module's first build takes ~16 minutes.
 SCALE_NODES ?= 5000
 SCALE_GOMEMLIMIT ?=
 bench-kube: build
 	cd integration/kube && FLEXHOOK_BIN=$(CURDIR)/$(BIN) FLEXHOOK_SCALE_NODES=$(SCALE_NODES) FLEXHOOK_SCALE_GOMEMLIMIT=$(SCALE_GOMEMLIMIT) \
+		FLEXHOOK_FLANNELD_BIN=$(if $(wildcard $(FLANNELD)),$(abspath $(FLANNELD))) \
 		$(GO) test -tags integration -count=1 -timeout 20m -run '^TestScale$$' -v . 2>&1 | tee $(CURDIR)/.bench-kube.log | \
 		grep -E '^(scale:|\s*--- |ok|FAIL|PASS)'; exit $${PIPESTATUS[0]}
 

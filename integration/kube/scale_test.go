@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,6 +59,11 @@ const (
 	scaleHeartbeats = 2000
 	// scaleWorkers is how many requests the test has in flight at once.
 	scaleWorkers = 32
+	// scaleFlanneldEnv, when set, is a flanneld binary (make flanneld
+	// builds one from flannel's source) that TestScale runs after the
+	// agent on the same API server and Nodes, with the same recipe, for
+	// the time and VmHWM side by side. Unset, flanneld is not run.
+	scaleFlanneldEnv = "FLEXHOOK_FLANNELD_BIN"
 )
 
 var (
@@ -102,8 +108,8 @@ func TestScale(t *testing.T) {
 	n := defaultScaleNodes
 	if v := os.Getenv(scaleNodesEnv); v != "" {
 		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n+3 > 1<<(24-scaleNetwork.Bits()) {
-			t.Fatalf("%s=%q: want a count of Nodes from 1 to %d", scaleNodesEnv, v, 1<<(24-scaleNetwork.Bits())-3)
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n+4 > 1<<(24-scaleNetwork.Bits()) {
+			t.Fatalf("%s=%q: want a count of Nodes from 1 to %d", scaleNodesEnv, v, 1<<(24-scaleNetwork.Bits())-4)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
@@ -189,6 +195,102 @@ func TestScale(t *testing.T) {
 
 	t.Run("Heartbeats", func(t *testing.T) { scaleHeartbeatsTest(t, ctx, srv, lab, m, pid, n) })
 	t.Run("APIServerRestart", func(t *testing.T) { scaleRestartTest(t, ctx, srv, proxy, lab, m, n) })
+	if fl := os.Getenv(scaleFlanneldEnv); fl != "" {
+		t.Run("Flanneld", func(t *testing.T) { scaleFlanneldTest(t, ctx, srv, lab, kc, fl, n, routesIn, hwm) })
+	} else {
+		t.Logf("flanneld is not compared: %s is not set (make flanneld; make bench-kube sets it)", scaleFlanneldEnv)
+	}
+}
+
+// scaleFlanneldNode is the Node flanneld runs as in the comparison.
+const scaleFlanneldNode = "scale-flanneld"
+
+// scaleFlanneldTest runs flanneld (bin) with --kube-subnet-mgr and the
+// same host-gw recipe in a namespace of its own, on the same API server
+// and Nodes the agent synced, and prints its time from start to every
+// route in its kernel and its VmHWM beside the agent's (routesIn, hwm).
+// flanneld's extension backend runs the recipe's ip route add once per
+// lease. It asserts only that flanneld routes every lease.
+func scaleFlanneldTest(t *testing.T, ctx context.Context, srv *scaleServer, lab *netlab.Lab, kc, bin string, n int, routesIn time.Duration, hwm float64) {
+	i, err := lab.AddNode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := lab.Netns(i)
+	// An address in scalePeers makes every public IP on-link, as for the
+	// agent (whose address this is not: both sit on the lab's bridge).
+	peerAddr := netip.PrefixFrom(addAddr(scaleAgentPeerAddr.Addr(), ^uint32(0)), scaleAgentPeerAddr.Bits())
+	if _, err := lab.Exec(ctx, i, "ip", "addr", "add", peerAddr.String(), "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	self := scaleNode(0)
+	self.Name, self.Labels["kubernetes.io/hostname"] = scaleFlanneldNode, scaleFlanneldNode
+	// Subnets n+1 and n+2 are the Nodes the heartbeat and restart
+	// tests add.
+	self.Spec.PodCIDR, self.Spec.PodCIDRs = scaleSubnet(n+3).String(), []string{scaleSubnet(n + 3).String()}
+	self.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: lab.Underlay(i).String()}}
+	if _, err := srv.client().CoreV1().Nodes().Create(ctx, self, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// flanneld's forward rules go through nft: there is no iptables here.
+	cfg := presetConfig(t, "host-gw", func(cfg map[string]any) {
+		cfg["Network"] = scaleNetwork.String()
+		cfg["EnableNFTables"] = true
+	})
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "flanneld.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--kube-subnet-mgr", "--kubeconfig-file", kc,
+		"--net-config-path", cfg, "--iface", "eth0", "--subnet-file", filepath.Join(dir, "subnet.env"), "--ip-masq=false")
+	cmd.Env = append(os.Environ(), "NODE_NAME="+scaleFlanneldNode)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	logs := func() string { b, _ := os.ReadFile(logPath); return tail(string(b), 30) }
+	// Every lease the agent routes, and the agent's own.
+	want, err := peerRoutes(ctx, lab.Netns(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want++
+	wctx, cancel := context.WithTimeout(ctx, 8*time.Minute)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for got := 0; got < want; {
+		select {
+		case err := <-exited:
+			t.Fatalf("flanneld exited (%v) with %d of %d routes in:\n%s", err, got, want, logs())
+		case <-wctx.Done():
+			t.Fatalf("flanneld: %d of %d routes in after 8m:\n%s", got, want, logs())
+		case <-tick.C:
+			if got, err = peerRoutes(ctx, ns); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	took := time.Since(start)
+	fhwm := procStatus(t, cmd.Process.Pid)["VmHWM"]
+	t.Logf("flanneld (pid %d, %s): %d routes in %v, VmHWM %.1f MiB", cmd.Process.Pid, bin, want, took.Round(time.Millisecond), fhwm)
+	fmt.Printf("scale: flanneld nodes=%d routes_in=%.2fs vmhwm=%.1fMiB\n", n, took.Seconds(), fhwm)
+	fmt.Printf("scale: flexhook/flanneld time=%.2f vmhwm=%.2f\n", routesIn.Seconds()/took.Seconds(), hwm/fhwm)
 }
 
 // scaleHeartbeatsTest sends scaleHeartbeats status-only updates across
