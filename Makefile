@@ -200,7 +200,7 @@ demo: deps build
 # per run, BENCH_ROUNDS rounds, latency and peak RSS (docs/speed.md).
 BENCH_N ?= 1000
 BENCH_ROUNDS ?= 3
-BENCH_ONLY ?= host-gw,vxlan,wireguard,latency,rss
+BENCH_ONLY ?= host-gw,vxlan,wireguard,latency,rss,scale
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log
 	@echo; echo "side-by-side ratios:"; $(GO) run ./tools/benchreport < .bench.log
