@@ -41,13 +41,14 @@ func gomemlimitLabel() string {
 // 10.0.0.0/8 Network, for each N of -scale-n and each store (the file
 // store, etcd on loopback), and prints one line per run: the time from
 // the process's start to the first batch that leaves all N applied, and
-// its VmHWM then. A run whose kernel does not hold N routes fails.
+// its VmHWM then; and the time ip -batch takes to put the same routes in.
+// A run whose kernel does not hold N routes fails.
 func scale(ctx context.Context, c config) error {
 	ns, err := parseCounts(*scaleNs)
 	if err != nil {
 		return fmt.Errorf("-scale-n: %w", err)
 	}
-	raw, _, err := benchConfig("host-gw")
+	raw, hooks, err := benchConfig("host-gw")
 	if err != nil {
 		return err
 	}
@@ -68,8 +69,29 @@ func scale(ctx context.Context, c config) error {
 			}
 			fmt.Printf("scale: store=%s leases=%d sync=%.2fs vmhwm=%.1fMiB\n", store, n, sync.Seconds(), float64(hwm)/(1<<20))
 		}
+		floor, err := scaleFloor(ctx, c, hooks, ls)
+		if err != nil {
+			return fmt.Errorf("floor, %d leases: %w", n, err)
+		}
+		fmt.Printf("scale: floor=ip-batch leases=%d sync=%.2fs\n", n, floor.Seconds())
 	}
 	return nil
+}
+
+// scaleFloor times the same routes put in by one ip -batch (the kernel's
+// floor: with a gateway of its own per route, the kernel's insert is not
+// constant-time, so neither is any daemon's).
+func scaleFloor(ctx context.Context, c config, hooks map[string]string, ls []leases.Lease) (time.Duration, error) {
+	b := &bench{c: c, preset: "host-gw", n: len(ls), hooks: hooks, store: filepath.Join(c.work, fmt.Sprintf("scale-floor-%d", len(ls)))}
+	defer os.RemoveAll(b.store)
+	if err := writeFileStore(b.store, ls); err != nil {
+		return 0, err
+	}
+	if err := b.reset(ctx); err != nil {
+		return 0, err
+	}
+	defer b.reset(ctx)
+	return b.ipBatch(ctx, 0)
 }
 
 // scaleRun fills a fresh store with ls, runs flexhook on it until every
