@@ -197,13 +197,15 @@ demo: deps build
 
 # bench: the micro-benchmarks with their side-by-side ratios, then (as
 # root) the convergence benchmark in a network namespace: BENCH_N leases
-# per run, BENCH_ROUNDS rounds, latency and peak RSS (docs/speed.md).
+# per run, BENCH_ROUNDS rounds, latency, peak RSS and scale (sync time
+# and VmHWM with 5000, 10 000 and 20 000 leases, file store and etcd;
+# README's Scale) (docs/speed.md).
 # With a $(FLANNELD) (make flanneld) its flanneld section times flanneld's
 # compiled host-gw and vxlan backends against flexhook on etcd; without
 # one the section says it was skipped.
 BENCH_N ?= 1000
 BENCH_ROUNDS ?= 3
-BENCH_ONLY ?= host-gw,vxlan,wireguard,flanneld,latency,rss
+BENCH_ONLY ?= host-gw,vxlan,wireguard,flanneld,latency,rss,scale
 FLANNELD ?= bin/flanneld
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee .bench.log

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,10 +18,11 @@ import (
 // daemon is a running `flexhook run` (or flanneld) whose log lines are
 // read as they come, each stamped with the time it was read.
 type daemon struct {
-	name  string // the binary's base name, for errors
-	cmd   *exec.Cmd
-	lines chan logLine
-	done  chan struct{}
+	name    string // the binary's base name, for errors
+	cmd     *exec.Cmd
+	started time.Time // just before the process started
+	lines   chan logLine
+	done    chan struct{}
 
 	mu   sync.Mutex
 	tail []string // the last lines, for errors
@@ -35,16 +37,26 @@ type logLine struct {
 }
 
 func startDaemon(ctx context.Context, bin string, args []string) (*daemon, error) {
+	return startDaemonEnv(ctx, bin, args, nil)
+}
+
+// startDaemonEnv is startDaemon with env added to the driver's
+// environment (later entries win: GOMEMLIMIT=...).
+func startDaemonEnv(ctx context.Context, bin string, args, env []string) (*daemon, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
 	}
 	cmd.Stdout = nil
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	d := &daemon{name: filepath.Base(bin), cmd: cmd, lines: make(chan logLine, 1<<16), done: make(chan struct{})}
+	d := &daemon{name: filepath.Base(bin), cmd: cmd, started: started, lines: make(chan logLine, 1<<16), done: make(chan struct{})}
 	go func() {
 		defer close(d.lines)
 		sc := bufio.NewScanner(stderr)
@@ -123,4 +135,33 @@ func field(line, key string) int {
 		}
 	}
 	return -1
+}
+
+// untilApplied waits for the first "hooks batch done" that leaves at
+// least n leases applied and returns the time from the process's start to
+// that line and the daemon's VmHWM read right then.
+func (d *daemon) untilApplied(ctx context.Context, timeout time.Duration, n int) (time.Duration, int64, error) {
+	at, err := d.waitLine(ctx, timeout, func(l string) bool {
+		return strings.Contains(l, `msg="hooks batch done"`) && field(l, "applied") >= n
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	hwm, err := vmHWM(d.cmd.Process.Pid)
+	return at.Sub(d.started), hwm, err
+}
+
+// vmHWM returns a process's peak resident set in bytes.
+func vmHWM(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }

@@ -10,10 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"golang.org/x/sys/unix"
 
@@ -148,40 +146,15 @@ func latencyStore(ctx context.Context, dir, store string, base []leases.Lease) (
 		}
 		return put, []string{"--store", sd}, func() {}, nil
 	}
-	e, endpoint, err := startEtcd(filepath.Join(dir, "etcd"))
+	s, err := openEtcdStore(ctx, filepath.Join(dir, "etcd"))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second})
-	if err != nil {
-		e.Close()
+	if err := s.putAll(ctx, base); err != nil {
+		s.close()
 		return nil, nil, nil, err
 	}
-	closeAll := func() { cli.Close(); e.Close() }
-	grant, err := cli.Grant(ctx, 24*3600)
-	if err != nil {
-		closeAll()
-		return nil, nil, nil, err
-	}
-	put := func(ctx context.Context, l leases.Lease, before func()) error {
-		v, err := leases.MarshalAttrs(l.Attrs)
-		if err != nil {
-			return err
-		}
-		key := "/coreos.com/network/subnets/" + leases.SubnetKey(l.Subnet, l.IPv6Subnet)
-		if before != nil {
-			before()
-		}
-		_, err = cli.Put(ctx, key, string(v), clientv3.WithLease(grant.ID))
-		return err
-	}
-	for _, l := range base {
-		if err := put(ctx, l, nil); err != nil {
-			closeAll()
-			return nil, nil, nil, err
-		}
-	}
-	return put, []string{"--etcd-endpoints", endpoint}, closeAll, nil
+	return s.put, []string{"--etcd-endpoints", s.endpoint}, s.close, nil
 }
 
 // startEtcd starts a single-member etcd on loopback.
@@ -243,29 +216,15 @@ func peakRSS(ctx context.Context, c config) (int64, error) {
 		return 0, err
 	}
 	defer b.reset(ctx)
-	rssLabel = "host-gw, default flags (fast path)"
+	rssLabel = "host-gw, default flags (fast path)" + gomemlimitLabel()
 	state := filepath.Join(c.work, "state-rss")
 	args := []string{"run", "--config", b.cfgPath, "--store", b.store, "--state-dir", state,
 		"--public-ip", ownPublicIP, "--subnet-file", filepath.Join(state, "subnet.env")}
-	d, err := startDaemon(ctx, c.flexhook, args)
+	d, err := startDaemonEnv(ctx, c.flexhook, args, daemonEnv())
 	if err != nil {
 		return 0, err
 	}
 	defer d.stop()
-	if _, err := d.waitLine(ctx, 30*time.Minute, func(l string) bool {
-		return strings.Contains(l, `msg="hooks batch done"`) && field(l, "applied") >= c.rssN
-	}); err != nil {
-		return 0, err
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", d.cmd.Process.Pid)
+	_, hwm, err := d.untilApplied(ctx, 30*time.Minute, c.rssN)
+	return hwm, err
 }

@@ -12,17 +12,22 @@ import (
 	"github.com/flexhook/flexhook/presets"
 )
 
-// The bench network: leases from 10.0.0.0/8 (remote ones in 10.1.0.0 ..
-// 10.63.255.0, flushed as 10.0.0.0/10 between rounds), public IPs on the
+// The bench network: leases from 10.0.0.0/8 (remote ones from 10.1.0.0
+// up, 256 /24s per second octet, flushed as 10.0.0.0/8 between rounds:
+// the namespace has no other route in it), public IPs on the
 // 172.16.0.0/16 underlay, this node at 172.16.0.1.
 const (
 	network     = "10.0.0.0/8"
-	flushRoot   = "10.0.0.0/10"
+	flushRoot   = network
 	ownPublicIP = "172.16.0.1"
 	vxlanDev    = "flannel-vxlan"
 )
 
-// lease returns remote lease i: 10.(1+i/256).(i%256).0/24 on
+// maxLeases is how many leases lease(i) can address: 172.16.255.250 is
+// the last public IP (10.250.5.0/24 the last subnet).
+const maxLeases = 255 * 250
+
+// lease returns remote lease i < maxLeases: 10.(1+i/256).(i%256).0/24 on
 // 172.16.(1+i/250).(1+i%250), with a unicast MAC as vxlan BackendData.
 func lease(i int, withMAC bool) leases.Lease {
 	sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(1 + i/256), byte(i % 256), 0}), 24)

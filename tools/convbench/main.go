@@ -17,10 +17,12 @@
 // then, with -flanneld (a flanneld built by `make flanneld`), flanneld's
 // compiled host-gw and vxlan backends against flexhook and ip -batch on
 // an embedded etcd, each timed from its start to every lease in the
-// kernel (flanneld.go); then the event-to-hook-start latency (p50, p99) of the file store and of
-// etcd on loopback, and flexhook's peak RSS with 10 000 leases. It
-// asserts nothing about time; it fails only when a run does not converge
-// (the kernel's routes are counted after every round).
+// kernel (flanneld.go); then the event-to-hook-start latency (p50, p99)
+// of the file store and of etcd on loopback, flexhook's peak RSS with
+// 10 000 leases, and (scale) its time to sync and VmHWM with 5000,
+// 10 000 and 20 000 host-gw leases on each store. It asserts nothing
+// about time; it fails only when a run does not converge (the kernel's
+// routes are counted after every run).
 //
 // Root only: it re-executes itself in new network and mount namespaces,
 // so nothing leaves them.
@@ -62,7 +64,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds per variant (the median is reported)")
 	flag.IntVar(&c.samples, "samples", 200, "lease events per latency run")
 	flag.IntVar(&c.rssN, "rss-n", 10000, "leases for the peak RSS run")
-	flag.StringVar(&only, "only", "host-gw,vxlan,wireguard,flanneld,latency,rss", "sections to run")
+	flag.StringVar(&only, "only", "host-gw,vxlan,wireguard,flanneld,latency,rss,scale", "sections to run")
 	flag.Parse()
 	c.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
@@ -144,6 +146,11 @@ func run(c config) error {
 			return fmt.Errorf("rss: %w", err)
 		}
 		fmt.Printf("\npeak RSS (VmHWM) of flexhook with %d leases (%s): %.1f MiB\n", c.rssN, rssLabel, float64(rss)/(1<<20))
+	}
+	if c.only["scale"] {
+		if err := scale(ctx, c); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
 	}
 	return nil
 }

@@ -39,10 +39,14 @@ func TestTable(t *testing.T) {
 func TestLeaseLayout(t *testing.T) {
 	seen := map[string]bool{}
 	flush := netip.MustParsePrefix(flushRoot)
-	for i := range 10000 {
+	underlay := netip.PrefixFrom(netip.MustParseAddr(ownPublicIP), 16)
+	for i := range maxLeases { // the scale section's 20 000 and beyond
 		l := lease(i, true)
 		assert.False(t, seen[l.Subnet.String()], "subnet %s twice", l.Subnet)
 		seen[l.Subnet.String()] = true
+		assert.False(t, seen[l.Attrs.PublicIP.String()], "public IP %s twice", l.Attrs.PublicIP)
+		seen[l.Attrs.PublicIP.String()] = true
+		assert.True(t, underlay.Contains(l.Attrs.PublicIP), "public IP %s on the underlay", l.Attrs.PublicIP)
 		ip := l.Attrs.PublicIP.As4()
 		assert.NotContains(t, []byte{0, 255}, ip[3], "public IP %s", l.Attrs.PublicIP)
 		assert.NotEqual(t, ownPublicIP, l.Attrs.PublicIP.String())
