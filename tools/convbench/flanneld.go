@@ -23,8 +23,8 @@ import (
 const (
 	// flannelVXLANDev is flanneld's vxlan device for VNI 1.
 	flannelVXLANDev = "flannel.1"
-	// ownSubnetMin keeps both daemons' own subnet out of flushRoot, where
-	// the remote leases' routes are counted.
+	// ownSubnetMin keeps both daemons' own subnet out of countRoot,
+	// where the remote leases' routes are counted.
 	ownSubnetMin = "10.128.0.0"
 	// runTimeout bounds one run, from the start to every lease in the
 	// kernel.

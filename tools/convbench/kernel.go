@@ -19,7 +19,7 @@ import (
 const pollEvery = 5 * time.Millisecond
 
 // kernelCount is what the kernel holds of the remote leases: routes to a
-// /24 inside flushRoot in the main table and, on the vxlan device, its
+// /24 inside countRoot in the main table and, on the vxlan device, its
 // permanent IPv4 neighbours and its fdb entries with a dst.
 type kernelCount struct {
 	routes, neighs, fdb int
@@ -122,9 +122,9 @@ func attr(attrs []byte, typ uint16) ([]byte, bool) {
 	return nil, false
 }
 
-// routes counts the main table's IPv4 routes to a /24 inside flushRoot.
+// routes counts the main table's IPv4 routes to a /24 inside countRoot.
 func (d *dumper) routes() (int, error) {
-	flush := netip.MustParsePrefix(flushRoot)
+	flush := netip.MustParsePrefix(countRoot)
 	n := 0
 	err := d.dump(unix.RTM_GETROUTE, unix.AF_INET, unix.SizeofRtMsg, func(b []byte) {
 		if len(b) < unix.SizeofRtMsg || b[0] != unix.AF_INET || b[1] != 24 {

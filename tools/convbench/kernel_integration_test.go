@@ -21,7 +21,7 @@ const kernelInner = "CONVBENCH_KERNEL_INNER"
 
 // TestWaitKernel runs waitKernel in a fresh network namespace against
 // what ip and bridge put in the kernel: it sees only the remote leases'
-// routes (a /24 in flushRoot, main table), the vxlan device's permanent
+// routes (a /24 in countRoot, main table), the vxlan device's permanent
 // neighbours and its fdb entries with a dst, and it fails on too few and
 // on too many.
 func TestWaitKernel(t *testing.T) {
@@ -48,7 +48,7 @@ func TestWaitKernel(t *testing.T) {
 	require.ErrorContains(t, err, "not converged after")
 
 	// host-gw: three remote routes, plus routes that are not a remote
-	// lease's (outside flushRoot, not a /24, another table).
+	// lease's (outside countRoot, not a /24, another table).
 	var routes []string
 	for i := range 3 {
 		l := lease(i, false)

@@ -17,8 +17,12 @@ import (
 // the namespace has no other route in it), public IPs on the
 // 172.16.0.0/16 underlay, this node at 172.16.0.1.
 const (
-	network     = "10.0.0.0/8"
-	flushRoot   = network
+	network   = "10.0.0.0/8"
+	flushRoot = network
+	// countRoot holds the remote leases the flanneld section counts in
+	// the kernel (lease(i) up to i = 32511), not the daemons' own subnet
+	// (ownSubnetMin, 10.128.0.0 up).
+	countRoot   = "10.0.0.0/9"
 	ownPublicIP = "172.16.0.1"
 	vxlanDev    = "flannel-vxlan"
 )
