@@ -5,22 +5,21 @@ import (
 	"slices"
 
 	"github.com/flexhook/flexhook/hooks"
-	"github.com/flexhook/flexhook/leases"
 )
 
 // op is one hook run that brings a subnet closer to the desired state.
 type op struct {
-	kind  hooks.Kind // SubnetAdd or SubnetRemove
-	lease leases.Lease
+	kind hooks.Kind // SubnetAdd or SubnetRemove
+	v    *journalLease
 }
 
 // sameLease reports whether applying b in place of a needs no hook: the
-// fields the hooks see are equal (the expiration is not one of them).
-func sameLease(a, b leases.Lease) bool {
-	return a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet &&
-		a.Attrs.PublicIP == b.Attrs.PublicIP &&
-		a.Attrs.PublicIPv6 == b.Attrs.PublicIPv6 &&
-		a.Attrs.BackendData == b.Attrs.BackendData
+// fields the hooks see are equal.
+func sameLease(a, b *journalLease) bool {
+	return a == b || a.Subnet == b.Subnet && a.IPv6Subnet == b.IPv6Subnet &&
+		a.PublicIP == b.PublicIP &&
+		a.PublicIPv6 == b.PublicIPv6 &&
+		a.BackendData == b.BackendData
 }
 
 // reconcile is the pure reconciler. From the desired remote leases (the
@@ -32,8 +31,8 @@ func sameLease(a, b leases.Lease) bool {
 // journal, is the truth: at a start everything is added again) or due for
 // a resync. All Removes come before all Adds; each list is in subnet
 // order.
-func reconcile(desired map[netip.Prefix]leases.Lease, journaled map[netip.Prefix][]leases.Lease,
-	applied map[netip.Prefix]leases.Lease, resync map[netip.Prefix]bool) (removes, adds []op) {
+func reconcile(desired map[netip.Prefix]*journalLease, journaled map[netip.Prefix][]*journalLease,
+	applied map[netip.Prefix]*journalLease, resync map[netip.Prefix]bool) (removes, adds []op) {
 	for _, s := range sortedSubnets(journaled) {
 		d, wanted := desired[s]
 		for _, v := range journaled[s] {
@@ -57,7 +56,7 @@ func reconcile(desired map[netip.Prefix]leases.Lease, journaled map[netip.Prefix
 // Removes: one of its own subnet (a subnet's old versions go first).
 func heldBack(a op, pending []op) bool {
 	for _, r := range pending {
-		if r.lease.Subnet == a.lease.Subnet {
+		if r.v.Subnet == a.v.Subnet {
 			return true
 		}
 	}
@@ -68,9 +67,9 @@ func heldBack(a op, pending []op) bool {
 // node's: the same PublicIP, or the same non-empty BackendData (a key, a
 // VTEP MAC). A Remove of one can undo the other's Add (`wg set ... peer
 // KEY remove`).
-func sameNode(a, b leases.Lease) bool {
-	return a.Subnet != b.Subnet && (a.Attrs.PublicIP == b.Attrs.PublicIP ||
-		a.Attrs.BackendData != "" && a.Attrs.BackendData == b.Attrs.BackendData)
+func sameNode(a, b *journalLease) bool {
+	return a.Subnet != b.Subnet && (a.PublicIP == b.PublicIP ||
+		a.BackendData != "" && a.BackendData == b.BackendData)
 }
 
 // sortedSubnets returns the keys of m in address order, so that hooks run

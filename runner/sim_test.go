@@ -340,7 +340,7 @@ func (s *sim) snapshot() {
 	}
 	s.core.snapshot(simPolicy, snap, s.now)
 	for _, d := range s.core.desired {
-		s.admitted[journalEntry(d)] = true
+		s.admitted[*d] = true
 	}
 }
 
@@ -474,9 +474,9 @@ func (s *sim) settle() error {
 	}
 	want := kernel{routes: map[netip.Prefix]netip.Addr{}, peers: map[string]netip.Prefix{}}
 	for _, d := range s.core.desired {
-		want.routes[d.Subnet] = d.Attrs.PublicIP
-		if d.Attrs.BackendData != "" {
-			want.peers[d.Attrs.BackendData] = d.Subnet
+		want.routes[d.Subnet] = d.PublicIP
+		if d.BackendData != "" {
+			want.peers[d.BackendData] = d.Subnet
 		}
 	}
 	if !maps.Equal(want.routes, s.k.routes) || !maps.Equal(want.peers, s.k.peers) {
