@@ -93,15 +93,6 @@ func (it item) name() string {
 	return it.e.name
 }
 
-// listed returns the lease it lists as at now, if any: an unexpired one
-// (a foreign file's always).
-func (it item) listed(now time.Time) (leases.Lease, bool) {
-	if it.badKey != nil {
-		return *it.badKey, it.badKey.Expiration.After(now)
-	}
-	return it.e.lease, it.e.live(now)
-}
-
 // scanOne reads one directory entry of subnets/; ok is false for a write
 // in flight (a dot name) and a file removed meanwhile.
 func (s *Store) scanOne(de fs.DirEntry, now time.Time) (it item, ok bool) {

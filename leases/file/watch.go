@@ -53,8 +53,41 @@ type watcher struct {
 	watching bool // subnets/ is being watched (it may be re-created)
 	expiry   *time.Timer
 
+	// cache is changed only by Follow's goroutine, under mu; Snapshot
+	// reads it from Pipe's. gen counts its changes.
 	mu    sync.Mutex
-	cache map[string]item // by file name
+	cache map[string]*cached // by file name
+	gen   uint64
+	// last is the last Snapshot, handed out again while nothing changed.
+	last snapshot
+}
+
+// cached is what one name in subnets/ lists as: its lease (a bad key's
+// or a foreign file's too), always for a foreign file (listed whatever
+// its expiration).
+type cached struct {
+	l      leases.Lease
+	always bool
+}
+
+func cache(it item) *cached {
+	if it.badKey != nil {
+		return &cached{l: *it.badKey}
+	}
+	return &cached{l: it.e.lease, always: it.e.foreign}
+}
+
+// listed returns the lease it lists as at now, if any.
+func (c *cached) listed(now time.Time) (leases.Lease, bool) {
+	return c.l, c.always || c.l.Expiration.After(now)
+}
+
+// snapshot is a Snapshot as of cache generation gen, taken at at: it
+// holds until the first expiration among its leases (until).
+type snapshot struct {
+	ls        []leases.Lease
+	gen       uint64
+	at, until time.Time
 }
 
 // Follow lists the directory, then takes its events until ctx is done or
@@ -137,7 +170,10 @@ func (w *watcher) loop(ctx context.Context, changed func()) error {
 	}
 }
 
-// rescan reads the whole directory into the cache.
+// rescan reads the whole directory into the cache. What did not change
+// keeps its item: a re-list of an unchanged directory changes nothing
+// and leaves only garbage that dies young (the cache is never held
+// twice).
 func (w *watcher) rescan(ctx context.Context) error {
 	if err := w.s.check(ctx); err != nil {
 		return err
@@ -150,19 +186,44 @@ func (w *watcher) rescan(ctx context.Context) error {
 		return fmt.Errorf("list %s: %w", w.s.subnets, err)
 	}
 	now := w.s.now()
-	cache := make(map[string]item, len(des))
+	changed := map[string]*cached{} // new or changed; nil: gone
 	bad := map[string]string{}
 	for _, de := range des {
-		if it, ok := w.s.scanOne(de, now); ok {
-			cache[de.Name()] = it
-			if it.why != "" {
-				bad[de.Name()] = it.why
-			}
+		name := de.Name()
+		it, ok := w.s.scanOne(de, now)
+		switch old, had := w.cache[name]; {
+		case !ok && had:
+			changed[name] = nil
+		case !ok:
+		case !had || *old != *cache(it):
+			changed[name] = cache(it)
+		}
+		if ok && it.why != "" {
+			bad[name] = it.why
+		}
+	}
+	for name := range w.cache { // w.cache changes only in this goroutine
+		if _, found := slices.BinarySearchFunc(des, name, func(de fs.DirEntry, n string) int {
+			return strings.Compare(de.Name(), n)
+		}); !found {
+			changed[name] = nil
 		}
 	}
 	w.s.warnOnce(bad)
 	w.mu.Lock()
-	w.cache = cache
+	if w.cache == nil {
+		w.cache = make(map[string]*cached, len(des))
+	}
+	for name, it := range changed {
+		if it == nil {
+			delete(w.cache, name)
+		} else {
+			w.cache[name] = it
+		}
+	}
+	if len(changed) > 0 {
+		w.gen++
+	}
 	w.mu.Unlock()
 	w.armExpiry()
 	return nil
@@ -184,10 +245,13 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 	}
 	it, ok := w.s.scanName(name, w.s.now())
 	w.mu.Lock()
-	if ok {
-		w.cache[name] = it
-	} else {
+	switch old, had := w.cache[name]; {
+	case ok && (!had || *old != *cache(it)):
+		w.cache[name] = cache(it)
+		w.gen++
+	case !ok && had:
 		delete(w.cache, name)
+		w.gen++
 	}
 	w.mu.Unlock()
 	w.s.warnName(name, it.why)
@@ -195,18 +259,28 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 	return true
 }
 
-// Snapshot is the cache as List would list it now.
+// Snapshot is the cache as List would list it now. While the cache and
+// what is expired stay the same it returns the same slice (Pipe keeps
+// the last one sent, and compares): callers must not change it.
 func (w *watcher) Snapshot() []leases.Lease {
 	now := w.s.now()
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l := w.last; l.ls != nil && l.gen == w.gen && !now.Before(l.at) && now.Before(l.until) {
+		return l.ls
+	}
 	ls := make([]leases.Lease, 0, len(w.cache))
+	until := farFuture
 	for _, it := range w.cache {
 		if l, ok := it.listed(now); ok {
 			ls = append(ls, l)
+			if !l.Expiration.IsZero() && l.Expiration.Before(until) {
+				until = l.Expiration
+			}
 		}
 	}
-	w.mu.Unlock()
 	slices.SortFunc(ls, leases.Compare)
+	w.last = snapshot{ls: ls, gen: w.gen, at: now, until: until}
 	return ls
 }
 
