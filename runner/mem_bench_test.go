@@ -50,6 +50,9 @@ const memLeases = 10000
 //     (after a GC), less the heap before the engine started;
 //   - peak-MB: the most heap in use (live and garbage) seen during the
 //     sync, sampled every millisecond: what VmHWM follows;
+//   - peak-live-MB: the most heap a GC found live during the sync: the
+//     next GC lets the heap grow to twice that (GOGC=100), so it sets
+//     peak-MB;
 //   - alloc-B/lease and allocs/lease: everything the sync allocated.
 //
 // Run it once: go test -run '^$' -bench SyncMemory -benchtime 1x ./runner
@@ -64,6 +67,7 @@ func BenchmarkSyncMemory(b *testing.B) {
 			n := float64(memLeases)
 			b.ReportMetric(float64(r.live)/n, "live-B/lease")
 			b.ReportMetric(float64(r.peak)/(1<<20), "peak-MB")
+			b.ReportMetric(float64(r.peakLive)/(1<<20), "peak-live-MB")
 			b.ReportMetric(float64(r.alloc)/n, "alloc-B/lease")
 			b.ReportMetric(float64(r.allocs)/n, "allocs/lease")
 		})
@@ -72,7 +76,7 @@ func BenchmarkSyncMemory(b *testing.B) {
 
 // memResult is what one sync of syncMemory cost.
 type memResult struct {
-	live, peak, alloc, allocs uint64
+	live, peak, peakLive, alloc, allocs uint64
 }
 
 // syncMemory runs an engine until it applied n leases of a store of
@@ -130,7 +134,7 @@ func syncMemory(b *testing.B, kind string, n int) memResult {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	waitApplied(b, stateDir, n, done)
-	peak := stopPeak()
+	peak, peakLive := stopPeak()
 
 	b.StopTimer()
 	var ms1 runtime.MemStats
@@ -148,7 +152,7 @@ func syncMemory(b *testing.B, kind string, n int) memResult {
 	if got := exec.adds.Load(); got < int64(n) {
 		b.Fatalf("%d Adds ran, want %d", got, n)
 	}
-	return memResult{live: live, peak: peak, alloc: ms1.TotalAlloc - ms0.TotalAlloc, allocs: ms1.Mallocs - ms0.Mallocs}
+	return memResult{live: live, peak: peak, peakLive: peakLive, alloc: ms1.TotalAlloc - ms0.TotalAlloc, allocs: ms1.Mallocs - ms0.Mallocs}
 }
 
 // memLease is the i-th remote lease, as convbench makes them.
@@ -288,29 +292,33 @@ func liveHeap() uint64 {
 }
 
 // samplePeak samples the heap in use (objects, live or not yet
-// collected) every millisecond until the returned function is called,
-// which returns the most it saw.
-func samplePeak() func() uint64 {
+// collected) and the heap the last GC found live every millisecond until
+// the returned function is called, which returns the most it saw of
+// each.
+func samplePeak() func() (inUse, live uint64) {
 	stop := make(chan struct{})
-	res := make(chan uint64)
+	type result struct{ inUse, live uint64 }
+	res := make(chan result)
 	go func() {
-		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-		var peak uint64
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+		var r result
 		t := time.NewTicker(time.Millisecond)
 		defer t.Stop()
 		for {
 			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
+			r.inUse = max(r.inUse, s[0].Value.Uint64())
+			r.live = max(r.live, s[1].Value.Uint64())
 			select {
 			case <-stop:
-				res <- peak
+				res <- r
 				return
 			case <-t.C:
 			}
 		}
 	}()
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(stop)
-		return <-res
+		r := <-res
+		return r.inUse, r.live
 	}
 }

@@ -93,6 +93,14 @@ func (it item) name() string {
 	return it.e.name
 }
 
+// lease is the lease it lists as: a bad key's, or the entry's.
+func (it item) lease() leases.Lease {
+	if it.badKey != nil {
+		return *it.badKey
+	}
+	return it.e.lease
+}
+
 // scanOne reads one directory entry of subnets/; ok is false for a write
 // in flight (a dot name) and a file removed meanwhile.
 func (s *Store) scanOne(de fs.DirEntry, now time.Time) (it item, ok bool) {

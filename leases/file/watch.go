@@ -53,33 +53,16 @@ type watcher struct {
 	watching bool // subnets/ is being watched (it may be re-created)
 	expiry   *time.Timer
 
-	// cache is changed only by Follow's goroutine, under mu; Snapshot
-	// reads it from Pipe's. gen counts its changes.
+	// cache holds what each name in subnets/ lists as (a bad key's or a
+	// foreign file's lease too, with its Key the name), listed while it
+	// has not expired (a foreign file's expires in farFuture). A listed
+	// one points into the last snapshot, so the leases are held once. Its
+	// entries are replaced, never changed; gen counts the changes.
 	mu    sync.Mutex
-	cache map[string]*cached // by file name
+	cache map[string]*leases.Lease // by file name
 	gen   uint64
 	// last is the last Snapshot, handed out again while nothing changed.
 	last snapshot
-}
-
-// cached is what one name in subnets/ lists as: its lease (a bad key's
-// or a foreign file's too), always for a foreign file (listed whatever
-// its expiration).
-type cached struct {
-	l      leases.Lease
-	always bool
-}
-
-func cache(it item) *cached {
-	if it.badKey != nil {
-		return &cached{l: *it.badKey}
-	}
-	return &cached{l: it.e.lease, always: it.e.foreign}
-}
-
-// listed returns the lease it lists as at now, if any.
-func (c *cached) listed(now time.Time) (leases.Lease, bool) {
-	return c.l, c.always || c.l.Expiration.After(now)
 }
 
 // snapshot is a Snapshot as of cache generation gen, taken at at: it
@@ -186,33 +169,38 @@ func (w *watcher) rescan(ctx context.Context) error {
 		return fmt.Errorf("list %s: %w", w.s.subnets, err)
 	}
 	now := w.s.now()
-	changed := map[string]*cached{} // new or changed; nil: gone
+	changed := map[string]*leases.Lease{} // new or changed; nil: gone
 	bad := map[string]string{}
 	for _, de := range des {
 		name := de.Name()
 		it, ok := w.s.scanOne(de, now)
-		switch old, had := w.cache[name]; {
+		w.mu.Lock()
+		old, had := w.cache[name]
+		w.mu.Unlock()
+		switch l := it.lease(); {
 		case !ok && had:
 			changed[name] = nil
 		case !ok:
-		case !had || *old != *cache(it):
-			changed[name] = cache(it)
+		case !had || *old != l:
+			changed[name] = &l
 		}
 		if ok && it.why != "" {
 			bad[name] = it.why
 		}
 	}
-	for name := range w.cache { // w.cache changes only in this goroutine
+	w.mu.Lock()
+	for name := range w.cache {
 		if _, found := slices.BinarySearchFunc(des, name, func(de fs.DirEntry, n string) int {
 			return strings.Compare(de.Name(), n)
 		}); !found {
 			changed[name] = nil
 		}
 	}
+	w.mu.Unlock()
 	w.s.warnOnce(bad)
 	w.mu.Lock()
 	if w.cache == nil {
-		w.cache = make(map[string]*cached, len(des))
+		w.cache = make(map[string]*leases.Lease, len(des))
 	}
 	for name, it := range changed {
 		if it == nil {
@@ -244,10 +232,11 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 		return true // temporary files
 	}
 	it, ok := w.s.scanName(name, w.s.now())
+	l := it.lease()
 	w.mu.Lock()
 	switch old, had := w.cache[name]; {
-	case ok && (!had || *old != *cache(it)):
-		w.cache[name] = cache(it)
+	case ok && (!had || *old != l):
+		w.cache[name] = &l
 		w.gen++
 	case !ok && had:
 		delete(w.cache, name)
@@ -271,15 +260,27 @@ func (w *watcher) Snapshot() []leases.Lease {
 	}
 	ls := make([]leases.Lease, 0, len(w.cache))
 	until := farFuture
-	for _, it := range w.cache {
-		if l, ok := it.listed(now); ok {
-			ls = append(ls, l)
-			if !l.Expiration.IsZero() && l.Expiration.Before(until) {
-				until = l.Expiration
-			}
+	var unlisted []string
+	for name, l := range w.cache {
+		if !l.Expiration.After(now) {
+			unlisted = append(unlisted, name)
+			continue
+		}
+		ls = append(ls, *l)
+		if l.Expiration.Before(until) {
+			until = l.Expiration
 		}
 	}
 	slices.SortFunc(ls, leases.Compare)
+	// The cache's listed leases are now ls's, and none holds an older
+	// snapshot in memory.
+	for i := range ls {
+		w.cache[ls[i].Key] = &ls[i]
+	}
+	for _, name := range unlisted {
+		l := *w.cache[name]
+		w.cache[name] = &l
+	}
 	w.last = snapshot{ls: ls, gen: w.gen, at: now, until: until}
 	return ls
 }
@@ -296,8 +297,8 @@ func (w *watcher) armExpiry() {
 	horizon := now.Add(maxExpiryWait)
 	var next time.Time
 	w.mu.Lock()
-	for _, it := range w.cache {
-		if l, ok := it.listed(now); ok && !l.Expiration.IsZero() && l.Expiration.Before(horizon) &&
+	for _, l := range w.cache {
+		if l.Expiration.After(now) && l.Expiration.Before(horizon) &&
 			(next.IsZero() || l.Expiration.Before(next)) {
 			next = l.Expiration
 		}
