@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -234,7 +236,7 @@ func (j *journal) moveAside(name string, data []byte, cause error) string {
 	to := fmt.Sprintf("%s.corrupt-%d", name, j.now().Unix())
 	msg := fmt.Sprintf("%s is corrupt (%v): kept as %s; the node converges from the store, and a lease only it "+
 		"knew to be applied gets no Remove", name, cause, to)
-	if err := j.fs.WriteAtomic(to, data); err != nil {
+	if err := j.fs.WriteAtomic(to, writeData(data)); err != nil {
 		msg += fmt.Sprintf(" (the copy failed: %v)", err)
 	}
 	j.log.Error("journal: " + msg)
@@ -399,32 +401,48 @@ func writeLine(b *bytes.Buffer, op string, v *journalLease) error {
 	return nil
 }
 
-// encode renders applied.json for the set, as json.MarshalIndent
-// renders a journalFile, one version at a time: encoding/json keeps its
-// largest buffer for reuse, and one of the whole journal would stay.
+// encode renders applied.json for the set (see encodeTo).
 func (j *journal) encode() ([]byte, error) {
 	var b bytes.Buffer
-	b.Grow(64 + j.n*160)
-	fmt.Fprintf(&b, "{\n  \"Version\": %d", journalVersion)
+	if err := j.encodeTo(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// encodeTo writes applied.json for the set to w, as json.MarshalIndent
+// renders a journalFile, one version at a time: neither the file nor an
+// encoding/json buffer of its size is ever held in memory (encoding/json
+// keeps its largest buffer for reuse).
+func (j *journal) encodeTo(w io.Writer) error {
+	b := bufio.NewWriter(w) // for the errors: w may be unbuffered
+	fmt.Fprintf(b, "{\n  \"Version\": %d", journalVersion)
 	if j.n > 0 {
 		b.WriteString(",\n  \"Leases\": [")
-		for i, v := range j.sorted() {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("\n    ")
-			line, err := json.Marshal(v)
-			if err != nil {
-				return nil, fmt.Errorf("journal: %w", err)
-			}
-			if err := json.Indent(&b, line, "    ", "  "); err != nil {
-				return nil, fmt.Errorf("journal: %w", err)
+		var line bytes.Buffer
+		first := true
+		for _, s := range sortedSubnets(j.set) {
+			for _, v := range j.set[s] {
+				if !first {
+					b.WriteByte(',')
+				}
+				first = false
+				b.WriteString("\n    ")
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return err
+				}
+				line.Reset()
+				if err := json.Indent(&line, raw, "    ", "  "); err != nil {
+					return err
+				}
+				b.Write(line.Bytes())
 			}
 		}
 		b.WriteString("\n  ]")
 	}
 	b.WriteString("\n}\n")
-	return b.Bytes(), nil
+	return b.Flush()
 }
 
 // compact rewrites applied.json with the set and empties applied.log. A
@@ -434,11 +452,7 @@ func (j *journal) compact() error {
 	if !j.dirty && j.logN == 0 {
 		return nil
 	}
-	data, err := j.encode()
-	if err != nil {
-		return err
-	}
-	if err := j.fs.WriteAtomic(JournalFile, data); err != nil {
+	if err := j.fs.WriteAtomic(JournalFile, j.encodeTo); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	if err := j.fs.Truncate(JournalLogFile, 0); err != nil {

@@ -21,10 +21,12 @@ package runner
 // printed as a replay; keep it in simRegressions.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -243,12 +245,16 @@ func (m *memFS) Append(name string, data []byte, sync bool) error {
 	return nil
 }
 
-func (m *memFS) WriteAtomic(name string, data []byte) error {
+func (m *memFS) WriteAtomic(name string, write func(io.Writer) error) error {
 	if m.full {
 		return errDiskFull
 	}
-	m.visible[name] = append([]byte(nil), data...)
-	m.durable[name] = append([]byte(nil), data...)
+	var b bytes.Buffer
+	if err := write(&b); err != nil {
+		return err
+	}
+	m.visible[name] = b.Bytes()
+	m.durable[name] = bytes.Clone(b.Bytes())
 	return nil
 }
 
@@ -365,7 +371,7 @@ func (s *sim) apply(e event, parallel int) {
 	case "compact":
 		if e.crash { // the rewrite lands, the process dies before the log's truncation
 			data, err := s.core.journal.encode()
-			if err == nil && s.fs.WriteAtomic(JournalFile, data) == nil {
+			if err == nil && s.fs.WriteAtomic(JournalFile, writeData(data)) == nil {
 				s.restart(1, parallel)
 			}
 			return
