@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -145,16 +146,16 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 		}
 	}
 	removes, _ := reconcile(c.desired, c.journal.versions(), c.applied, c.resync)
-	var units [][]op
-	for _, r := range removes {
-		if !c.queue.due(r.v.Subnet, now) {
-			continue
+	var units [][]op // each a piece of removes or adds
+	for i := 0; i < len(removes); {
+		s, j := removes[i].v.Subnet, i+1
+		for j < len(removes) && removes[j].v.Subnet == s {
+			j++
 		}
-		if n := len(units); n > 0 && units[n-1][0].v.Subnet == r.v.Subnet {
-			units[n-1] = append(units[n-1], r)
-			continue
+		if c.queue.due(s, now) {
+			units = append(units, removes[i:j:j])
 		}
-		units = append(units, []op{r})
+		i = j
 	}
 	c.runUnits(ctx, "remove", units, now, &res)
 	if ctx.Err() != nil {
@@ -162,13 +163,13 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 	}
 
 	pending, adds := reconcile(c.desired, c.journal.versions(), c.applied, c.resync)
-	units = units[:0]
-	var ready []*journalLease
-	for _, a := range adds {
+	units = slices.Grow(units[:0], len(adds))
+	ready := make([]*journalLease, 0, len(adds))
+	for i, a := range adds {
 		if !c.queue.due(a.v.Subnet, now) || heldBack(a, pending) {
 			continue
 		}
-		units = append(units, []op{a})
+		units = append(units, adds[i:i+1:i+1])
 		ready = append(ready, a.v)
 	}
 	if len(adds) == 0 && c.intent.err != nil { // nothing waits for intent any more
@@ -372,8 +373,22 @@ func (c *core) inSync() bool {
 	if !c.synced || c.queue.len() > 0 || c.intent.err != nil {
 		return false
 	}
-	removes, adds := reconcile(c.desired, c.journal.versions(), c.applied, nil)
-	return len(removes) == 0 && len(adds) == 0
+	// reconcile(c.desired, c.journal.versions(), c.applied, nil) finds
+	// nothing to do, without making its lists.
+	for s, vs := range c.journal.versions() {
+		d, ok := c.desired[s]
+		for _, v := range vs {
+			if !ok || !sameLease(d, v) {
+				return false
+			}
+		}
+	}
+	for s, d := range c.desired {
+		if a, ok := c.applied[s]; !ok || !sameLease(a, d) {
+			return false
+		}
+	}
+	return true
 }
 
 // takeChanged reports whether what status.json shows changed since the

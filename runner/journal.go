@@ -349,13 +349,21 @@ func (j *journal) remove(v journalLease) bool {
 // no Add may run. The journal keeps the pointers it is given.
 func (j *journal) intend(vs []*journalLease) error {
 	var b bytes.Buffer
-	var added []*journalLease
+	b.Grow(len(vs) * 128) // a line is about 110 bytes
+	added := make([]*journalLease, 0, len(vs))
+	undo := func() {
+		for _, v := range added {
+			j.remove(*v)
+		}
+	}
 	for _, v := range vs {
-		if j.has(*v) || slices.ContainsFunc(added, func(a *journalLease) bool { return *a == *v }) {
+		if j.has(*v) { // or earlier in vs
 			continue
 		}
+		j.add(v) // taken back unless the append succeeds
 		added = append(added, v)
 		if err := writeLine(&b, "add", v); err != nil {
+			undo()
 			return err
 		}
 	}
@@ -363,10 +371,8 @@ func (j *journal) intend(vs []*journalLease) error {
 		return nil
 	}
 	if err := j.fs.Append(JournalLogFile, b.Bytes(), true); err != nil {
+		undo()
 		return fmt.Errorf("journal: record intent: %w", err)
-	}
-	for _, v := range added {
-		j.add(v)
 	}
 	j.logN += len(added)
 	j.dirty = true
