@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,9 +156,9 @@ func (w *watcher) loop(ctx context.Context, changed func()) error {
 }
 
 // rescan reads the whole directory into the cache. What did not change
-// keeps its item: a re-list of an unchanged directory changes nothing
+// keeps its entry: a re-list of an unchanged directory changes nothing
 // and leaves only garbage that dies young (the cache is never held
-// twice).
+// twice). The directory is read a batch of names at a time.
 func (w *watcher) rescan(ctx context.Context) error {
 	if err := w.s.check(ctx); err != nil {
 		return err
@@ -164,19 +166,19 @@ func (w *watcher) rescan(ctx context.Context) error {
 	if !w.watching {
 		w.watching = w.fs.Add(w.s.subnets) == nil
 	}
-	des, err := os.ReadDir(w.s.subnets)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("list %s: %w", w.s.subnets, err)
-	}
 	now := w.s.now()
 	changed := map[string]*leases.Lease{} // new or changed; nil: gone
 	bad := map[string]string{}
-	for _, de := range des {
+	seen := 0 // names of the cache found in the directory
+	err := readDir(w.s.subnets, func(de fs.DirEntry) {
 		name := de.Name()
 		it, ok := w.s.scanOne(de, now)
 		w.mu.Lock()
 		old, had := w.cache[name]
 		w.mu.Unlock()
+		if had {
+			seen++
+		}
 		switch l := it.lease(); {
 		case !ok && had:
 			changed[name] = nil
@@ -187,20 +189,25 @@ func (w *watcher) rescan(ctx context.Context) error {
 		if ok && it.why != "" {
 			bad[name] = it.why
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("list %s: %w", w.s.subnets, err)
 	}
+	var names []string // of the cache, when some are gone (only this goroutine changes them)
 	w.mu.Lock()
-	for name := range w.cache {
-		if _, found := slices.BinarySearchFunc(des, name, func(de fs.DirEntry, n string) int {
-			return strings.Compare(de.Name(), n)
-		}); !found {
+	if seen < len(w.cache) {
+		names = slices.Collect(maps.Keys(w.cache))
+	}
+	w.mu.Unlock()
+	for _, name := range names {
+		if _, err := os.Lstat(filepath.Join(w.s.subnets, name)); errors.Is(err, fs.ErrNotExist) {
 			changed[name] = nil
 		}
 	}
-	w.mu.Unlock()
 	w.s.warnOnce(bad)
 	w.mu.Lock()
 	if w.cache == nil {
-		w.cache = make(map[string]*leases.Lease, len(des))
+		w.cache = make(map[string]*leases.Lease, len(changed))
 	}
 	for name, it := range changed {
 		if it == nil {
@@ -215,6 +222,31 @@ func (w *watcher) rescan(ctx context.Context) error {
 	w.mu.Unlock()
 	w.armExpiry()
 	return nil
+}
+
+// readDir calls f for each entry of dir, read in batches; a missing dir
+// has none.
+func readDir(dir string, f func(fs.DirEntry)) error {
+	d, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		des, err := d.ReadDir(256)
+		for _, de := range des {
+			f(de)
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // event takes one fsnotify event into the cache by re-reading the file it
