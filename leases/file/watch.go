@@ -155,10 +155,11 @@ func (w *watcher) loop(ctx context.Context, changed func()) error {
 	}
 }
 
-// rescan reads the whole directory into the cache. What did not change
-// keeps its entry: a re-list of an unchanged directory changes nothing
-// and leaves only garbage that dies young (the cache is never held
-// twice). The directory is read a batch of names at a time.
+// rescan reads the whole directory into the cache, a batch of names at
+// a time. What did not change keeps its entry: a re-list of an unchanged
+// directory changes nothing and leaves only garbage that dies young (the
+// cache is never held twice). A Snapshot taken meanwhile sees each file
+// as read before or during it, as with events.
 func (w *watcher) rescan(ctx context.Context) error {
 	if err := w.s.check(ctx); err != nil {
 		return err
@@ -167,27 +168,26 @@ func (w *watcher) rescan(ctx context.Context) error {
 		w.watching = w.fs.Add(w.s.subnets) == nil
 	}
 	now := w.s.now()
-	changed := map[string]*leases.Lease{} // new or changed; nil: gone
 	bad := map[string]string{}
 	seen := 0 // names of the cache found in the directory
 	err := readDir(w.s.subnets, func(de fs.DirEntry) {
 		name := de.Name()
 		it, ok := w.s.scanOne(de, now)
+		if ok && it.why != "" {
+			bad[name] = it.why
+		}
 		w.mu.Lock()
+		defer w.mu.Unlock()
 		old, had := w.cache[name]
-		w.mu.Unlock()
 		if had {
 			seen++
 		}
 		switch l := it.lease(); {
 		case !ok && had:
-			changed[name] = nil
+			w.drop(name)
 		case !ok:
 		case !had || *old != l:
-			changed[name] = &l
-		}
-		if ok && it.why != "" {
-			bad[name] = it.why
+			w.put(name, &l)
 		}
 	})
 	if err != nil {
@@ -201,27 +201,31 @@ func (w *watcher) rescan(ctx context.Context) error {
 	w.mu.Unlock()
 	for _, name := range names {
 		if _, err := os.Lstat(filepath.Join(w.s.subnets, name)); errors.Is(err, fs.ErrNotExist) {
-			changed[name] = nil
+			w.mu.Lock()
+			w.drop(name)
+			w.mu.Unlock()
 		}
 	}
 	w.s.warnOnce(bad)
-	w.mu.Lock()
-	if w.cache == nil {
-		w.cache = make(map[string]*leases.Lease, len(changed))
-	}
-	for name, it := range changed {
-		if it == nil {
-			delete(w.cache, name)
-		} else {
-			w.cache[name] = it
-		}
-	}
-	if len(changed) > 0 {
-		w.gen++
-	}
-	w.mu.Unlock()
 	w.armExpiry()
 	return nil
+}
+
+// put sets name's lease in the cache (w.mu held).
+func (w *watcher) put(name string, l *leases.Lease) {
+	if w.cache == nil {
+		w.cache = map[string]*leases.Lease{}
+	}
+	w.cache[name] = l
+	w.gen++
+}
+
+// drop takes name out of the cache (w.mu held).
+func (w *watcher) drop(name string) {
+	if _, ok := w.cache[name]; ok {
+		delete(w.cache, name)
+		w.gen++
+	}
 }
 
 // readDir calls f for each entry of dir, read in batches; a missing dir
@@ -268,11 +272,9 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 	w.mu.Lock()
 	switch old, had := w.cache[name]; {
 	case ok && (!had || *old != l):
-		w.cache[name] = &l
-		w.gen++
-	case !ok && had:
-		delete(w.cache, name)
-		w.gen++
+		w.put(name, &l)
+	case !ok:
+		w.drop(name)
 	}
 	w.mu.Unlock()
 	w.s.warnName(name, it.why)
