@@ -32,7 +32,7 @@ type core struct {
 	// desired holds the admitted remote leases of the last snapshot,
 	// applied the versions added since the start and not removed since;
 	// they share their versions with each other and the journal (intern).
-	desired  map[netip.Prefix]*journalLease
+	desired  leaseSet
 	applied  map[netip.Prefix]*journalLease
 	resync   map[netip.Prefix]bool // applied leases whose Add runs again
 	parallel int
@@ -59,8 +59,8 @@ type intentState struct {
 func newCore(run hookFunc, j *journal, b retry.Backoff, parallel int, log *slog.Logger, m *metrics.Metrics) *core {
 	return &core{
 		run: run, journal: j, queue: newRetryQueue(b), adm: newAdmission(log, m),
-		desired: map[netip.Prefix]*journalLease{}, applied: map[netip.Prefix]*journalLease{},
-		resync: map[netip.Prefix]bool{}, parallel: max(parallel, 1), log: log, metrics: m, interval: b,
+		applied: map[netip.Prefix]*journalLease{},
+		resync:  map[netip.Prefix]bool{}, parallel: max(parallel, 1), log: log, metrics: m, interval: b,
 	}
 }
 
@@ -68,17 +68,18 @@ func newCore(run hookFunc, j *journal, b retry.Backoff, parallel int, log *slog.
 // state. A subnet whose lease came, went or changed is retried at once.
 func (c *core) snapshot(p leases.Policy, snap []leases.Lease, now time.Time) {
 	admitted, changed := c.adm.admit(p, snap, c.incumbent, now)
-	desired := make(map[netip.Prefix]*journalLease, len(admitted))
+	desired := make(leaseSet, 0, len(admitted))
 	for _, l := range admitted {
 		d := c.intern(l)
-		if old, ok := c.desired[d.Subnet]; !ok || !sameLease(old, d) {
+		if old, ok := c.desired.get(d.Subnet); !ok || !sameLease(old, d) {
 			c.queue.forget(d.Subnet)
 		}
-		desired[d.Subnet] = d
+		desired = append(desired, d)
 	}
-	for s := range c.desired {
-		if _, ok := desired[s]; !ok {
-			c.queue.forget(s)
+	desired.sort()
+	for _, old := range c.desired {
+		if _, ok := desired.get(old.Subnet); !ok {
+			c.queue.forget(old.Subnet)
 		}
 	}
 	c.desired, c.synced = desired, true
@@ -88,7 +89,7 @@ func (c *core) snapshot(p leases.Policy, snap []leases.Lease, now time.Time) {
 // incumbent is the version of subnet s admitted before, for admission:
 // the desired one, else the applied one.
 func (c *core) incumbent(s netip.Prefix) (leases.Lease, bool) {
-	if v, ok := c.desired[s]; ok {
+	if v, ok := c.desired.get(s); ok {
 		return v.lease(), true
 	}
 	if v, ok := c.applied[s]; ok {
@@ -102,7 +103,7 @@ func (c *core) incumbent(s netip.Prefix) (leases.Lease, bool) {
 // same from snapshot to snapshot is held once, whatever holds it.
 func (c *core) intern(l leases.Lease) *journalLease {
 	v := journalEntry(l)
-	if d, ok := c.desired[v.Subnet]; ok && *d == v {
+	if d, ok := c.desired.get(v.Subnet); ok && *d == v {
 		return d
 	}
 	if a, ok := c.applied[v.Subnet]; ok && *a == v {
@@ -140,7 +141,7 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 	}
 	for s := range c.resync {
 		a, ok := c.applied[s]
-		d, want := c.desired[s]
+		d, want := c.desired.get(s)
 		if !ok || !want || !sameLease(a, d) {
 			delete(c.resync, s)
 		}
@@ -376,15 +377,15 @@ func (c *core) inSync() bool {
 	// reconcile(c.desired, c.journal.versions(), c.applied, nil) finds
 	// nothing to do, without making its lists.
 	for s, vs := range c.journal.versions() {
-		d, ok := c.desired[s]
+		d, ok := c.desired.get(s)
 		for _, v := range vs {
 			if !ok || !sameLease(d, v) {
 				return false
 			}
 		}
 	}
-	for s, d := range c.desired {
-		if a, ok := c.applied[s]; !ok || !sameLease(a, d) {
+	for _, d := range c.desired {
+		if a, ok := c.applied[d.Subnet]; !ok || !sameLease(a, d) {
 			return false
 		}
 	}

@@ -31,10 +31,10 @@ func sameLease(a, b *journalLease) bool {
 // journal, is the truth: at a start everything is added again) or due for
 // a resync. All Removes come before all Adds; each list is in subnet
 // order.
-func reconcile(desired map[netip.Prefix]*journalLease, journaled map[netip.Prefix][]*journalLease,
+func reconcile(desired leaseSet, journaled map[netip.Prefix][]*journalLease,
 	applied map[netip.Prefix]*journalLease, resync map[netip.Prefix]bool) (removes, adds []op) {
 	for _, s := range sortedSubnets(journaled) {
-		d, wanted := desired[s]
+		d, wanted := desired.get(s)
 		for _, v := range journaled[s] {
 			if wanted && sameLease(d, v) {
 				continue
@@ -42,14 +42,37 @@ func reconcile(desired map[netip.Prefix]*journalLease, journaled map[netip.Prefi
 			removes = append(removes, op{hooks.SubnetRemove, v})
 		}
 	}
-	for _, s := range sortedSubnets(desired) {
-		d := desired[s]
+	for _, d := range desired {
+		s := d.Subnet
 		if a, ok := applied[s]; ok && sameLease(a, d) && !resync[s] {
 			continue
 		}
 		adds = append(adds, op{hooks.SubnetAdd, d})
 	}
 	return removes, adds
+}
+
+// leaseSet is a set of versions, at most one per subnet, sorted by
+// subnet: the desired set. It costs a pointer per lease, where a map
+// costs about 60 bytes.
+type leaseSet []*journalLease
+
+// get returns subnet s's version.
+func (ls leaseSet) get(s netip.Prefix) (*journalLease, bool) {
+	i, ok := slices.BinarySearchFunc(ls, s, func(v *journalLease, s netip.Prefix) int { return v.Subnet.Compare(s) })
+	if !ok {
+		return nil, false
+	}
+	return ls[i], true
+}
+
+// sort puts ls in subnet order (a no-op when it is, as admission's
+// lists are with one subnet length).
+func (ls leaseSet) sort() {
+	bySubnet := func(a, b *journalLease) int { return a.Subnet.Compare(b.Subnet) }
+	if !slices.IsSortedFunc(ls, bySubnet) {
+		slices.SortFunc(ls, bySubnet)
+	}
 }
 
 // heldBack reports whether Add a must wait for one of the pending

@@ -53,6 +53,15 @@ func render(ops ...[]op) string {
 	return strings.Join(out, "; ")
 }
 
+func leaseSetOf(ss ...string) leaseSet {
+	var ls leaseSet
+	for _, s := range ss {
+		ls = append(ls, ver(s))
+	}
+	ls.sort()
+	return ls
+}
+
 func versions(ss ...string) map[netip.Prefix][]*journalLease {
 	m := map[netip.Prefix][]*journalLease{}
 	for _, s := range ss {
@@ -84,7 +93,7 @@ func TestReconcile(t *testing.T) {
 			"rm 10.50.9.0/24 192.0.2.9 key; add 10.50.3.0/24 192.0.2.9 key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rm, add := reconcile(leaseMap(tc.desired...), versions(tc.journal...), leaseMap(tc.applied...), nil)
+			rm, add := reconcile(leaseSetOf(tc.desired...), versions(tc.journal...), leaseMap(tc.applied...), nil)
 			assert.Equal(t, tc.want, render(rm, add))
 		})
 	}
@@ -97,9 +106,9 @@ func TestReconcileResyncAndExpiration(t *testing.T) {
 	l.Expiration = time.Unix(1_800_000_000, 0)
 	l.Key = "10.50.2.0-24"
 	v := journalEntry(l)
-	rm, add := reconcile(map[netip.Prefix]*journalLease{s: &v}, versions("10.50.2.0/24 192.0.2.2 x"), d, nil)
+	rm, add := reconcile(leaseSet{&v}, versions("10.50.2.0/24 192.0.2.2 x"), d, nil)
 	assert.Empty(t, render(rm, add), "the expiration is not what hooks see")
-	rm, add = reconcile(d, versions("10.50.2.0/24 192.0.2.2 x"), d, map[netip.Prefix]bool{s: true})
+	rm, add = reconcile(leaseSet{d[s]}, versions("10.50.2.0/24 192.0.2.2 x"), d, map[netip.Prefix]bool{s: true})
 	assert.Equal(t, "add 10.50.2.0/24 192.0.2.2 x", render(rm, add))
 }
 
@@ -109,7 +118,7 @@ func TestReconcileIPv6Changed(t *testing.T) {
 	l := *old[s]
 	l.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:2::/64")
 	l.PublicIPv6 = netip.MustParseAddr("2001:db8::2")
-	rm, add := reconcile(map[netip.Prefix]*journalLease{s: &l}, map[netip.Prefix][]*journalLease{s: {old[s]}}, old, nil)
+	rm, add := reconcile(leaseSet{&l}, map[netip.Prefix][]*journalLease{s: {old[s]}}, old, nil)
 	assert.Len(t, rm, 1)
 	assert.Len(t, add, 1)
 }
@@ -164,4 +173,20 @@ func TestSubnetEnv(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, string(subnetEnv(tc.cfg, tc.own, tc.mtu, tc.ipMasq)))
 	}
+}
+
+func TestLeaseSet(t *testing.T) {
+	ls := leaseSetOf("10.50.9.0/24 192.0.2.9", "10.50.2.0/24 192.0.2.2", "10.50.30.0/24 192.0.2.30")
+	var got []string
+	for _, v := range ls {
+		got = append(got, v.Subnet.String())
+	}
+	assert.Equal(t, []string{"10.50.2.0/24", "10.50.9.0/24", "10.50.30.0/24"}, got)
+	v, ok := ls.get(netip.MustParsePrefix("10.50.9.0/24"))
+	assert.True(t, ok)
+	assert.Equal(t, netip.MustParseAddr("192.0.2.9"), v.PublicIP)
+	_, ok = ls.get(netip.MustParsePrefix("10.50.3.0/24"))
+	assert.False(t, ok)
+	_, ok = leaseSet(nil).get(netip.MustParsePrefix("10.50.3.0/24"))
+	assert.False(t, ok)
 }

@@ -490,7 +490,7 @@ func (s *sim) settle() error {
 	}
 	for _, l := range s.store {
 		if simPolicy.Range.Network.Contains(l.Subnet.Addr()) && !strings.Contains(l.Attrs.BackendData, "\n") {
-			if _, ok := s.core.desired[l.Subnet]; !ok {
+			if _, ok := s.core.desired.get(l.Subnet); !ok {
 				return fmt.Errorf("admissible lease %s is not desired", l.Subnet)
 			}
 		}
