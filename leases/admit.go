@@ -153,6 +153,15 @@ type Admission struct {
 // keeps its place, otherwise the narrowest subnet, then the lowest key. Admit is deterministic for a
 // given snapshot and incumbent set.
 func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission {
+	return p.AdmitFunc(snap, func(s netip.Prefix) (Lease, bool) {
+		l, ok := incumbent[s]
+		return l, ok
+	})
+}
+
+// AdmitFunc is Admit with the incumbents looked up by subnet through
+// incumbent, for a caller that keeps them in a form of its own.
+func (p Policy) AdmitFunc(snap []Lease, incumbent func(netip.Prefix) (Lease, bool)) Admission {
 	var a Admission
 	ownKey := ""
 	if p.Own.Subnet.IsValid() {
@@ -194,7 +203,7 @@ func (p Policy) Admit(snap []Lease, incumbent map[netip.Prefix]Lease) Admission 
 // (an incumbent), else the first in subnet order. Otherwise a second lease repeating
 // a peer's VTEP MAC or key would take that peer's fdb entry or
 // allowed-ips over. admitted is sorted by Compare and stays so.
-func (p Policy) uniqueIdentities(admitted []Lease, incumbent map[netip.Prefix]Lease, refused *[]Refusal) []Lease {
+func (p Policy) uniqueIdentities(admitted []Lease, incumbent func(netip.Prefix) (Lease, bool), refused *[]Refusal) []Lease {
 	if p.Shape == nil || p.Shape.identity == nil {
 		return admitted
 	}
@@ -202,7 +211,7 @@ func (p Policy) uniqueIdentities(admitted []Lease, incumbent map[netip.Prefix]Le
 	// Incumbents first: the lease that had the identity keeps it.
 	for _, l := range admitted {
 		id := p.Shape.Identity(l.Attrs.BackendData)
-		if x, in := incumbent[l.Subnet]; id != "" && in && sameSubnets(x, l) && p.Shape.Identity(x.Attrs.BackendData) == id {
+		if x, in := incumbent(l.Subnet); id != "" && in && sameSubnets(x, l) && p.Shape.Identity(x.Attrs.BackendData) == id {
 			if _, taken := owner[id]; !taken {
 				owner[id] = l
 			}
@@ -269,9 +278,10 @@ func collide(snap []Lease, ok []int) bool {
 // incumbent (admitted before) keeps its place, then the narrowest subnet
 // (without a Range a wide lease must not win over the ones it covers),
 // then the lowest key. The losers are refused.
-func admitOverlapping(snap []Lease, ok []int, incumbent map[netip.Prefix]Lease, exact bool, refused *[]Refusal) []Lease {
+func admitOverlapping(snap []Lease, ok []int, incumbent func(netip.Prefix) (Lease, bool), exact bool,
+	refused *[]Refusal) []Lease {
 	isInc := func(l *Lease) bool {
-		x, in := incumbent[l.Subnet]
+		x, in := incumbent(l.Subnet)
 		return in && sameSubnets(x, *l)
 	}
 	order := slices.Clone(ok)

@@ -122,6 +122,9 @@ func UnmarshalAttrs(b []byte) (Attrs, error) {
 		return Attrs{}, fmt.Errorf("decode lease: %w", err)
 	}
 	a := Attrs{BackendType: w.BackendType}
+	if a.BackendType == BackendType {
+		a.BackendType = BackendType // one string for every lease a store holds
+	}
 	var err error
 	if w.PublicIP != "" {
 		if a.PublicIP, err = netip.ParseAddr(w.PublicIP); err != nil {

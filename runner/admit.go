@@ -46,18 +46,18 @@ func newAdmission(log *slog.Logger, m *metrics.Metrics) *admission {
 	return &admission{log: log, metrics: m, refused: map[string]refusal{}, total: map[leases.Reason]int{}}
 }
 
-// admit returns the remote leases of snap the hooks may see, by subnet.
-// Leases in incumbent that won an overlap before keep winning. changed
-// says whether the refusals changed.
-func (a *admission) admit(p leases.Policy, snap []leases.Lease, incumbent map[netip.Prefix]leases.Lease, now time.Time) (
-	admitted map[netip.Prefix]leases.Lease, changed bool) {
+// admit returns the remote leases of snap the hooks may see, sorted by
+// subnet. Leases incumbent finds (admitted before) that won an overlap
+// before keep winning. changed says whether the refusals changed.
+func (a *admission) admit(p leases.Policy, snap []leases.Lease, incumbent func(netip.Prefix) (leases.Lease, bool),
+	now time.Time) (admitted []leases.Lease, changed bool) {
 	a.known = 0
 	for _, x := range snap {
 		if x.Attrs.PublicIP != p.Own.Attrs.PublicIP || x.Subnet != p.Own.Subnet {
 			a.known++
 		}
 	}
-	res := p.Admit(snap, incumbent)
+	res := p.AdmitFunc(snap, incumbent)
 	refused := make(map[string]refusal, len(res.Refused))
 	for _, r := range res.Refused {
 		key := r.Lease.StoreKey()
@@ -79,12 +79,7 @@ func (a *admission) admit(p leases.Policy, snap []leases.Lease, incumbent map[ne
 	}
 	changed = !maps.EqualFunc(refused, a.refused, func(x, y refusal) bool { return x.Reason == y.Reason && x.Detail == y.Detail })
 	a.refused = refused
-
-	admitted = make(map[netip.Prefix]leases.Lease, len(res.Admitted))
-	for _, x := range res.Admitted {
-		admitted[x.Subnet] = x
-	}
-	return admitted, changed
+	return res.Admitted, changed
 }
 
 // byReason counts the current refusals by reason.

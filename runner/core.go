@@ -3,8 +3,8 @@ package runner
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,13 +25,16 @@ type hookFunc func(ctx context.Context, k hooks.Kind, l leases.Lease) error
 // state, keeping the journal's rule (intent before effect) and the retry
 // queue. The loop feeds it events and timers.
 type core struct {
-	run      hookFunc
-	journal  *journal
-	queue    *retryQueue
-	adm      *admission
-	desired  map[netip.Prefix]leases.Lease // admitted remote leases of the last snapshot
-	applied  map[netip.Prefix]leases.Lease // versions added since the start, not removed since
-	resync   map[netip.Prefix]bool         // applied leases whose Add runs again
+	run     hookFunc
+	journal *journal
+	queue   *retryQueue
+	adm     *admission
+	// desired holds the admitted remote leases of the last snapshot,
+	// applied the versions added since the start and not removed since;
+	// they share their versions with each other and the journal (intern).
+	desired  leaseSet
+	applied  map[netip.Prefix]*journalLease
+	resync   map[netip.Prefix]bool // applied leases whose Add runs again
 	parallel int
 	log      *slog.Logger
 	metrics  *metrics.Metrics
@@ -56,29 +59,60 @@ type intentState struct {
 func newCore(run hookFunc, j *journal, b retry.Backoff, parallel int, log *slog.Logger, m *metrics.Metrics) *core {
 	return &core{
 		run: run, journal: j, queue: newRetryQueue(b), adm: newAdmission(log, m),
-		desired: map[netip.Prefix]leases.Lease{}, applied: map[netip.Prefix]leases.Lease{},
-		resync: map[netip.Prefix]bool{}, parallel: max(parallel, 1), log: log, metrics: m, interval: b,
+		applied: map[netip.Prefix]*journalLease{},
+		resync:  map[netip.Prefix]bool{}, parallel: max(parallel, 1), log: log, metrics: m, interval: b,
 	}
 }
 
 // snapshot takes a full store snapshot, admitted under p, as the desired
 // state. A subnet whose lease came, went or changed is retried at once.
 func (c *core) snapshot(p leases.Policy, snap []leases.Lease, now time.Time) {
-	incumbent := maps.Clone(c.applied)
-	maps.Copy(incumbent, c.desired)
-	desired, changed := c.adm.admit(p, snap, incumbent, now)
-	for s, d := range desired {
-		if old, ok := c.desired[s]; !ok || !sameLease(old, d) {
-			c.queue.forget(s)
+	admitted, changed := c.adm.admit(p, snap, c.incumbent, now)
+	desired := make(leaseSet, 0, len(admitted))
+	for _, l := range admitted {
+		d := c.intern(l)
+		if old, ok := c.desired.get(d.Subnet); !ok || !sameLease(old, d) {
+			c.queue.forget(d.Subnet)
 		}
+		desired = append(desired, d)
 	}
-	for s := range c.desired {
-		if _, ok := desired[s]; !ok {
-			c.queue.forget(s)
+	desired.sort()
+	for _, old := range c.desired {
+		if _, ok := desired.get(old.Subnet); !ok {
+			c.queue.forget(old.Subnet)
 		}
 	}
 	c.desired, c.synced = desired, true
 	c.changed = c.changed || changed
+}
+
+// incumbent is the version of subnet s admitted before, for admission:
+// the desired one, else the applied one.
+func (c *core) incumbent(s netip.Prefix) (leases.Lease, bool) {
+	if v, ok := c.desired.get(s); ok {
+		return v.lease(), true
+	}
+	if v, ok := c.applied[s]; ok {
+		return v.lease(), true
+	}
+	return leases.Lease{}, false
+}
+
+// intern returns l's version as the core already holds it (desired,
+// applied or in the journal), else a new one: a lease that stays the
+// same from snapshot to snapshot is held once, whatever holds it.
+func (c *core) intern(l leases.Lease) *journalLease {
+	v := journalEntry(l)
+	if d, ok := c.desired.get(v.Subnet); ok && *d == v {
+		return d
+	}
+	if a, ok := c.applied[v.Subnet]; ok && *a == v {
+		return a
+	}
+	if i := c.journal.find(v); i >= 0 {
+		return c.journal.versions()[v.Subnet][i]
+	}
+	return &v
 }
 
 // resyncAll marks every applied lease for another Add.
@@ -106,21 +140,23 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 		return res
 	}
 	for s := range c.resync {
-		if a, ok := c.applied[s]; !ok || !sameLease(a, c.desired[s]) {
+		a, ok := c.applied[s]
+		d, want := c.desired.get(s)
+		if !ok || !want || !sameLease(a, d) {
 			delete(c.resync, s)
 		}
 	}
 	removes, _ := reconcile(c.desired, c.journal.versions(), c.applied, c.resync)
-	var units [][]op
-	for _, r := range removes {
-		if !c.queue.due(r.lease.Subnet, now) {
-			continue
+	var units [][]op // each a piece of removes or adds
+	for i := 0; i < len(removes); {
+		s, j := removes[i].v.Subnet, i+1
+		for j < len(removes) && removes[j].v.Subnet == s {
+			j++
 		}
-		if n := len(units); n > 0 && units[n-1][0].lease.Subnet == r.lease.Subnet {
-			units[n-1] = append(units[n-1], r)
-			continue
+		if c.queue.due(s, now) {
+			units = append(units, removes[i:j:j])
 		}
-		units = append(units, []op{r})
+		i = j
 	}
 	c.runUnits(ctx, "remove", units, now, &res)
 	if ctx.Err() != nil {
@@ -128,14 +164,14 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 	}
 
 	pending, adds := reconcile(c.desired, c.journal.versions(), c.applied, c.resync)
-	units = units[:0]
-	var ready []leases.Lease
-	for _, a := range adds {
-		if !c.queue.due(a.lease.Subnet, now) || heldBack(a, pending) {
+	units = slices.Grow(units[:0], len(adds))
+	ready := make([]*journalLease, 0, len(adds))
+	for i, a := range adds {
+		if !c.queue.due(a.v.Subnet, now) || heldBack(a, pending) {
 			continue
 		}
-		units = append(units, []op{a})
-		ready = append(ready, a.lease)
+		units = append(units, adds[i:i+1:i+1])
+		ready = append(ready, a.v)
 	}
 	if len(adds) == 0 && c.intent.err != nil { // nothing waits for intent any more
 		c.intent = intentState{}
@@ -161,7 +197,7 @@ func (c *core) step(ctx context.Context, now time.Time) stepResult {
 // recordIntent puts the versions about to be added into the journal. If
 // that fails no Add runs: it is tried again after a backoff, and status
 // says why.
-func (c *core) recordIntent(ls []leases.Lease, now time.Time) bool {
+func (c *core) recordIntent(ls []*journalLease, now time.Time) bool {
 	err := c.journal.intend(ls)
 	if err == nil {
 		if c.intent.err != nil {
@@ -199,7 +235,7 @@ func (c *core) runUnits(ctx context.Context, phase string, units [][]op, now tim
 	}
 	retried := make([]bool, len(units)) // read here: workers must not touch the queue
 	for i, u := range units {
-		retried[i] = c.queue.retrying(u[0].lease.Subnet)
+		retried[i] = c.queue.retrying(u[0].v.Subnet)
 	}
 	runOne := func(i int) outcome {
 		u := units[i]
@@ -208,7 +244,7 @@ func (c *core) runUnits(ctx context.Context, phase string, units [][]op, now tim
 			c.metrics.HookRetried(u[0].kind)
 		}
 		for _, x := range u {
-			if err := c.run(ctx, x.kind, x.lease); err != nil {
+			if err := c.run(ctx, x.kind, x.v.lease()); err != nil {
 				o.err = err
 				return o
 			}
@@ -266,23 +302,23 @@ func (c *core) runUnits(ctx context.Context, phase string, units [][]op, now tim
 // record takes a unit's outcome into the state: journal, applied,
 // resync and the retry queue.
 func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepResult) {
-	s := o.ops[0].lease.Subnet
+	s := o.ops[0].v.Subnet
 	res.hooks += o.done
 	for _, x := range o.ops[:o.done] {
-		c.log.Debug("hook applied", "hook", x.kind.String(), "subnet", s, "public_ip", x.lease.Attrs.PublicIP)
+		c.log.Debug("hook applied", "hook", x.kind.String(), "subnet", s, "public_ip", x.v.PublicIP)
 		if x.kind == hooks.SubnetRemove {
-			if err := c.journal.forget(x.lease); err != nil {
+			if err := c.journal.forget(x.v); err != nil {
 				c.log.Error("journal: a Remove will run again after a restart", "subnet", s, "error", err)
 			}
 			if c.owners != nil && !c.journal.hasSubnet(s) {
 				c.owners.Release(s.String())
 			}
-			if a, ok := c.applied[s]; ok && sameLease(a, x.lease) {
+			if a, ok := c.applied[s]; ok && sameLease(a, x.v) {
 				delete(c.applied, s)
 			}
-			c.unapplySameNode(x.lease)
+			c.unapplySameNode(x.v)
 		} else {
-			c.applied[s] = x.lease
+			c.applied[s] = x.v
 			delete(c.resync, s)
 		}
 		c.changed = true
@@ -297,11 +333,11 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 		// A failed Remove may have got half-way: its version is no longer
 		// known to be in the kernel, and is added again if it comes back;
 		// the same node's other leases may have lost something too.
-		if a, ok := c.applied[s]; ok && sameLease(a, o.ops[o.done].lease) {
+		if a, ok := c.applied[s]; ok && sameLease(a, o.ops[o.done].v) {
 			delete(c.applied, s)
 		}
 		if k == hooks.SubnetRemove {
-			c.unapplySameNode(o.ops[o.done].lease)
+			c.unapplySameNode(o.ops[o.done].v)
 		}
 		f := c.queue.fail(s, k, o.err, now)
 		c.changed = true
@@ -324,7 +360,7 @@ func (c *core) record(ctx context.Context, o outcome, now time.Time, res *stepRe
 // run their Add again: a Remove of r that ran (or began) after their Add,
 // say of a key that moved while its old Remove kept failing, may have
 // undone it (`wg set ... peer KEY remove`).
-func (c *core) unapplySameNode(r leases.Lease) {
+func (c *core) unapplySameNode(r *journalLease) {
 	for t, a := range c.applied {
 		if sameNode(a, r) {
 			delete(c.applied, t)
@@ -338,8 +374,22 @@ func (c *core) inSync() bool {
 	if !c.synced || c.queue.len() > 0 || c.intent.err != nil {
 		return false
 	}
-	removes, adds := reconcile(c.desired, c.journal.versions(), c.applied, nil)
-	return len(removes) == 0 && len(adds) == 0
+	// reconcile(c.desired, c.journal.versions(), c.applied, nil) finds
+	// nothing to do, without making its lists.
+	for s, vs := range c.journal.versions() {
+		d, ok := c.desired.get(s)
+		for _, v := range vs {
+			if !ok || !sameLease(d, v) {
+				return false
+			}
+		}
+	}
+	for _, d := range c.desired {
+		if a, ok := c.applied[d.Subnet]; !ok || !sameLease(a, d) {
+			return false
+		}
+	}
+	return true
 }
 
 // takeChanged reports whether what status.json shows changed since the

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -25,11 +26,17 @@ func lease(s string) leases.Lease {
 	return l
 }
 
-func leaseMap(ss ...string) map[netip.Prefix]leases.Lease {
-	m := map[netip.Prefix]leases.Lease{}
+// ver is lease(s)'s version.
+func ver(s string) *journalLease {
+	v := journalEntry(lease(s))
+	return &v
+}
+
+func leaseMap(ss ...string) map[netip.Prefix]*journalLease {
+	m := map[netip.Prefix]*journalLease{}
 	for _, s := range ss {
-		l := lease(s)
-		m[l.Subnet] = l
+		v := ver(s)
+		m[v.Subnet] = v
 	}
 	return m
 }
@@ -40,17 +47,26 @@ func render(ops ...[]op) string {
 	for _, list := range ops {
 		for _, o := range list {
 			verb := map[bool]string{true: "add", false: "rm"}[o.kind.String() == "SubnetAddCommand"]
-			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", verb, o.lease.Subnet, o.lease.Attrs.PublicIP, o.lease.Attrs.BackendData)))
+			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", verb, o.v.Subnet, o.v.PublicIP, o.v.BackendData)))
 		}
 	}
 	return strings.Join(out, "; ")
 }
 
-func versions(ss ...string) map[netip.Prefix][]leases.Lease {
-	m := map[netip.Prefix][]leases.Lease{}
+func leaseSetOf(ss ...string) leaseSet {
+	var ls leaseSet
 	for _, s := range ss {
-		l := lease(s)
-		m[l.Subnet] = append(m[l.Subnet], l)
+		ls = append(ls, ver(s))
+	}
+	ls.sort()
+	return ls
+}
+
+func versions(ss ...string) map[netip.Prefix][]*journalLease {
+	m := map[netip.Prefix][]*journalLease{}
+	for _, s := range ss {
+		v := ver(s)
+		m[v.Subnet] = append(m[v.Subnet], v)
 	}
 	return m
 }
@@ -77,7 +93,7 @@ func TestReconcile(t *testing.T) {
 			"rm 10.50.9.0/24 192.0.2.9 key; add 10.50.3.0/24 192.0.2.9 key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rm, add := reconcile(leaseMap(tc.desired...), versions(tc.journal...), leaseMap(tc.applied...), nil)
+			rm, add := reconcile(leaseSetOf(tc.desired...), versions(tc.journal...), leaseMap(tc.applied...), nil)
 			assert.Equal(t, tc.want, render(rm, add))
 		})
 	}
@@ -86,33 +102,35 @@ func TestReconcile(t *testing.T) {
 func TestReconcileResyncAndExpiration(t *testing.T) {
 	d := leaseMap("10.50.2.0/24 192.0.2.2 x")
 	s := netip.MustParsePrefix("10.50.2.0/24")
-	l := d[s]
-	l.Expiration = l.Expiration.Add(1)
-	rm, add := reconcile(map[netip.Prefix]leases.Lease{s: l}, versions("10.50.2.0/24 192.0.2.2 x"), d, nil)
+	l := lease("10.50.2.0/24 192.0.2.2 x")
+	l.Expiration = time.Unix(1_800_000_000, 0)
+	l.Key = "10.50.2.0-24"
+	v := journalEntry(l)
+	rm, add := reconcile(leaseSet{&v}, versions("10.50.2.0/24 192.0.2.2 x"), d, nil)
 	assert.Empty(t, render(rm, add), "the expiration is not what hooks see")
-	rm, add = reconcile(d, versions("10.50.2.0/24 192.0.2.2 x"), d, map[netip.Prefix]bool{s: true})
+	rm, add = reconcile(leaseSet{d[s]}, versions("10.50.2.0/24 192.0.2.2 x"), d, map[netip.Prefix]bool{s: true})
 	assert.Equal(t, "add 10.50.2.0/24 192.0.2.2 x", render(rm, add))
 }
 
 func TestReconcileIPv6Changed(t *testing.T) {
 	old := leaseMap("10.50.2.0/24 192.0.2.2 x")
 	s := netip.MustParsePrefix("10.50.2.0/24")
-	l := old[s]
+	l := *old[s]
 	l.IPv6Subnet = netip.MustParsePrefix("fd00:0:0:2::/64")
-	l.Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::2")
-	rm, add := reconcile(map[netip.Prefix]leases.Lease{s: l}, map[netip.Prefix][]leases.Lease{s: {old[s]}}, old, nil)
+	l.PublicIPv6 = netip.MustParseAddr("2001:db8::2")
+	rm, add := reconcile(leaseSet{&l}, map[netip.Prefix][]*journalLease{s: {old[s]}}, old, nil)
 	assert.Len(t, rm, 1)
 	assert.Len(t, add, 1)
 }
 
 func TestHeldBack(t *testing.T) {
-	add := op{hooks.SubnetAdd, lease("10.50.3.0/24 192.0.2.9 key")}
-	assert.True(t, heldBack(add, []op{{hooks.SubnetRemove, lease("10.50.3.0/24 192.0.2.7 other")}}), "its own subnet's old version")
-	assert.False(t, heldBack(add, []op{{hooks.SubnetRemove, lease("10.50.9.0/24 192.0.2.9 key")}}), "another subnet's")
+	add := op{hooks.SubnetAdd, ver("10.50.3.0/24 192.0.2.9 key")}
+	assert.True(t, heldBack(add, []op{{hooks.SubnetRemove, ver("10.50.3.0/24 192.0.2.7 other")}}), "its own subnet's old version")
+	assert.False(t, heldBack(add, []op{{hooks.SubnetRemove, ver("10.50.9.0/24 192.0.2.9 key")}}), "another subnet's")
 }
 
 func TestSameNode(t *testing.T) {
-	l := lease("10.50.3.0/24 192.0.2.9 key")
+	l := ver("10.50.3.0/24 192.0.2.9 key")
 	for _, tc := range []struct {
 		other string
 		want  bool
@@ -122,9 +140,9 @@ func TestSameNode(t *testing.T) {
 		{"10.50.9.0/24 192.0.2.7 other", false},
 		{"10.50.3.0/24 192.0.2.9 key", false}, // the same subnet: per-subnet order handles it
 	} {
-		assert.Equal(t, tc.want, sameNode(l, lease(tc.other)), tc.other)
+		assert.Equal(t, tc.want, sameNode(l, ver(tc.other)), tc.other)
 	}
-	assert.False(t, sameNode(lease("10.50.3.0/24 192.0.2.9"), lease("10.50.4.0/24 192.0.2.8")), "empty data is no identity")
+	assert.False(t, sameNode(ver("10.50.3.0/24 192.0.2.9"), ver("10.50.4.0/24 192.0.2.8")), "empty data is no identity")
 }
 
 func TestFirstHost(t *testing.T) {
@@ -155,4 +173,20 @@ func TestSubnetEnv(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, string(subnetEnv(tc.cfg, tc.own, tc.mtu, tc.ipMasq)))
 	}
+}
+
+func TestLeaseSet(t *testing.T) {
+	ls := leaseSetOf("10.50.9.0/24 192.0.2.9", "10.50.2.0/24 192.0.2.2", "10.50.30.0/24 192.0.2.30")
+	var got []string
+	for _, v := range ls {
+		got = append(got, v.Subnet.String())
+	}
+	assert.Equal(t, []string{"10.50.2.0/24", "10.50.9.0/24", "10.50.30.0/24"}, got)
+	v, ok := ls.get(netip.MustParsePrefix("10.50.9.0/24"))
+	assert.True(t, ok)
+	assert.Equal(t, netip.MustParseAddr("192.0.2.9"), v.PublicIP)
+	_, ok = ls.get(netip.MustParsePrefix("10.50.3.0/24"))
+	assert.False(t, ok)
+	_, ok = leaseSet(nil).get(netip.MustParsePrefix("10.50.3.0/24"))
+	assert.False(t, ok)
 }

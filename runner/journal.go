@@ -1,14 +1,15 @@
 package runner
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -37,8 +38,10 @@ import (
 // writes; version 1 (one entry per subnet, key "Applied") is still read.
 const journalVersion = 2
 
-// journalLease is one lease version as the journal stores it. It is
-// comparable: the journal's set is keyed by it.
+// journalLease is one version of a remote lease: what its hooks see,
+// and what the journal stores. The engine holds each version once and
+// shares the pointer among the desired set, the applied set and the
+// journal (see core.intern); a *journalLease is never changed.
 type journalLease struct {
 	Subnet      netip.Prefix
 	IPv6Subnet  netip.Prefix `json:",omitzero"`
@@ -48,6 +51,7 @@ type journalLease struct {
 	BackendData string `json:",omitempty"`
 }
 
+// journalEntry is l's version.
 func journalEntry(l leases.Lease) journalLease {
 	return journalLease{
 		Subnet:      l.Subnet,
@@ -81,9 +85,12 @@ type journalLine struct {
 // journal is the set of lease versions that may be in the kernel, kept
 // on a journalFS. Only the engine's goroutine uses it.
 type journal struct {
-	fs   journalFS
-	log  *slog.Logger
-	set  map[journalLease]struct{}
+	fs  journalFS
+	log *slog.Logger
+	// set holds each subnet's versions, in compareJournalLease order; a
+	// slice in it is never changed in place (versions hands it out).
+	set  map[netip.Prefix][]*journalLease
+	n    int              // versions in set
 	now  func() time.Time // names of moved-aside files
 	logN int              // lines in applied.log since the last compact
 	// dirty: the set changed since the last compact.
@@ -98,7 +105,7 @@ type journal struct {
 // left (see the comment above) and fails only when a file cannot be read
 // at all.
 func openJournal(fsys journalFS, log *slog.Logger, now func() time.Time) (*journal, error) {
-	j := &journal{fs: fsys, log: log, set: map[journalLease]struct{}{}, now: now}
+	j := &journal{fs: fsys, log: log, set: map[netip.Prefix][]*journalLease{}, now: now}
 	var problems []string
 	data, err := fsys.ReadFile(JournalFile)
 	switch {
@@ -149,8 +156,10 @@ func (j *journal) decodeFile(data []byte) error {
 			return fmt.Errorf("entry %d: missing Subnet", i)
 		}
 	}
-	for _, a := range append(f.Applied, f.Leases...) {
-		j.set[a] = struct{}{}
+	for _, list := range [][]journalLease{f.Applied, f.Leases} {
+		for i := range list {
+			j.add(&list[i])
+		}
 	}
 	return nil
 }
@@ -190,9 +199,11 @@ func (j *journal) replay(data []byte) []string {
 		}
 		switch rec.Op {
 		case "", "add":
-			j.set[rec.journalLease] = struct{}{}
+			if !j.has(rec.journalLease) {
+				j.add(&rec.journalLease)
+			}
 		case "del":
-			delete(j.set, rec.journalLease)
+			j.remove(rec.journalLease)
 		}
 		j.logN++
 		good = next
@@ -225,7 +236,7 @@ func (j *journal) moveAside(name string, data []byte, cause error) string {
 	to := fmt.Sprintf("%s.corrupt-%d", name, j.now().Unix())
 	msg := fmt.Sprintf("%s is corrupt (%v): kept as %s; the node converges from the store, and a lease only it "+
 		"knew to be applied gets no Remove", name, cause, to)
-	if err := j.fs.WriteAtomic(to, data); err != nil {
+	if err := j.fs.WriteAtomic(to, writeData(data)); err != nil {
 		msg += fmt.Sprintf(" (the copy failed: %v)", err)
 	}
 	j.log.Error("journal: " + msg)
@@ -252,56 +263,107 @@ func decodeJournalLine(raw []byte) (journalLine, error) {
 }
 
 // versions returns the versions in the journal by subnet, each subnet's
-// in a stable order.
-func (j *journal) versions() map[netip.Prefix][]leases.Lease {
-	out := map[netip.Prefix][]leases.Lease{}
-	for _, a := range j.sorted() {
-		out[a.Subnet] = append(out[a.Subnet], a.lease())
+// in a stable order. It is the journal's own map: the caller must not
+// change it, and it changes with the journal (a subnet's slice is
+// replaced, never changed in place).
+func (j *journal) versions() map[netip.Prefix][]*journalLease { return j.set }
+
+// sorted returns every version, in compareJournalLease order.
+func (j *journal) sorted() []*journalLease {
+	out := make([]*journalLease, 0, j.n)
+	for _, s := range sortedSubnets(j.set) {
+		out = append(out, j.set[s]...)
 	}
 	return out
 }
 
-func (j *journal) sorted() []journalLease {
-	keys := slices.Collect(maps.Keys(j.set))
-	slices.SortFunc(keys, compareJournalLease)
-	return keys
-}
-
 // compareJournalLease orders versions by subnet, then by every other
-// field: a total order, cheap enough for each batch (versions() sorts
-// the whole journal).
-func compareJournalLease(a, b journalLease) int {
-	return cmp.Or(a.Subnet.Compare(b.Subnet), a.IPv6Subnet.Compare(b.IPv6Subnet),
+// field: a total order.
+func compareJournalLease(a, b *journalLease) int {
+	return cmp.Or(a.Subnet.Compare(b.Subnet), comparePrefix(a.IPv6Subnet, b.IPv6Subnet),
 		a.PublicIP.Compare(b.PublicIP), a.PublicIPv6.Compare(b.PublicIPv6),
 		cmp.Compare(a.BackendType, b.BackendType), cmp.Compare(a.BackendData, b.BackendData))
 }
 
-// len is the number of versions in the journal.
-func (j *journal) len() int { return len(j.set) }
-
-// hasSubnet reports whether some version of subnet s is in the journal.
-func (j *journal) hasSubnet(s netip.Prefix) bool {
-	for a := range j.set {
-		if a.Subnet == s {
-			return true
-		}
+// comparePrefix is netip.Prefix.Compare, without its allocation for an
+// invalid prefix (an unset IPv6Subnet: Masked makes an error value).
+func comparePrefix(a, b netip.Prefix) int {
+	if !a.IsValid() || !b.IsValid() {
+		return cmp.Compare(btoi(a.IsValid()), btoi(b.IsValid()))
 	}
-	return false
+	return a.Compare(b)
 }
 
-// intend records the versions in ls that the journal lacks, in one synced
-// append, before their Adds run. On error nothing is recorded and no Add
-// may run.
-func (j *journal) intend(ls []leases.Lease) error {
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// len is the number of versions in the journal.
+func (j *journal) len() int { return j.n }
+
+// hasSubnet reports whether some version of subnet s is in the journal.
+func (j *journal) hasSubnet(s netip.Prefix) bool { return len(j.set[s]) > 0 }
+
+// has reports whether version v is in the journal.
+func (j *journal) has(v journalLease) bool { return j.find(v) >= 0 }
+
+// find returns the index of version v among its subnet's, or -1.
+func (j *journal) find(v journalLease) int {
+	for i, x := range j.set[v.Subnet] {
+		if *x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// add puts v, which the journal lacks, into the set.
+func (j *journal) add(v *journalLease) {
+	vs := j.set[v.Subnet]
+	i, _ := slices.BinarySearchFunc(vs, v, compareJournalLease)
+	j.set[v.Subnet] = slices.Insert(slices.Clip(vs), i, v) // a new slice when vs had any
+	j.n++
+}
+
+// remove takes version v out of the set, if there.
+func (j *journal) remove(v journalLease) bool {
+	i := j.find(v)
+	if i < 0 {
+		return false
+	}
+	vs := j.set[v.Subnet]
+	if len(vs) == 1 {
+		delete(j.set, v.Subnet)
+	} else {
+		j.set[v.Subnet] = slices.Delete(slices.Clone(vs), i, i+1)
+	}
+	j.n--
+	return true
+}
+
+// intend records the versions in vs that the journal lacks, in one
+// synced append, before their Adds run. On error nothing is recorded and
+// no Add may run. The journal keeps the pointers it is given.
+func (j *journal) intend(vs []*journalLease) error {
 	var b bytes.Buffer
-	var added []journalLease
-	for _, l := range ls {
-		a := journalEntry(l)
-		if _, ok := j.set[a]; ok || slices.Contains(added, a) {
+	b.Grow(len(vs) * 128) // a line is about 110 bytes
+	added := make([]*journalLease, 0, len(vs))
+	undo := func() {
+		for _, v := range added {
+			j.remove(*v)
+		}
+	}
+	for _, v := range vs {
+		if j.has(*v) { // or earlier in vs
 			continue
 		}
-		added = append(added, a)
-		if err := writeLine(&b, "add", a); err != nil {
+		j.add(v) // taken back unless the append succeeds
+		added = append(added, v)
+		if err := writeLine(&b, "add", v); err != nil {
+			undo()
 			return err
 		}
 	}
@@ -309,27 +371,23 @@ func (j *journal) intend(ls []leases.Lease) error {
 		return nil
 	}
 	if err := j.fs.Append(JournalLogFile, b.Bytes(), true); err != nil {
+		undo()
 		return fmt.Errorf("journal: record intent: %w", err)
-	}
-	for _, a := range added {
-		j.set[a] = struct{}{}
 	}
 	j.logN += len(added)
 	j.dirty = true
 	return nil
 }
 
-// forget drops version l after its Remove succeeded. The "del" line is
+// forget drops version v after its Remove succeeded. The "del" line is
 // not synced: if a crash loses it, the Remove runs once more.
-func (j *journal) forget(l leases.Lease) error {
-	a := journalEntry(l)
-	if _, ok := j.set[a]; !ok {
+func (j *journal) forget(v *journalLease) error {
+	if !j.remove(*v) {
 		return nil
 	}
-	delete(j.set, a)
 	j.dirty = true
 	var b bytes.Buffer
-	if err := writeLine(&b, "del", a); err != nil {
+	if err := writeLine(&b, "del", v); err != nil {
 		return err
 	}
 	if err := j.fs.Append(JournalLogFile, b.Bytes(), false); err != nil {
@@ -339,8 +397,8 @@ func (j *journal) forget(l leases.Lease) error {
 	return nil
 }
 
-func writeLine(b *bytes.Buffer, op string, a journalLease) error {
-	line, err := json.Marshal(journalLine{Op: op, journalLease: a})
+func writeLine(b *bytes.Buffer, op string, v *journalLease) error {
+	line, err := json.Marshal(journalLine{Op: op, journalLease: *v})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -349,13 +407,48 @@ func writeLine(b *bytes.Buffer, op string, a journalLease) error {
 	return nil
 }
 
-// encode renders applied.json for the set.
+// encode renders applied.json for the set (see encodeTo).
 func (j *journal) encode() ([]byte, error) {
-	data, err := json.MarshalIndent(journalFile{Version: journalVersion, Leases: j.sorted()}, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
+	var b bytes.Buffer
+	if err := j.encodeTo(&b); err != nil {
+		return nil, err
 	}
-	return append(data, '\n'), nil
+	return b.Bytes(), nil
+}
+
+// encodeTo writes applied.json for the set to w, as json.MarshalIndent
+// renders a journalFile, one version at a time: neither the file nor an
+// encoding/json buffer of its size is ever held in memory (encoding/json
+// keeps its largest buffer for reuse).
+func (j *journal) encodeTo(w io.Writer) error {
+	b := bufio.NewWriter(w) // for the errors: w may be unbuffered
+	fmt.Fprintf(b, "{\n  \"Version\": %d", journalVersion)
+	if j.n > 0 {
+		b.WriteString(",\n  \"Leases\": [")
+		var line bytes.Buffer
+		first := true
+		for _, s := range sortedSubnets(j.set) {
+			for _, v := range j.set[s] {
+				if !first {
+					b.WriteByte(',')
+				}
+				first = false
+				b.WriteString("\n    ")
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return err
+				}
+				line.Reset()
+				if err := json.Indent(&line, raw, "    ", "  "); err != nil {
+					return err
+				}
+				b.Write(line.Bytes())
+			}
+		}
+		b.WriteString("\n  ]")
+	}
+	b.WriteString("\n}\n")
+	return b.Flush()
 }
 
 // compact rewrites applied.json with the set and empties applied.log. A
@@ -365,11 +458,7 @@ func (j *journal) compact() error {
 	if !j.dirty && j.logN == 0 {
 		return nil
 	}
-	data, err := j.encode()
-	if err != nil {
-		return err
-	}
-	if err := j.fs.WriteAtomic(JournalFile, data); err != nil {
+	if err := j.fs.WriteAtomic(JournalFile, j.encodeTo); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	if err := j.fs.Truncate(JournalLogFile, 0); err != nil {

@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flexhook/flexhook/internal/testutil"
-	"github.com/flexhook/flexhook/leases"
 )
 
 func openTestJournal(t *testing.T, dir string) (*journal, string) {
@@ -36,10 +37,10 @@ func journalStrings(j *journal) []string {
 func TestJournalVersions(t *testing.T) {
 	dir := t.TempDir()
 	j, _ := openTestJournal(t, dir)
-	v2, v3 := lease("10.50.7.0/24 192.0.2.2 a"), lease("10.50.7.0/24 192.0.2.3 a")
-	require.NoError(t, j.intend([]leases.Lease{v2}))
+	v2, v3 := ver("10.50.7.0/24 192.0.2.2 a"), ver("10.50.7.0/24 192.0.2.3 a")
+	require.NoError(t, j.intend([]*journalLease{v2}))
 	require.NoError(t, j.compact())
-	require.NoError(t, j.intend([]leases.Lease{v3, v3}))
+	require.NoError(t, j.intend([]*journalLease{v3, ver("10.50.7.0/24 192.0.2.3 a")}))
 	assert.Equal(t, []string{"10.50.7.0/24 192.0.2.2 a", "10.50.7.0/24 192.0.2.3 a"}, journalStrings(j))
 	require.NoError(t, j.forget(v2))
 
@@ -66,7 +67,7 @@ func TestJournalTornTail(t *testing.T) {
 	for _, tail := range []string{`{"Op":"add","Subnet":"10.50.5.0/24","Publ`, "\x00\x00\x00\x00\n\x00\x00", `{"Op":"add","Subnet":"10.50.5.0/24","PublicIP":"192.0.2.5","BackendType":"extension"}`} {
 		dir := t.TempDir()
 		j, _ := openTestJournal(t, dir)
-		require.NoError(t, j.intend([]leases.Lease{lease("10.50.2.0/24 192.0.2.2 x")}))
+		require.NoError(t, j.intend([]*journalLease{ver("10.50.2.0/24 192.0.2.2 x")}))
 		f, err := os.OpenFile(filepath.Join(dir, JournalLogFile), os.O_WRONLY|os.O_APPEND, 0)
 		require.NoError(t, err)
 		_, err = f.WriteString(tail)
@@ -77,7 +78,7 @@ func TestJournalTornTail(t *testing.T) {
 		assert.Equal(t, []string{"10.50.2.0/24 192.0.2.2 x"}, journalStrings(j), "%q", tail)
 		assert.Contains(t, logs, "cut a torn tail")
 		assert.Contains(t, j.problem, "torn tail")
-		require.NoError(t, j.intend([]leases.Lease{lease("10.50.3.0/24 192.0.2.3 y")}))
+		require.NoError(t, j.intend([]*journalLease{ver("10.50.3.0/24 192.0.2.3 y")}))
 		j, _ = openTestJournal(t, dir)
 		assert.Equal(t, []string{"10.50.2.0/24 192.0.2.2 x", "10.50.3.0/24 192.0.2.3 y"}, journalStrings(j))
 		assert.Empty(t, j.problem, "repaired once, clean after")
@@ -125,7 +126,7 @@ func TestJournalIntentFails(t *testing.T) {
 		dir := t.TempDir()
 		j, _ := openTestJournal(t, dir)
 		j.fs = &osFS{dir: filepath.Join(dir, "missing")}
-		assert.Error(t, j.intend([]leases.Lease{lease("10.50.2.0/24 192.0.2.2 x")}))
+		assert.Error(t, j.intend([]*journalLease{ver("10.50.2.0/24 192.0.2.2 x")}))
 		assert.Zero(t, j.len())
 		return
 	}
@@ -133,6 +134,35 @@ func TestJournalIntentFails(t *testing.T) {
 	j, _ := openTestJournal(t, dir)
 	require.NoError(t, os.Chmod(dir, 0o500))
 	t.Cleanup(func() { os.Chmod(dir, 0o700) })
-	assert.Error(t, j.intend([]leases.Lease{lease("10.50.2.0/24 192.0.2.2 x")}))
+	assert.Error(t, j.intend([]*journalLease{ver("10.50.2.0/24 192.0.2.2 x")}))
 	assert.Zero(t, j.len())
+}
+
+// applied.json, written one version at a time, is what
+// json.MarshalIndent writes for the whole file, and reads back the same.
+func TestJournalEncode(t *testing.T) {
+	j, _ := openTestJournal(t, t.TempDir())
+	empty, err := j.encode()
+	require.NoError(t, err)
+	want, err := json.MarshalIndent(journalFile{Version: journalVersion}, "", "  ")
+	require.NoError(t, err)
+	assert.Equal(t, string(want)+"\n", string(empty))
+
+	dual := ver("10.50.3.0/24 192.0.2.3 \"q\"\\u")
+	dual.IPv6Subnet, dual.PublicIPv6 = netip.MustParsePrefix("fd00:0:0:3::/64"), netip.MustParseAddr("2001:db8::3")
+	require.NoError(t, j.intend([]*journalLease{ver("10.50.7.0/24 192.0.2.2 a"), dual, ver("10.50.7.0/24 192.0.2.9")}))
+	got, err := j.encode()
+	require.NoError(t, err)
+	var all []journalLease
+	for _, v := range j.sorted() {
+		all = append(all, *v)
+	}
+	want, err = json.MarshalIndent(journalFile{Version: journalVersion, Leases: all}, "", "  ")
+	require.NoError(t, err)
+	assert.Equal(t, string(want)+"\n", string(got))
+
+	require.NoError(t, j.compact())
+	again, _ := openTestJournal(t, j.fs.(*osFS).dir)
+	assert.Equal(t, journalStrings(j), journalStrings(again))
+	assert.Equal(t, 3, again.len())
 }

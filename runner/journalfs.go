@@ -17,9 +17,9 @@ type journalFS interface {
 	// Append appends data to name (created with mode 0600), and syncs it
 	// (and, for a new file, its directory) when sync is set.
 	Append(name string, data []byte, sync bool) error
-	// WriteAtomic replaces name with data (mode 0600): the old or the
-	// new content survives a crash, never a mix.
-	WriteAtomic(name string, data []byte) error
+	// WriteAtomic replaces name with what write writes (mode 0600): the
+	// old or the new content survives a crash, never a mix.
+	WriteAtomic(name string, write func(io.Writer) error) error
 	Truncate(name string, size int64) error
 }
 
@@ -73,8 +73,16 @@ func (o *osFS) Append(name string, data []byte, sync bool) error {
 	return nil
 }
 
-func (o *osFS) WriteAtomic(name string, data []byte) error {
-	return atomicfile.Write(o.path(name), data, 0o600)
+func (o *osFS) WriteAtomic(name string, write func(io.Writer) error) error {
+	return atomicfile.WriteFunc(o.path(name), 0o600, write)
+}
+
+// writeData is a WriteAtomic write of data.
+func writeData(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}
 }
 
 func (o *osFS) Truncate(name string, size int64) error {
@@ -89,7 +97,7 @@ func (o *osFS) Truncate(name string, size int64) error {
 // nothing.
 type nullFS struct{}
 
-func (nullFS) ReadFile(string) ([]byte, error)   { return nil, fs.ErrNotExist }
-func (nullFS) Append(string, []byte, bool) error { return nil }
-func (nullFS) WriteAtomic(string, []byte) error  { return nil }
-func (nullFS) Truncate(string, int64) error      { return nil }
+func (nullFS) ReadFile(string) ([]byte, error)                 { return nil, fs.ErrNotExist }
+func (nullFS) Append(string, []byte, bool) error               { return nil }
+func (nullFS) WriteAtomic(string, func(io.Writer) error) error { return nil }
+func (nullFS) Truncate(string, int64) error                    { return nil }

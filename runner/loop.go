@@ -281,9 +281,9 @@ func (l *loop) leaveCluster(ctx context.Context, deleteOwn bool) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.timing.shutdownTimeout)
 	defer cancel()
 	var errs []error
-	for _, vs := range l.core.journal.versions() {
+	for _, vs := range l.core.journal.versions() { // forget replaces what it changes: vs stays
 		for _, v := range vs {
-			if _, err := e.runHook(sctx, hooks.SubnetRemove, v, v.Attrs.BackendData+"\n"); err != nil {
+			if _, err := e.runHook(sctx, hooks.SubnetRemove, v.lease(), v.BackendData+"\n"); err != nil {
 				errs = append(errs, err)
 				continue
 			}

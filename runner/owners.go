@@ -1,10 +1,12 @@
 package runner
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -300,11 +302,7 @@ func (o *Owners) append(obj netcmd.Object, by string) {
 
 // compact writes the whole table to owners.json and empties the log.
 func (o *Owners) compact() error {
-	b, err := json.MarshalIndent(ownersFile{Version: 1, Owners: o.owner}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("owners: %w", err)
-	}
-	if err := o.fs.WriteAtomic(OwnersFile, append(b, '\n')); err != nil {
+	if err := o.fs.WriteAtomic(OwnersFile, o.encodeTo); err != nil {
 		return fmt.Errorf("owners: %w", err)
 	}
 	if err := o.fs.Truncate(OwnersLogFile, 0); err != nil {
@@ -312,4 +310,34 @@ func (o *Owners) compact() error {
 	}
 	o.lines = 0
 	return nil
+}
+
+// encodeTo writes owners.json for the table to w, as json.MarshalIndent
+// renders an ownersFile, one entry at a time: neither the file nor an
+// encoding/json buffer of its size is held in memory.
+func (o *Owners) encodeTo(w io.Writer) error {
+	b := bufio.NewWriter(w)
+	b.WriteString("{\n  \"Version\": 1,\n  \"Owners\": {")
+	objs := slices.Sorted(maps.Keys(o.owner))
+	for i, obj := range objs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n    ")
+		for j, s := range []string{string(obj), o.owner[obj]} {
+			q, err := json.Marshal(s)
+			if err != nil {
+				return err
+			}
+			b.Write(q)
+			if j == 0 {
+				b.WriteString(": ")
+			}
+		}
+	}
+	if len(objs) > 0 {
+		b.WriteString("\n  ")
+	}
+	b.WriteString("}\n}\n")
+	return b.Flush()
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/json"
 	"log/slog"
 	"testing"
 
@@ -200,4 +201,33 @@ func TestOwnersTakeBaseline(t *testing.T) {
 	}
 	require.NoError(t, o.TakeBaseline())
 	runSteps(t, o, []step{{owner: leaseB, obj: routeLAN, verb: netcmd.Replace, refuse: shell.ConflictPreexisting}})
+}
+
+// owners.json, written one entry at a time, is what json.MarshalIndent
+// writes for the whole table, and the next open reads it back.
+func TestOwnersEncode(t *testing.T) {
+	fsys := newMemFS()
+	log := slog.New(slog.DiscardHandler)
+	o, err := openOwners(fsys, nil, log)
+	require.NoError(t, err)
+	want, err := json.MarshalIndent(ownersFile{Version: 1, Owners: map[netcmd.Object]string{}}, "", "  ")
+	require.NoError(t, err)
+	assert.Equal(t, string(want)+"\n", string(fsys.visible[OwnersFile]), "an empty table")
+
+	odd := netcmd.Object(`link "a<b>&c"`)
+	runSteps(t, o, []step{
+		{owner: leaseA, obj: routeB, verb: netcmd.Add, ok: true},
+		{owner: leaseB, obj: fdbA, verb: netcmd.Add, ok: true},
+		{owner: shell.NodeOwner, obj: odd, verb: netcmd.Add, ok: true},
+	})
+	require.NoError(t, o.compact())
+	want, err = json.MarshalIndent(ownersFile{Version: 1, Owners: map[netcmd.Object]string{
+		routeB: leaseA, fdbA: leaseB, odd: shell.NodeOwner}}, "", "  ")
+	require.NoError(t, err)
+	assert.Equal(t, string(want)+"\n", string(fsys.visible[OwnersFile]))
+
+	again, err := openOwners(fsys, nil, log)
+	require.NoError(t, err)
+	assert.Equal(t, []netcmd.Object{routeB}, again.Of(leaseA))
+	assert.Equal(t, []netcmd.Object{odd}, again.Of(shell.NodeOwner))
 }

@@ -21,10 +21,12 @@ package runner
 // printed as a replay; keep it in simRegressions.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -243,12 +245,16 @@ func (m *memFS) Append(name string, data []byte, sync bool) error {
 	return nil
 }
 
-func (m *memFS) WriteAtomic(name string, data []byte) error {
+func (m *memFS) WriteAtomic(name string, write func(io.Writer) error) error {
 	if m.full {
 		return errDiskFull
 	}
-	m.visible[name] = append([]byte(nil), data...)
-	m.durable[name] = append([]byte(nil), data...)
+	var b bytes.Buffer
+	if err := write(&b); err != nil {
+		return err
+	}
+	m.visible[name] = b.Bytes()
+	m.durable[name] = bytes.Clone(b.Bytes())
 	return nil
 }
 
@@ -340,7 +346,7 @@ func (s *sim) snapshot() {
 	}
 	s.core.snapshot(simPolicy, snap, s.now)
 	for _, d := range s.core.desired {
-		s.admitted[journalEntry(d)] = true
+		s.admitted[*d] = true
 	}
 }
 
@@ -365,7 +371,7 @@ func (s *sim) apply(e event, parallel int) {
 	case "compact":
 		if e.crash { // the rewrite lands, the process dies before the log's truncation
 			data, err := s.core.journal.encode()
-			if err == nil && s.fs.WriteAtomic(JournalFile, data) == nil {
+			if err == nil && s.fs.WriteAtomic(JournalFile, writeData(data)) == nil {
 				s.restart(1, parallel)
 			}
 			return
@@ -474,9 +480,9 @@ func (s *sim) settle() error {
 	}
 	want := kernel{routes: map[netip.Prefix]netip.Addr{}, peers: map[string]netip.Prefix{}}
 	for _, d := range s.core.desired {
-		want.routes[d.Subnet] = d.Attrs.PublicIP
-		if d.Attrs.BackendData != "" {
-			want.peers[d.Attrs.BackendData] = d.Subnet
+		want.routes[d.Subnet] = d.PublicIP
+		if d.BackendData != "" {
+			want.peers[d.BackendData] = d.Subnet
 		}
 	}
 	if !maps.Equal(want.routes, s.k.routes) || !maps.Equal(want.peers, s.k.peers) {
@@ -484,7 +490,7 @@ func (s *sim) settle() error {
 	}
 	for _, l := range s.store {
 		if simPolicy.Range.Network.Contains(l.Subnet.Addr()) && !strings.Contains(l.Attrs.BackendData, "\n") {
-			if _, ok := s.core.desired[l.Subnet]; !ok {
+			if _, ok := s.core.desired.get(l.Subnet); !ok {
 				return fmt.Errorf("admissible lease %s is not desired", l.Subnet)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -93,12 +94,19 @@ type Failure struct {
 	Conflict string `json:",omitempty"`
 }
 
+// saveStatus writes status.json as json.MarshalIndent renders st, with
+// a newline, through a buffer into the file: its indented form (a line
+// per applied subnet) is never held whole.
 func saveStatus(dir string, st Status) error {
-	b, err := json.MarshalIndent(st, "", "  ")
+	err := atomicfile.WriteFunc(filepath.Join(dir, StatusFile), 0o600, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	})
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	return atomicfile.Write(filepath.Join(dir, StatusFile), append(b, '\n'), 0o600)
+	return nil
 }
 
 // ReadStatus reads the status.json the engine keeps in stateDir.

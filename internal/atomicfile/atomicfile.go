@@ -5,7 +5,9 @@
 package atomicfile
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,10 +25,34 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	return err
 }
 
+// WriteFunc is Write with the content written by write, through a
+// buffer: a large file is never held in memory whole.
+func WriteFunc(path string, perm fs.FileMode, write func(io.Writer) error) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	_, err := writeIn(dir, base, "."+base+".tmp*", perm, time.Time{}, func(f *os.File) error {
+		b := bufio.NewWriterSize(f, 32<<10)
+		if err := write(b); err != nil {
+			return err
+		}
+		return b.Flush()
+	})
+	return err
+}
+
 // WriteIn replaces dir/name with data (mode perm) through a temporary
 // file named by pattern (os.CreateTemp's), setting its modification time
 // to mtime unless zero; it returns the modification time as stored.
 func WriteIn(dir, name, pattern string, data []byte, perm fs.FileMode, mtime time.Time) (time.Time, error) {
+	return writeIn(dir, name, pattern, perm, mtime, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+func writeIn(dir, name, pattern string, perm fs.FileMode, mtime time.Time, write func(*os.File) error) (time.Time, error) {
 	path := filepath.Join(dir, name)
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
@@ -44,7 +70,7 @@ func WriteIn(dir, name, pattern string, data []byte, perm fs.FileMode, mtime tim
 	if err := f.Chmod(perm); err != nil {
 		return fail(err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {

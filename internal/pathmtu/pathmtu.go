@@ -73,65 +73,59 @@ type State struct {
 	Links  map[int]Link
 }
 
-// Probe reads the routes (every table), addresses and links of the
+// Probe reads the links, routes (every table) and addresses of the
 // current network namespace and returns the lowest MTU on the overlay's
 // path, or ok false when nothing in the kernel belongs to it yet (a
 // host-gw node before its first peer: the caller falls back to the
-// underlay's MTU).
+// underlay's MTU). It takes the routes one at a time, as Select would:
+// a node with thousands of peers' routes never holds them all.
 func Probe(q Query) (p Path, ok bool, err error) {
-	st, err := Read(q)
-	if err != nil {
-		return Path{}, false, err
-	}
-	p, ok = Select(q, st)
-	return p, ok, nil
-}
-
-// Read reads the State of the current network namespace, in the families
-// of q's networks.
-func Read(q Query) (State, error) {
-	st := State{Links: map[int]Link{}}
 	links, err := netlink.LinkList()
 	if err != nil {
-		return st, fmt.Errorf("path mtu: list links: %w", err)
+		return Path{}, false, fmt.Errorf("path mtu: list links: %w", err)
 	}
+	sel := selector{q: q, links: make(map[int]Link, len(links))}
 	for _, l := range links {
 		a := l.Attrs()
-		st.Links[a.Index] = Link{Name: a.Name, MTU: a.MTU}
+		sel.links[a.Index] = Link{Name: a.Name, MTU: a.MTU}
+	}
+	var devs []int // one route's, reused
+	for _, fam := range families(q) {
+		err := netlink.RouteListFilteredIter(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE,
+			func(r netlink.Route) bool {
+				if r.Type != unix.RTN_UNICAST || r.Dst == nil {
+					return true
+				}
+				dst, ok := ipmath.FromIPNet(r.Dst)
+				if !ok {
+					return true
+				}
+				devs = devs[:0]
+				if r.LinkIndex > 0 {
+					devs = append(devs, r.LinkIndex)
+				}
+				for _, nh := range r.MultiPath {
+					devs = append(devs, nh.LinkIndex)
+				}
+				sel.route(Route{Dst: dst, MTU: r.MTU, Devs: devs})
+				return true
+			})
+		if err != nil {
+			return Path{}, false, fmt.Errorf("path mtu: list routes: %w", err)
+		}
 	}
 	for _, fam := range families(q) {
-		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return st, fmt.Errorf("path mtu: list routes: %w", err)
-		}
-		for _, r := range rs {
-			if r.Type != unix.RTN_UNICAST || r.Dst == nil {
-				continue
-			}
-			dst, ok := ipmath.FromIPNet(r.Dst)
-			if !ok {
-				continue
-			}
-			rt := Route{Dst: dst, MTU: r.MTU}
-			if r.LinkIndex > 0 {
-				rt.Devs = append(rt.Devs, r.LinkIndex)
-			}
-			for _, nh := range r.MultiPath {
-				rt.Devs = append(rt.Devs, nh.LinkIndex)
-			}
-			st.Routes = append(st.Routes, rt)
-		}
 		as, err := netlink.AddrList(nil, fam)
 		if err != nil {
-			return st, fmt.Errorf("path mtu: list addresses: %w", err)
+			return Path{}, false, fmt.Errorf("path mtu: list addresses: %w", err)
 		}
 		for _, a := range as {
 			if p, ok := ipmath.FromIPNet(a.IPNet); ok {
-				st.Addrs = append(st.Addrs, Addr{Prefix: p, Dev: a.LinkIndex})
+				sel.addr(Addr{Prefix: p, Dev: a.LinkIndex})
 			}
 		}
 	}
-	return st, nil
+	return sel.best, sel.best.MTU > 0, nil
 }
 
 func families(q Query) []int {
@@ -155,37 +149,53 @@ func families(q Query) []int {
 // find in st.Links are skipped. Among equal MTUs the first route wins,
 // then the first address, so the answer is stable.
 func Select(q Query, st State) (Path, bool) {
-	var best Path
-	consider := func(mtu int, dev, why string) {
-		if mtu > 0 && (best.MTU == 0 || mtu < best.MTU) {
-			best = Path{MTU: mtu, Device: dev, Why: why}
-		}
-	}
+	sel := selector{q: q, links: st.Links}
 	for _, r := range st.Routes {
-		if !inOverlay(q, r.Dst) {
-			continue
-		}
-		for _, idx := range r.Devs {
-			l, ok := st.Links[idx]
-			if !ok {
-				continue
-			}
-			mtu := l.MTU
-			if r.MTU > 0 {
-				mtu = min(mtu, r.MTU)
-			}
-			consider(mtu, l.Name, "route "+r.Dst.String())
-		}
+		sel.route(r)
 	}
 	for _, a := range st.Addrs {
-		if !inNetwork(q, a.Prefix.Addr()) || isGateway(q, a.Prefix.Addr()) {
+		sel.addr(a)
+	}
+	return sel.best, sel.best.MTU > 0
+}
+
+// selector is Select's state: the routes, then the addresses, are
+// offered to it in order.
+type selector struct {
+	q     Query
+	links map[int]Link
+	best  Path
+}
+
+// lower reports whether mtu beats the best so far.
+func (s *selector) lower(mtu int) bool { return mtu > 0 && (s.best.MTU == 0 || mtu < s.best.MTU) }
+
+func (s *selector) route(r Route) {
+	if !inOverlay(s.q, r.Dst) {
+		return
+	}
+	for _, idx := range r.Devs {
+		l, ok := s.links[idx]
+		if !ok {
 			continue
 		}
-		if l, ok := st.Links[a.Dev]; ok {
-			consider(l.MTU, l.Name, "address "+a.Prefix.String())
+		mtu := l.MTU
+		if r.MTU > 0 {
+			mtu = min(mtu, r.MTU)
+		}
+		if s.lower(mtu) {
+			s.best = Path{MTU: mtu, Device: l.Name, Why: "route " + r.Dst.String()}
 		}
 	}
-	return best, best.MTU > 0
+}
+
+func (s *selector) addr(a Addr) {
+	if !inNetwork(s.q, a.Prefix.Addr()) || isGateway(s.q, a.Prefix.Addr()) {
+		return
+	}
+	if l, ok := s.links[a.Dev]; ok && s.lower(l.MTU) {
+		s.best = Path{MTU: l.MTU, Device: l.Name, Why: "address " + a.Prefix.String()}
+	}
 }
 
 // inOverlay: dst lies inside a Network and not inside an own subnet.

@@ -103,16 +103,21 @@ func idOf(fi fs.FileInfo) fileID {
 	return fileID{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
 }
 
-// again is it for a re-list that finds its file unchanged (fi is what
-// ReadDir's entry says now): the content is not read again, only the
-// expiration worked out anew from the mtime. ok is false when the file
-// may have changed (or it is not a lease file read before).
-func (s *Store) again(it item, fi fs.FileInfo, now time.Time) (item, bool) {
-	if it.id == (fileID{}) || it.badKey != nil || it.e.foreign || !fi.Mode().IsRegular() || idOf(fi) != it.id {
-		return it, false
+// again is the lease cached for name (read from the file with identity
+// id) for a re-list that finds the file unchanged (fi is what the
+// directory entry says now): the content is not read again, only the
+// expiration worked out anew from the mtime; why is the file's problem,
+// as scanOne says it. ok is false when the file may have changed.
+func (s *Store) again(name string, cached leases.Lease, id fileID, fi fs.FileInfo, now time.Time) (l leases.Lease, why string, ok bool) {
+	if id == (fileID{}) || !fi.Mode().IsRegular() || idOf(fi) != id {
+		return l, "", false
 	}
-	it.e.lease.Expiration = s.expiration(it.e.name, fi.ModTime(), now)
-	return it, true
+	l = cached
+	l.Expiration = s.expiration(name, fi.ModTime(), now)
+	if l.Invalid != "" {
+		why = "unreadable lease: " + l.Problem
+	}
+	return l, why, true
 }
 
 func (it item) name() string {
@@ -122,13 +127,12 @@ func (it item) name() string {
 	return it.e.name
 }
 
-// listed returns the lease it lists as at now, if any: an unexpired one
-// (a foreign file's always).
-func (it item) listed(now time.Time) (leases.Lease, bool) {
+// lease is the lease it lists as: a bad key's, or the entry's.
+func (it item) lease() leases.Lease {
 	if it.badKey != nil {
-		return *it.badKey, it.badKey.Expiration.After(now)
+		return *it.badKey
 	}
-	return it.e.lease, it.e.live(now)
+	return it.e.lease
 }
 
 // scanOne reads one directory entry of subnets/; ok is false for a write

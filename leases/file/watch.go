@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,8 +55,25 @@ type watcher struct {
 	watching bool // subnets/ is being watched (it may be re-created)
 	expiry   *time.Timer
 
+	// cache holds what each name in subnets/ lists as (a bad key's or a
+	// foreign file's lease too, with its Key the name), listed while it
+	// has not expired (a foreign file's expires in farFuture). A listed
+	// one points into the last snapshot, so the leases are held once. Its
+	// entries are replaced, never changed; gen counts the changes.
 	mu    sync.Mutex
-	cache map[string]item // by file name
+	cache map[string]*leases.Lease // by file name
+	ids   map[string]fileID        // of the lease files cached as read (see again)
+	gen   uint64
+	// last is the last Snapshot, handed out again while nothing changed.
+	last snapshot
+}
+
+// snapshot is a Snapshot as of cache generation gen, taken at at: it
+// holds until the first expiration among its leases (until).
+type snapshot struct {
+	ls        []leases.Lease
+	gen       uint64
+	at, until time.Time
 }
 
 // Follow lists the directory, then takes its events until ctx is done or
@@ -137,10 +156,11 @@ func (w *watcher) loop(ctx context.Context, changed func()) error {
 	}
 }
 
-// rescan reads the whole directory into the cache. A lease file that has
-// not changed since it was cached is not read again: the periodic re-list
-// of a store of 10 000 leases costs a stat per file, not a read and a
-// decode.
+// rescan reads the whole directory into the cache, a batch of names at
+// a time. What did not change keeps its entry: a re-list of an unchanged
+// directory changes nothing and leaves only garbage that dies young (the
+// cache is never held twice). A Snapshot taken meanwhile sees each file
+// as read before or during it, as with events.
 func (w *watcher) rescan(ctx context.Context) error {
 	if err := w.s.check(ctx); err != nil {
 		return err
@@ -148,41 +168,127 @@ func (w *watcher) rescan(ctx context.Context) error {
 	if !w.watching {
 		w.watching = w.fs.Add(w.s.subnets) == nil
 	}
-	des, err := os.ReadDir(w.s.subnets)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("list %s: %w", w.s.subnets, err)
-	}
 	now := w.s.now()
-	w.mu.Lock()
-	old := w.cache
-	w.mu.Unlock()
-	cache := make(map[string]item, len(des))
 	bad := map[string]string{}
-	for _, de := range des {
-		if it, ok := old[de.Name()]; ok {
+	seen := 0 // names of the cache found in the directory
+	err := readDir(w.s.subnets, func(de fs.DirEntry) {
+		name := de.Name()
+		w.mu.Lock()
+		old, had := w.cache[name]
+		id := w.ids[name]
+		w.mu.Unlock()
+		if had && id != (fileID{}) {
+			// A file that did not change is not read again.
 			if fi, err := de.Info(); err == nil {
-				if it, ok := w.s.again(it, fi, now); ok {
-					cache[de.Name()] = it
-					if it.why != "" {
-						bad[de.Name()] = it.why
+				if l, why, ok := w.s.again(name, *old, id, fi, now); ok {
+					if why != "" {
+						bad[name] = why
 					}
-					continue
+					w.mu.Lock()
+					seen++
+					if l != *old {
+						w.put(name, &l)
+					}
+					w.mu.Unlock()
+					return
 				}
 			}
 		}
-		if it, ok := w.s.scanOne(de, now); ok {
-			cache[de.Name()] = it
-			if it.why != "" {
-				bad[de.Name()] = it.why
-			}
+		it, ok := w.s.scanOne(de, now)
+		if ok && it.why != "" {
+			bad[name] = it.why
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if had {
+			seen++
+		}
+		switch l := it.lease(); {
+		case !ok && had:
+			w.drop(name)
+		case !ok:
+		case !had || *old != l:
+			w.put(name, &l)
+		}
+		if ok {
+			w.setID(name, it.id)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("list %s: %w", w.s.subnets, err)
+	}
+	var names []string // of the cache, when some are gone (only this goroutine changes them)
+	w.mu.Lock()
+	if seen < len(w.cache) {
+		names = slices.Collect(maps.Keys(w.cache))
+	}
+	w.mu.Unlock()
+	for _, name := range names {
+		if _, err := os.Lstat(filepath.Join(w.s.subnets, name)); errors.Is(err, fs.ErrNotExist) {
+			w.mu.Lock()
+			w.drop(name)
+			w.mu.Unlock()
 		}
 	}
 	w.s.warnOnce(bad)
-	w.mu.Lock()
-	w.cache = cache
-	w.mu.Unlock()
 	w.armExpiry()
 	return nil
+}
+
+// put sets name's lease in the cache (w.mu held).
+func (w *watcher) put(name string, l *leases.Lease) {
+	if w.cache == nil {
+		w.cache = map[string]*leases.Lease{}
+	}
+	w.cache[name] = l
+	w.gen++
+}
+
+// drop takes name out of the cache (w.mu held).
+func (w *watcher) drop(name string) {
+	delete(w.ids, name)
+	if _, ok := w.cache[name]; ok {
+		delete(w.cache, name)
+		w.gen++
+	}
+}
+
+// setID notes the identity of the file name's cached lease was read from
+// (zero: not a lease file read whole, so always read again) (w.mu held).
+func (w *watcher) setID(name string, id fileID) {
+	if id == (fileID{}) {
+		delete(w.ids, name)
+		return
+	}
+	if w.ids == nil {
+		w.ids = map[string]fileID{}
+	}
+	w.ids[name] = id
+}
+
+// readDir calls f for each entry of dir, read in batches; a missing dir
+// has none.
+func readDir(dir string, f func(fs.DirEntry)) error {
+	d, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		des, err := d.ReadDir(256)
+		for _, de := range des {
+			f(de)
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // event takes one fsnotify event into the cache by re-reading the file it
@@ -200,11 +306,16 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 		return true // temporary files
 	}
 	it, ok := w.s.scanName(name, w.s.now())
+	l := it.lease()
 	w.mu.Lock()
+	switch old, had := w.cache[name]; {
+	case ok && (!had || *old != l):
+		w.put(name, &l)
+	case !ok:
+		w.drop(name)
+	}
 	if ok {
-		w.cache[name] = it
-	} else {
-		delete(w.cache, name)
+		w.setID(name, it.id)
 	}
 	w.mu.Unlock()
 	w.s.warnName(name, it.why)
@@ -212,18 +323,40 @@ func (w *watcher) event(ev fsnotify.Event) bool {
 	return true
 }
 
-// Snapshot is the cache as List would list it now.
+// Snapshot is the cache as List would list it now. While the cache and
+// what is expired stay the same it returns the same slice (Pipe keeps
+// the last one sent, and compares): callers must not change it.
 func (w *watcher) Snapshot() []leases.Lease {
 	now := w.s.now()
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l := w.last; l.ls != nil && l.gen == w.gen && !now.Before(l.at) && now.Before(l.until) {
+		return l.ls
+	}
 	ls := make([]leases.Lease, 0, len(w.cache))
-	for _, it := range w.cache {
-		if l, ok := it.listed(now); ok {
-			ls = append(ls, l)
+	until := farFuture
+	var unlisted []string
+	for name, l := range w.cache {
+		if !l.Expiration.After(now) {
+			unlisted = append(unlisted, name)
+			continue
+		}
+		ls = append(ls, *l)
+		if l.Expiration.Before(until) {
+			until = l.Expiration
 		}
 	}
-	w.mu.Unlock()
 	slices.SortFunc(ls, leases.Compare)
+	// The cache's listed leases are now ls's, and none holds an older
+	// snapshot in memory.
+	for i := range ls {
+		w.cache[ls[i].Key] = &ls[i]
+	}
+	for _, name := range unlisted {
+		l := *w.cache[name]
+		w.cache[name] = &l
+	}
+	w.last = snapshot{ls: ls, gen: w.gen, at: now, until: until}
 	return ls
 }
 
@@ -239,8 +372,8 @@ func (w *watcher) armExpiry() {
 	horizon := now.Add(maxExpiryWait)
 	var next time.Time
 	w.mu.Lock()
-	for _, it := range w.cache {
-		if l, ok := it.listed(now); ok && !l.Expiration.IsZero() && l.Expiration.Before(horizon) &&
+	for _, l := range w.cache {
+		if l.Expiration.After(now) && l.Expiration.Before(horizon) &&
 			(next.IsZero() || l.Expiration.Before(next)) {
 			next = l.Expiration
 		}
