@@ -39,11 +39,16 @@ var ownIP = netip.MustParseAddr("192.0.2.1")
 
 // recorder hooks append what they get to files in the state dir: "events"
 // (one line per hook) and "stdin" (the raw stdin of Add and Remove).
+// recorder's Add and Remove write their event with one printf, one
+// write(2): under Parallel, hooks append to events at once, and the
+// interpreter's echo writes its argument and its newline separately, so
+// two echoes' lines could interleave (printf '%s\n' is one write, which
+// O_APPEND keeps whole).
 var recorder = map[hooks.Kind]string{
 	hooks.PreStartup:   `echo "pre net=$NETWORK ip=$PUBLIC_IP ip6=[$PUBLIC_IPV6] subnet=[$SUBNET]" >> events; echo "  node-data  "`,
 	hooks.PostStartup:  `echo "post $SUBNET $PUBLIC_IP stdin=[$(cat)]" >> events`,
-	hooks.SubnetAdd:    `read D; echo "add $SUBNET $PUBLIC_IP $D" >> events`,
-	hooks.SubnetRemove: `cat >> stdin; echo "remove $SUBNET $PUBLIC_IP" >> events`,
+	hooks.SubnetAdd:    `read D; printf '%s\n' "add $SUBNET $PUBLIC_IP $D" >> events`,
+	hooks.SubnetRemove: `cat >> stdin; printf '%s\n' "remove $SUBNET $PUBLIC_IP" >> events`,
 	hooks.Shutdown:     `echo "shutdown $SUBNET $PUBLIC_IP" >> events`,
 }
 
