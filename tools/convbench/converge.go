@@ -24,11 +24,40 @@ type bench struct {
 	n       int
 }
 
-// variant is one way of getting the leases into the kernel; run returns
-// the time from the store to the kernel.
-type variant struct {
+// variant is one way of getting the leases into the kernel for a bench
+// of type B; run returns the time from the store to the kernel.
+type variant[B any] struct {
 	name string
-	run  func(b *bench, ctx context.Context, round int) (time.Duration, error)
+	run  func(b B, ctx context.Context, round int) (time.Duration, error)
+}
+
+// interleave runs every variant rounds times on b, the variants
+// interleaved so that drift hits all alike, reset before each run and
+// once at the end, and returns each one's median. label prefixes the
+// progress lines on stderr.
+func interleave[B any](ctx context.Context, rounds int, label string, b B, reset func(context.Context) error, vs []variant[B]) ([]row, error) {
+	times := make([][]time.Duration, len(vs))
+	for round := range rounds {
+		for i, v := range vs {
+			if err := reset(ctx); err != nil {
+				return nil, err
+			}
+			d, err := v.run(b, ctx, round)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", v.name, err)
+			}
+			times[i] = append(times[i], d)
+			fmt.Fprintf(os.Stderr, "  %s %s round %d: %s\n", label, v.name, round+1, ms(d))
+		}
+	}
+	if err := reset(ctx); err != nil {
+		return nil, err
+	}
+	rows := make([]row, len(vs))
+	for i, v := range vs {
+		rows[i] = row{name: v.name, median: median(times[i])}
+	}
+	return rows, nil
 }
 
 func convergence(ctx context.Context, c config, preset string) ([]row, error) {
@@ -52,43 +81,22 @@ func convergence(ctx context.Context, c config, preset string) ([]row, error) {
 	if err := writeFileStore(b.store, ls); err != nil {
 		return nil, err
 	}
-	vs := []variant{{"sh -c per hook (flanneld <= 0.28.1)", (*bench).shellEach}}
+	vs := []variant[*bench]{{"sh -c per hook (flanneld <= 0.28.1)", (*bench).shellEach}}
 	if preset != "wireguard" { // its SubnetAdd starts with read: no program to exec
-		vs = append(vs, variant{"direct exec per command (flanneld >= 0.28.2)", (*bench).directExec})
+		vs = append(vs, variant[*bench]{"direct exec per command (flanneld >= 0.28.2)", (*bench).directExec})
 	}
 	for _, fv := range flexhookVariants(c.flexhook) {
-		vs = append(vs, variant{fv.name, func(b *bench, ctx context.Context, round int) (time.Duration, error) {
+		vs = append(vs, variant[*bench]{fv.name, func(b *bench, ctx context.Context, round int) (time.Duration, error) {
 			return b.flexhookRun(ctx, round, fv.args)
 		}})
 	}
 	if preset == "wireguard" {
-		vs = append(vs, variant{"one wg set for every peer (the floor)", (*bench).wgFloor})
+		vs = append(vs, variant[*bench]{"one wg set for every peer (the floor)", (*bench).wgFloor})
 	} else {
-		vs = append(vs, variant{"ip -batch (the kernel's floor)", (*bench).ipBatch})
+		vs = append(vs, variant[*bench]{"ip -batch (the kernel's floor)", (*bench).ipBatch})
 	}
 
-	times := make([][]time.Duration, len(vs))
-	for round := range c.rounds { // variants interleaved, so drift hits all alike
-		for i, v := range vs {
-			if err := b.reset(ctx); err != nil {
-				return nil, err
-			}
-			d, err := v.run(b, ctx, round)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", v.name, err)
-			}
-			times[i] = append(times[i], d)
-			fmt.Fprintf(os.Stderr, "  %s %s round %d: %s\n", preset, v.name, round+1, ms(d))
-		}
-	}
-	if err := b.reset(ctx); err != nil {
-		return nil, err
-	}
-	rows := make([]row, len(vs))
-	for i, v := range vs {
-		rows[i] = row{name: v.name, median: median(times[i])}
-	}
-	return rows, nil
+	return interleave(ctx, c.rounds, preset, b, b.reset, vs)
 }
 
 type flexhookVariant struct {
@@ -234,7 +242,10 @@ func (b *bench) startup(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) shellEach(ctx context.Context, _ int) (time.Duration, error) {
+// timed is the driver's own variants' run: the preset's startup hooks,
+// then, timed, listing the remote leases and apply on them; the kernel is
+// checked after.
+func (b *bench) timed(ctx context.Context, apply func(ls []leases.Lease) error) (time.Duration, error) {
 	if err := b.startup(ctx); err != nil {
 		return 0, err
 	}
@@ -243,14 +254,23 @@ func (b *bench) shellEach(ctx context.Context, _ int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	add := b.hooks["SubnetAddCommand"]
-	for _, l := range ls {
-		if err := shell(ctx, b.c.work, add, contractEnv(l), l.Attrs.BackendData+"\n"); err != nil {
-			return 0, err
-		}
+	if err := apply(ls); err != nil {
+		return 0, err
 	}
 	d := time.Since(start)
 	return d, b.verify(ctx)
+}
+
+func (b *bench) shellEach(ctx context.Context, _ int) (time.Duration, error) {
+	return b.timed(ctx, func(ls []leases.Lease) error {
+		add := b.hooks["SubnetAddCommand"]
+		for _, l := range ls {
+			if err := shell(ctx, b.c.work, add, contractEnv(l), l.Attrs.BackendData+"\n"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // directArgv is what a shell-less runner executes for lease l: one argv
@@ -271,44 +291,25 @@ func (b *bench) directArgv(l leases.Lease) [][]string {
 }
 
 func (b *bench) directExec(ctx context.Context, _ int) (time.Duration, error) {
-	if err := b.startup(ctx); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	ls, err := b.remote(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range ls {
-		for _, argv := range b.directArgv(l) {
-			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-			cmd.Env = append(os.Environ(), contractEnv(l)...)
-			cmd.Stdin = strings.NewReader(l.Attrs.BackendData + "\n")
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				return 0, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, out.Bytes())
+	return b.timed(ctx, func(ls []leases.Lease) error {
+		for _, l := range ls {
+			for _, argv := range b.directArgv(l) {
+				cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+				cmd.Env = append(os.Environ(), contractEnv(l)...)
+				cmd.Stdin = strings.NewReader(l.Attrs.BackendData + "\n")
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Run(); err != nil {
+					return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, out.Bytes())
+				}
 			}
 		}
-	}
-	d := time.Since(start)
-	return d, b.verify(ctx)
+		return nil
+	})
 }
 
 func (b *bench) ipBatch(ctx context.Context, _ int) (time.Duration, error) {
-	if err := b.startup(ctx); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	ls, err := b.remote(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if err := b.batch(ctx, ls); err != nil {
-		return 0, err
-	}
-	d := time.Since(start)
-	return d, b.verify(ctx)
+	return b.timed(ctx, func(ls []leases.Lease) error { return b.batch(ctx, ls) })
 }
 
 // batch puts the leases' routes (and neighbours) into the kernel with one

@@ -46,11 +46,6 @@ type etcdBench struct {
 	flexhookPrefix string
 }
 
-type etcdVariant struct {
-	name string
-	run  func(eb *etcdBench, ctx context.Context, round int) (time.Duration, error)
-}
-
 // flanneldSection prints a table per backend, or one line saying it was
 // skipped when there is no flanneld binary.
 func flanneldSection(ctx context.Context, c config) error {
@@ -112,7 +107,7 @@ func flanneldCompare(ctx context.Context, c config, cli *clientv3.Client, endpoi
 	if err := eb.fill(ctx); err != nil {
 		return nil, err
 	}
-	vs := []etcdVariant{
+	vs := []variant[*etcdBench]{
 		{fmt.Sprintf("flanneld %s (compiled %s)", version, backend), (*etcdBench).flanneldRun},
 		{"flexhook (default: fast path)", func(eb *etcdBench, ctx context.Context, round int) (time.Duration, error) {
 			return eb.flexhookEtcdRun(ctx, round, nil)
@@ -122,28 +117,7 @@ func flanneldCompare(ctx context.Context, c config, cli *clientv3.Client, endpoi
 		}},
 		{"ip -batch incl. etcd list (the floor)", (*etcdBench).ipBatchEtcd},
 	}
-	times := make([][]time.Duration, len(vs))
-	for round := range c.rounds { // variants interleaved, so drift hits all alike
-		for i, v := range vs {
-			if err := eb.reset(ctx); err != nil {
-				return nil, err
-			}
-			d, err := v.run(eb, ctx, round)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", v.name, err)
-			}
-			times[i] = append(times[i], d)
-			fmt.Fprintf(os.Stderr, "  flanneld/%s %s round %d: %s\n", backend, v.name, round+1, ms(d))
-		}
-	}
-	if err := eb.reset(ctx); err != nil {
-		return nil, err
-	}
-	rows := make([]row, len(vs))
-	for i, v := range vs {
-		rows[i] = row{name: v.name, median: median(times[i])}
-	}
-	return rows, nil
+	return interleave(ctx, c.rounds, "flanneld/"+backend, eb, eb.reset, vs)
 }
 
 // flannelValue is remote lease i's value under flanneld's prefix, as

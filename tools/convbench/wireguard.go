@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/flexhook/flexhook/leases"
 )
 
 // The wireguard table: the preset's device, made by wireguard-go when the
@@ -86,22 +88,15 @@ func wgPeers(ctx context.Context) (int, error) {
 // wgFloor is the wireguard table's floor: one `wg set` naming every
 // peer, as the recipe's SubnetAdd sets each.
 func (b *bench) wgFloor(ctx context.Context, _ int) (time.Duration, error) {
-	if err := b.startup(ctx); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	ls, err := b.remote(ctx)
-	if err != nil {
-		return 0, err
-	}
-	argv := []string{"set", wgDev}
-	for _, l := range ls {
-		argv = append(argv, "peer", l.Attrs.BackendData, "endpoint", l.Attrs.PublicIP.String()+":51820",
-			"allowed-ips", l.Subnet.String())
-	}
-	if out, err := exec.CommandContext(ctx, "wg", argv...).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("wg set: %w: %s", err, out)
-	}
-	d := time.Since(start)
-	return d, b.verify(ctx)
+	return b.timed(ctx, func(ls []leases.Lease) error {
+		argv := []string{"set", wgDev}
+		for _, l := range ls {
+			argv = append(argv, "peer", l.Attrs.BackendData, "endpoint", l.Attrs.PublicIP.String()+":51820",
+				"allowed-ips", l.Subnet.String())
+		}
+		if out, err := exec.CommandContext(ctx, "wg", argv...).CombinedOutput(); err != nil {
+			return fmt.Errorf("wg set: %w: %s", err, out)
+		}
+		return nil
+	})
 }
