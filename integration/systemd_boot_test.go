@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -143,7 +142,7 @@ func systemdRootfs(ctx context.Context, t *testing.T) string {
 	t.Helper()
 	start := time.Now()
 	out, err := exec.CommandContext(ctx, "make", "-C", "..", "--no-print-directory", "systemd-rootfs").CombinedOutput()
-	t.Logf("make systemd-rootfs (%s):\n%s", time.Since(start).Round(time.Second), tail(string(out), 5))
+	t.Logf("make systemd-rootfs (%s):\n%s", time.Since(start).Round(time.Second), testutil.Tail(string(out), 5))
 	require.NoError(t, err, "%s", out)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	path, ok := strings.CutPrefix(lines[len(lines)-1], "systemd rootfs: ")
@@ -181,7 +180,7 @@ func (s *bootedSystem) path(name string) string { return filepath.Join(s.root, n
 func bootSystemd(ctx context.Context, t *testing.T, rootfs, deb string) *bootedSystem {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
-	t.Cleanup(func() { assert.Empty(t, mountsBelow(t, root), "mounts left in the booted root") })
+	t.Cleanup(func() { assert.Empty(t, mountsUnder(t, root), "mounts left in the booted root") })
 	require.NoError(t, os.Mkdir(root, 0o755))
 	out, err := exec.CommandContext(ctx, "tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*",
 		"-C", root, "-f", rootfs).CombinedOutput()
@@ -209,7 +208,7 @@ func bootSystemd(ctx context.Context, t *testing.T, rootfs, deb string) *bootedS
 	t.Cleanup(func() {
 		defer func() {
 			if t.Failed() {
-				t.Logf("console:\n%s", tail(console.String(), 60))
+				t.Logf("console:\n%s", testutil.Tail(console.String(), 60))
 			}
 		}()
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -510,28 +509,4 @@ func removeCgroup(dir string) error {
 		}
 	}
 	return nil
-}
-
-// mountsBelow lists this mount namespace's mount points at or under dir.
-func mountsBelow(t *testing.T, dir string) []string {
-	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	require.NoError(t, err)
-	defer f.Close()
-	var below []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			below = append(below, fields[4])
-		}
-	}
-	require.NoError(t, sc.Err())
-	return below
-}
-
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

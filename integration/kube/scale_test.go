@@ -263,7 +263,7 @@ func scaleFlanneldTest(t *testing.T, ctx context.Context, srv *scaleServer, lab 
 			<-exited
 		}
 	}()
-	logs := func() string { b, _ := os.ReadFile(logPath); return tail(string(b), 30) }
+	logs := func() string { b, _ := os.ReadFile(logPath); return testutil.Tail(string(b), 30) }
 	// Every lease the agent routes, and the agent's own.
 	want, err := peerRoutes(ctx, lab.Netns(1))
 	if err != nil {
@@ -838,22 +838,17 @@ func waitRoutes(t *testing.T, ctx context.Context, lab *netlab.Lab, ns string, w
 			return
 		}
 		if !lab.Running(1) {
-			t.Fatalf("the agent exited with %d of %d routes in:\n%s", got, want, tail(lab.Logs(1), 40))
+			t.Fatalf("the agent exited with %d of %d routes in:\n%s", got, want, testutil.Tail(lab.Logs(1), 40))
 		}
 		if logs := lab.Logs(1); strings.Contains(logs, `msg="lease refused"`) {
-			t.Fatalf("the agent refuses leases (%d of %d routes in):\n%s", got, want, tail(logs, 10))
+			t.Fatalf("the agent refuses leases (%d of %d routes in):\n%s", got, want, testutil.Tail(logs, 10))
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%d of %d routes in after %v:\n%s", got, want, bound, tail(lab.Logs(1), 40))
+			t.Fatalf("%d of %d routes in after %v:\n%s", got, want, bound, testutil.Tail(lab.Logs(1), 40))
 		case <-tick.C:
 		}
 	}
-}
-
-func tail(s string, lines int) string {
-	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(ls[max(0, len(ls)-lines):], "\n")
 }
 
 // agentPid is the pid of the process in node 1's namespace that runs

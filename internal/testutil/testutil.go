@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -38,4 +39,10 @@ func AwkIsGawk() bool {
 	}
 	real, err := filepath.EvalSymlinks(p)
 	return err == nil && filepath.Base(real) == "gawk"
+}
+
+// Tail is the last n lines of s, for a failure message.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -25,3 +25,19 @@ func TestSyncBufferConcurrentWriters(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, 800, strings.Count(b.String(), "\n"))
 }
+
+func TestTail(t *testing.T) {
+	for _, r := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\n", 2, "b\nc"},
+		{"a\nb", 5, "a\nb"},
+		{"", 3, ""},
+	} {
+		if got := testutil.Tail(r.in, r.n); got != r.want {
+			t.Errorf("Tail(%q, %d) = %q, want %q", r.in, r.n, got, r.want)
+		}
+	}
+}
