@@ -175,7 +175,7 @@ func TestScale(t *testing.T) {
 	if got, want := lab.Subnet(1), scaleSubnet(0); got != want {
 		t.Fatalf("agent has subnet %s, want its podCIDR %s", got, want)
 	}
-	waitRoutes(t, ctx, lab, ns, n, 8*time.Minute)
+	waitRoutes(t, ctx, ns, n, 8*time.Minute, agentWaiter(lab))
 	routesIn := time.Since(start)
 	pid := agentPid(t, ctx, lab, bin)
 	mem := procStatus(t, pid)
@@ -263,29 +263,24 @@ func scaleFlanneldTest(t *testing.T, ctx context.Context, srv *scaleServer, lab 
 			<-exited
 		}
 	}()
-	logs := func() string { b, _ := os.ReadFile(logPath); return testutil.Tail(string(b), 30) }
 	// Every lease the agent routes, and the agent's own.
 	want, err := peerRoutes(ctx, lab.Netns(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want++
-	wctx, cancel := context.WithTimeout(ctx, 8*time.Minute)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for got := 0; got < want; {
-		select {
-		case err := <-exited:
-			t.Fatalf("flanneld exited (%v) with %d of %d routes in:\n%s", err, got, want, logs())
-		case <-wctx.Done():
-			t.Fatalf("flanneld: %d of %d routes in after 8m:\n%s", got, want, logs())
-		case <-tick.C:
-			if got, err = peerRoutes(ctx, ns); err != nil {
-				t.Fatal(err)
+	waitRoutes(t, ctx, ns, want, 8*time.Minute, routeWaiter{
+		stuck: func() string {
+			select {
+			case err := <-exited:
+				exited <- err // for the deferred stop
+				return fmt.Sprintf("flanneld exited (%v)", err)
+			default:
+				return ""
 			}
-		}
-	}
+		},
+		logs: func() string { b, _ := os.ReadFile(logPath); return testutil.Tail(string(b), 30) },
+	})
 	took := time.Since(start)
 	fhwm := procStatus(t, cmd.Process.Pid)["VmHWM"]
 	t.Logf("flanneld (pid %d, %s): %d routes in %v, VmHWM %.1f MiB", cmd.Process.Pid, bin, want, took.Round(time.Millisecond), fhwm)
@@ -347,7 +342,7 @@ func scaleHeartbeatsTest(t *testing.T, ctx context.Context, srv *scaleServer, la
 	if _, err := srv.client().CoreV1().Nodes().Create(ctx, scaleNode(sentinel), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRoutes(t, ctx, lab, lab.Netns(1), n+1, 2*time.Minute)
+	waitRoutes(t, ctx, lab.Netns(1), n+1, 2*time.Minute, agentWaiter(lab))
 	t.Logf("agent CPU for %d heartbeats and one new Node: %v", scaleHeartbeats, cpuTime(t, pid)-cpu)
 	final := m.all(t, ctx)
 	if d := final[runsAdd] - before[runsAdd]; d != 1 {
@@ -389,7 +384,7 @@ func scaleRestartTest(t *testing.T, ctx context.Context, srv *scaleServer, proxy
 	if _, err := srv.client().CoreV1().Nodes().Create(ctx, scaleNode(after), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRoutes(t, ctx, lab, lab.Netns(1), n+2, 3*time.Minute)
+	waitRoutes(t, ctx, lab.Netns(1), n+2, 3*time.Minute, agentWaiter(lab))
 	t.Logf("the agent had the route of a Node created after the restart %v after the restart", time.Since(began).Round(time.Millisecond))
 	final := m.all(t, ctx)
 	if d := final[runsAdd] - before[runsAdd]; d != 1 {
@@ -824,8 +819,17 @@ func peerRoutes(ctx context.Context, ns string) (int, error) {
 	return count, nil
 }
 
-// waitRoutes polls ns's kernel until it has want peer routes.
-func waitRoutes(t *testing.T, ctx context.Context, lab *netlab.Lab, ns string, want int, bound time.Duration) {
+// routeWaiter is what routes are waited for: stuck says why waiting is
+// pointless ("" while it is not, asked at every poll), logs is the tail
+// of its log for a failure.
+type routeWaiter struct {
+	stuck func() string
+	logs  func() string
+}
+
+// waitRoutes polls ns's kernel until it has want peer routes, failing
+// after bound or as soon as w is stuck.
+func waitRoutes(t *testing.T, ctx context.Context, ns string, want int, bound time.Duration, w routeWaiter) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
@@ -837,17 +841,31 @@ func waitRoutes(t *testing.T, ctx context.Context, lab *netlab.Lab, ns string, w
 		if got, err = peerRoutes(ctx, ns); err == nil && got == want {
 			return
 		}
-		if !lab.Running(1) {
-			t.Fatalf("the agent exited with %d of %d routes in:\n%s", got, want, testutil.Tail(lab.Logs(1), 40))
-		}
-		if logs := lab.Logs(1); strings.Contains(logs, `msg="lease refused"`) {
-			t.Fatalf("the agent refuses leases (%d of %d routes in):\n%s", got, want, testutil.Tail(logs, 10))
+		if why := w.stuck(); why != "" {
+			t.Fatalf("%s with %d of %d routes in:\n%s", why, got, want, w.logs())
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%d of %d routes in after %v:\n%s", got, want, bound, testutil.Tail(lab.Logs(1), 40))
+			t.Fatalf("%d of %d routes in after %v:\n%s", got, want, bound, w.logs())
 		case <-tick.C:
 		}
+	}
+}
+
+// agentWaiter is the lab's agent (node 1) as a routeWaiter: stuck when it
+// exited or refuses leases.
+func agentWaiter(lab *netlab.Lab) routeWaiter {
+	return routeWaiter{
+		stuck: func() string {
+			switch {
+			case !lab.Running(1):
+				return "the agent exited"
+			case strings.Contains(lab.Logs(1), `msg="lease refused"`):
+				return "the agent refuses leases"
+			}
+			return ""
+		},
+		logs: func() string { return testutil.Tail(lab.Logs(1), 40) },
 	}
 }
 
