@@ -43,10 +43,8 @@ func TestRescanSkipsUnchangedFiles(t *testing.T) {
 	defer s.Close()
 	const n = 1000
 	writeLeases(t, s, n)
-	w := &watcher{s: s, expiry: time.NewTimer(time.Hour)}
-	defer w.expiry.Stop()
+	w := rescanOnly(t, s)
 	ctx := context.Background()
-	w.watching = true // no fsnotify: rescan alone
 	require.NoError(t, w.rescan(ctx))
 	require.Len(t, w.Snapshot(), n)
 	perFile := testing.AllocsPerRun(5, func() { require.NoError(t, w.rescan(ctx)) }) / n
@@ -61,8 +59,7 @@ func TestRescanReadsChangedFiles(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	paths := writeLeases(t, s, 3)
-	w := &watcher{s: s, expiry: time.NewTimer(time.Hour), watching: true}
-	defer w.expiry.Stop()
+	w := rescanOnly(t, s)
 	ctx := context.Background()
 	require.NoError(t, w.rescan(ctx))
 	ip := func() string {

@@ -32,8 +32,7 @@ func TestRescanKeepsWhatDidNotChange(t *testing.T) {
 		require.NoError(t, err)
 		ls = append(ls, l)
 	}
-	w := &watcher{s: s, watching: true, expiry: time.NewTimer(time.Hour)}
-	t.Cleanup(func() { w.expiry.Stop() })
+	w := rescanOnly(t, s)
 	require.NoError(t, w.rescan(t.Context()))
 	snap := w.Snapshot()
 	require.Len(t, snap, 3)
@@ -79,8 +78,7 @@ func TestSnapshotAfterExpiry(t *testing.T) {
 	mono.Add(int64(30 * time.Minute))
 	late, err := s.Acquire(t.Context(), r, leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.2"), BackendType: leases.BackendType})
 	require.NoError(t, err)
-	w := &watcher{s: s, watching: true, expiry: time.NewTimer(time.Hour)}
-	t.Cleanup(func() { w.expiry.Stop() })
+	w := rescanOnly(t, s)
 	require.NoError(t, w.rescan(t.Context()))
 	both := w.Snapshot()
 	require.Len(t, both, 2)
@@ -96,4 +94,13 @@ func TestSnapshotAfterExpiry(t *testing.T) {
 		assert.NotSame(t, &both[i], held, "no older snapshot is held for it")
 	}
 	assert.Same(t, &one[0], &w.Snapshot()[0])
+}
+
+// rescanOnly is a watcher of s for calling rescan by hand: no fsnotify
+// (watching, so rescan does not add one) and an expiry timer that does
+// not fire.
+func rescanOnly(t *testing.T, s *Store) *watcher {
+	w := &watcher{s: s, watching: true, expiry: time.NewTimer(time.Hour)}
+	t.Cleanup(func() { w.expiry.Stop() })
+	return w
 }
