@@ -259,7 +259,7 @@ func (s *Store) ownLease(ctx context.Context, r leases.Range) (*corev1.Node, lea
 	if err != nil {
 		return nil, leases.Lease{}, err
 	}
-	v4, v6, err := podCIDRs(s.ann.slim(n))
+	v4, v6, err := podCIDRs(n.Name, n.Spec.PodCIDR, n.Spec.PodCIDRs)
 	if err != nil {
 		return nil, leases.Lease{}, err
 	}
@@ -343,7 +343,7 @@ func (s *Store) Renew(ctx context.Context, l leases.Lease) (leases.Lease, error)
 	if err != nil {
 		return leases.Lease{}, err
 	}
-	v4, v6, err := podCIDRs(s.ann.slim(n))
+	v4, v6, err := podCIDRs(n.Name, n.Spec.PodCIDR, n.Spec.PodCIDRs)
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("%w: %w", leases.ErrLeaseGone, err)
 	}

@@ -10,24 +10,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// podCIDRs returns the node's IPv4 and IPv6 pod CIDRs from spec.podCIDRs
-// (or spec.podCIDR when that list is empty), as flanneld reads them: at
-// most two, the first of each family.
-func podCIDRs(n *node) (v4, v6 netip.Prefix, err error) {
-	cidrs := n.podCIDRs
-	if len(cidrs) == 0 && n.podCIDR != "" {
-		cidrs = []string{n.podCIDR}
+// podCIDRs returns node name's IPv4 and IPv6 pod CIDRs from its
+// spec.podCIDRs (cidrs, or spec.podCIDR, one, when that list is empty),
+// as flanneld reads them: at most two, the first of each family.
+func podCIDRs(name, one string, cidrs []string) (v4, v6 netip.Prefix, err error) {
+	if len(cidrs) == 0 && one != "" {
+		cidrs = []string{one}
 	}
 	if len(cidrs) == 0 {
-		return v4, v6, fmt.Errorf("node %q has no podCIDR (is kube-controller-manager's --allocate-node-cidrs on?)", n.name)
+		return v4, v6, fmt.Errorf("node %q has no podCIDR (is kube-controller-manager's --allocate-node-cidrs on?)", name)
 	}
 	if len(cidrs) > 2 {
-		return v4, v6, fmt.Errorf("node %q has %d podCIDRs; want one per family", n.name, len(cidrs))
+		return v4, v6, fmt.Errorf("node %q has %d podCIDRs; want one per family", name, len(cidrs))
 	}
 	for _, s := range cidrs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, netip.Prefix{}, fmt.Errorf("node %q: podCIDR %q: %w", n.name, s, err)
+			return netip.Prefix{}, netip.Prefix{}, fmt.Errorf("node %q: podCIDR %q: %w", name, s, err)
 		}
 		p = p.Masked()
 		switch {
@@ -51,7 +50,7 @@ func (a Annotations) leaseOf(n *node, dualStack bool) (l leases.Lease, ok bool) 
 	if n.annotation(annSubnetKubeManaged) != "true" {
 		return l, false
 	}
-	v4, v6, err := podCIDRs(n)
+	v4, v6, err := podCIDRs(n.name, n.podCIDR, n.podCIDRs)
 	if err == nil && !v4.IsValid() {
 		err = fmt.Errorf("node %q has no IPv4 podCIDR", n.name)
 	}
