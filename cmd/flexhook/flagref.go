@@ -22,38 +22,41 @@ type flagDoc struct {
 	boolean bool // takes no value (--trace, --trace=false)
 }
 
+// flagFields calls fn with each field of the flag struct type t, those
+// of its embedded structs included (owner is the struct that declares it).
+func flagFields(t reflect.Type, fn func(owner reflect.Type, f reflect.StructField)) {
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Anonymous {
+			flagFields(f.Type, fn)
+		} else {
+			fn(t, f)
+		}
+	}
+}
+
 // listedFlags returns the flags of spec, a pointer to a flag struct, that
 // -h lists (hidden ones left out), sorted by name as -h sorts them.
 func listedFlags(spec any) []flagDoc {
 	var out []flagDoc
-	var walk func(reflect.Type)
-	walk = func(t reflect.Type) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if f.Anonymous {
-				walk(f.Type)
-				continue
-			}
-			name := f.Tag.Get("flag")
-			if name == "" || f.Tag.Get("hidden") == "true" {
-				continue
-			}
-			key := f.Tag.Get("envconfig")
-			if key == "" {
-				key = strings.ToUpper(f.Name) // envconfig's own default
-			}
-			out = append(out, flagDoc{
-				name:    name,
-				short:   f.Tag.Get("short"),
-				arg:     f.Tag.Get("arg"),
-				def:     f.Tag.Get("default"),
-				env:     envPrefix + "_" + key,
-				usage:   f.Tag.Get("usage"),
-				boolean: f.Type.Kind() == reflect.Bool,
-			})
+	flagFields(reflect.TypeOf(spec).Elem(), func(_ reflect.Type, f reflect.StructField) {
+		name := f.Tag.Get("flag")
+		if name == "" || f.Tag.Get("hidden") == "true" {
+			return
 		}
-	}
-	walk(reflect.TypeOf(spec).Elem())
+		key := f.Tag.Get("envconfig")
+		if key == "" {
+			key = strings.ToUpper(f.Name) // envconfig's own default
+		}
+		out = append(out, flagDoc{
+			name:    name,
+			short:   f.Tag.Get("short"),
+			arg:     f.Tag.Get("arg"),
+			def:     f.Tag.Get("default"),
+			env:     envPrefix + "_" + key,
+			usage:   f.Tag.Get("usage"),
+			boolean: f.Type.Kind() == reflect.Bool,
+		})
+	})
 	slices.SortFunc(out, func(a, b flagDoc) int { return cmp.Compare(a.name, b.name) })
 	return out
 }

@@ -353,27 +353,18 @@ func TestEnvEquivalents(t *testing.T) {
 func TestEnvKeysMatchFlagNames(t *testing.T) {
 	exceptions := map[string]string{"labFlags --store": "LAB_STORE", "verifyFlags --store": "LAB_STORE"}
 	for _, spec := range []any{runFlags{}, checkFlags{}, dryRunFlags{}, leasesFlags{}, presetsFlags{}, statusFlags{}, leaveFlags{}, labFlags{}, verifyFlags{}} {
-		var walk func(reflect.Type)
-		walk = func(rt reflect.Type) {
-			for i := range rt.NumField() {
-				f := rt.Field(i)
-				if f.Anonymous {
-					walk(f.Type)
-					continue
-				}
-				name := f.Tag.Get("flag")
-				require.NotEmpty(t, name, "%s.%s has no flag tag", rt.Name(), f.Name)
-				want := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-				if e, ok := exceptions[reflect.TypeOf(spec).Name()+" --"+name]; ok {
-					want = e
-				}
-				assert.Equal(t, want, f.Tag.Get("envconfig"), "--%s", name)
-				if f.Tag.Get("hidden") != "true" {
-					assert.NotEmpty(t, f.Tag.Get("usage"), "--%s", name)
-				}
+		flagFields(reflect.TypeOf(spec), func(rt reflect.Type, f reflect.StructField) {
+			name := f.Tag.Get("flag")
+			require.NotEmpty(t, name, "%s.%s has no flag tag", rt.Name(), f.Name)
+			want := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+			if e, ok := exceptions[reflect.TypeOf(spec).Name()+" --"+name]; ok {
+				want = e
 			}
-		}
-		walk(reflect.TypeOf(spec))
+			assert.Equal(t, want, f.Tag.Get("envconfig"), "--%s", name)
+			if f.Tag.Get("hidden") != "true" {
+				assert.NotEmpty(t, f.Tag.Get("usage"), "--%s", name)
+			}
+		})
 	}
 }
 
