@@ -16,7 +16,7 @@ GOLANGCI_LINT := $(shell $(GO) env GOPATH)/bin/golangci-lint
 # coordinator can fail a target at the deadline (go.dev/issue/75804).
 FUZZTIME ?= 10000x
 # The fuzz targets, as package:Target.
-FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./internal/puretools:FuzzPureArgv
+FUZZ_TARGETS := ./leases:FuzzDecodeAdmit ./hooks:FuzzParse ./internal/puretools:FuzzPureArgv ./runner/shell:FuzzStraightParity
 
 .PHONY: all build dist image systemd-rootfs deps docs lint unit cover fuzz soak integration integration-kube test demo bench bench-kube flanneld clean
 

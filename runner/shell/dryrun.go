@@ -19,7 +19,7 @@ func (st *runState) dryRunMW(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
-		hc := interp.HandlerCtx(ctx)
+		hc := ioOf(ctx)
 		if argv, ok := puretools.PureArgv(args, func(name string) string {
 			p, err := interp.LookPathDir(hc.Dir, hc.Env, name)
 			if err != nil {

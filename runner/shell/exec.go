@@ -32,6 +32,29 @@ type callState struct {
 	// no middleware read it yet); a middleware below checks it is for
 	// the argv it gets (replace-existing runs another).
 	cmd *netcmd.Cmd
+	// io is what the command runs with when no interpreter runs it (a
+	// planned hook, plan.go); nil: the interpreter's HandlerContext.
+	io *cmdIO
+}
+
+// cmdIO is what a command runs with: its directory, environment and
+// streams.
+type cmdIO struct {
+	Dir    string
+	Env    expand.Environ
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ioOf is what the command of ctx runs with: a planned hook's own, else
+// the interpreter's.
+func ioOf(ctx context.Context) cmdIO {
+	if c := callOf(ctx); c.io != nil {
+		return *c.io
+	}
+	hc := interp.HandlerCtx(ctx)
+	return cmdIO{Dir: hc.Dir, Env: hc.Env, Stdin: hc.Stdin, Stdout: hc.Stdout, Stderr: hc.Stderr}
 }
 
 type callKey struct{}
@@ -80,7 +103,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	st.execs.Add(1)
 	defer st.execs.Done()
 
-	hc := interp.HandlerCtx(ctx)
+	hc := ioOf(ctx)
 	stderr := hc.Stderr
 	if w := callOf(ctx).stderr; w != nil {
 		stderr = w
@@ -165,7 +188,7 @@ func (st *runState) outFile(w io.Writer) (io.Writer, func()) {
 // lookPath finds name in the hook's PATH (or relative to its dir), with
 // the shell's messages and statuses: 126 for a file that cannot run, 127
 // for none.
-func lookPath(hc interp.HandlerContext, stderr io.Writer, name string) (string, error) {
+func lookPath(hc cmdIO, stderr io.Writer, name string) (string, error) {
 	path, err := interp.LookPathDir(hc.Dir, hc.Env, name)
 	if err == nil {
 		return path, nil

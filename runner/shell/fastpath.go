@@ -130,7 +130,7 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 		if err != nil || !c.Fast || strings.Contains(args[0], "/") {
 			return next(ctx, args)
 		}
-		hc := interp.HandlerCtx(ctx)
+		hc := ioOf(ctx)
 		if !st.s.resolve.systemTool(hc, args[0], fastDirs) {
 			return next(ctx, args)
 		}
@@ -155,7 +155,7 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 // or write still blocked when the hook's context ends is cut short, and
 // the command ends with the context's error, as a killed wg would.
 func (st *runState) wgKey(ctx context.Context, args []string, run wgkey.Func, next interp.ExecHandlerFunc) error {
-	hc := interp.HandlerCtx(ctx)
+	hc := ioOf(ctx)
 	if hc.Stdin == nil || hc.Stdout == nil || st.s.sockets.isClosed() ||
 		!st.s.resolve.systemTool(hc, args[0], fastDirs) {
 		return next(ctx, args)

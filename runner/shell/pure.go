@@ -31,7 +31,7 @@ type resolveCache struct {
 
 // systemTool reports whether name, looked up in the hook's PATH, is the
 // root-owned binary of that name in one of dirs.
-func (c *resolveCache) systemTool(hc interp.HandlerContext, name string, dirs []string) bool {
+func (c *resolveCache) systemTool(hc cmdIO, name string, dirs []string) bool {
 	if strings.Contains(name, "/") {
 		return false
 	}

@@ -122,7 +122,7 @@ func stderrOf(ctx context.Context) io.Writer {
 	if w := callOf(ctx).stderr; w != nil {
 		return w
 	}
-	return interp.HandlerCtx(ctx).Stderr
+	return ioOf(ctx).Stderr
 }
 
 // holdWriter holds up to max bytes back from dst until release; past max

@@ -58,10 +58,13 @@ type Shell struct {
 	log     *slog.Logger
 	wgMode  WireguardMode
 
-	mw        middlewares
-	sockets   sockets      // the fast path's kernel sockets
-	resolve   resolveCache // system tools by name
-	onCommand func(hooks.Kind)
+	mw       middlewares
+	sockets  sockets      // the fast path's kernel sockets
+	resolve  resolveCache // system tools by name
+	straight straightSet  // hooks that run without the interpreter
+	// interpretAll runs every hook in the interpreter (tests compare).
+	interpretAll bool
+	onCommand    func(hooks.Kind)
 
 	// base is environ as the interpreter sees it, built once; each run
 	// lays its contract variables over it.
@@ -158,39 +161,19 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		kept: capWriter{max: s.limits.maxOutput},
 		log:  s.log.With("hook", kind.String(), "subnet", req.Subnet),
 	}
-	stdin, stopStdin, err := s.feedStdin(req.Stdin)
-	if err != nil {
-		return Result{}, hookErr(-1, fmt.Errorf("stdin: %w", err))
+	var runErr, waitErr error
+	var timedOut bool
+	if !s.interpretAll && s.straight.is(req.Hook.File) {
+		hctx, cancel := context.WithTimeout(ctx, s.limits.timeout)
+		runErr = st.runStraight(hctx, req.Hook.File, overlay(s.base, req.Env), req.Stdin, stdout, stderr)
+		timedOut = errors.Is(hctx.Err(), context.DeadlineExceeded)
+		cancel()
+	} else {
+		var err error
+		if runErr, waitErr, timedOut, err = st.interpret(ctx, req, stdout, stderr); err != nil {
+			return Result{}, hookErr(-1, err)
+		}
 	}
-	st.stdin = stdin
-	defer stopStdin()
-
-	r, err := interp.New(
-		interp.Env(overlay(s.base, req.Env)),
-		interp.Dir(s.dir),
-		interp.StdIO(stdin, stdout, stderr),
-		interp.OpenHandler(st.open),
-		interp.ExecHandlers(
-			st.ownedObjects, // outside trace: a failed add and its replace are two events
-			st.trace,
-			st.dryRunMW,
-			st.wireguard,
-			st.fastPath,
-			st.inprocess,
-			func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return st.execCmd },
-		),
-	)
-	if err != nil {
-		return Result{}, hookErr(-1, fmt.Errorf("interpreter: %w", err))
-	}
-
-	hctx, cancel := context.WithTimeout(ctx, s.limits.timeout)
-	runErr := r.Run(hctx, req.Hook.File)
-	waitErr := r.Run(hctx, waitAll)
-	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
-	cancel()
-	st.execs.Wait() // background commands are being killed by cancel
-	stopStdin()
 	stderr.flush()
 
 	res := Result{Stdout: stdout.String(), Stderr: stderr.kept.String()}
@@ -210,6 +193,52 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 		return res, hookErr(-1, runErr)
 	}
 	return res, nil
+}
+
+// interpret runs the hook in the interpreter, then waits for its
+// background jobs; err is a failure to start it.
+func (st *runState) interpret(ctx context.Context, req Request, stdout, stderr io.Writer) (runErr, waitErr error, timedOut bool, err error) {
+	s := st.s
+	stdin, stopStdin, err := s.feedStdin(req.Stdin)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("stdin: %w", err)
+	}
+	st.stdin = stdin
+	defer stopStdin()
+
+	r, err := interp.New(
+		interp.Env(overlay(s.base, req.Env)),
+		interp.Dir(s.dir),
+		interp.StdIO(stdin, stdout, stderr),
+		interp.OpenHandler(st.open),
+		interp.ExecHandlers(append(st.middlewares(),
+			func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return st.execCmd })...),
+	)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("interpreter: %w", err)
+	}
+
+	hctx, cancel := context.WithTimeout(ctx, s.limits.timeout)
+	runErr = r.Run(hctx, req.Hook.File)
+	waitErr = r.Run(hctx, waitAll)
+	timedOut = errors.Is(hctx.Err(), context.DeadlineExceeded)
+	cancel()
+	st.execs.Wait() // background commands are being killed by cancel
+	stopStdin()
+	return runErr, waitErr, timedOut, nil
+}
+
+// middlewares are the exec middlewares, outermost first; the final exec
+// (execCmd) goes below the last.
+func (st *runState) middlewares() []func(interp.ExecHandlerFunc) interp.ExecHandlerFunc {
+	return []func(interp.ExecHandlerFunc) interp.ExecHandlerFunc{
+		st.ownedObjects, // outside trace: a failed add and its replace are two events
+		st.trace,
+		st.dryRunMW,
+		st.wireguard,
+		st.fastPath,
+		st.inprocess,
+	}
 }
 
 // maxPipedStdin is the most stdin written into the pipe before the hook

@@ -17,7 +17,7 @@ func (st *runState) inprocess(next interp.ExecHandlerFunc) interp.ExecHandlerFun
 		return next
 	}
 	return func(ctx context.Context, args []string) error {
-		hc := interp.HandlerCtx(ctx)
+		hc := ioOf(ctx)
 		name := args[0]
 		if !coreutils.Known(name) {
 			return next(ctx, args) // an unknown tool, or a path

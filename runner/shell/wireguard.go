@@ -33,7 +33,7 @@ func (st *runState) wireguard(next interp.ExecHandlerFunc) interp.ExecHandlerFun
 		ipErr := &capWriter{max: 64 << 10}
 		err := next(withStderr(ctx, ipErr), args)
 		if err == nil || ctx.Err() != nil || !kernelLacksWireguard(ipErr.String()) {
-			_, _ = interp.HandlerCtx(ctx).Stderr.Write([]byte(ipErr.String()))
+			_, _ = ioOf(ctx).Stderr.Write([]byte(ipErr.String()))
 			return err
 		}
 		log.Info("kernel lacks the wireguard link type, creating it with wireguard-go",
