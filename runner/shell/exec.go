@@ -33,7 +33,7 @@ type callState struct {
 	// the argv it gets (replace-existing runs another).
 	cmd *netcmd.Cmd
 	// io is what the command runs with when no interpreter runs it (a
-	// planned hook, plan.go); nil: the interpreter's HandlerContext.
+	// straight hook, straight.go); nil: the interpreter's HandlerContext.
 	io *cmdIO
 }
 
@@ -47,7 +47,7 @@ type cmdIO struct {
 	Stderr io.Writer
 }
 
-// ioOf is what the command of ctx runs with: a planned hook's own, else
+// ioOf is what the command of ctx runs with: a straight hook's own, else
 // the interpreter's.
 func ioOf(ctx context.Context) cmdIO {
 	if c := callOf(ctx); c.io != nil {

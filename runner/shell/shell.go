@@ -30,6 +30,13 @@
 //
 // A hook ends when its last statement and every background job (cmd &) have
 // ended; jobs still running at the deadline are killed with their groups.
+//
+// A straight hook (assignments, export, read, commands named by a literal,
+// && and ||, parameters and simple command substitutions: every preset's
+// SubnetAdd and SubnetRemove) runs without building an interpreter: its
+// words are expanded by the same expand package and its commands go
+// through the same middlewares, so nothing above tells the difference
+// (straight.go lists the forms; a parity test and a fuzzer compare the two).
 package shell
 
 import (

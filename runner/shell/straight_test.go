@@ -18,7 +18,7 @@ import (
 	"github.com/flexhook/flexhook/presets"
 )
 
-// The straight runner (plan.go) must do what the interpreter does. These
+// The straight runner (straight.go) must do what the interpreter does. These
 // tests run each hook both ways, on Shells alike but for interpretAll,
 // and compare everything a hook's run shows: the trace (argv, status,
 // skips), stdout (where `env` and `printenv` show the environment a
