@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,7 +97,22 @@ func convergence(ctx context.Context, c config, preset string) ([]row, error) {
 		vs = append(vs, variant[*bench]{"ip -batch (the kernel's floor)", (*bench).ipBatch})
 	}
 
-	return interleave(ctx, c.rounds, preset, b, b.reset, vs)
+	return interleave(ctx, c.rounds, preset, b, b.reset, pick(vs, c.variants))
+}
+
+// pick keeps the variants whose names contain one of subs, and the last
+// (the floor); nil subs keeps all.
+func pick[B any](vs []variant[B], subs []string) []variant[B] {
+	if subs == nil {
+		return vs
+	}
+	var out []variant[B]
+	for i, v := range vs {
+		if i == len(vs)-1 || slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(v.name, s) }) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 type flexhookVariant struct {

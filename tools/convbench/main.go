@@ -52,6 +52,7 @@ type config struct {
 	samples  int
 	rssN     int
 	only     map[string]bool
+	variants []string // the convergence tables' lines to run (substrings); nil: all
 	work     string
 }
 
@@ -64,11 +65,16 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds per variant (the median is reported)")
 	flag.IntVar(&c.samples, "samples", 200, "lease events per latency run")
 	flag.IntVar(&c.rssN, "rss-n", 10000, "leases for the peak RSS run")
+	var variants string
+	flag.StringVar(&variants, "variants", "", "run only the convergence lines whose names contain one of these comma-separated strings (the floor always runs; ratios are then to the first line run)")
 	flag.StringVar(&only, "only", "host-gw,vxlan,wireguard,flanneld,latency,rss,scale", "sections to run")
 	flag.Parse()
 	c.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		c.only[strings.TrimSpace(s)] = true
+	}
+	if variants != "" {
+		c.variants = strings.Split(variants, ",")
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintf(os.Stderr, "convbench: %v\n", err)
@@ -123,7 +129,11 @@ func run(c config) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", preset, err)
 		}
-		fmt.Print(table(fmt.Sprintf("%s, %d leases", preset, c.n), "sh -c", rows))
+		base := "sh -c"
+		if c.variants != nil {
+			base = "first"
+		}
+		fmt.Print(table(fmt.Sprintf("%s, %d leases", preset, c.n), base, rows))
 	}
 	if c.only["flanneld"] {
 		if err := flanneldSection(ctx, c); err != nil {
