@@ -162,8 +162,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	j, err := openJournal(fsys, e.log, time.Now)
 	if err != nil {
+		_ = fsys.Close() // loading appends nothing, so nothing is open
 		return err
 	}
+	defer func() {
+		if err := j.close(); err != nil {
+			e.log.Warn("closing the journal", "error", err)
+		}
+	}()
 
 	// Whatever stops the start-up once PreStartupCommand has run (or was
 	// interrupted: it may have made its device half-way), ShutdownCommand

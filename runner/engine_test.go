@@ -26,6 +26,7 @@ import (
 	"github.com/flexhook/flexhook/internal/testutil"
 	"github.com/flexhook/flexhook/leases"
 	"github.com/flexhook/flexhook/leases/file"
+	"github.com/flexhook/flexhook/leases/leasestest"
 	"github.com/flexhook/flexhook/runner"
 	"github.com/flexhook/flexhook/runner/shell"
 )
@@ -927,4 +928,29 @@ func TestResyncInterval(t *testing.T) {
 	}, waitFor, tick, "the applied lease was not added again")
 	require.NoError(t, n.stop())
 	assert.NotContains(t, strings.Join(n.events(), "\n"), "remove", "a resync adds, never removes")
+}
+
+// Run closes applied.log, which its appends keep open, when it returns:
+// also when its last rewrite fails (applied.json cannot be replaced), so
+// the log's lines were appended since the last rewrite and stay open
+// until then.
+func TestEngineClosesJournalLog(t *testing.T) {
+	cfg := config(t, recorder)
+	s := leasestest.New()
+	dir := t.TempDir()
+	fakePeer(s, "10.50.7.0/24", "192.0.2.2", "a")
+	n := start(t, cfg, s, dir)
+	n.waitEvent("add 10.50.7.0/24 192.0.2.2 a")
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, runner.JournalFile)))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, runner.JournalFile, "in-the-way"), 0o700))
+	fakePeer(s, "10.50.8.0/24", "192.0.2.3", "b")
+	n.waitEvent("add 10.50.8.0/24 192.0.2.3 b")
+	logPath := filepath.Join(dir, runner.JournalLogFile)
+	fds, err := testutil.OpenFDs(logPath)
+	require.NoError(t, err)
+	assert.Equal(t, 1, fds, "open while the engine runs")
+	assert.NoError(t, n.stop())
+	fds, err = testutil.OpenFDs(logPath)
+	require.NoError(t, err)
+	assert.Zero(t, fds, "closed when Run returns")
 }

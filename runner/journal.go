@@ -451,6 +451,14 @@ func (j *journal) encodeTo(w io.Writer) error {
 	return b.Flush()
 }
 
+// close closes applied.log, which appends keep open.
+func (j *journal) close() error {
+	if err := j.fs.Close(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
 // compact rewrites applied.json with the set and empties applied.log. A
 // crash in between replays the log over the new set, which changes
 // nothing: every line's effect is already in it.

@@ -21,15 +21,31 @@ type journalFS interface {
 	// old or the new content survives a crash, never a mix.
 	WriteAtomic(name string, write func(io.Writer) error) error
 	Truncate(name string, size int64) error
+	// Close releases what the FS keeps open between calls. It stays
+	// usable, keeping nothing open from then on.
+	Close() error
 }
 
-// osFS is a journalFS on a directory.
+// osFS is a journalFS on a directory. Its user serialises its calls.
 type osFS struct {
 	dir string
 	// dirUnsynced: a file was created by an unsynced append; the next
 	// synced append syncs the directory too, so the file's entry is
 	// durable with its content.
 	dirUnsynced bool
+	// appending holds the files Append keeps open, by name (a log takes
+	// one append per line: the ownership table's several per hook). A
+	// Truncate or WriteAtomic of the name and Close close them; a file
+	// removed or replaced behind the FS's back is found by the next
+	// append, which then opens the path again.
+	appending map[string]appendFile
+	closed    bool // by Close: Append keeps nothing open
+}
+
+// appendFile is a file Append keeps open, with its identity at open.
+type appendFile struct {
+	f  *os.File
+	fi os.FileInfo
 }
 
 func (o *osFS) path(name string) string { return filepath.Join(o.dir, name) }
@@ -37,32 +53,54 @@ func (o *osFS) path(name string) string { return filepath.Join(o.dir, name) }
 func (o *osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.path(name)) }
 
 // Append appends data; a write that fails part-way (ENOSPC) is cut back
-// off, so that the next append starts a clean line.
+// off, so that the next append starts a clean line. The file stays open
+// for the next append to name, unless the path names another file by
+// then (renamed away, removed, replaced): that append opens the path
+// again, as the first one did. A failed write or sync closes it.
 func (o *osFS) Append(name string, data []byte, sync bool) error {
 	path := o.path(name)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
+	fi, statErr := os.Stat(path)
+	a, open := o.appending[name]
+	if open && (statErr != nil || !os.SameFile(fi, a.fi)) {
+		// While a is open its inode is not reused, so a path naming the
+		// same inode names a's file.
+		_ = o.drop(name) // the lines in it were written; the path's file takes the next
+		open = false
 	}
-	if errors.Is(statErr, fs.ErrNotExist) {
-		o.dirUnsynced = true
+	var size int64
+	if open {
+		size = fi.Size()
+	} else {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if errors.Is(statErr, fs.ErrNotExist) {
+			o.dirUnsynced = true
+		}
+		ffi, err := f.Stat()
+		if err != nil {
+			return errors.Join(err, f.Close())
+		}
+		a, size = appendFile{f: f, fi: ffi}, ffi.Size()
+		if o.appending == nil {
+			o.appending = map[string]appendFile{}
+		}
+		o.appending[name] = a
 	}
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		f.Close()
-		return err
+	if _, werr := a.f.Write(data); werr != nil {
+		terr := a.f.Truncate(size)
+		return errors.Join(werr, terr, o.drop(name))
 	}
-	if _, werr := f.Write(data); werr != nil {
-		terr := f.Truncate(size)
-		return errors.Join(werr, terr, f.Close())
-	}
-	var serr error
 	if sync {
-		serr = f.Sync()
+		if err := a.f.Sync(); err != nil {
+			return errors.Join(err, o.drop(name))
+		}
 	}
-	if err := errors.Join(serr, f.Close()); err != nil {
-		return err
+	if o.closed {
+		if err := o.drop(name); err != nil {
+			return err
+		}
 	}
 	if sync && o.dirUnsynced { // a new file is durable once its directory is
 		if err := atomicfile.SyncDir(o.dir); err != nil {
@@ -74,7 +112,7 @@ func (o *osFS) Append(name string, data []byte, sync bool) error {
 }
 
 func (o *osFS) WriteAtomic(name string, write func(io.Writer) error) error {
-	return atomicfile.WriteFunc(o.path(name), 0o600, write)
+	return errors.Join(o.drop(name), atomicfile.WriteFunc(o.path(name), 0o600, write))
 }
 
 // writeData is a WriteAtomic write of data.
@@ -86,11 +124,32 @@ func writeData(data []byte) func(io.Writer) error {
 }
 
 func (o *osFS) Truncate(name string, size int64) error {
+	cerr := o.drop(name)
 	err := os.Truncate(o.path(name), size)
 	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	return errors.Join(cerr, err)
+}
+
+// Close closes the files Append keeps open.
+func (o *osFS) Close() error {
+	o.closed = true
+	var errs []error
+	for name := range o.appending {
+		errs = append(errs, o.drop(name))
+	}
+	return errors.Join(errs...)
+}
+
+// drop closes name's file if Append keeps it open.
+func (o *osFS) drop(name string) error {
+	a, ok := o.appending[name]
+	if !ok {
 		return nil
 	}
-	return err
+	delete(o.appending, name)
+	return a.f.Close()
 }
 
 // nullFS is the journal's FS in a dry-run: it holds nothing and writes
@@ -101,3 +160,4 @@ func (nullFS) ReadFile(string) ([]byte, error)                 { return nil, fs.
 func (nullFS) Append(string, []byte, bool) error               { return nil }
 func (nullFS) WriteAtomic(string, func(io.Writer) error) error { return nil }
 func (nullFS) Truncate(string, int64) error                    { return nil }
+func (nullFS) Close() error                                    { return nil }

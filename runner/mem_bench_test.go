@@ -117,6 +117,7 @@ func syncMemory(b *testing.B, kind string, n int) memResult {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer owners.Close()
 	exec := &routeExec{owners: owners}
 	e, err := New(cfg, m.Store(store, kind), exec, PublicIP(netip.MustParseAddr("192.0.2.1")), StateDir(stateDir),
 		SubnetFile(filepath.Join(stateDir, "subnet.env")), Logger(log), Metrics(m), Ownership(owners), KeepOnStop(true))

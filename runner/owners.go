@@ -263,6 +263,17 @@ func (o *Owners) Release(owner string) {
 	}
 }
 
+// Close closes owners.log, which appends keep open. A change recorded
+// after it opens and closes the log again.
+func (o *Owners) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.fs.Close(); err != nil {
+		return fmt.Errorf("owners: %w", err)
+	}
+	return nil
+}
+
 // Of returns owner's objects, sorted.
 func (o *Owners) Of(owner string) []netcmd.Object {
 	o.mu.Lock()

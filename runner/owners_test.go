@@ -3,6 +3,9 @@ package runner
 import (
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -230,4 +233,40 @@ func TestOwnersEncode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []netcmd.Object{routeB}, again.Of(leaseA))
 	assert.Equal(t, []netcmd.Object{odd}, again.Of(shell.NodeOwner))
+}
+
+// On disk, owners.log stays open between changes, its compaction hands
+// the next change a fresh log, Close closes it, and a change after Close
+// is still recorded: the next open knows every one.
+func TestOwnersLogOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	logPath := filepath.Join(dir, OwnersLogFile)
+	o, err := OpenOwners(dir, log)
+	require.NoError(t, err)
+	runSteps(t, o, []step{{owner: leaseA, obj: routeB, verb: netcmd.Add, ok: true}})
+	assert.Equal(t, 1, openFDs(t, logPath))
+
+	o.mu.Lock()
+	o.lines = ownersCompactEvery - 1 // the next change compacts
+	o.mu.Unlock()
+	runSteps(t, o, []step{{owner: leaseB, obj: fdbA, verb: netcmd.Add, ok: true}})
+	fi, err := os.Stat(logPath)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size(), "compacted")
+	runSteps(t, o, []step{{owner: leaseA, obj: linkVxlan, verb: netcmd.Add, ok: true}})
+	b, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), `{"Object":"link flannel-vxlan"`), "the next change starts the log: %q", b)
+
+	require.NoError(t, o.Close())
+	assert.Zero(t, openFDs(t, logPath), "Close closes owners.log")
+	runSteps(t, o, []step{{owner: leaseB, obj: peerKey, verb: netcmd.Add, ok: true}})
+	assert.Zero(t, openFDs(t, logPath))
+
+	again, err := openOwners(&osFS{dir: dir}, nil, log)
+	require.NoError(t, err)
+	assert.Equal(t, []netcmd.Object{linkVxlan, routeB}, again.Of(leaseA))
+	assert.Equal(t, []netcmd.Object{fdbA, peerKey}, again.Of(leaseB))
+	require.NoError(t, again.Close())
 }

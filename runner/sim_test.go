@@ -265,6 +265,8 @@ func (m *memFS) Truncate(name string, size int64) error {
 	return nil
 }
 
+func (m *memFS) Close() error { return nil }
+
 // crash keeps what is durable plus, of what is not, a prefix (keep is
 // the fraction).
 func (m *memFS) crash(keep float64) {

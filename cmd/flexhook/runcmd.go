@@ -111,15 +111,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	eng, sh, err := newEngine(f, cfg, node, store, m, wgMode, log, stdout)
+	eng, closeEngine, err := newEngine(f, cfg, node, store, m, wgMode, log, stdout)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := sh.Close(); err != nil {
-			log.Warn("closing the fast path's sockets", "error", err)
-		}
-	}()
+	defer closeEngine()
 	log.Info("starting", "version", versionString(), "commit", commitString(), "config", cfgName, "public_ip", node.publicIP,
 		"iface", node.iface, "underlay_mtu", node.mtu, "store", storeName(f.StoreFlags), "state_dir", f.StateDir, "dry_run", f.DryRun)
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -152,12 +148,26 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 // newEngine makes the hooks' shell and the engine, both recording into m,
-// the store's calls counted. The caller closes the shell after the
-// engine's run.
+// the store's calls counted. The caller calls closeEngine after the
+// engine's run: it closes the shell's sockets and the ownership table's
+// log.
 func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *metrics.Metrics,
-	wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (*runner.Engine, *shell.Shell, error) {
+	wgMode shell.WireguardMode, log *slog.Logger, stdout io.Writer) (_ *runner.Engine, closeEngine func(), _ error) {
 	extra := []shell.Option{shell.OnCommand(m.CommandRan)}
 	var owners *runner.Owners
+	var exec *shell.Shell
+	closeEngine = func() {
+		if exec != nil {
+			if err := exec.Close(); err != nil {
+				log.Warn("closing the fast path's sockets", "error", err)
+			}
+		}
+		if owners != nil {
+			if err := owners.Close(); err != nil {
+				log.Warn("closing the ownership table", "error", err)
+			}
+		}
+	}
 	if !f.DryRun {
 		// The ownership table takes what the node has now, before any hook.
 		if err := os.MkdirAll(f.StateDir, 0o700); err != nil {
@@ -171,11 +181,12 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	}
 	exec, err := newRunShell(f, wgMode, log, stdout, extra...)
 	if err != nil {
+		closeEngine()
 		return nil, nil, err
 	}
 	rOpts, err := engineOptions(f, node, cfg, log)
 	if err != nil {
-		_ = exec.Close()
+		closeEngine()
 		return nil, nil, err
 	}
 	if owners != nil {
@@ -194,10 +205,10 @@ func newEngine(f runFlags, cfg *hooks.Config, node node, store leases.Store, m *
 	}
 	eng, err := runner.New(cfg, m.Store(store, f.storeKind()), exec, append(rOpts, runner.Metrics(m))...)
 	if err != nil {
-		_ = exec.Close()
+		closeEngine()
 		return nil, nil, err
 	}
-	return eng, exec, nil
+	return eng, closeEngine, nil
 }
 
 // checkRunFlags rejects run's flag values that cannot work (exit 2) and

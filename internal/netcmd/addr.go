@@ -64,7 +64,7 @@ func parseAddr(w *words, fam, verbAt int) (*Cmd, error) {
 	return &Cmd{Verb: verb, Objects: []Object{AddrObject(a.p, a.dev)}, Fast: true, verbAt: verbAt, op: a.apply}, nil
 }
 
-func (a addrCmd) apply(h *netlink.Handle) error {
+func (a addrCmd) apply(h *netlink.Handle, _ devices) error {
 	l, err := h.LinkByName(a.dev)
 	if err != nil {
 		return err

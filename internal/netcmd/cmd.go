@@ -127,18 +127,21 @@ type Cmd struct {
 	Fast bool
 	// verbAt is the index in Argv of the verb word (-1: none to rewrite).
 	verbAt int
-	op     func(h *netlink.Handle) error // ip, bridge, arp
-	wgOp   func(e Env) error             // wg set
+	op     func(h *netlink.Handle, d devices) error // ip, bridge, arp
+	wgOp   func(e Env) error                        // wg set
 }
 
 // Env is what Apply works through: the caller's sockets, opened once and
 // handed out on first use (Route: rtnetlink; WireGuard: WireGuard's
-// generic netlink family and wireguard-go's UAPI sockets), and Dir, the
-// working directory the command's relative paths start from (wg's
-// private-key FILE), as the tool's would be.
+// generic netlink family and wireguard-go's UAPI sockets; Ioctl: an
+// AF_INET datagram socket, as IoctlSocket opens, for the device lookups
+// by name), and Dir, the working directory the command's relative paths
+// start from (wg's private-key FILE), as the tool's would be. Ioctl may
+// be nil: each lookup then opens and closes a socket of its own.
 type Env struct {
 	Route     func() (*netlink.Handle, error)
 	WireGuard func() (WireGuard, error)
+	Ioctl     func() (int, error)
 	Dir       string
 }
 
@@ -156,7 +159,7 @@ func (c *Cmd) Apply(e Env) error {
 		if err != nil {
 			return err
 		}
-		return c.op(h)
+		return c.op(h, devices{socket: e.Ioctl})
 	}
 	return ErrNotRead
 }

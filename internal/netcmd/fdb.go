@@ -94,8 +94,8 @@ func parseBridge(argv []string) (*Cmd, error) {
 	return c, nil
 }
 
-func (f fdb) apply(h *netlink.Handle) error {
-	idx, err := ifIndex(f.dev)
+func (f fdb) apply(h *netlink.Handle, d devices) error {
+	idx, err := d.index(f.dev)
 	if err != nil {
 		return err
 	}

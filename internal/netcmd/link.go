@@ -166,7 +166,7 @@ func (l *linkCmd) readAdd(w *words) (*Cmd, error) {
 	return c, nil
 }
 
-func (l linkCmd) apply(h *netlink.Handle) error {
+func (l linkCmd) apply(h *netlink.Handle, _ devices) error {
 	switch {
 	case l.vxlan != nil:
 		return h.LinkAdd(l.vxlan)

@@ -108,13 +108,13 @@ func parseArp(argv []string) (*Cmd, error) {
 // (EINVAL), and the real arp says so.
 var errNotEther = &net.AddrError{Err: "arp -s takes an Ethernet device only"}
 
-func (n neigh) apply(h *netlink.Handle) error {
-	idx, err := ifIndex(n.dev)
+func (n neigh) apply(h *netlink.Handle, d devices) error {
+	idx, err := d.index(n.dev)
 	if err != nil {
 		return err
 	}
 	if n.arp {
-		if t, err := ifHardwareType(n.dev); err != nil || t != unix.ARPHRD_ETHER {
+		if t, err := d.hardwareType(n.dev); err != nil || t != unix.ARPHRD_ETHER {
 			return errNotEther
 		}
 	}

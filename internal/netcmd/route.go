@@ -165,7 +165,7 @@ func tableID(s string) (uint32, bool) {
 	return uint32(n), true
 }
 
-func (r route) apply(h *netlink.Handle) error {
+func (r route) apply(h *netlink.Handle, d devices) error {
 	fam := unix.AF_INET
 	if r.dst.Addr().Is6() {
 		fam = unix.AF_INET6
@@ -174,7 +174,7 @@ func (r route) apply(h *netlink.Handle) error {
 	idx := 0
 	if r.dev != "" {
 		var err error
-		if idx, err = ifIndex(r.dev); err != nil {
+		if idx, err = d.index(r.dev); err != nil {
 			return err
 		}
 	}

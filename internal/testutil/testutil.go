@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -45,4 +46,23 @@ func AwkIsGawk() bool {
 func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// OpenFDs counts this process's file descriptors open on path (Linux:
+// the links in /proc/self/fd), so a test can tell a file was closed.
+func OpenFDs(path string) (int, error) {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // as the links name it
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, fd := range fds {
+		if to, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && to == path {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -37,14 +37,18 @@ var fastDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
 
 // sockets are the Shell's kernel sockets for the fast path, each opened
 // at first use in the daemon's network namespace and kept until Close:
-// rtnetlink, and wgctrl's client (WireGuard's generic netlink family, if
-// the kernel has it, and wireguard-go's UAPI sockets). One request at a
-// time.
+// rtnetlink, the datagram socket of the device lookups' ioctls, and
+// wgctrl's client (WireGuard's generic netlink family, if the kernel has
+// it, and wireguard-go's UAPI sockets). One request at a time.
 type sockets struct {
 	mu     sync.Mutex
 	closed bool
 	route  *netlink.Handle
 	wg     *wgctrl.Client
+	// ioctl is the device lookups' socket (netcmd.IoctlSocket), open
+	// when hasIoctl.
+	ioctl    int
+	hasIoctl bool
 }
 
 // errClosed is the fast path's error after Close: the real binary runs.
@@ -57,7 +61,7 @@ func (k *sockets) apply(c *netcmd.Cmd, dir string) error {
 	if k.closed {
 		return errClosed
 	}
-	err := c.Apply(netcmd.Env{Route: k.openRoute, WireGuard: k.openWireGuard, Dir: dir})
+	err := c.Apply(netcmd.Env{Route: k.openRoute, WireGuard: k.openWireGuard, Ioctl: k.openIoctl, Dir: dir})
 	if errors.Is(err, os.ErrNotExist) && k.wg != nil {
 		// No such WireGuard device to this client, whose kernel half
 		// exists only if the kernel had WireGuard when it opened: the
@@ -78,6 +82,17 @@ func (k *sockets) openRoute() (*netlink.Handle, error) {
 		k.route = h
 	}
 	return k.route, nil
+}
+
+func (k *sockets) openIoctl() (int, error) {
+	if !k.hasIoctl {
+		fd, err := netcmd.IoctlSocket()
+		if err != nil {
+			return -1, err
+		}
+		k.ioctl, k.hasIoctl = fd, true
+	}
+	return k.ioctl, nil
 }
 
 func (k *sockets) openWireGuard() (netcmd.WireGuard, error) {
@@ -106,6 +121,10 @@ func (k *sockets) close() error {
 	if k.route != nil {
 		k.route.Close()
 		k.route = nil
+	}
+	if k.hasIoctl {
+		_ = unix.Close(k.ioctl) // a datagram socket's close does not fail
+		k.hasIoctl = false
 	}
 	if k.wg != nil {
 		err := k.wg.Close()
@@ -188,7 +207,7 @@ func (st *runState) wgKey(ctx context.Context, args []string, run wgkey.Func, ne
 	return nil
 }
 
-// Close releases the Shell's kernel sockets (the fast path's rtnetlink
-// and wgctrl handles). Runs after it do every command with the real
+// Close releases the Shell's kernel sockets (the fast path's rtnetlink,
+// ioctl and wgctrl handles). Runs after it do every command with the real
 // binary. It may be called more than once.
 func (s *Shell) Close() error { return s.sockets.close() }
