@@ -104,6 +104,7 @@ func (st *runState) execCmd(ctx context.Context, args []string) error {
 	defer st.execs.Done()
 
 	hc := ioOf(ctx)
+	hc.Stdin = stdinFile(hc.Stdin)
 	stderr := hc.Stderr
 	if w := callOf(ctx).stderr; w != nil {
 		stderr = w

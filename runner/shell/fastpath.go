@@ -175,6 +175,7 @@ func (st *runState) fastPath(next interp.ExecHandlerFunc) interp.ExecHandlerFunc
 // the command ends with the context's error, as a killed wg would.
 func (st *runState) wgKey(ctx context.Context, args []string, run wgkey.Func, next interp.ExecHandlerFunc) error {
 	hc := ioOf(ctx)
+	hc.Stdin = stdinFile(hc.Stdin)
 	if hc.Stdin == nil || hc.Stdout == nil || st.s.sockets.isClosed() ||
 		!st.s.resolve.systemTool(hc, args[0], fastDirs) {
 		return next(ctx, args)

@@ -306,8 +306,8 @@ type straightRun struct {
 	cfg   *expand.Config
 	ctx   context.Context
 
-	data  string    // the hook's stdin not yet taken by read
-	stdin io.Reader // the hook's stdin for commands, made at first use
+	data  string     // the hook's stdin not yet taken by read
+	stdin *lazyStdin // the hook's stdin for commands, made at first use
 	stop  func()
 	out   io.Writer
 	errw  io.Writer
@@ -469,19 +469,48 @@ func (r *straightRun) read(names []*syntax.Word) {
 	}
 }
 
-// hookStdin is what commands read as the hook's stdin: what read left.
+// hookStdin is what commands read as the hook's stdin: what read left,
+// in a pipe made when a command first reads it or is started with it
+// (a command done in the daemon never is).
 func (r *straightRun) hookStdin() io.Reader {
 	if r.stdin == nil {
+		r.stdin = &lazyStdin{r: r}
+	}
+	return r.stdin
+}
+
+// lazyStdin is a straight hook's stdin before its pipe is made.
+type lazyStdin struct {
+	r *straightRun
+	f *os.File
+}
+
+func (l *lazyStdin) Read(p []byte) (int, error) { return l.file().Read(p) }
+
+// file makes the pipe (once; the commands of a straight hook run one at
+// a time).
+func (l *lazyStdin) file() *os.File {
+	if l.f == nil {
+		r := l.r
 		f, stop, err := r.st.s.feedStdin(r.data)
 		if err != nil {
 			fmt.Fprintf(r.errw, "stdin: %v\n", err)
 			f, stop, _ = r.st.s.feedStdin("")
 		}
-		r.stdin, r.stop = f, stop
+		l.f, r.stop = f, stop
 		r.st.stdin = f // the hook's own stdin, which dry-run does not drain
 		r.data = ""
 	}
-	return r.stdin
+	return l.f
+}
+
+// stdinFile is r as a command is started with it: a straight hook's
+// stdin becomes its pipe.
+func stdinFile(r io.Reader) io.Reader {
+	if l, ok := r.(*lazyStdin); ok {
+		return l.file()
+	}
+	return r
 }
 
 // exec hands argv to the exec middlewares with the hook's directory and

@@ -57,6 +57,9 @@ func kernelLacksWireguard(stderr string) bool {
 // unchanged. NAME must be a valid interface name that cannot be mistaken
 // for an option of wireguard-go.
 func WireguardLinkName(argv []string) (string, bool) {
+	if len(argv) == 0 || argv[len(argv)-1] != "wireguard" {
+		return "", false // most commands: no need to read them
+	}
 	c, err := netcmd.Parse(argv)
 	if err != nil || c.Verb != netcmd.Add || len(c.Objects) != 1 || c.Objects[0].Kind() != "link" ||
 		argv[len(argv)-1] != "wireguard" {
