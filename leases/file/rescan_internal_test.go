@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -89,4 +90,63 @@ func TestRescanReadsChangedFiles(t *testing.T) {
 	require.NoError(t, os.Chtimes(paths[2], past, past))
 	require.NoError(t, w.rescan(ctx))
 	assert.Len(t, w.Snapshot(), 2, fmt.Sprintf("%s expired", filepath.Base(paths[2])))
+}
+
+// mallocs is how many heap allocations f makes.
+func mallocs(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
+}
+
+// A Watch's first list takes what the store's last scan (Acquire's, in a
+// daemon) read: files unchanged since are not read again, a changed one
+// is, and one removed meanwhile is not listed.
+func TestFirstListTakesTheLastScan(t *testing.T) {
+	s, err := New(t.TempDir())
+	require.NoError(t, err)
+	defer s.Close()
+	const n = 1000
+	paths := writeLeases(t, s, n)
+	ctx := context.Background()
+	_, err = s.List(ctx)
+	require.NoError(t, err)
+
+	// Changed after the scan: one rewritten, one removed.
+	v, err := leases.MarshalAttrs(leases.Attrs{PublicIP: netip.MustParseAddr("192.0.2.250"), BackendType: leases.BackendType})
+	require.NoError(t, err)
+	exp := time.Now().Add(time.Hour)
+	require.NoError(t, os.WriteFile(paths[1], v, 0o600))
+	require.NoError(t, os.Chtimes(paths[1], exp, exp))
+	require.NoError(t, os.Remove(paths[2]))
+
+	w := rescanOnly(t, s)
+	perFile := float64(mallocs(func() { require.NoError(t, w.rescan(ctx)) })) / n
+	snap := w.Snapshot()
+	require.Len(t, snap, n-1)
+	for _, l := range snap {
+		require.NotEqual(t, filepath.Base(paths[2]), l.Key, "removed after the scan")
+		if l.Key == filepath.Base(paths[1]) {
+			require.Equal(t, "192.0.2.250", l.Attrs.PublicIP.String(), "changed after the scan")
+		}
+	}
+
+	// Without a scan before it, the first list reads every file.
+	s2, err := New(t.TempDir())
+	require.NoError(t, err)
+	defer s2.Close()
+	writeLeases(t, s2, n)
+	w2 := rescanOnly(t, s2)
+	cold := float64(mallocs(func() { require.NoError(t, w2.rescan(ctx)) })) / n
+	assert.Greater(t, cold, 2*perFile, "a first list with nothing to take reads the files")
+	t.Logf("first list of %d leases: %.1f allocations per file after a scan, %.1f without", n, perFile, cold)
+
+	// Only the first Watch takes a scan: later scans keep nothing.
+	_, err = s.List(ctx)
+	require.NoError(t, err)
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	assert.Nil(t, s.warm, "a scan after the first list keeps its reads")
 }

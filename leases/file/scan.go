@@ -59,6 +59,7 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 	bad := map[string]string{}
 	var badKeys []leases.Lease
 	es := make([]entry, 0, len(des))
+	warm := s.warming(len(des))
 	now := s.now()
 	for _, de := range des {
 		it, ok := s.scanOne(de, now)
@@ -73,9 +74,48 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 		} else {
 			es = append(es, it.e)
 		}
+		if warm != nil && it.id != (fileID{}) {
+			warm[it.name()] = warmLease{it.lease(), it.id}
+		}
 	}
+	s.keepWarm(warm)
 	s.warnOnce(bad)
 	return es, badKeys, nil
+}
+
+// warmLease is a lease file's lease as a scan read it, and the identity
+// of the file it was read from.
+type warmLease struct {
+	lease leases.Lease
+	id    fileID
+}
+
+// warming is the map a scan fills for the first Watch's list (nil once
+// a Watch has listed: the map would only hold every lease twice).
+func (s *Store) warming(n int) map[string]warmLease {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	if s.watched {
+		return nil
+	}
+	return make(map[string]warmLease, n)
+}
+
+func (s *Store) keepWarm(m map[string]warmLease) {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	if m != nil && !s.watched {
+		s.warm = m
+	}
+}
+
+// takeWarm hands the last scan's reads to a Watch's first list, once.
+func (s *Store) takeWarm() map[string]warmLease {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	m := s.warm
+	s.warm, s.watched = nil, true
+	return m
 }
 
 // item is what one name in subnets/ lists as: a lease file's entry (or a

@@ -53,6 +53,7 @@ type watcher struct {
 	s        *Store
 	fs       *fsnotify.Watcher
 	watching bool // subnets/ is being watched (it may be re-created)
+	seeded   bool // the store's last scan was taken into the cache
 	expiry   *time.Timer
 
 	// cache holds what each name in subnets/ lists as (a bad key's or a
@@ -167,6 +168,21 @@ func (w *watcher) rescan(ctx context.Context) error {
 	}
 	if !w.watching {
 		w.watching = w.fs.Add(w.s.subnets) == nil
+	}
+	if !w.seeded {
+		// The first list starts from what the store's last scan read
+		// (Acquire's, in a daemon): a file that has not changed since
+		// is not read again, as in every later list.
+		w.seeded = true
+		w.mu.Lock()
+		for name, wl := range w.s.takeWarm() {
+			if _, had := w.cache[name]; !had {
+				l := wl.lease
+				w.put(name, &l)
+				w.setID(name, wl.id)
+			}
+		}
+		w.mu.Unlock()
 	}
 	now := w.s.now()
 	bad := map[string]string{}
