@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/flexhook/flexhook/internal/atomicfile"
 )
@@ -37,16 +38,27 @@ type osFS struct {
 	// one append per line: the ownership table's several per hook). A
 	// Truncate or WriteAtomic of the name and Close close them; a file
 	// removed or replaced behind the FS's back is found by the next
-	// append, which then opens the path again.
+	// synced append, or the next unsynced one after appendRecheck, which
+	// then opens the path again.
 	appending map[string]appendFile
 	closed    bool // by Close: Append keeps nothing open
 }
 
-// appendFile is a file Append keeps open, with its identity at open.
+// appendFile is a file Append keeps open, with its identity at open,
+// its size after the last append, and when the path was last checked
+// to still name it.
 type appendFile struct {
-	f  *os.File
-	fi os.FileInfo
+	f       *os.File
+	fi      os.FileInfo
+	size    int64
+	checked time.Time
 }
+
+// appendRecheck is how long an unsynced append trusts that the path
+// still names the open file (a stat is a third of an append's cost, and
+// the ownership table appends several times a hook); a synced append
+// always checks.
+const appendRecheck = time.Second
 
 func (o *osFS) path(name string) string { return filepath.Join(o.dir, name) }
 
@@ -55,22 +67,29 @@ func (o *osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.path
 // Append appends data; a write that fails part-way (ENOSPC) is cut back
 // off, so that the next append starts a clean line. The file stays open
 // for the next append to name, unless the path names another file by
-// then (renamed away, removed, replaced): that append opens the path
-// again, as the first one did. A failed write or sync closes it.
+// then (renamed away, removed, replaced; checked at every synced append
+// and at most appendRecheck apart otherwise): that append opens the
+// path again, as the first one did. A failed write or sync closes it.
 func (o *osFS) Append(name string, data []byte, sync bool) error {
 	path := o.path(name)
-	fi, statErr := os.Stat(path)
 	a, open := o.appending[name]
-	if open && (statErr != nil || !os.SameFile(fi, a.fi)) {
-		// While a is open its inode is not reused, so a path naming the
-		// same inode names a's file.
-		_ = o.drop(name) // the lines in it were written; the path's file takes the next
-		open = false
+	now := time.Now()
+	var statErr error
+	if !open || sync || now.Sub(a.checked) >= appendRecheck {
+		var fi os.FileInfo
+		fi, statErr = os.Stat(path)
+		if open && (statErr != nil || !os.SameFile(fi, a.fi)) {
+			// While a is open its inode is not reused, so a path naming the
+			// same inode names a's file.
+			_ = o.drop(name) // the lines in it were written; the path's file takes the next
+			open = false
+		}
+		if open {
+			a.size, a.checked = fi.Size(), now
+		}
 	}
-	var size int64
-	if open {
-		size = fi.Size()
-	} else {
+	size := a.size
+	if !open {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return err
@@ -82,16 +101,18 @@ func (o *osFS) Append(name string, data []byte, sync bool) error {
 		if err != nil {
 			return errors.Join(err, f.Close())
 		}
-		a, size = appendFile{f: f, fi: ffi}, ffi.Size()
+		a, size = appendFile{f: f, fi: ffi, checked: now}, ffi.Size()
 		if o.appending == nil {
 			o.appending = map[string]appendFile{}
 		}
-		o.appending[name] = a
 	}
 	if _, werr := a.f.Write(data); werr != nil {
+		o.appending[name] = a
 		terr := a.f.Truncate(size)
 		return errors.Join(werr, terr, o.drop(name))
 	}
+	a.size = size + int64(len(data))
+	o.appending[name] = a
 	if sync {
 		if err := a.f.Sync(); err != nil {
 			return errors.Join(err, o.drop(name))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,18 +65,29 @@ func TestOSFSAppendFollowsThePath(t *testing.T) {
 	appendLine("f")
 	fileIs(t, path, "w\nf\n", "after WriteAtomic the next line goes to the new file")
 
+	// Behind its back: an unsynced append trusts the open file for
+	// appendRecheck (age ends that), a synced one always checks.
+	age := func() {
+		a := o.appending[OwnersLogFile]
+		a.checked = time.Time{}
+		o.appending[OwnersLogFile] = a
+	}
 	require.NoError(t, os.Rename(path, path+".old"))
+	appendLine("f2")
+	fileIs(t, path+".old", "w\nf\nf2\n", "within appendRecheck an unsynced append goes to the open file")
+	age()
 	appendLine("g")
 	fileIs(t, path, "g\n", "renamed away: a new file at the path")
-	fileIs(t, path+".old", "w\nf\n", "the renamed file gets nothing more")
+	fileIs(t, path+".old", "w\nf\nf2\n", "the renamed file gets nothing more")
 	assert.Zero(t, openFDs(t, path+".old"), "the renamed file is closed")
 
 	require.NoError(t, os.WriteFile(path+".new", []byte("n\n"), 0o600))
 	require.NoError(t, os.Rename(path+".new", path))
-	appendLine("h")
-	fileIs(t, path, "n\nh\n", "replaced by a rename: the next line goes to the new file")
+	require.NoError(t, o.Append(OwnersLogFile, []byte("h\n"), true))
+	fileIs(t, path, "n\nh\n", "replaced by a rename: a synced append goes to the new file at once")
 
 	require.NoError(t, os.Remove(path))
+	age()
 	appendLine("i")
 	fileIs(t, path, "i\n", "removed: a new file at the path")
 	fi, err := os.Stat(path)
