@@ -125,19 +125,19 @@ func TestStraightForms(t *testing.T) {
 		{`read K; wg set flannel-wg peer "$K" endpoint $PUBLIC_IP:51820 allowed-ips $SUBNET`, true},
 		{`export A=$(echo $SUBNET | cut -d/ -f1); ip neigh add $A dev x`, true},
 		{`ip route add $SUBNET via $PUBLIC_IP 2>/dev/null`, false}, // redirection
-		{`echo $SUBNET`, false},                                     // a builtin
-		{`ip route get 1.1.1.1 | grep -q via`, false},               // a pipeline
-		{`cat; read A`, false},                                      // read after stdin was handed on
-		{`X=$(cat); read A`, false},                                 // the same, in a substitution
-		{`A=1 ip route add $SUBNET via $PUBLIC_IP`, false},          // a prefix assignment
-		{`IFS=: ; ip x`, false},                                     // the interpreter's own variable
-		{`ip x $RANDOM`, false},                                     // a dynamic parameter
-		{`ip x $1`, false},                                          // a special one
-		{`ip x ${A:=b}`, false},                                     // an expansion that assigns
-		{`ip x $(echo $(cat))`, false},                              // nested substitution
-		{`ip x $((1+1))`, false},                                    // arithmetic
-		{`/sbin/ip x`, false},                                       // a path
-		{`if true; then ip x; fi`, false},                           // compound
+		{`echo $SUBNET`, false},                            // a builtin
+		{`ip route get 1.1.1.1 | grep -q via`, false},      // a pipeline
+		{`cat; read A`, false},                             // read after stdin was handed on
+		{`X=$(cat); read A`, false},                        // the same, in a substitution
+		{`A=1 ip route add $SUBNET via $PUBLIC_IP`, false}, // a prefix assignment
+		{`IFS=: ; ip x`, false},                            // the interpreter's own variable
+		{`ip x $RANDOM`, false},                            // a dynamic parameter
+		{`ip x $1`, false},                                 // a special one
+		{`ip x ${A:=b}`, false},                            // an expansion that assigns
+		{`ip x $(echo $(cat))`, false},                     // nested substitution
+		{`ip x $((1+1))`, false},                           // arithmetic
+		{`/sbin/ip x`, false},                              // a path
+		{`if true; then ip x; fi`, false},                  // compound
 		{`! ip x`, false},
 		{`ip x &`, false},
 		{`read -r A`, false},
