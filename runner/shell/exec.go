@@ -32,6 +32,10 @@ type callState struct {
 	// no middleware read it yet); a middleware below checks it is for
 	// the argv it gets (replace-existing runs another).
 	cmd *netcmd.Cmd
+	// unread is an argv netcmd did not read, and readErr why, so a
+	// middleware below need not try again.
+	unread  []string
+	readErr error
 	// io is what the command runs with when no interpreter runs it (a
 	// straight hook, straight.go); nil: the interpreter's HandlerContext.
 	io *cmdIO
@@ -72,11 +76,22 @@ func withCmd(ctx context.Context, c *netcmd.Cmd) context.Context {
 	return context.WithValue(ctx, callKey{}, cs)
 }
 
+// withUnread passes the command down as one netcmd did not read.
+func withUnread(ctx context.Context, args []string, err error) context.Context {
+	cs := callOf(ctx)
+	cs.unread, cs.readErr = args, err
+	return context.WithValue(ctx, callKey{}, cs)
+}
+
 // readCmd is args as netcmd reads them: the reading a middleware above
 // passed down when it is of these args, else a new one.
 func readCmd(ctx context.Context, args []string) (*netcmd.Cmd, error) {
-	if c := callOf(ctx).cmd; c != nil && slices.Equal(c.Argv, args) {
+	cs := callOf(ctx)
+	if c := cs.cmd; c != nil && slices.Equal(c.Argv, args) {
 		return c, nil
+	}
+	if cs.unread != nil && slices.Equal(cs.unread, args) {
+		return nil, cs.readErr
 	}
 	return netcmd.Parse(args)
 }

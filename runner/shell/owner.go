@@ -80,7 +80,8 @@ func (st *runState) ownedObjects(next interp.ExecHandlerFunc) interp.ExecHandler
 	return func(ctx context.Context, args []string) error {
 		c, err := netcmd.Parse(args)
 		if err != nil {
-			return next(ctx, args) // not read: runs as written, never replaced
+			// Not read: runs as written, never replaced.
+			return next(withUnread(ctx, args, err), args)
 		}
 		owner := st.owner()
 		if err := st.claim(owner, c, c.Verb); err != nil {

@@ -158,8 +158,10 @@ func (s *Shell) Run(ctx context.Context, req Request) (Result, error) {
 
 	stdout := &capWriter{max: s.limits.maxOutput}
 	stderr := &lineLogger{
-		kept: capWriter{max: s.limits.maxOutput},
-		log:  s.log.With("hook", kind.String(), "subnet", req.Subnet),
+		kept:   capWriter{max: s.limits.maxOutput},
+		log:    s.log,
+		hook:   kind,
+		subnet: req.Subnet,
 	}
 	var runErr, waitErr error
 	var timedOut bool
@@ -368,6 +370,8 @@ type lineLogger struct {
 	partial []byte
 	kept    capWriter
 	log     *slog.Logger
+	hook    hooks.Kind // logged with each line (not a With: most hooks print nothing)
+	subnet  string
 }
 
 func (l *lineLogger) Write(p []byte) (int, error) {
@@ -392,7 +396,7 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 }
 
 func (l *lineLogger) emit(line []byte) {
-	l.log.Info("hook stderr", "line", string(line))
+	l.log.Info("hook stderr", "hook", l.hook.String(), "subnet", l.subnet, "line", string(line))
 }
 
 // flush logs a last line without a newline.

@@ -520,17 +520,117 @@ func (r *straightRun) exec(argv []string, stdin io.Reader, stdout io.Writer) err
 	return r.chain(context.WithValue(r.ctx, callKey{}, callState{io: hio}), argv)
 }
 
+// fields is expand.Fields of ws, with words of the plainest kinds (see
+// quickFields) taken without it; its error drops every field, as
+// expand's does.
 func (r *straightRun) fields(ws ...*syntax.Word) []string {
-	out, err := expand.Fields(r.cfg, ws...)
-	r.expandErr(err)
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		if fs, ok := r.quickFields(w, out); ok {
+			out = fs
+			continue
+		}
+		fs, err := expand.Fields(r.cfg, w)
+		if err != nil {
+			r.expandErr(err)
+			return nil
+		}
+		out = append(out, fs...)
+	}
 	return out
 }
 
 func (r *straightRun) literal(w *syntax.Word) string {
+	if s, ok := r.quickLiteral(w); ok {
+		return s
+	}
 	s, err := expand.Literal(r.cfg, w)
 	r.expandErr(err)
 	return s
 }
+
+// quickFields appends w's fields to out when w is a literal with nothing
+// to expand, 'quoted', "$NAME" or $NAME whose value needs no globbing:
+// the fields expand would give (IFS is always the default in a straight
+// hook). ok is false for anything else.
+func (r *straightRun) quickFields(w *syntax.Word, out []string) ([]string, bool) {
+	if len(w.Parts) != 1 {
+		return out, false
+	}
+	switch p := w.Parts[0].(type) {
+	case *syntax.Lit:
+		if strings.ContainsAny(p.Value, plainUnsafe) {
+			return out, false // escapes, globs, braces, tilde
+		}
+		return append(out, p.Value), true
+	case *syntax.SglQuoted:
+		return append(out, p.Value), !p.Dollar
+	case *syntax.DblQuoted:
+		if v, ok := r.quickParam(p); ok {
+			return append(out, v), true
+		}
+	case *syntax.ParamExp:
+		if !simpleParam(p) {
+			return out, false
+		}
+		v := r.env.Get(p.Param.Value).String()
+		if strings.ContainsAny(v, `*?[\`) {
+			return out, false // globbing
+		}
+		for f := range strings.FieldsFuncSeq(v, isDefaultIFS) {
+			out = append(out, f)
+		}
+		return out, true
+	}
+	return out, false
+}
+
+// quickLiteral is w's value, as an assignment's, for the words
+// quickFields takes and $NAME.
+func (r *straightRun) quickLiteral(w *syntax.Word) (string, bool) {
+	if len(w.Parts) != 1 {
+		return "", false
+	}
+	switch p := w.Parts[0].(type) {
+	case *syntax.Lit:
+		return p.Value, !strings.ContainsAny(p.Value, plainUnsafe)
+	case *syntax.SglQuoted:
+		return p.Value, !p.Dollar
+	case *syntax.DblQuoted:
+		return r.quickParam(p)
+	case *syntax.ParamExp:
+		if simpleParam(p) {
+			return r.env.Get(p.Param.Value).String(), true
+		}
+	}
+	return "", false
+}
+
+// quickParam is the value of "$NAME".
+func (r *straightRun) quickParam(q *syntax.DblQuoted) (string, bool) {
+	if q.Dollar || len(q.Parts) != 1 {
+		return "", false
+	}
+	p, ok := q.Parts[0].(*syntax.ParamExp)
+	if !ok || !simpleParam(p) {
+		return "", false
+	}
+	return r.env.Get(p.Param.Value).String(), true
+}
+
+// plainUnsafe are the characters that make a literal more than its text
+// to expand: escapes, globs, braces, tilde.
+const plainUnsafe = `\*?[{~`
+
+// simpleParam: $NAME or ${NAME}, nothing more (straight has checked the
+// name).
+func simpleParam(p *syntax.ParamExp) bool {
+	return p.Exp == nil && p.Param != nil && !p.Excl && !p.Length && !p.Width && !p.IsSet && p.Flags == nil &&
+		p.Index == nil && p.Slice == nil && p.Repl == nil && p.Names == 0 && p.NestedParam == nil &&
+		len(p.Modifiers) == 0 && p.Split == syntax.OptUnset && p.GlobSubst == syntax.OptUnset && p.RcExpand == syntax.OptUnset
+}
+
+func isDefaultIFS(r rune) bool { return r == ' ' || r == '\t' || r == '\n' }
 
 // expandErr reports an expansion's error as the interpreter does: on
 // stderr, and the command goes on.

@@ -182,6 +182,7 @@ func FuzzStraightParity(f *testing.F) {
 	f.Add([]byte{0, 0, 5, 1, 3, 2, 7}, "10.50.2.0/24", "b2:d1:fc:40:8d:2f\n")
 	f.Add([]byte{6, 3, 8, 0, 9}, "a  b*", "x y\\\nz\nrest")
 	f.Add([]byte{17, 2, 12, 1, 20, 3, 18}, "-n", "\\")
+	f.Add([]byte{8, 0, 12, 3, 13, 1, 16}, "x\\y [z] {a,b} ~", "p q\n")
 	dir := f.TempDir()
 	require.NoError(f, os.WriteFile(filepath.Join(dir, "a b"), nil, 0o600))
 	f.Fuzz(func(t *testing.T, shape []byte, subnet, stdin string) {
