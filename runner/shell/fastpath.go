@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ var fastDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
 // wgctrl's client (WireGuard's generic netlink family, if the kernel has
 // it, and wireguard-go's UAPI sockets). One request at a time.
 type sockets struct {
+	log    *slog.Logger
 	mu     sync.Mutex
 	closed bool
 	route  *netlink.Handle
@@ -78,6 +80,10 @@ func (k *sockets) openRoute() (*netlink.Handle, error) {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("rtnetlink: %w", err)
+		}
+		if err := quietRoute(h); err != nil {
+			// Slower, the same otherwise.
+			k.log.Debug("fast path: rtnetlink socket left in the poller", "error", err)
 		}
 		k.route = h
 	}

@@ -117,6 +117,7 @@ func New(opts ...Option) (*Shell, error) {
 	}
 	s.environ = inherited(s.environ)
 	s.base = expand.ListEnviron(s.environ...)
+	s.sockets.log = s.log
 	if s.dir == "" && !s.dryRun {
 		return nil, errors.New("shell: dir: required (the node's state dir)")
 	}
