@@ -75,6 +75,13 @@ type Store struct {
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
+
+	// warm is the list Acquire chose from, kept until the first Watch:
+	// that Watch follows from its revision instead of listing again (its
+	// watch then brings the lease Acquire wrote, and anything since).
+	warmMu  sync.Mutex
+	warm    *watchState
+	watched bool // a Watch has started: lists are no longer kept
 }
 
 type options struct {
@@ -355,10 +362,15 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 
 	var l leases.Lease
 	err = retry.Do(ctx, s.conflictBackoff(), func(ctx context.Context) error {
-		es, _, err := s.list(ctx)
+		es, rev, err := s.list(ctx)
 		if err != nil {
 			return retry.Permanent(fmt.Errorf("etcd: acquire: %w", err))
 		}
+		defer func() {
+			if attached {
+				s.keepWarm(es, rev)
+			}
+		}()
 		ls := leasesOf(es)
 		if own, ok := leases.FindByPublicIP(ls, ip); ok {
 			e := es[slices.IndexFunc(es, func(e entry) bool { return e.lease.Key == own.Key })]
@@ -383,6 +395,29 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
 	}
 	return leases.Lease{}, err
+}
+
+// keepWarm keeps the list es at revision rev for the first Watch.
+func (s *Store) keepWarm(es []entry, rev int64) {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	if s.watched {
+		return
+	}
+	st := &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
+	for _, e := range es {
+		st.cache[e.key] = e.lease
+	}
+	s.warm = st
+}
+
+// takeWarm hands Acquire's list to the first Watch, once.
+func (s *Store) takeWarm() *watchState {
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
+	st := s.warm
+	s.warm, s.watched = nil, true
+	return st
 }
 
 // takeBack moves this node's lease e (own) to the etcd lease id with the

@@ -7,11 +7,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -660,4 +662,63 @@ func TestDialer(t *testing.T) {
 
 	_, err = etcd.New(testCtx(t), etcd.Config{Endpoints: srv.Endpoints}, etcd.Dialer(nil))
 	require.ErrorContains(t, err, "Dialer: nil")
+}
+
+// ranges is how many Range requests (reads: a list, a get) the test
+// process's etcd members have been sent (etcd counts its gRPC calls in the
+// default Prometheus registry).
+func ranges(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "grpc_server_started_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "grpc_method" && l.GetValue() == "Range" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("etcd's grpc_server_started_total{grpc_method=\"Range\"} is not registered")
+	return 0
+}
+
+// The first Watch after Acquire follows from the list Acquire chose from:
+// etcd serves it no second list of the subnets, and what changed between
+// the two arrives all the same. A later Watch lists.
+func TestWatchAfterAcquireFollowsItsList(t *testing.T) {
+	// Not parallel: etcd counts ranges for the whole process.
+	srv := etcdtest.Start(t)
+	c := srv.Client(t)
+	ctx := testCtx(t)
+	putWithLease(t, c, subnets+"10.50.1.0-24", value("192.0.2.1", "a"), 600)
+	s := newStore(t, srv)
+	mine, err := s.Acquire(ctx, rng(200), attrs("192.0.2.9", "me"))
+	require.NoError(t, err)
+	putWithLease(t, c, subnets+"10.50.2.0-24", value("192.0.2.2", "b"), 600)
+	_, err = c.Delete(ctx, subnets+"10.50.1.0-24")
+	require.NoError(t, err)
+
+	want := func(ls []leases.Lease) bool {
+		got := subnetsOf(ls)
+		slices.Sort(got)
+		exp := []string{mine.Subnet.String() + "=192.0.2.9/me", "10.50.2.0/24=192.0.2.2/b"}
+		slices.Sort(exp)
+		return slices.Equal(got, exp)
+	}
+	before := ranges(t)
+	out, stop := watcher(t, s)
+	waitFor(t, out, "Acquire's list and the changes since", want)
+	assert.Zero(t, ranges(t)-before, "the first Watch lists nothing")
+	require.NoError(t, stop())
+
+	before = ranges(t)
+	out, stop = watcher(t, s)
+	waitFor(t, out, "a new list", want)
+	assert.Equal(t, 1.0, ranges(t)-before, "a second Watch lists once")
+	require.NoError(t, stop())
 }

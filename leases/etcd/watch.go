@@ -22,6 +22,13 @@ import (
 // 5s), lists again and sends that snapshot. It returns nil when ctx is
 // done and an error only when the store was closed.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
+	if st := s.takeWarm(); st != nil {
+		// Acquire has just listed: follow from there. The first answer
+		// brings at least the lease Acquire wrote since, so the first
+		// snapshot waits for it; a compacted revision makes the watch
+		// list again, as after any break.
+		return s.watch(ctx, out, st)
+	}
 	return s.watch(ctx, out, nil)
 }
 
@@ -41,8 +48,8 @@ func (st *watchState) snapshot() []leases.Lease {
 }
 
 // watch runs Watch: the shared leases.Pipe over a feed of list + watch
-// from the listed revision; a non-nil st (tests) resumes from that state
-// without listing first.
+// from the listed revision; a non-nil st (Acquire's list, or a test's)
+// resumes from that state without listing first.
 func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
 	p := leases.Pipe{
 		Backoff: retry.Backoff{Initial: minBackoff, Max: maxBackoff},
