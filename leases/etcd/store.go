@@ -368,7 +368,7 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		}
 		defer func() {
 			if attached {
-				s.keepWarm(es, rev)
+				s.keepWarm(es, rev, s.key(l.Subnet, l.IPv6Subnet), val)
 			}
 		}()
 		ls := leasesOf(es)
@@ -397,17 +397,21 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 	return leases.Lease{}, err
 }
 
-// keepWarm keeps the list es at revision rev for the first Watch.
-func (s *Store) keepWarm(es []entry, rev int64) {
+// keepWarm keeps the list es at revision rev, with the value Acquire
+// then wrote at key, for the first Watch: what a list right after
+// Acquire would show, unless someone else wrote since (the watch from
+// rev brings that).
+func (s *Store) keepWarm(es []entry, rev int64, key string, val []byte) {
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()
 	if s.watched {
 		return
 	}
-	st := &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es))}
+	st := &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es)+1)}
 	for _, e := range es {
 		st.cache[e.key] = e.lease
 	}
+	st.cache[key] = leases.Decode(strings.TrimPrefix(key, s.subnetsDir), val)
 	s.warm = st
 }
 

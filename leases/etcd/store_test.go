@@ -687,9 +687,10 @@ func ranges(t *testing.T) float64 {
 	return 0
 }
 
-// The first Watch after Acquire follows from the list Acquire chose from:
-// etcd serves it no second list of the subnets, and what changed between
-// the two arrives all the same. A later Watch lists.
+// The first Watch after Acquire starts from the list Acquire chose from,
+// with the lease Acquire wrote: etcd serves it no second list of the
+// subnets, and what changed between the two arrives all the same. A later
+// Watch lists.
 func TestWatchAfterAcquireFollowsItsList(t *testing.T) {
 	// Not parallel: etcd counts ranges for the whole process.
 	srv := etcdtest.Start(t)
@@ -712,7 +713,12 @@ func TestWatchAfterAcquireFollowsItsList(t *testing.T) {
 	}
 	before := ranges(t)
 	out, stop := watcher(t, s)
-	waitFor(t, out, "Acquire's list and the changes since", want)
+	first := subnetsOf(<-out)
+	slices.Sort(first)
+	exp := []string{mine.Subnet.String() + "=192.0.2.9/me", "10.50.1.0/24=192.0.2.1/a"}
+	slices.Sort(exp)
+	assert.Equal(t, exp, first, "the first snapshot is Acquire's list with the lease it wrote, sent at once")
+	waitFor(t, out, "the changes since", want)
 	assert.Zero(t, ranges(t)-before, "the first Watch lists nothing")
 	require.NoError(t, stop())
 

@@ -23,13 +23,14 @@ import (
 // done and an error only when the store was closed.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 	if st := s.takeWarm(); st != nil {
-		// Acquire has just listed: follow from there. The first answer
-		// brings at least the lease Acquire wrote since, so the first
-		// snapshot waits for it; a compacted revision makes the watch
+		// Acquire has just listed: send that, and follow from its
+		// revision. (Waiting for the watch's first answer instead would
+		// wait for etcd to catch a watch up from a past revision, which
+		// it does every 100 ms.) A compacted revision makes the watch
 		// list again, as after any break.
-		return s.watch(ctx, out, st)
+		return s.watch(ctx, out, st, true)
 	}
-	return s.watch(ctx, out, nil)
+	return s.watch(ctx, out, nil, false)
 }
 
 // watchState is what Watch knows: the leases by key at revision rev.
@@ -49,8 +50,9 @@ func (st *watchState) snapshot() []leases.Lease {
 
 // watch runs Watch: the shared leases.Pipe over a feed of list + watch
 // from the listed revision; a non-nil st (Acquire's list, or a test's)
-// resumes from that state without listing first.
-func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState) error {
+// resumes from that state without listing first, and announce sends it
+// before the watch's first answer.
+func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchState, announce bool) error {
 	p := leases.Pipe{
 		Backoff: retry.Backoff{Initial: minBackoff, Max: maxBackoff},
 		OnRetry: func(err error, wait time.Duration) {
@@ -60,16 +62,17 @@ func (s *Store) watch(ctx context.Context, out chan<- []leases.Lease, st *watchS
 			}
 		},
 	}
-	return p.Run(ctx, out, &feed{s: s, st: st, resume: st != nil})
+	return p.Run(ctx, out, &feed{s: s, st: st, resume: st != nil, announce: announce})
 }
 
 // feed is the etcd store's list/notify half of Watch: a list, then a
 // watch from the listed revision, applied to st.
 type feed struct {
-	s      *Store
-	mu     sync.Mutex
-	st     *watchState // the view; kept after a break until a new list replaces it
-	resume bool        // follow st without listing first (once)
+	s        *Store
+	mu       sync.Mutex
+	st       *watchState // the view; kept after a break until a new list replaces it
+	resume   bool        // follow st without listing first (once)
+	announce bool        // and send it first
 }
 
 // Snapshot is what the feed knows now.
@@ -88,9 +91,12 @@ func (f *feed) Snapshot() []leases.Lease {
 func (f *feed) Follow(ctx context.Context, changed func()) error {
 	s := f.s
 	f.mu.Lock()
-	resume := f.resume
-	f.resume = false // a Follow after a break lists anew
+	resume, announce := f.resume, f.announce
+	f.resume, f.announce = false, false // a Follow after a break lists anew
 	f.mu.Unlock()
+	if announce {
+		changed()
+	}
 	if !resume {
 		lctx, cancel := context.WithTimeout(ctx, s.listTimeout)
 		es, rev, err := s.list(lctx)

@@ -62,7 +62,7 @@ func TestWatchRecoversFromCompaction(t *testing.T) {
 	wctx, wcancel := context.WithCancel(ctx)
 	out := make(chan []leases.Lease)
 	done := make(chan error, 1)
-	go func() { done <- s.watch(wctx, out, st) }()
+	go func() { done <- s.watch(wctx, out, st, false) }()
 	stop := sync.OnceValue(func() error { wcancel(); return <-done })
 	defer stop()
 
