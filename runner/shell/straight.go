@@ -304,7 +304,9 @@ type straightRun struct {
 	chain interp.ExecHandlerFunc
 	env   *straightEnv
 	cfg   *expand.Config
-	ctx   context.Context
+	// ctx is the hook's, for the substitutions expand runs (its
+	// callback takes none).
+	ctx context.Context
 
 	data  string     // the hook's stdin not yet taken by read
 	stdin *lazyStdin // the hook's stdin for commands, made at first use
@@ -354,7 +356,7 @@ func (st *runState) runStraight(ctx context.Context, f *syntax.File, env expand.
 	}
 	r.cfg = r.config()
 	for _, s := range f.Stmts {
-		r.stmt(s)
+		r.stmt(ctx, s)
 	}
 	if r.exit.err != nil {
 		return r.exit.err
@@ -377,11 +379,11 @@ func (r *straightRun) config() *expand.Config {
 	}
 }
 
-func (r *straightRun) stmt(s *syntax.Stmt) {
+func (r *straightRun) stmt(ctx context.Context, s *syntax.Stmt) {
 	if r.exit.fatal {
 		return
 	}
-	if err := r.ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil {
 		r.exit = straightExit{}
 		r.exit.fromHandler(err)
 		return
@@ -389,12 +391,12 @@ func (r *straightRun) stmt(s *syntax.Stmt) {
 	r.exit = straightExit{}
 	switch cm := s.Cmd.(type) {
 	case *syntax.BinaryCmd:
-		r.stmt(cm.X)
+		r.stmt(ctx, cm.X)
 		if r.exit.fatal {
 			return
 		}
 		if (r.exit.code == 0) == (cm.Op == syntax.AndStmt) {
-			r.stmt(cm.Y)
+			r.stmt(ctx, cm.Y)
 		}
 	case *syntax.DeclClause: // export
 		for _, as := range cm.Args {
@@ -404,11 +406,11 @@ func (r *straightRun) stmt(s *syntax.Stmt) {
 			r.env.set(as.Name.Value, vr)
 		}
 	case *syntax.CallExpr:
-		r.call(cm)
+		r.call(ctx, cm)
 	}
 }
 
-func (r *straightRun) call(cm *syntax.CallExpr) {
+func (r *straightRun) call(ctx context.Context, cm *syntax.CallExpr) {
 	r.lastExpand = straightExit{}
 	if len(cm.Args) > 0 && cm.Args[0].Lit() == "read" {
 		r.read(cm.Args[1:])
@@ -427,7 +429,7 @@ func (r *straightRun) call(cm *syntax.CallExpr) {
 		}
 		return
 	}
-	r.exit.fromHandler(r.exec(fields, r.hookStdin(), r.out))
+	r.exit.fromHandler(r.exec(ctx, fields, r.hookStdin(), r.out))
 }
 
 // read is the read builtin without options, as the interpreter's: a line
@@ -515,9 +517,9 @@ func stdinFile(r io.Reader) io.Reader {
 
 // exec hands argv to the exec middlewares with the hook's directory and
 // environment and the given streams.
-func (r *straightRun) exec(argv []string, stdin io.Reader, stdout io.Writer) error {
+func (r *straightRun) exec(ctx context.Context, argv []string, stdin io.Reader, stdout io.Writer) error {
 	hio := &cmdIO{Dir: r.st.s.dir, Env: r.env, Stdin: stdin, Stdout: stdout, Stderr: r.errw}
-	return r.chain(context.WithValue(r.ctx, callKey{}, callState{io: hio}), argv)
+	return r.chain(context.WithValue(ctx, callKey{}, callState{io: hio}), argv)
 }
 
 // fields is expand.Fields of ws, with words of the plainest kinds (see
@@ -653,7 +655,7 @@ func (r *straightRun) cmdSubst(w io.Writer, cs *syntax.CmdSubst) error {
 		case len(fields) > 0 && cm.Args[0].Lit() == "echo":
 			_, _ = io.WriteString(w, echo(r.cfg, fields[1:]))
 		case len(fields) > 0:
-			sub.fromHandler(r.exec(fields, r.hookStdin(), w))
+			sub.fromHandler(r.exec(r.ctx, fields, r.hookStdin(), w))
 		}
 	case *syntax.BinaryCmd: // echo WORDS | command WORDS
 		x, y := cm.X.Cmd.(*syntax.CallExpr), cm.Y.Cmd.(*syntax.CallExpr)
@@ -662,7 +664,7 @@ func (r *straightRun) cmdSubst(w io.Writer, cs *syntax.CmdSubst) error {
 			in = echo(r.cfg, fields[1:])
 		}
 		if fields := r.fields(y.Args...); len(fields) > 0 {
-			sub.fromHandler(r.exec(fields, strings.NewReader(in), w))
+			sub.fromHandler(r.exec(r.ctx, fields, strings.NewReader(in), w))
 		}
 	}
 	r.lastExpand = sub
