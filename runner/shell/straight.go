@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
 	"mvdan.cc/sh/v3/syntax"
@@ -282,7 +283,8 @@ func plainName(w *syntax.Word) string {
 // dynamicVar: parameters the interpreter computes on each use.
 func dynamicVar(name string) bool {
 	switch name {
-	case "PPID", "RANDOM", "SRANDOM", "DIRSTACK":
+	case "PPID", "RANDOM", "SRANDOM", "DIRSTACK",
+		"LINENO": // expand works it out from the word's position
 		return true
 	}
 	return false
@@ -308,11 +310,12 @@ type straightRun struct {
 	// callback takes none).
 	ctx context.Context
 
-	data  string     // the hook's stdin not yet taken by read
-	stdin *lazyStdin // the hook's stdin for commands, made at first use
-	stop  func()
-	out   io.Writer
-	errw  io.Writer
+	data     string     // the hook's stdin not yet taken by read
+	hadStdin bool       // the hook was given some (so its stdin is a pipe)
+	stdin    *lazyStdin // the hook's stdin for commands, made at first use
+	stop     func()
+	out      io.Writer
+	errw     io.Writer
 
 	exit       straightExit
 	lastExpand straightExit
@@ -344,7 +347,7 @@ func (e *straightExit) fromHandler(err error) {
 // interpreter's Run would.
 func (st *runState) runStraight(ctx context.Context, f *syntax.File, env expand.Environ, data string, stdout, stderr io.Writer) error {
 	r := &straightRun{
-		st: st, ctx: ctx, data: data, out: stdout, errw: stderr,
+		st: st, ctx: ctx, data: data, hadStdin: data != "", out: stdout, errw: stderr,
 		env:  newStraightEnv(env, st.s.dir),
 		stop: func() {},
 	}
@@ -494,7 +497,16 @@ func (l *lazyStdin) Read(p []byte) (int, error) { return l.file().Read(p) }
 func (l *lazyStdin) file() *os.File {
 	if l.f == nil {
 		r := l.r
-		f, stop, err := r.st.s.feedStdin(r.data)
+		var f *os.File
+		var stop func()
+		var err error
+		if r.data == "" && r.hadStdin {
+			// What read left is nothing, but it is still the hook's
+			// pipe, not /dev/null (a command may look).
+			f, stop, err = emptyPipe()
+		} else {
+			f, stop, err = r.st.s.feedStdin(r.data)
+		}
 		if err != nil {
 			fmt.Fprintf(r.errw, "stdin: %v\n", err)
 			f, stop, _ = r.st.s.feedStdin("")
@@ -504,6 +516,18 @@ func (l *lazyStdin) file() *os.File {
 		r.data = ""
 	}
 	return l.f
+}
+
+// emptyPipe is a pipe with nothing in it and its write end closed.
+func emptyPipe() (*os.File, func(), error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	unix.Close(fds[1])
+	f := os.NewFile(uintptr(fds[0]), "|0")
+	var once sync.Once
+	return f, func() { once.Do(func() { f.Close() }) }, nil
 }
 
 // stdinFile is r as a command is started with it: a straight hook's
