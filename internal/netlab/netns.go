@@ -163,10 +163,15 @@ func acquireWireguardDir() error {
 	dir := wireguardRunDir()
 	if wgDir.refs == 0 {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			if err := os.Mkdir(dir, 0o700); err != nil {
+			switch err := os.Mkdir(dir, 0o700); {
+			case errors.Is(err, os.ErrExist):
+				// Another process's lab made it meanwhile (`lab verify`
+				// runs side by side in TestImage): it is that one's.
+			case err != nil:
 				return fmt.Errorf("netlab: create %s: %w", dir, err)
+			default:
+				wgDir.created = true
 			}
-			wgDir.created = true
 		}
 	}
 	wgDir.refs++
