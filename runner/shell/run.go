@@ -258,6 +258,11 @@ func (s *Shell) feedStdin(data string) (*os.File, func(), error) {
 		s.devNull.once.Do(func() { s.devNull.f, s.devNull.err = os.Open(os.DevNull) })
 		return s.devNull.f, func() {}, s.devNull.err
 	}
+	return pipeStdin(data)
+}
+
+// pipeStdin is feedStdin's pipe, made for data even when it is empty.
+func pipeStdin(data string) (*os.File, func(), error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return nil, nil, fmt.Errorf("pipe: %w", err)

@@ -36,7 +36,8 @@
 // SubnetAdd and SubnetRemove) runs without building an interpreter: its
 // words are expanded by the same expand package and its commands go
 // through the same middlewares, so nothing above tells the difference
-// (straight.go lists the forms; a parity test and a fuzzer compare the two).
+// (straight_forms.go lists the forms; a parity test and a fuzzer compare
+// the two).
 package shell
 
 import (

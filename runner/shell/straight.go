@@ -9,9 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 
-	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
 	"mvdan.cc/sh/v3/syntax"
@@ -22,7 +20,8 @@ import (
 // stdin and `read` taking it a byte per system call cost more than the
 // commands of a short hook on the fast path (a profile of vxlan's
 // SubnetAdd: about 0.1 ms a hook, as much as the kernel's work). A hook
-// made only of the forms below is run by runStraight instead: the same
+// made only of the forms straight_forms.go lists is run by runStraight
+// instead: the same
 // statements in the same order, its words expanded by the interpreter's
 // own expand package with a configuration like the interpreter's, and
 // every external command handed, with the same argv, directory,
@@ -30,275 +29,6 @@ import (
 // order. The trace, dry-run, the fast path, ownership and replace-existing
 // see each command as they would under the interpreter. TestStraightParity
 // and FuzzStraightParity run hooks both ways and compare what they did.
-//
-// The forms, and nothing else anywhere in the hook:
-//   - statements separated by ; or newlines, and joined by && or ||; no
-//     redirections, pipelines, !, & or compound commands;
-//   - NAME=word and export NAME=word (several per statement);
-//   - read NAME... (no options), before any command that could read the
-//     hook's stdin;
-//   - a command named by a plain literal that is no builtin, whose words
-//     are literals, quotes and parameters ($NAME, ${NAME}, ${NAME%pat},
-//     ${NAME:-word} and the like; none of the special or dynamic ones);
-//   - command substitutions `echo WORDS`, `echo WORDS | command WORDS`
-//     and `command WORDS`.
-
-// straightSet caches, per parsed hook, whether it is straight.
-type straightSet struct {
-	mu sync.Mutex
-	m  map[*syntax.File]bool
-}
-
-// maxStraightCache bounds the cache; a reloaded config parses new Files.
-const maxStraightCache = 64
-
-func (c *straightSet) is(f *syntax.File) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ok, hit := c.m[f]
-	if hit {
-		return ok
-	}
-	ok = straight(f)
-	if c.m == nil || len(c.m) >= maxStraightCache {
-		c.m = map[*syntax.File]bool{}
-	}
-	c.m[f] = ok
-	return ok
-}
-
-// straight reports whether f is made only of the forms runStraight runs.
-func straight(f *syntax.File) bool {
-	var c straightCheck
-	for _, st := range f.Stmts {
-		if !c.stmt(st) {
-			return false
-		}
-	}
-	return true
-}
-
-// straightCheck walks a hook in the order it runs; stdinUsed is set once a
-// command that inherits the hook's stdin has been seen (a later `read`
-// would have to read what that command left in the pipe).
-type straightCheck struct {
-	stdinUsed bool
-	inSubst   bool // no substitution inside a substitution
-}
-
-func (c *straightCheck) stmt(st *syntax.Stmt) bool {
-	if st == nil || st.Cmd == nil || st.Negated || st.Background || st.Coprocess || st.Disown || len(st.Redirs) > 0 {
-		return false
-	}
-	switch cm := st.Cmd.(type) {
-	case *syntax.BinaryCmd:
-		return (cm.Op == syntax.AndStmt || cm.Op == syntax.OrStmt) && c.stmt(cm.X) && c.stmt(cm.Y)
-	case *syntax.DeclClause:
-		if cm.Variant == nil || cm.Variant.Value != "export" || len(cm.Args) == 0 {
-			return false
-		}
-		for _, as := range cm.Args {
-			if !c.assign(as) {
-				return false
-			}
-		}
-		return true
-	case *syntax.CallExpr:
-		if len(cm.Args) == 0 {
-			for _, as := range cm.Assigns {
-				if !c.assign(as) {
-					return false
-				}
-			}
-			return len(cm.Assigns) > 0
-		}
-		if len(cm.Assigns) > 0 {
-			return false
-		}
-		name := plainName(cm.Args[0])
-		switch {
-		case name == "read":
-			if c.stdinUsed || len(cm.Args) < 2 {
-				return false
-			}
-			for _, w := range cm.Args[1:] {
-				if n := w.Lit(); !syntax.ValidName(n) || !assignable(n) {
-					return false
-				}
-			}
-			return true
-		case name == "" || interp.IsBuiltin(name):
-			return false
-		}
-		if !c.words(cm.Args[1:]) {
-			return false
-		}
-		c.stdinUsed = true
-		return true
-	}
-	return false
-}
-
-func (c *straightCheck) assign(as *syntax.Assign) bool {
-	return as != nil && as.Name != nil && syntax.ValidName(as.Name.Value) && assignable(as.Name.Value) &&
-		!as.Append && !as.Naked && as.Index == nil && as.Array == nil && as.Value != nil && c.word(as.Value)
-}
-
-func (c *straightCheck) words(ws []*syntax.Word) bool {
-	for _, w := range ws {
-		if !c.word(w) {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *straightCheck) word(w *syntax.Word) bool {
-	if w == nil {
-		return false
-	}
-	for _, p := range w.Parts {
-		if !c.part(p, false) {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *straightCheck) part(p syntax.WordPart, quoted bool) bool {
-	switch p := p.(type) {
-	case *syntax.Lit:
-		return true
-	case *syntax.SglQuoted:
-		return !quoted && !p.Dollar
-	case *syntax.DblQuoted:
-		if quoted || p.Dollar {
-			return false
-		}
-		for _, q := range p.Parts {
-			if !c.part(q, true) {
-				return false
-			}
-		}
-		return true
-	case *syntax.ParamExp:
-		return c.param(p)
-	case *syntax.CmdSubst:
-		if c.inSubst {
-			return false
-		}
-		c.inSubst = true
-		defer func() { c.inSubst = false }()
-		return c.subst(p)
-	}
-	return false
-}
-
-func (c *straightCheck) param(p *syntax.ParamExp) bool {
-	if p.Param == nil || p.Flags != nil || p.Excl || p.Length || p.Width || p.IsSet ||
-		p.Split != syntax.OptUnset || p.GlobSubst != syntax.OptUnset || p.RcExpand != syntax.OptUnset ||
-		p.NestedParam != nil || p.Index != nil || len(p.Modifiers) > 0 || p.Slice != nil || p.Repl != nil ||
-		p.Names != 0 || !syntax.ValidName(p.Param.Value) || dynamicVar(p.Param.Value) {
-		return false
-	}
-	if p.Exp == nil {
-		return true
-	}
-	switch p.Exp.Op {
-	case syntax.RemSmallSuffix, syntax.RemLargeSuffix, syntax.RemSmallPrefix, syntax.RemLargePrefix,
-		syntax.AlternateUnset, syntax.AlternateUnsetOrNull, syntax.DefaultUnset, syntax.DefaultUnsetOrNull:
-		return p.Exp.Word == nil || c.word(p.Exp.Word)
-	}
-	return false
-}
-
-// subst: `echo WORDS`, `echo WORDS | command WORDS` or `command WORDS`.
-func (c *straightCheck) subst(cs *syntax.CmdSubst) bool {
-	if cs.TempFile || cs.ReplyVar || len(cs.Stmts) != 1 {
-		return false
-	}
-	st := cs.Stmts[0]
-	if st.Negated || st.Background || st.Coprocess || st.Disown || len(st.Redirs) > 0 {
-		return false
-	}
-	switch cm := st.Cmd.(type) {
-	case *syntax.CallExpr:
-		name, ok := c.simpleCall(cm)
-		if ok && name != "echo" {
-			c.stdinUsed = true
-		}
-		return ok
-	case *syntax.BinaryCmd:
-		if cm.Op != syntax.Pipe || !c.plainStmt(cm.X) || !c.plainStmt(cm.Y) {
-			return false
-		}
-		x, _ := cm.X.Cmd.(*syntax.CallExpr)
-		y, _ := cm.Y.Cmd.(*syntax.CallExpr)
-		if x == nil || y == nil {
-			return false
-		}
-		xn, ok := c.simpleCall(x)
-		if !ok || xn != "echo" {
-			return false
-		}
-		yn, ok := c.simpleCall(y)
-		return ok && yn != "echo"
-	}
-	return false
-}
-
-func (c *straightCheck) plainStmt(st *syntax.Stmt) bool {
-	return st != nil && !st.Negated && !st.Background && !st.Coprocess && !st.Disown && len(st.Redirs) == 0
-}
-
-// simpleCall: echo, or a command that is no builtin, with plannable words.
-func (c *straightCheck) simpleCall(cm *syntax.CallExpr) (string, bool) {
-	if len(cm.Assigns) > 0 || len(cm.Args) == 0 {
-		return "", false
-	}
-	name := plainName(cm.Args[0])
-	if name == "" || name != "echo" && interp.IsBuiltin(name) {
-		return "", false
-	}
-	return name, c.words(cm.Args[1:])
-}
-
-// plainName is w's value when w is one literal that names a command as
-// it stands: no expansion, quoting, globbing or tilde.
-func plainName(w *syntax.Word) string {
-	name := w.Lit()
-	if name == "" {
-		return ""
-	}
-	for _, r := range name {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '.', r == '+':
-		default:
-			return ""
-		}
-	}
-	return name
-}
-
-// dynamicVar: parameters the interpreter computes on each use.
-func dynamicVar(name string) bool {
-	switch name {
-	case "PPID", "RANDOM", "SRANDOM", "DIRSTACK",
-		"LINENO": // expand works it out from the word's position
-		return true
-	}
-	return false
-}
-
-// assignable: names a straight hook may set. The interpreter sets or
-// computes the others itself (or holds them read-only).
-func assignable(name string) bool {
-	switch name {
-	case "IFS", "PWD", "OLDPWD", "OPTIND", "UID", "EUID", "GID", "HOME", "PATH":
-		return false
-	}
-	return !dynamicVar(name)
-}
 
 // straightRun is one run of a straight hook.
 type straightRun struct {
@@ -403,10 +133,7 @@ func (r *straightRun) stmt(ctx context.Context, s *syntax.Stmt) {
 		}
 	case *syntax.DeclClause: // export
 		for _, as := range cm.Args {
-			vr := r.env.Get(as.Name.Value)
-			vr.Set, vr.Kind, vr.Str = true, expand.String, r.literal(as.Value)
-			vr.Exported = true
-			r.env.set(as.Name.Value, vr)
+			r.assign(as, true)
 		}
 	case *syntax.CallExpr:
 		r.call(ctx, cm)
@@ -422,9 +149,7 @@ func (r *straightRun) call(ctx context.Context, cm *syntax.CallExpr) {
 	fields := r.fields(cm.Args...)
 	if len(fields) == 0 { // assignments only (or words that expanded to none)
 		for _, as := range cm.Assigns {
-			vr := r.env.Get(as.Name.Value)
-			vr.Set, vr.Kind, vr.Str = true, expand.String, r.literal(as.Value)
-			r.env.set(as.Name.Value, vr)
+			r.assign(as, false)
 		}
 		if r.exit.code == 0 {
 			// The status of the last substitution, as a shell's.
@@ -433,6 +158,16 @@ func (r *straightRun) call(ctx context.Context, cm *syntax.CallExpr) {
 		return
 	}
 	r.exit.fromHandler(r.exec(ctx, fields, r.hookStdin(), r.out))
+}
+
+// assign sets as's variable to its value, keeping what else the
+// variable was (exported, say), as the interpreter's assignment does;
+// export exports it too.
+func (r *straightRun) assign(as *syntax.Assign, export bool) {
+	vr := r.env.Get(as.Name.Value)
+	vr.Set, vr.Kind, vr.Str = true, expand.String, r.literal(as.Value)
+	vr.Exported = vr.Exported || export
+	r.env.set(as.Name.Value, vr)
 }
 
 // read is the read builtin without options, as the interpreter's: a line
@@ -497,16 +232,13 @@ func (l *lazyStdin) Read(p []byte) (int, error) { return l.file().Read(p) }
 func (l *lazyStdin) file() *os.File {
 	if l.f == nil {
 		r := l.r
-		var f *os.File
-		var stop func()
-		var err error
-		if r.data == "" && r.hadStdin {
-			// What read left is nothing, but it is still the hook's
-			// pipe, not /dev/null (a command may look).
-			f, stop, err = emptyPipe()
-		} else {
-			f, stop, err = r.st.s.feedStdin(r.data)
+		// A hook given stdin has a pipe even once read took all of it,
+		// as under the interpreter (a command may look).
+		feed := r.st.s.feedStdin
+		if r.hadStdin {
+			feed = pipeStdin
 		}
+		f, stop, err := feed(r.data)
 		if err != nil {
 			fmt.Fprintf(r.errw, "stdin: %v\n", err)
 			f, stop, _ = r.st.s.feedStdin("")
@@ -516,18 +248,6 @@ func (l *lazyStdin) file() *os.File {
 		r.data = ""
 	}
 	return l.f
-}
-
-// emptyPipe is a pipe with nothing in it and its write end closed.
-func emptyPipe() (*os.File, func(), error) {
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return nil, nil, fmt.Errorf("pipe: %w", err)
-	}
-	unix.Close(fds[1])
-	f := os.NewFile(uintptr(fds[0]), "|0")
-	var once sync.Once
-	return f, func() { once.Do(func() { f.Close() }) }, nil
 }
 
 // stdinFile is r as a command is started with it: a straight hook's
@@ -650,11 +370,7 @@ const plainUnsafe = `\*?[{~`
 
 // simpleParam: $NAME or ${NAME}, nothing more (straight has checked the
 // name).
-func simpleParam(p *syntax.ParamExp) bool {
-	return p.Exp == nil && p.Param != nil && !p.Excl && !p.Length && !p.Width && !p.IsSet && p.Flags == nil &&
-		p.Index == nil && p.Slice == nil && p.Repl == nil && p.Names == 0 && p.NestedParam == nil &&
-		len(p.Modifiers) == 0 && p.Split == syntax.OptUnset && p.GlobSubst == syntax.OptUnset && p.RcExpand == syntax.OptUnset
-}
+func simpleParam(p *syntax.ParamExp) bool { return p.Exp == nil && bareParam(p) }
 
 func isDefaultIFS(r rune) bool { return r == ' ' || r == '\t' || r == '\n' }
 
