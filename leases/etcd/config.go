@@ -1,11 +1,14 @@
 package etcd
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -114,4 +117,62 @@ func (c Config) validate() (*tls.Config, error) {
 		return nil, errors.New("CertFile: required with KeyFile")
 	}
 	return tc, nil
+}
+
+// options are New's Options: the store's own settings, beside the
+// Config that says how to reach etcd.
+type options struct {
+	ttl  time.Duration
+	log  *slog.Logger
+	rnd  *rand.Rand
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// Option configures New; an option with a bad value makes New fail.
+type Option func(*options) error
+
+// TTL sets the lifetime of the etcd lease attached to each subnet key
+// (default leases.DefaultTTL, 24h, as flanneld). It is rounded up to whole
+// seconds and must be at least one second.
+func TTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second {
+			return fmt.Errorf("TTL: %s is shorter than one second", d)
+		}
+		o.ttl = d
+		return nil
+	}
+}
+
+// Logger sets the logger (nil or not given: slog.Default()).
+func Logger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			l = slog.Default()
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// Dialer makes every connection to etcd with dial instead of the
+// default dialer: a process outside a network namespace reaches an etcd
+// inside it (the lab's, through netlab's DialHub).
+func Dialer(dial func(ctx context.Context, addr string) (net.Conn, error)) Option {
+	return func(o *options) error {
+		if dial == nil {
+			return errors.New("Dialer: nil")
+		}
+		o.dial = dial
+		return nil
+	}
+}
+
+// Rand sets the source of random subnet choices (default: randomly
+// seeded). Store serializes its use.
+func Rand(r *rand.Rand) Option {
+	return func(o *options) error {
+		o.rnd = r
+		return nil
+	}
 }

@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -77,67 +76,9 @@ type Store struct {
 	rnd   *rand.Rand
 
 	// warm is the list Acquire chose from, kept until the first Watch:
-	// that Watch follows from its revision instead of listing again (its
-	// watch then brings the lease Acquire wrote, and anything since).
-	warmMu  sync.Mutex
-	warm    *watchState
-	watched bool // a Watch has started: lists are no longer kept
-}
-
-type options struct {
-	ttl  time.Duration
-	log  *slog.Logger
-	rnd  *rand.Rand
-	dial func(ctx context.Context, addr string) (net.Conn, error)
-}
-
-// Option configures New; an option with a bad value makes New fail.
-type Option func(*options) error
-
-// TTL sets the lifetime of the etcd lease attached to each subnet key
-// (default leases.DefaultTTL, 24h, as flanneld). It is rounded up to whole
-// seconds and must be at least one second.
-func TTL(d time.Duration) Option {
-	return func(o *options) error {
-		if d < time.Second {
-			return fmt.Errorf("TTL: %s is shorter than one second", d)
-		}
-		o.ttl = d
-		return nil
-	}
-}
-
-// Logger sets the logger (nil or not given: slog.Default()).
-func Logger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			l = slog.Default()
-		}
-		o.log = l
-		return nil
-	}
-}
-
-// Dialer makes every connection to etcd with dial instead of the
-// default dialer: a process outside a network namespace reaches an etcd
-// inside it (the lab's, through netlab's DialHub).
-func Dialer(dial func(ctx context.Context, addr string) (net.Conn, error)) Option {
-	return func(o *options) error {
-		if dial == nil {
-			return errors.New("Dialer: nil")
-		}
-		o.dial = dial
-		return nil
-	}
-}
-
-// Rand sets the source of random subnet choices (default: randomly
-// seeded). Store serializes its use.
-func Rand(r *rand.Rand) Option {
-	return func(o *options) error {
-		o.rnd = r
-		return nil
-	}
+	// that Watch follows from its revision instead of listing again (see
+	// keepWarm).
+	warm leases.Warm[*watchState]
 }
 
 // New connects to etcd and checks, within cfg.DialTimeout, that it answers
@@ -395,33 +336,6 @@ func (s *Store) Acquire(ctx context.Context, r leases.Range, attrs leases.Attrs)
 		return leases.Lease{}, fmt.Errorf("etcd: acquire: still conflicting with other writers after %d attempts", maxAttempts)
 	}
 	return leases.Lease{}, err
-}
-
-// keepWarm keeps the list es at revision rev, with the value Acquire
-// then wrote at key, for the first Watch: what a list right after
-// Acquire would show, unless someone else wrote since (the watch from
-// rev brings that).
-func (s *Store) keepWarm(es []entry, rev int64, key string, val []byte) {
-	s.warmMu.Lock()
-	defer s.warmMu.Unlock()
-	if s.watched {
-		return
-	}
-	st := &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es)+1)}
-	for _, e := range es {
-		st.cache[e.key] = e.lease
-	}
-	st.cache[key] = leases.Decode(strings.TrimPrefix(key, s.subnetsDir), val)
-	s.warm = st
-}
-
-// takeWarm hands Acquire's list to the first Watch, once.
-func (s *Store) takeWarm() *watchState {
-	s.warmMu.Lock()
-	defer s.warmMu.Unlock()
-	st := s.warm
-	s.warm, s.watched = nil, true
-	return st
 }
 
 // takeBack moves this node's lease e (own) to the etcd lease id with the

@@ -22,7 +22,7 @@ import (
 // 5s), lists again and sends that snapshot. It returns nil when ctx is
 // done and an error only when the store was closed.
 func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
-	if st := s.takeWarm(); st != nil {
+	if st, ok := s.warm.Take(); ok {
 		// Acquire has just listed: send that, and follow from its
 		// revision. (Waiting for the watch's first answer instead would
 		// wait for etcd to catch a watch up from a past revision, which
@@ -31,6 +31,22 @@ func (s *Store) Watch(ctx context.Context, out chan<- []leases.Lease) error {
 		return s.watch(ctx, out, st, true)
 	}
 	return s.watch(ctx, out, nil, false)
+}
+
+// keepWarm keeps the list es at revision rev, with the value Acquire
+// then wrote at key, for the first Watch: what a list right after
+// Acquire would show, unless someone else wrote since (the watch from
+// rev brings that).
+func (s *Store) keepWarm(es []entry, rev int64, key string, val []byte) {
+	if !s.warm.Wanted() {
+		return
+	}
+	st := &watchState{rev: rev, cache: make(map[string]leases.Lease, len(es)+1)}
+	for _, e := range es {
+		st.cache[e.key] = e.lease
+	}
+	st.cache[key] = leases.Decode(strings.TrimPrefix(key, s.subnetsDir), val)
+	s.warm.Keep(st)
 }
 
 // watchState is what Watch knows: the leases by key at revision rev.

@@ -81,9 +81,7 @@ type Store struct {
 	// warm is what the last scan read, by file name, kept until the
 	// first Watch lists the directory: that list then reads only the
 	// files changed since (a daemon's Acquire has just read them all).
-	warmMu  sync.Mutex
-	warm    map[string]warmLease
-	watched bool // a Watch has listed: no scan keeps its reads any more
+	warm leases.Warm[map[string]warmLease]
 
 	closeOnce sync.Once
 	done      chan struct{}

@@ -59,7 +59,10 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 	bad := map[string]string{}
 	var badKeys []leases.Lease
 	es := make([]entry, 0, len(des))
-	warm := s.warming(len(des))
+	var warm map[string]warmLease
+	if s.warm.Wanted() {
+		warm = make(map[string]warmLease, len(des))
+	}
 	now := s.now()
 	for _, de := range des {
 		it, ok := s.scanOne(de, now)
@@ -78,7 +81,9 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 			warm[it.name()] = warmLease{it.lease(), it.id}
 		}
 	}
-	s.keepWarm(warm)
+	if warm != nil {
+		s.warm.Keep(warm)
+	}
 	s.warnOnce(bad)
 	return es, badKeys, nil
 }
@@ -88,34 +93,6 @@ func (s *Store) scan() ([]entry, []leases.Lease, error) {
 type warmLease struct {
 	lease leases.Lease
 	id    fileID
-}
-
-// warming is the map a scan fills for the first Watch's list (nil once
-// a Watch has listed: the map would only hold every lease twice).
-func (s *Store) warming(n int) map[string]warmLease {
-	s.warmMu.Lock()
-	defer s.warmMu.Unlock()
-	if s.watched {
-		return nil
-	}
-	return make(map[string]warmLease, n)
-}
-
-func (s *Store) keepWarm(m map[string]warmLease) {
-	s.warmMu.Lock()
-	defer s.warmMu.Unlock()
-	if m != nil && !s.watched {
-		s.warm = m
-	}
-}
-
-// takeWarm hands the last scan's reads to a Watch's first list, once.
-func (s *Store) takeWarm() map[string]warmLease {
-	s.warmMu.Lock()
-	defer s.warmMu.Unlock()
-	m := s.warm
-	s.warm, s.watched = nil, true
-	return m
 }
 
 // item is what one name in subnets/ lists as: a lease file's entry (or a

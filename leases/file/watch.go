@@ -174,8 +174,9 @@ func (w *watcher) rescan(ctx context.Context) error {
 		// (Acquire's, in a daemon): a file that has not changed since
 		// is not read again, as in every later list.
 		w.seeded = true
+		warm, _ := w.s.warm.Take()
 		w.mu.Lock()
-		for name, wl := range w.s.takeWarm() {
+		for name, wl := range warm {
 			if _, had := w.cache[name]; !had {
 				l := wl.lease
 				w.put(name, &l)
