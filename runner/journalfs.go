@@ -71,47 +71,15 @@ func (o *osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.path
 // and at most appendRecheck apart otherwise): that append opens the
 // path again, as the first one did. A failed write or sync closes it.
 func (o *osFS) Append(name string, data []byte, sync bool) error {
-	path := o.path(name)
-	a, open := o.appending[name]
-	now := time.Now()
-	var statErr error
-	if !open || sync || now.Sub(a.checked) >= appendRecheck {
-		var fi os.FileInfo
-		fi, statErr = os.Stat(path)
-		if open && (statErr != nil || !os.SameFile(fi, a.fi)) {
-			// While a is open its inode is not reused, so a path naming the
-			// same inode names a's file.
-			_ = o.drop(name) // the lines in it were written; the path's file takes the next
-			open = false
-		}
-		if open {
-			a.size, a.checked = fi.Size(), now
-		}
-	}
-	size := a.size
-	if !open {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			return err
-		}
-		if errors.Is(statErr, fs.ErrNotExist) {
-			o.dirUnsynced = true
-		}
-		ffi, err := f.Stat()
-		if err != nil {
-			return errors.Join(err, f.Close())
-		}
-		a, size = appendFile{f: f, fi: ffi, checked: now}, ffi.Size()
-		if o.appending == nil {
-			o.appending = map[string]appendFile{}
-		}
+	a, err := o.appendTo(name, sync)
+	if err != nil {
+		return err
 	}
 	if _, werr := a.f.Write(data); werr != nil {
-		o.appending[name] = a
-		terr := a.f.Truncate(size)
+		terr := a.f.Truncate(a.size)
 		return errors.Join(werr, terr, o.drop(name))
 	}
-	a.size = size + int64(len(data))
+	a.size += int64(len(data))
 	o.appending[name] = a
 	if sync {
 		if err := a.f.Sync(); err != nil {
@@ -130,6 +98,47 @@ func (o *osFS) Append(name string, data []byte, sync bool) error {
 		o.dirUnsynced = false
 	}
 	return nil
+}
+
+// appendTo is the open file name's next append goes to, with its size:
+// the one kept open, while the path still names it (checked at a synced
+// append, and appendRecheck apart otherwise), else the path opened anew
+// and kept.
+func (o *osFS) appendTo(name string, sync bool) (appendFile, error) {
+	now := time.Now()
+	a, open := o.appending[name]
+	if open && !sync && now.Sub(a.checked) < appendRecheck {
+		return a, nil
+	}
+	path := o.path(name)
+	fi, statErr := os.Stat(path)
+	if open {
+		// While a is open its inode is not reused, so a path naming the
+		// same inode names a's file.
+		if statErr == nil && os.SameFile(fi, a.fi) {
+			a.size, a.checked = fi.Size(), now
+			o.appending[name] = a
+			return a, nil
+		}
+		_ = o.drop(name) // the lines in it were written; the path's file takes the next
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return appendFile{}, err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		o.dirUnsynced = true
+	}
+	ffi, err := f.Stat()
+	if err != nil {
+		return appendFile{}, errors.Join(err, f.Close())
+	}
+	a = appendFile{f: f, fi: ffi, size: ffi.Size(), checked: now}
+	if o.appending == nil {
+		o.appending = map[string]appendFile{}
+	}
+	o.appending[name] = a
+	return a, nil
 }
 
 func (o *osFS) WriteAtomic(name string, write func(io.Writer) error) error {
