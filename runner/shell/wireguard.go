@@ -61,8 +61,7 @@ func WireguardLinkName(argv []string) (string, bool) {
 		return "", false // most commands: no need to read them
 	}
 	c, err := netcmd.Parse(argv)
-	if err != nil || c.Verb != netcmd.Add || len(c.Objects) != 1 || c.Objects[0].Kind() != "link" ||
-		argv[len(argv)-1] != "wireguard" {
+	if err != nil || c.Verb != netcmd.Add || len(c.Objects) != 1 || c.Objects[0].Kind() != "link" {
 		return "", false
 	}
 	name := strings.TrimPrefix(string(c.Objects[0]), "link ")
